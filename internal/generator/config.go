@@ -1,0 +1,60 @@
+package generator
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// defaultChunkSize is the largest body chunk the generated code sends: 64 KiB,
+// the size the Mattermost contract documents.
+const defaultChunkSize = 64 << 10
+
+// maxChunkSize keeps a configured chunk comfortably below grpc-go's default
+// 4 MiB receive limit, so a peer with default options can read every message.
+const maxChunkSize = 4<<20 - 64<<10
+
+// emitKind selects which halves of the bridge are generated.
+type emitKind string
+
+const (
+	emitHost   emitKind = "host"
+	emitPlugin emitKind = "plugin"
+	emitBoth   emitKind = "both"
+)
+
+// config holds the plugin parameters that are ours; protogen handles the rest
+// (paths=, module=, M...).
+type config struct {
+	chunkSize int
+	emit      emitKind
+}
+
+func defaultConfig() *config {
+	return &config{chunkSize: defaultChunkSize, emit: emitBoth}
+}
+
+func (c *config) host() bool   { return c.emit != emitPlugin }
+func (c *config) plugin() bool { return c.emit != emitHost }
+
+// set is protogen's ParamFunc: it is called once for each name=value pair that
+// protogen does not handle itself.
+func (c *config) set(name, value string) error {
+	switch name {
+	case "chunk_size":
+		n, err := strconv.Atoi(value)
+		if err != nil || n <= 0 || n > maxChunkSize {
+			return fmt.Errorf("parameter chunk_size=%q: want a whole number of bytes from 1 to %d", value, maxChunkSize)
+		}
+		c.chunkSize = n
+	case "emit":
+		switch k := emitKind(value); k {
+		case emitHost, emitPlugin, emitBoth:
+			c.emit = k
+		default:
+			return fmt.Errorf("parameter emit=%q: want host, plugin or both", value)
+		}
+	default:
+		return fmt.Errorf("unknown parameter %q (known: chunk_size, emit, and protogen's paths, module, M, annotate_code, default_api_level, apilevelM)", name)
+	}
+	return nil
+}

@@ -1,0 +1,114 @@
+package generator
+
+import (
+	"google.golang.org/protobuf/compiler/protogen"
+	"google.golang.org/protobuf/types/gofeaturespb"
+)
+
+// pair is one request/response message pair that gets a host adapter and a
+// plugin facade. Its exported names all start with prefix.
+type pair struct {
+	prefix   string // "ServeHTTP" for ServeHTTPRequest and ServeHTTPResponse
+	request  *requestShape
+	response *responseShape
+}
+
+// requestShape is a message that carries an HTTP request, and its init.
+type requestShape struct {
+	message      *protogen.Message
+	init         field
+	bodyChunk    field
+	bodyComplete field
+
+	initMessage *protogen.Message
+	method      field
+	url         field
+	headers     field
+	header      headerShape
+
+	// Optional init fields: nil when the message does not have them.
+	proto         *field
+	protoMajor    *field
+	protoMinor    *field
+	host          *field
+	remoteAddr    *field
+	requestURI    *field
+	contentLength *field
+}
+
+// responseShape is a message that carries an HTTP response, and its init.
+type responseShape struct {
+	message      *protogen.Message
+	init         field
+	bodyChunk    field
+	bodyComplete field
+	flush        *field // optional
+
+	initMessage *protogen.Message
+	statusCode  field
+	headers     field
+	header      headerShape
+}
+
+// headerShape is the message of one header: a key and its values.
+type headerShape struct {
+	message *protogen.Message
+	key     field
+	values  field
+}
+
+// rpcBinding is a bidi-streaming method whose messages form a pair, so the
+// host can be built from the service's client.
+type rpcBinding struct {
+	service *protogen.Service
+	method  *protogen.Method
+	pair    *pair
+	// hostIdent names the pair's host type, which may live in the package of
+	// the messages rather than the service.
+	hostIdent protogen.GoIdent
+}
+
+// field says how generated code reads and writes one message field, which
+// depends on the field's presence and on the Go API level of its message.
+type field struct {
+	goName string
+	style  accessStyle
+}
+
+type accessStyle int
+
+const (
+	accessDirect  accessStyle = iota // open API, implicit presence: m.X = v
+	accessPointer                    // open API, explicit presence scalar: m.X = &v
+	accessSetter                     // opaque or hybrid API: m.SetX(v)
+)
+
+func newField(m *protogen.Message, f *protogen.Field) field {
+	style := accessDirect
+	switch {
+	case m.APILevel == gofeaturespb.GoFeatures_API_OPAQUE || m.APILevel == gofeaturespb.GoFeatures_API_HYBRID:
+		style = accessSetter
+	case f.Desc.HasPresence() && f.Message == nil && !f.Desc.IsList() && f.Desc.Kind() != bytesKind:
+		style = accessPointer
+	}
+	return field{goName: f.GoName, style: style}
+}
+
+// Get is the expression that reads the field of recv; getters exist at every
+// API level and are nil-safe.
+func (f field) Get(recv string) string {
+	return recv + ".Get" + f.goName + "()"
+}
+
+// Set is the statement that stores variable v into the field of recv. v must
+// be addressable, since explicit-presence scalars store a pointer to it.
+func (f field) Set(recv, v string) string {
+	switch f.style {
+	case accessPointer:
+		return recv + "." + f.goName + " = &" + v
+	case accessSetter:
+		return recv + ".Set" + f.goName + "(" + v + ")"
+	default:
+		return recv + "." + f.goName + " = " + v
+	}
+}
