@@ -87,8 +87,9 @@ type headerView struct {
 
 // encoderView is what the "encodeHeader" template prints.
 type encoderView struct {
-	Func    string
-	Message string
+	Func         string
+	Message      string
+	SkipTrailers bool
 	headerView
 }
 
@@ -97,7 +98,7 @@ func (p *pairView) RequestHeaderEncoder() encoderView {
 }
 
 func (p *pairView) ResponseHeaderEncoder() encoderView {
-	return encoderView{Func: p.Private + "EncodeResponseHeader", Message: p.ResponseHeader, headerView: p.ResHeader}
+	return encoderView{Func: p.Private + "EncodeResponseHeader", Message: p.ResponseHeader, SkipTrailers: true, headerView: p.ResHeader}
 }
 
 // bindingView is what the "binding" template prints.

@@ -224,9 +224,9 @@ func (h *ServeHTTPHost) logger() *slog.Logger {
 // serveHTTPRequestInit describes r to the plugin.
 func serveHTTPRequestInit(r *http.Request) *ServeHTTPRequestInit {
 	init := &ServeHTTPRequestInit{}
-	method, url := r.Method, r.URL.String()
+	method, target := r.Method, r.URL.String()
 	init.Method = method
-	init.Url = url
+	init.Url = target
 	proto := r.Proto
 	init.Proto = proto
 	protoMajor := int32(r.ProtoMajor)
@@ -281,7 +281,12 @@ func serveHTTPSendBody(stream grpc.BidiStreamingClient[ServeHTTPRequest, ServeHT
 		}
 		init = nil
 	}
-	buf := make([]byte, chunkSize)
+	// A body of known small length needs no full-size buffer.
+	bufSize := chunkSize
+	if contentLength > 0 && contentLength < int64(chunkSize) {
+		bufSize = int(contentLength)
+	}
+	buf := make([]byte, bufSize)
 	for {
 		n, err := body.Read(buf)
 		if err != nil && err != io.EOF {
@@ -821,6 +826,11 @@ func serveHTTPEncodeResponseHeader(h http.Header) []*HTTPHeader {
 	}
 	keys := make([]string, 0, len(h))
 	for k := range h {
+		// Trailers cannot cross the stream; declaring them would make the
+		// host's server announce trailers that never come.
+		if k == "Trailer" || strings.HasPrefix(k, http.TrailerPrefix) {
+			continue
+		}
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
