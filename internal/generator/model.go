@@ -100,15 +100,16 @@ func (f field) Get(recv string) string {
 	return recv + ".Get" + f.goName + "()"
 }
 
-// Set is the statement that stores variable v into the field of recv. v must
-// be addressable, since explicit-presence scalars store a pointer to it.
-func (f field) Set(recv, v string) string {
+// Set is the statement that stores the value of expr into the field of recv.
+// Explicit-presence scalars of the open API hold a pointer, so their value
+// goes through a variable of its own.
+func (f field) Set(recv, expr string) string {
 	switch f.style {
 	case accessPointer:
-		return recv + "." + f.goName + " = &" + v
+		return "{\n\tvalue := " + expr + "\n\t" + recv + "." + f.goName + " = &value\n}"
 	case accessSetter:
-		return recv + ".Set" + f.goName + "(" + v + ")"
+		return recv + ".Set" + f.goName + "(" + expr + ")"
 	default:
-		return recv + "." + f.goName + " = " + v
+		return recv + "." + f.goName + " = " + expr
 	}
 }

@@ -224,28 +224,20 @@ func (h *ServeHTTPHost) logger() *slog.Logger {
 // serveHTTPRequestInit describes r to the plugin.
 func serveHTTPRequestInit(r *http.Request) *ServeHTTPRequestInit {
 	init := &ServeHTTPRequestInit{}
-	method, target := r.Method, r.URL.String()
-	init.Method = method
-	init.Url = target
-	proto := r.Proto
-	init.Proto = proto
-	protoMajor := int32(r.ProtoMajor)
-	init.ProtoMajor = protoMajor
-	protoMinor := int32(r.ProtoMinor)
-	init.ProtoMinor = protoMinor
-	host := r.Host
-	init.Host = host
-	remoteAddr := r.RemoteAddr
-	init.RemoteAddr = remoteAddr
-	requestURI := r.RequestURI
-	init.RequestUri = requestURI
-	contentLength := r.ContentLength
+	init.Method = r.Method
+	init.Url = r.URL.String()
+	init.Proto = r.Proto
+	init.ProtoMajor = int32(r.ProtoMajor)
+	init.ProtoMinor = int32(r.ProtoMinor)
+	init.Host = r.Host
+	init.RemoteAddr = r.RemoteAddr
+	init.RequestUri = r.RequestURI
 	if r.Body == nil || r.Body == http.NoBody {
-		contentLength = 0
+		init.ContentLength = 0
+	} else {
+		init.ContentLength = r.ContentLength
 	}
-	init.ContentLength = contentLength
-	headers := serveHTTPEncodeRequestHeader(r.Header)
-	init.Headers = headers
+	init.Headers = serveHTTPEncodeRequestHeader(r.Header)
 	return init
 }
 
@@ -260,7 +252,7 @@ func serveHTTPRequestMessage(init *ServeHTTPRequestInit, chunk []byte, complete 
 		msg.BodyChunk = chunk
 	}
 	if complete {
-		msg.BodyComplete = complete
+		msg.BodyComplete = true
 	}
 	return msg
 }
@@ -334,10 +326,9 @@ func serveHTTPEncodeRequestHeader(h http.Header) []*HTTPHeader {
 	slices.Sort(keys)
 	headers := make([]*HTTPHeader, 0, len(keys))
 	for _, k := range keys {
-		key, values := k, slices.Clone(h[k])
 		header := &HTTPHeader{}
-		header.Key = key
-		header.Values = values
+		header.Key = k
+		header.Values = slices.Clone(h[k])
 		headers = append(headers, header)
 	}
 	return headers
@@ -451,8 +442,7 @@ func (p *ServeHTTPPlugin) logger() *slog.Logger {
 // with a bare status, in a single message.
 func serveHTTPReject(stream grpc.BidiStreamingServer[ServeHTTPRequest, ServeHTTPResponse], status int) error {
 	init := &ServeHTTPResponseInit{}
-	code := int32(status)
-	init.StatusCode = code
+	init.StatusCode = int32(status)
 	headers := serveHTTPEncodeResponseHeader(http.Header{
 		"Content-Type":           {"text/plain; charset=utf-8"},
 		"X-Content-Type-Options": {"nosniff"},
@@ -472,10 +462,10 @@ func serveHTTPResponseMessage(init *ServeHTTPResponseInit, chunk []byte, flush, 
 		msg.BodyChunk = chunk
 	}
 	if flush {
-		msg.Flush = flush
+		msg.Flush = true
 	}
 	if complete {
-		msg.BodyComplete = complete
+		msg.BodyComplete = true
 	}
 	return msg
 }
@@ -710,10 +700,8 @@ func (w *ServeHTTPResponseWriter) writeHeaderLocked(code int) {
 	}
 	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
 	init := &ServeHTTPResponseInit{}
-	status := int32(code)
-	init.StatusCode = status
-	headers := serveHTTPEncodeResponseHeader(w.header)
-	init.Headers = headers
+	init.StatusCode = int32(code)
+	init.Headers = serveHTTPEncodeResponseHeader(w.header)
 	w.init = init
 }
 
@@ -836,10 +824,9 @@ func serveHTTPEncodeResponseHeader(h http.Header) []*HTTPHeader {
 	slices.Sort(keys)
 	headers := make([]*HTTPHeader, 0, len(keys))
 	for _, k := range keys {
-		key, values := k, slices.Clone(h[k])
 		header := &HTTPHeader{}
-		header.Key = key
-		header.Values = values
+		header.Key = k
+		header.Values = slices.Clone(h[k])
 		headers = append(headers, header)
 	}
 	return headers
