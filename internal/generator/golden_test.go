@@ -1,11 +1,12 @@
 package generator_test
 
 import (
+	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,15 +19,14 @@ import (
 	"google.golang.org/protobuf/types/pluginpb"
 
 	"github.com/httpbridge/httpbridge/internal/generator"
+	"github.com/httpbridge/httpbridge/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the expected output of the cases under testdata/")
 
 const (
 	casesDir      = "../../testdata"
 	defaultParam  = "paths=source_relative"
 	keepFile      = ".keep" // holds an otherwise empty golden/ in git
-	updateCommand = "go test ./internal/generator -run Golden -update"
+	updateCommand = "go test ./... -update"
 )
 
 // TestGolden runs the generator on every case folder under testdata/ and
@@ -61,7 +61,7 @@ func testCase(t *testing.T, dir string) {
 
 	goldenDir := filepath.Join(dir, "golden")
 	errorFile := filepath.Join(dir, "error.txt")
-	if *update {
+	if *golden.Update {
 		writeExpected(t, goldenDir, errorFile, resp.Error, got)
 		return
 	}
@@ -69,10 +69,11 @@ func testCase(t *testing.T, dir string) {
 	wantErr, err := os.ReadFile(errorFile)
 	switch {
 	case err == nil:
+		want := strings.TrimSuffix(string(wantErr), "\n")
 		if resp.Error == nil {
-			t.Errorf("no error, want %q", strings.TrimSuffix(string(wantErr), "\n"))
-		} else if g, w := resp.GetError(), strings.TrimSuffix(string(wantErr), "\n"); g != w {
-			t.Errorf("error text differs (-want +got):\n%s", lineDiff(w+"\n", g+"\n"))
+			t.Errorf("no error, want %q", want)
+		} else if got := resp.GetError(); got != want {
+			t.Errorf("error text differs (-want +got):\n%s", lineDiff(want+"\n", got+"\n"))
 		}
 		if len(got) > 0 {
 			t.Errorf("generated %d files along with the error", len(got))
@@ -109,6 +110,95 @@ func TestGenIsCurrent(t *testing.T) {
 		}
 	}
 	compareFiles(t, want, outputFiles(t, resp), "go tool -modfile=go.tool.mod buf generate")
+}
+
+// TestGoldenCompiles vets the expected output of every case that has some,
+// beside what protoc-gen-go and protoc-gen-go-grpc generate from the same
+// protos, in a scratch module: golden files are only worth pinning if they
+// build. It runs the go command, so -short skips it.
+func TestGoldenCompiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the go command")
+	}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command:", err)
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	// The scratch module requires what this one does, at the same versions.
+	modFile, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sumFile, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, work, map[string]string{
+		"go.mod": strings.Replace(string(modFile), "module github.com/httpbridge/httpbridge\n", "module golden\n", 1),
+		"go.sum": string(sumFile),
+	})
+
+	entries, err := os.ReadDir(casesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built := 0
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(casesDir, e.Name())
+		golden := readTree(t, filepath.Join(dir, "golden"))
+		if len(golden) == 0 {
+			continue
+		}
+		// Each case is a folder of its own: cases may share Go package paths.
+		req := request(t, dir, protoFiles(t, dir), defaultParam)
+		for _, plugin := range []string{"protoc-gen-go", "protoc-gen-go-grpc"} {
+			writeFiles(t, filepath.Join(work, e.Name()), runTool(t, goCmd, root, plugin, req))
+		}
+		writeFiles(t, filepath.Join(work, e.Name()), golden)
+		built++
+	}
+	if built == 0 {
+		t.Fatal("no case has golden files")
+	}
+	cmd := exec.Command(goCmd, "vet", "./...")
+	cmd.Dir = work
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("go vet of the golden files failed: %v\n%s", err, out)
+	}
+}
+
+// runTool runs a plugin listed as a tool in go.mod on req.
+func runTool(t *testing.T, goCmd, root, plugin string, req *pluginpb.CodeGeneratorRequest) map[string]string {
+	t.Helper()
+	in, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(goCmd, "tool", plugin)
+	cmd.Dir = root
+	cmd.Stdin = bytes.NewReader(in)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("go tool %s: %v\n%s", plugin, err, stderr.Bytes())
+	}
+	resp := &pluginpb.CodeGeneratorResponse{}
+	if err := proto.Unmarshal(stdout.Bytes(), resp); err != nil {
+		t.Fatalf("go tool %s: %v", plugin, err)
+	}
+	if resp.Error != nil {
+		t.Fatalf("go tool %s: %s", plugin, resp.GetError())
+	}
+	return outputFiles(t, resp)
 }
 
 // protoFiles lists the .proto files under dir, relative to it and sorted,
@@ -284,8 +374,14 @@ func writeExpected(t *testing.T, goldenDir, errorFile string, genErr *string, fi
 	if len(files) == 0 {
 		files = map[string]string{keepFile: ""}
 	}
+	writeFiles(t, goldenDir, files)
+}
+
+// writeFiles writes files, by slash-separated name, under dir.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
 	for name, content := range files {
-		path := filepath.Join(goldenDir, filepath.FromSlash(name))
+		path := filepath.Join(dir, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -72,7 +72,7 @@ type pairView struct {
 }
 
 type requestView struct {
-	Init, BodyChunk, BodyComplete, Method, URL, Headers                  field
+	Init, BodyChunk, BodyComplete, Method, URL, Headers                        field
 	Proto, ProtoMajor, ProtoMinor, Host, RemoteAddr, RequestURI, ContentLength *field
 }
 

@@ -232,9 +232,7 @@ func serveHTTPRequestInit(r *http.Request) *ServeHTTPRequestInit {
 	init.Host = r.Host
 	init.RemoteAddr = r.RemoteAddr
 	init.RequestUri = r.RequestURI
-	if r.Body == nil || r.Body == http.NoBody {
-		init.ContentLength = 0
-	} else {
+	if r.Body != nil && r.Body != http.NoBody {
 		init.ContentLength = r.ContentLength
 	}
 	init.Headers = serveHTTPEncodeRequestHeader(r.Header)
