@@ -127,22 +127,24 @@ func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	if h.Init != nil {
 		h.Init(r, init)
 	}
+	var bodyDone atomic.Bool // the request body was read to its end
 	if r.Body == nil || r.Body == http.NoBody {
 		// A bodiless request is a single message; no goroutine needed.
 		_ = stream.Send(serveHTTPRequestMessage(init, nil, true))
 		_ = stream.CloseSend()
+		bodyDone.Store(true)
 	} else {
 		chunkSize := h.ChunkSize
 		if chunkSize <= 0 {
 			chunkSize = ServeHTTPChunkSize
 		}
-		go serveHTTPSendBody(stream, init, r.Body, r.ContentLength, chunkSize)
+		go serveHTTPSendBody(stream, init, r.Body, r.ContentLength, chunkSize, &bodyDone)
 	}
-	return h.relay(w, r, rc, stream, cancel)
+	return h.relay(w, r, rc, stream, cancel, &bodyDone)
 }
 
 // relay writes the plugin's response to w.
-func (h *ServeHTTPHost) relay(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, stream grpc.BidiStreamingClient[ServeHTTPRequest, ServeHTTPResponse], cancel context.CancelFunc) error {
+func (h *ServeHTTPHost) relay(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, stream grpc.BidiStreamingClient[ServeHTTPRequest, ServeHTTPResponse], cancel context.CancelFunc, bodyDone *atomic.Bool) error {
 	msg, err := stream.Recv()
 	if err != nil {
 		if err == io.EOF {
@@ -173,6 +175,12 @@ func (h *ServeHTTPHost) relay(w http.ResponseWriter, r *http.Request, rc *http.R
 		return err
 	}
 	serveHTTPDecodeResponseHeader(init.GetHeaders(), w.Header())
+	if r.ProtoMajor == 1 && !bodyDone.Load() {
+		// The response starts before the upload ended. net/http may then
+		// reuse the connection with body bytes still unread and parse them
+		// as the next request (golang.org/issue/68560); closing it is safe.
+		w.Header().Set("Connection", "close")
+	}
 	w.WriteHeader(status)
 
 	warnedInit := false
@@ -255,21 +263,16 @@ func serveHTTPRequestMessage(init *ServeHTTPRequestInit, chunk []byte, complete 
 	return msg
 }
 
-// serveHTTPSendBody streams the request: init first, then the body as each
-// Read returns it, never waiting to fill a chunk (an interactive client may
-// wait for the plugin's answer before it sends more). body_complete is sent
-// only after a clean EOF: on a read error the stream is half-closed without
-// it, so the plugin sees a truncated body, never a complete one.
-func serveHTTPSendBody(stream grpc.BidiStreamingClient[ServeHTTPRequest, ServeHTTPResponse], init *ServeHTTPRequestInit, body io.Reader, contentLength int64, chunkSize int) {
+// serveHTTPSendBody streams the request: the init at once, so the plugin
+// starts as soon as the host's handler does, then the body as each Read
+// returns it, never waiting to fill a chunk (an interactive client may wait
+// for the plugin's answer before it sends more). body_complete is sent only
+// after a clean EOF: on a read error the stream is half-closed without it,
+// so the plugin sees a truncated body, never a complete one.
+func serveHTTPSendBody(stream grpc.BidiStreamingClient[ServeHTTPRequest, ServeHTTPResponse], init *ServeHTTPRequestInit, body io.Reader, contentLength int64, chunkSize int, done *atomic.Bool) {
 	defer stream.CloseSend()
-	if contentLength <= 0 {
-		// The body may not start until the plugin answers, so the plugin gets
-		// the request line and headers at once. With a declared length the
-		// first bytes are on their way and ride with the init instead.
-		if err := stream.Send(serveHTTPRequestMessage(init, nil, false)); err != nil {
-			return
-		}
-		init = nil
+	if err := stream.Send(serveHTTPRequestMessage(init, nil, false)); err != nil {
+		return
 	}
 	// A body of known small length needs no full-size buffer.
 	bufSize := chunkSize
@@ -283,15 +286,17 @@ func serveHTTPSendBody(stream grpc.BidiStreamingClient[ServeHTTPRequest, ServeHT
 			return
 		}
 		complete := err == io.EOF
+		if complete {
+			done.Store(true)
+		}
 		if n == 0 && !complete {
 			continue
 		}
 		// A fresh copy per message: gRPC may still read a sent message.
 		chunk := slices.Clone(buf[:n])
-		if err := stream.Send(serveHTTPRequestMessage(init, chunk, complete)); err != nil || complete {
+		if err := stream.Send(serveHTTPRequestMessage(nil, chunk, complete)); err != nil || complete {
 			return
 		}
-		init = nil
 	}
 }
 
@@ -714,6 +719,11 @@ func (w *ServeHTTPResponseWriter) Write(p []byte) (int, error) {
 	}
 	if w.err != nil {
 		return 0, w.err
+	}
+	// Small writes are only buffered; without this check they would go on
+	// succeeding after the host went away.
+	if err := w.stream.Context().Err(); err != nil {
+		return 0, err
 	}
 	w.writeHeaderLocked(http.StatusOK)
 	if w.noBody {

@@ -416,6 +416,11 @@ func (w *ServeHTTPResponseWriter) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
+	// Small writes are only buffered; without this check they would go on
+	// succeeding after the host went away.
+	if err := w.stream.Context().Err(); err != nil {
+		return 0, err
+	}
 	w.writeHeaderLocked(http.StatusOK)
 	if w.noBody {
 		return 0, http.ErrBodyNotAllowed
