@@ -34,6 +34,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	pluginapiv1 "github.com/httpbridge/httpbridge/gen/mattermost/pluginapi/v1"
+	_ "github.com/httpbridge/httpbridge/internal/golden" // accept -update
 )
 
 type (
