@@ -26,16 +26,18 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pluginapiv1 "github.com/httpbridge/httpbridge/gen/mattermost/pluginapi/v1"
+	"github.com/httpbridge/httpbridge/internal/bridgetest"
+	_ "github.com/httpbridge/httpbridge/internal/golden" // accept -update
 )
 
 // forEachE2E runs f over every combination of plugin transport (bufconn,
 // TCP) and client protocol (HTTP/1.1, HTTP/2), each with its own servers
 // and leak check.
-func forEachE2E(t *testing.T, f func(t *testing.T, tr transportKind, hv httpVersion)) {
-	for _, tr := range allTransports {
-		for _, hv := range allHTTPVersions {
+func forEachE2E(t *testing.T, f func(t *testing.T, tr bridgetest.Transport, hv bridgetest.HTTPVersion)) {
+	for _, tr := range bridgetest.Transports {
+		for _, hv := range bridgetest.HTTPVersions {
 			t.Run(string(tr)+"/"+string(hv), func(t *testing.T) {
-				leakCheck(t)
+				bridgetest.LeakCheck(t)
 				f(t, tr, hv)
 			})
 		}
@@ -56,20 +58,20 @@ func TestAPIConstants(t *testing.T) {
 // 2. End to end: bodies, headers, request fields.
 
 func TestEndToEndSmallGET(t *testing.T) {
-	forEachE2E(t, func(t *testing.T, tr transportKind, hv httpVersion) {
-		e := newEnv(t, envConfig{tr: tr, hv: hv, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	forEachE2E(t, func(t *testing.T, tr bridgetest.Transport, hv bridgetest.HTTPVersion) {
+		e := bridgetest.NewEnv(t, bridgetest.Config{Transport: tr, HTTPVersion: hv, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			io.WriteString(w, "hello, bridge\n")
 		})})
-		res := e.get(t, "/hello")
-		if res.status != 200 || string(res.body) != "hello, bridge\n" || res.readErr != nil {
-			t.Errorf("got %d %q (read error %v), want 200 %q", res.status, res.body, res.readErr, "hello, bridge\n")
+		res := e.Get(t, "/hello")
+		if res.Status != 200 || string(res.Body) != "hello, bridge\n" || res.ReadErr != nil {
+			t.Errorf("got %d %q (read error %v), want 200 %q", res.Status, res.Body, res.ReadErr, "hello, bridge\n")
 		}
-		if ct := res.header.Get("Content-Type"); ct != "text/plain; charset=utf-8" {
+		if ct := res.Header.Get("Content-Type"); ct != "text/plain; charset=utf-8" {
 			t.Errorf("Content-Type = %q", ct)
 		}
-		if res.proto != e.wantProtoMajor() {
-			t.Errorf("client spoke HTTP/%d, want HTTP/%d", res.proto, e.wantProtoMajor())
+		if res.Proto != e.HTTPVersion.ProtoMajor() {
+			t.Errorf("client spoke HTTP/%d, want HTTP/%d", res.Proto, e.HTTPVersion.ProtoMajor())
 		}
 	})
 }
@@ -77,11 +79,11 @@ func TestEndToEndSmallGET(t *testing.T) {
 // The handler copies the request body to the response while still reading
 // it (full duplex); the client must get exactly the bytes it sent.
 func TestEndToEndEcho1MiB(t *testing.T) {
-	payload := randomBytes(t, 1<<20)
-	forEachE2E(t, func(t *testing.T, tr transportKind, hv httpVersion) {
+	payload := bridgetest.RandomBytes(t, 1<<20)
+	forEachE2E(t, func(t *testing.T, tr bridgetest.Transport, hv bridgetest.HTTPVersion) {
 		seenLength := make(chan int64, 1)
 		copyErr := make(chan error, 1)
-		e := newEnv(t, envConfig{tr: tr, hv: hv, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e := bridgetest.NewEnv(t, bridgetest.Config{Transport: tr, HTTPVersion: hv, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			seenLength <- r.ContentLength
 			_, err := io.Copy(w, r.Body)
 			copyErr <- err
@@ -96,19 +98,19 @@ func TestEndToEndEcho1MiB(t *testing.T) {
 			{"unsized", func() io.Reader { return io.MultiReader(bytes.NewReader(payload)) }, -1},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				ctx, cancel := context.WithTimeout(t.Context(), exchangeTimeout)
+				ctx, cancel := context.WithTimeout(t.Context(), bridgetest.ExchangeTimeout)
 				defer cancel()
-				res := e.roundTrip(t, e.request(t, ctx, http.MethodPost, "/echo", tc.body()))
-				if res.status != 200 || res.readErr != nil {
-					t.Errorf("status %d, read error %v", res.status, res.readErr)
+				res := e.RoundTrip(t, e.Request(t, ctx, http.MethodPost, "/echo", tc.body()))
+				if res.Status != 200 || res.ReadErr != nil {
+					t.Errorf("status %d, read error %v", res.Status, res.ReadErr)
 				}
-				if !bytes.Equal(res.body, payload) {
-					t.Errorf("echoed body differs: %s", firstDiff(res.body, payload))
+				if !bytes.Equal(res.Body, payload) {
+					t.Errorf("echoed body differs: %s", bridgetest.FirstDiff(res.Body, payload))
 				}
-				if n, ok := waitFor(t, seenLength, promptly, "handler start"); ok && n != tc.wantLength {
+				if n, ok := bridgetest.WaitFor(t, seenLength, bridgetest.Promptly, "handler start"); ok && n != tc.wantLength {
 					t.Errorf("handler saw ContentLength %d, want %d", n, tc.wantLength)
 				}
-				if err, ok := waitFor(t, copyErr, promptly, "handler copy"); ok && err != nil {
+				if err, ok := bridgetest.WaitFor(t, copyErr, bridgetest.Promptly, "handler copy"); ok && err != nil {
 					t.Errorf("handler io.Copy: %v", err)
 				}
 			})
@@ -117,9 +119,9 @@ func TestEndToEndEcho1MiB(t *testing.T) {
 }
 
 func TestEndToEndMultiValueHeaders(t *testing.T) {
-	forEachE2E(t, func(t *testing.T, tr transportKind, hv httpVersion) {
+	forEachE2E(t, func(t *testing.T, tr bridgetest.Transport, hv bridgetest.HTTPVersion) {
 		seen := make(chan []string, 1)
-		e := newEnv(t, envConfig{tr: tr, hv: hv, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e := bridgetest.NewEnv(t, bridgetest.Config{Transport: tr, HTTPVersion: hv, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			seen <- slices.Clone(r.Header.Values("X-Multi"))
 			w.Header().Add("Set-Cookie", "a=1")
 			w.Header().Add("Set-Cookie", "b=2")
@@ -127,22 +129,22 @@ func TestEndToEndMultiValueHeaders(t *testing.T) {
 			w.Header().Add("X-Resp", "r2")
 			io.WriteString(w, "ok")
 		})})
-		ctx, cancel := context.WithTimeout(t.Context(), exchangeTimeout)
+		ctx, cancel := context.WithTimeout(t.Context(), bridgetest.ExchangeTimeout)
 		defer cancel()
-		req := e.request(t, ctx, http.MethodGet, "/headers", nil)
+		req := e.Request(t, ctx, http.MethodGet, "/headers", nil)
 		req.Header.Add("X-Multi", "one")
 		req.Header.Add("X-Multi", "two")
-		res := e.roundTrip(t, req)
-		if res.status != 200 || string(res.body) != "ok" {
-			t.Errorf("got %d %q", res.status, res.body)
+		res := e.RoundTrip(t, req)
+		if res.Status != 200 || string(res.Body) != "ok" {
+			t.Errorf("got %d %q", res.Status, res.Body)
 		}
-		if got := res.header.Values("Set-Cookie"); !slices.Equal(got, []string{"a=1", "b=2"}) {
+		if got := res.Header.Values("Set-Cookie"); !slices.Equal(got, []string{"a=1", "b=2"}) {
 			t.Errorf("Set-Cookie = %q, want [a=1 b=2]", got)
 		}
-		if got := res.header.Values("X-Resp"); !slices.Equal(got, []string{"r1", "r2"}) {
+		if got := res.Header.Values("X-Resp"); !slices.Equal(got, []string{"r1", "r2"}) {
 			t.Errorf("X-Resp = %q, want [r1 r2]", got)
 		}
-		if got, ok := waitFor(t, seen, promptly, "handler"); ok && !slices.Equal(got, []string{"one", "two"}) {
+		if got, ok := bridgetest.WaitFor(t, seen, bridgetest.Promptly, "handler"); ok && !slices.Equal(got, []string{"one", "two"}) {
 			t.Errorf("handler saw X-Multi %q, want [one two]", got)
 		}
 	})
@@ -158,12 +160,12 @@ type requestView struct {
 }
 
 func TestEndToEndRequestFields(t *testing.T) {
-	forEachE2E(t, func(t *testing.T, tr transportKind, hv httpVersion) {
+	forEachE2E(t, func(t *testing.T, tr bridgetest.Transport, hv bridgetest.HTTPVersion) {
 		seen := make(chan requestView, 1)
 		hostRemote := make(chan string, 1)
-		e := newEnv(t, envConfig{
-			tr: tr, hv: hv,
-			handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e := bridgetest.NewEnv(t, bridgetest.Config{
+			Transport: tr, HTTPVersion: hv,
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				body, _ := io.ReadAll(r.Body)
 				v := requestView{
 					method: r.Method, path: r.URL.Path, rawQuery: r.URL.RawQuery, host: r.Host,
@@ -178,7 +180,7 @@ func TestEndToEndRequestFields(t *testing.T) {
 				seen <- v
 				io.WriteString(w, "ok")
 			}),
-			setupHost: func(h *pluginapiv1.ServeHTTPHost) {
+			SetupHost: func(h *pluginapiv1.ServeHTTPHost) {
 				h.Init = func(r *http.Request, init *pluginapiv1.ServeHTTPRequestInit) {
 					select {
 					case hostRemote <- r.RemoteAddr:
@@ -194,23 +196,23 @@ func TestEndToEndRequestFields(t *testing.T) {
 				}
 			},
 		})
-		ctx, cancel := context.WithTimeout(t.Context(), exchangeTimeout)
+		ctx, cancel := context.WithTimeout(t.Context(), bridgetest.ExchangeTimeout)
 		defer cancel()
-		req := e.request(t, ctx, http.MethodPut, "/some/path?x=1&y=two", strings.NewReader("abc"))
+		req := e.Request(t, ctx, http.MethodPut, "/some/path?x=1&y=two", strings.NewReader("abc"))
 		req.Host = "example.test:8080"
 		req.Header.Set("X-Request-Id", "req-42")
 		req.Header.Set("Accept-Language", "fr")
 		req.Header.Set("User-Agent", "bridge-test/1")
-		res := e.roundTrip(t, req)
-		if res.status != 200 || string(res.body) != "ok" {
-			t.Errorf("got %d %q", res.status, res.body)
+		res := e.RoundTrip(t, req)
+		if res.Status != 200 || string(res.Body) != "ok" {
+			t.Errorf("got %d %q", res.Status, res.Body)
 		}
-		v, ok := waitFor(t, seen, promptly, "handler")
+		v, ok := bridgetest.WaitFor(t, seen, bridgetest.Promptly, "handler")
 		if !ok {
 			return
 		}
 		wantProto := "HTTP/1.1"
-		if hv == http2 {
+		if hv == bridgetest.HTTP2 {
 			wantProto = "HTTP/2.0"
 		}
 		for _, c := range []struct{ field, got, want string }{
@@ -229,7 +231,7 @@ func TestEndToEndRequestFields(t *testing.T) {
 		if v.contentLength != 3 {
 			t.Errorf("handler saw ContentLength %d, want 3", v.contentLength)
 		}
-		if remote, ok := waitFor(t, hostRemote, promptly, "host Init"); ok && v.remoteAddr != remote {
+		if remote, ok := bridgetest.WaitFor(t, hostRemote, bridgetest.Promptly, "host Init"); ok && v.remoteAddr != remote {
 			t.Errorf("handler saw RemoteAddr %q, host saw %q", v.remoteAddr, remote)
 		}
 		if !v.initOK || v.init == nil {
@@ -252,10 +254,10 @@ func TestEndToEndRequestFields(t *testing.T) {
 // 3. Flush reaches the client before the handler returns.
 
 func TestEndToEndFlushBeforeReturn(t *testing.T) {
-	forEachE2E(t, func(t *testing.T, tr transportKind, hv httpVersion) {
+	forEachE2E(t, func(t *testing.T, tr bridgetest.Transport, hv bridgetest.HTTPVersion) {
 		clientGotFirst := make(chan struct{})
 		unblockedByClient := make(chan bool, 1)
-		e := newEnv(t, envConfig{tr: tr, hv: hv, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e := bridgetest.NewEnv(t, bridgetest.Config{Transport: tr, HTTPVersion: hv, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, "first")
 			w.(http.Flusher).Flush()
 			select {
@@ -266,9 +268,9 @@ func TestEndToEndFlushBeforeReturn(t *testing.T) {
 			}
 			io.WriteString(w, "second")
 		})})
-		ctx, cancel := context.WithTimeout(t.Context(), exchangeTimeout)
+		ctx, cancel := context.WithTimeout(t.Context(), bridgetest.ExchangeTimeout)
 		defer cancel()
-		resp, err := e.client.Do(e.request(t, ctx, http.MethodGet, "/stream", nil))
+		resp, err := e.Client.Do(e.Request(t, ctx, http.MethodGet, "/stream", nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -282,7 +284,7 @@ func TestEndToEndFlushBeforeReturn(t *testing.T) {
 		if err != nil || string(rest) != "second" {
 			t.Errorf("rest: %q, %v; want %q", rest, err, "second")
 		}
-		if ok, _ := waitFor(t, unblockedByClient, promptly, "handler"); !ok {
+		if ok, _ := bridgetest.WaitFor(t, unblockedByClient, bridgetest.Promptly, "handler"); !ok {
 			t.Error(`the client did not receive the flushed "first" while the handler was running`)
 		}
 	})
@@ -293,21 +295,21 @@ func TestEndToEndFlushBeforeReturn(t *testing.T) {
 
 // checkAborted asserts what the client sees of a response cut off after
 // "hello" was flushed.
-func checkAborted(t *testing.T, hv httpVersion, res result) {
+func checkAborted(t *testing.T, hv bridgetest.HTTPVersion, res bridgetest.Result) {
 	t.Helper()
-	if res.status != 200 {
-		t.Errorf("status = %d, want 200", res.status)
+	if res.Status != 200 {
+		t.Errorf("status = %d, want 200", res.Status)
 	}
-	if string(res.body) != "hello" {
-		t.Errorf("body = %q, want %q", res.body, "hello")
+	if string(res.Body) != "hello" {
+		t.Errorf("body = %q, want %q", res.Body, "hello")
 	}
 	switch {
-	case res.readErr == nil:
+	case res.ReadErr == nil:
 		t.Errorf("body read ended cleanly; want a truncated response")
-	case hv == http1 && !errors.Is(res.readErr, io.ErrUnexpectedEOF):
-		t.Errorf("body read error = %v, want unexpected EOF", res.readErr)
-	case errors.Is(res.readErr, io.EOF):
-		t.Errorf("body read error = %v, want a non-EOF error", res.readErr)
+	case hv == bridgetest.HTTP1 && !errors.Is(res.ReadErr, io.ErrUnexpectedEOF):
+		t.Errorf("body read error = %v, want unexpected EOF", res.ReadErr)
+	case errors.Is(res.ReadErr, io.EOF):
+		t.Errorf("body read error = %v, want a non-EOF error", res.ReadErr)
 	}
 }
 
@@ -320,15 +322,15 @@ func TestEndToEndAbortAfterFirstByte(t *testing.T) {
 		{"panic-ErrAbortHandler", http.ErrAbortHandler},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			forEachE2E(t, func(t *testing.T, tr transportKind, hv httpVersion) {
-				e := newEnv(t, envConfig{tr: tr, hv: hv, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			forEachE2E(t, func(t *testing.T, tr bridgetest.Transport, hv bridgetest.HTTPVersion) {
+				e := bridgetest.NewEnv(t, bridgetest.Config{Transport: tr, HTTPVersion: hv, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					io.WriteString(w, "hello")
 					w.(http.Flusher).Flush()
 					panic(tc.value)
 				})})
-				checkAborted(t, hv, e.get(t, "/abort"))
-				if tc.value == http.ErrAbortHandler && strings.Contains(e.pluginLog.String(), "goroutine ") {
-					t.Errorf("facade logged a stack trace for http.ErrAbortHandler:\n%s", e.pluginLog)
+				checkAborted(t, hv, e.Get(t, "/abort"))
+				if tc.value == http.ErrAbortHandler && strings.Contains(e.PluginLog.String(), "goroutine ") {
+					t.Errorf("facade logged a stack trace for http.ErrAbortHandler:\n%s", e.PluginLog)
 				}
 			})
 		})
@@ -338,7 +340,7 @@ func TestEndToEndAbortAfterFirstByte(t *testing.T) {
 // A scripted plugin sends init + "hello" + flush, then ends the RPC with an
 // error or cleanly without body_complete: both are truncated responses.
 func TestHostScriptedAbort(t *testing.T) {
-	hello := []*respMsg{{Init: respInit(200, "Content-Type", "text/plain"), BodyChunk: []byte("hello"), Flush: true}}
+	hello := []*bridgetest.ResponseMsg{{Init: bridgetest.RespInit(200, "Content-Type", "text/plain"), BodyChunk: []byte("hello"), Flush: true}}
 	for _, tc := range []struct {
 		name string
 		end  func(context.Context) error
@@ -347,18 +349,20 @@ func TestHostScriptedAbort(t *testing.T) {
 		{"ok-without-complete", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			plugin := func() *scriptedPlugin { return &scriptedPlugin{script: sendThen(hello, tc.end)} }
-			for _, hv := range allHTTPVersions {
+			plugin := func() *bridgetest.ScriptedPlugin {
+				return &bridgetest.ScriptedPlugin{Script: bridgetest.SendThen(hello, tc.end)}
+			}
+			for _, hv := range bridgetest.HTTPVersions {
 				t.Run(string(hv), func(t *testing.T) {
-					leakCheck(t)
-					e := newEnv(t, envConfig{hv: hv, plugin: plugin()})
-					checkAborted(t, hv, e.get(t, "/"))
+					bridgetest.LeakCheck(t)
+					e := bridgetest.NewEnv(t, bridgetest.Config{HTTPVersion: hv, Plugin: plugin()})
+					checkAborted(t, hv, e.Get(t, "/"))
 				})
 			}
 			t.Run("Forward", func(t *testing.T) {
-				leakCheck(t)
-				e := newEnv(t, envConfig{plugin: plugin()})
-				rec, err := e.forward(t, "/")
+				bridgetest.LeakCheck(t)
+				e := bridgetest.NewEnv(t, bridgetest.Config{Plugin: plugin()})
+				rec, err := e.Forward(t, "/")
 				if !errors.Is(err, pluginapiv1.ErrServeHTTPAborted) {
 					t.Errorf("Forward error = %v, want one wrapping ErrServeHTTPAborted", err)
 				}
@@ -367,16 +371,16 @@ func TestHostScriptedAbort(t *testing.T) {
 				}
 			})
 			t.Run("ServeHTTP-panics-ErrAbortHandler", func(t *testing.T) {
-				leakCheck(t)
-				e := newEnv(t, envConfig{plugin: plugin()})
+				bridgetest.LeakCheck(t)
+				e := bridgetest.NewEnv(t, bridgetest.Config{Plugin: plugin()})
 				rec := httptest.NewRecorder()
 				req := httptest.NewRequest(http.MethodGet, "/", nil)
 				recovered := make(chan any, 1)
 				go func() {
 					defer func() { recovered <- recover() }()
-					e.host.ServeHTTP(rec, req)
+					e.Host.ServeHTTP(rec, req)
 				}()
-				if v, ok := waitFor(t, recovered, exchangeTimeout, "ServeHTTP"); ok && v != http.ErrAbortHandler {
+				if v, ok := bridgetest.WaitFor(t, recovered, bridgetest.ExchangeTimeout, "ServeHTTP"); ok && v != http.ErrAbortHandler {
 					t.Errorf("ServeHTTP panicked with %v, want http.ErrAbortHandler", v)
 				}
 			})
@@ -388,8 +392,8 @@ func TestHostScriptedAbort(t *testing.T) {
 // 5. Errors before the first byte.
 
 func TestEndToEndPanicBeforeOutput(t *testing.T) {
-	forEachE2E(t, func(t *testing.T, tr transportKind, hv httpVersion) {
-		e := newEnv(t, envConfig{tr: tr, hv: hv, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	forEachE2E(t, func(t *testing.T, tr bridgetest.Transport, hv bridgetest.HTTPVersion) {
+		e := bridgetest.NewEnv(t, bridgetest.Config{Transport: tr, HTTPVersion: hv, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			switch r.URL.Path {
 			case "/panic":
 				panic("boom-secret-detail")
@@ -399,23 +403,23 @@ func TestEndToEndPanicBeforeOutput(t *testing.T) {
 			io.WriteString(w, "still serving")
 		})})
 		for _, target := range []string{"/panic", "/badcode"} {
-			res := e.get(t, target)
-			if res.status != 500 {
-				t.Errorf("%s: status = %d, want 500", target, res.status)
+			res := e.Get(t, target)
+			if res.Status != 500 {
+				t.Errorf("%s: status = %d, want 500", target, res.Status)
 			}
-			if bytes.Contains(res.body, []byte("boom")) || bytes.Contains(res.body, []byte("goroutine")) {
-				t.Errorf("%s: body leaks the panic: %q", target, res.body)
+			if bytes.Contains(res.Body, []byte("boom")) || bytes.Contains(res.Body, []byte("goroutine")) {
+				t.Errorf("%s: body leaks the panic: %q", target, res.Body)
 			}
-			if res.readErr != nil {
-				t.Errorf("%s: body read error %v, want a complete 500", target, res.readErr)
+			if res.ReadErr != nil {
+				t.Errorf("%s: body read error %v, want a complete 500", target, res.ReadErr)
 			}
 		}
-		if !strings.Contains(e.pluginLog.String(), "boom-secret-detail") {
-			t.Errorf("facade did not log the panic; log:\n%s", e.pluginLog)
+		if !strings.Contains(e.PluginLog.String(), "boom-secret-detail") {
+			t.Errorf("facade did not log the panic; log:\n%s", e.PluginLog)
 		}
-		res := e.get(t, "/ok")
-		if res.status != 200 || string(res.body) != "still serving" {
-			t.Errorf("after panics: got %d %q, want 200 %q", res.status, res.body, "still serving")
+		res := e.Get(t, "/ok")
+		if res.Status != 200 || string(res.Body) != "still serving" {
+			t.Errorf("after panics: got %d %q, want 200 %q", res.Status, res.Body, "still serving")
 		}
 	})
 }
@@ -423,52 +427,52 @@ func TestEndToEndPanicBeforeOutput(t *testing.T) {
 func TestHostErrorBeforeFirstByte(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		script func(serverStream) error
+		script func(bridgetest.ServerStream) error
 		secret string
 	}{
 		{
 			name: "internal-error-status",
-			script: sendThen(nil, func(context.Context) error {
+			script: bridgetest.SendThen(nil, func(context.Context) error {
 				return status.Error(codes.Internal, "secret-internal-detail")
 			}),
 			secret: "secret-internal-detail",
 		},
 		{
 			name:   "empty-stream",
-			script: sendThen(nil, nil),
+			script: bridgetest.SendThen(nil, nil),
 		},
 		{
 			name:   "first-message-without-init",
-			script: sendThen([]*respMsg{{BodyChunk: []byte("MUST-NOT-APPEAR"), BodyComplete: true}}, nil),
+			script: bridgetest.SendThen([]*bridgetest.ResponseMsg{{BodyChunk: []byte("MUST-NOT-APPEAR"), BodyComplete: true}}, nil),
 			secret: "MUST-NOT-APPEAR",
 		},
 		{
 			name: "first-message-flush-only",
-			script: sendThen([]*respMsg{
+			script: bridgetest.SendThen([]*bridgetest.ResponseMsg{
 				{Flush: true},
-				{Init: respInit(200), BodyChunk: []byte("MUST-NOT-APPEAR"), BodyComplete: true},
+				{Init: bridgetest.RespInit(200), BodyChunk: []byte("MUST-NOT-APPEAR"), BodyComplete: true},
 			}, nil),
 			secret: "MUST-NOT-APPEAR",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			leakCheck(t)
-			e := newEnv(t, envConfig{plugin: &scriptedPlugin{script: tc.script}})
-			res := e.get(t, "/")
-			checkDefaultErrorResponse(t, res.status, res.header, res.body, 500, tc.secret)
-			if res.readErr != nil {
-				t.Errorf("body read error %v, want a complete 500", res.readErr)
+			bridgetest.LeakCheck(t)
+			e := bridgetest.NewEnv(t, bridgetest.Config{Plugin: &bridgetest.ScriptedPlugin{Script: tc.script}})
+			res := e.Get(t, "/")
+			bridgetest.CheckDefaultErrorResponse(t, res.Status, res.Header, res.Body, 500, tc.secret)
+			if res.ReadErr != nil {
+				t.Errorf("body read error %v, want a complete 500", res.ReadErr)
 			}
-			rec, err := e.forward(t, "/")
+			rec, err := e.Forward(t, "/")
 			if err == nil || errors.Is(err, pluginapiv1.ErrServeHTTPAborted) {
 				t.Errorf("Forward error = %v, want a non-abort error", err)
 			}
-			checkDefaultErrorResponse(t, rec.Code, rec.Header(), rec.Body.Bytes(), 500, tc.secret)
+			bridgetest.CheckDefaultErrorResponse(t, rec.Code, rec.Header(), rec.Body.Bytes(), 500, tc.secret)
 		})
 	}
 }
 
-var errOpen = errors.New("dial plugin: secret-open-detail")
+var errOpen = errors.New("dial Plugin: secret-open-detail")
 
 func failingOpen(context.Context, ...grpc.CallOption) (grpc.BidiStreamingClient[pluginapiv1.ServeHTTPRequest, pluginapiv1.ServeHTTPResponse], error) {
 	return nil, errOpen
@@ -476,34 +480,34 @@ func failingOpen(context.Context, ...grpc.CallOption) (grpc.BidiStreamingClient[
 
 func TestHostOpenFails(t *testing.T) {
 	t.Run("Open-returns-error", func(t *testing.T) {
-		leakCheck(t)
-		plugin := &scriptedPlugin{script: sendThen(nil, nil)}
-		e := newEnv(t, envConfig{plugin: plugin, setupHost: func(h *pluginapiv1.ServeHTTPHost) { h.Open = failingOpen }})
-		res := e.get(t, "/")
-		checkDefaultErrorResponse(t, res.status, res.header, res.body, 503, "secret-open-detail")
-		rec, err := e.forward(t, "/")
+		bridgetest.LeakCheck(t)
+		plugin := &bridgetest.ScriptedPlugin{Script: bridgetest.SendThen(nil, nil)}
+		e := bridgetest.NewEnv(t, bridgetest.Config{Plugin: plugin, SetupHost: func(h *pluginapiv1.ServeHTTPHost) { h.Open = failingOpen }})
+		res := e.Get(t, "/")
+		bridgetest.CheckDefaultErrorResponse(t, res.Status, res.Header, res.Body, 503, "secret-open-detail")
+		rec, err := e.Forward(t, "/")
 		if !errors.Is(err, errOpen) {
 			t.Errorf("Forward error = %v, want one wrapping the Open error", err)
 		}
-		checkDefaultErrorResponse(t, rec.Code, rec.Header(), rec.Body.Bytes(), 503, "secret-open-detail")
-		if n := plugin.calls.Load(); n != 0 {
+		bridgetest.CheckDefaultErrorResponse(t, rec.Code, rec.Header(), rec.Body.Bytes(), 503, "secret-open-detail")
+		if n := plugin.Calls(); n != 0 {
 			t.Errorf("plugin called %d times", n)
 		}
 	})
-	for _, tr := range allTransports {
+	for _, tr := range bridgetest.Transports {
 		t.Run("plugin-server-stopped/"+string(tr), func(t *testing.T) {
-			leakCheck(t)
-			e := newEnv(t, envConfig{tr: tr, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			bridgetest.LeakCheck(t)
+			e := bridgetest.NewEnv(t, bridgetest.Config{Transport: tr, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				io.WriteString(w, "up")
 			})})
-			if res := e.get(t, "/"); res.status != 200 || string(res.body) != "up" {
-				t.Fatalf("before stop: %d %q", res.status, res.body)
+			if res := e.Get(t, "/"); res.Status != 200 || string(res.Body) != "up" {
+				t.Fatalf("before stop: %d %q", res.Status, res.Body)
 			}
-			e.plugin.stop()
-			e.plugin.waitNotReady(t)
-			res := e.get(t, "/")
-			checkDefaultErrorResponse(t, res.status, res.header, res.body, 503)
-			rec, err := e.forward(t, "/")
+			e.Plugin.Stop()
+			e.Plugin.WaitNotReady(t)
+			res := e.Get(t, "/")
+			bridgetest.CheckDefaultErrorResponse(t, res.Status, res.Header, res.Body, 503)
+			rec, err := e.Forward(t, "/")
 			if err == nil {
 				t.Error("Forward returned nil with the plugin server stopped")
 			}
@@ -527,34 +531,34 @@ func TestHostCustomErrorHandler(t *testing.T) {
 		}
 	}
 	t.Run("open-failure", func(t *testing.T) {
-		leakCheck(t)
+		bridgetest.LeakCheck(t)
 		calls := make(chan call, 1)
-		e := newEnv(t, envConfig{plugin: &scriptedPlugin{script: sendThen(nil, nil)}, setupHost: func(h *pluginapiv1.ServeHTTPHost) {
+		e := bridgetest.NewEnv(t, bridgetest.Config{Plugin: &bridgetest.ScriptedPlugin{Script: bridgetest.SendThen(nil, nil)}, SetupHost: func(h *pluginapiv1.ServeHTTPHost) {
 			h.Open = failingOpen
 			h.ErrorHandler = newHandler(calls, http.StatusTeapot, "custom")
 		}})
-		res := e.get(t, "/")
-		if res.status != http.StatusTeapot || string(res.body) != "custom" {
-			t.Errorf("got %d %q, want 418 %q", res.status, res.body, "custom")
+		res := e.Get(t, "/")
+		if res.Status != http.StatusTeapot || string(res.Body) != "custom" {
+			t.Errorf("got %d %q, want 418 %q", res.Status, res.Body, "custom")
 		}
-		if c, ok := waitFor(t, calls, promptly, "ErrorHandler"); ok && (!errors.Is(c.err, errOpen) || c.method != http.MethodGet) {
+		if c, ok := bridgetest.WaitFor(t, calls, bridgetest.Promptly, "ErrorHandler"); ok && (!errors.Is(c.err, errOpen) || c.method != http.MethodGet) {
 			t.Errorf("ErrorHandler got (%v, %s), want the Open error and the request", c.err, c.method)
 		}
 	})
 	t.Run("plugin-error-before-output", func(t *testing.T) {
-		leakCheck(t)
+		bridgetest.LeakCheck(t)
 		calls := make(chan call, 1)
-		e := newEnv(t, envConfig{
-			plugin: &scriptedPlugin{script: sendThen(nil, func(context.Context) error { return status.Error(codes.Internal, "x") })},
-			setupHost: func(h *pluginapiv1.ServeHTTPHost) {
+		e := bridgetest.NewEnv(t, bridgetest.Config{
+			Plugin: &bridgetest.ScriptedPlugin{Script: bridgetest.SendThen(nil, func(context.Context) error { return status.Error(codes.Internal, "x") })},
+			SetupHost: func(h *pluginapiv1.ServeHTTPHost) {
 				h.ErrorHandler = newHandler(calls, http.StatusBadGateway, "custom-502")
 			},
 		})
-		res := e.get(t, "/")
-		if res.status != http.StatusBadGateway || string(res.body) != "custom-502" {
-			t.Errorf("got %d %q, want 502 %q", res.status, res.body, "custom-502")
+		res := e.Get(t, "/")
+		if res.Status != http.StatusBadGateway || string(res.Body) != "custom-502" {
+			t.Errorf("got %d %q, want 502 %q", res.Status, res.Body, "custom-502")
 		}
-		if c, ok := waitFor(t, calls, promptly, "ErrorHandler"); ok {
+		if c, ok := bridgetest.WaitFor(t, calls, bridgetest.Promptly, "ErrorHandler"); ok {
 			if c.err == nil {
 				t.Error("ErrorHandler called with a nil error")
 			}
@@ -562,17 +566,17 @@ func TestHostCustomErrorHandler(t *testing.T) {
 		}
 	})
 	t.Run("not-called-after-headers", func(t *testing.T) {
-		leakCheck(t)
+		bridgetest.LeakCheck(t)
 		calls := make(chan call, 1)
-		e := newEnv(t, envConfig{
-			plugin: &scriptedPlugin{script: sendThen(
-				[]*respMsg{{Init: respInit(200), BodyChunk: []byte("hello"), Flush: true}},
+		e := bridgetest.NewEnv(t, bridgetest.Config{
+			Plugin: &bridgetest.ScriptedPlugin{Script: bridgetest.SendThen(
+				[]*bridgetest.ResponseMsg{{Init: bridgetest.RespInit(200), BodyChunk: []byte("hello"), Flush: true}},
 				func(context.Context) error { return status.Error(codes.Internal, "x") })},
-			setupHost: func(h *pluginapiv1.ServeHTTPHost) {
+			SetupHost: func(h *pluginapiv1.ServeHTTPHost) {
 				h.ErrorHandler = newHandler(calls, http.StatusBadGateway, "custom-502")
 			},
 		})
-		checkAborted(t, http1, e.get(t, "/"))
+		checkAborted(t, bridgetest.HTTP1, e.Get(t, "/"))
 		select {
 		case c := <-calls:
 			t.Errorf("ErrorHandler called after the status was written: %v", c.err)
@@ -585,9 +589,9 @@ func TestHostCustomErrorHandler(t *testing.T) {
 // 6. Invalid statuses from the plugin.
 
 func TestHostInvalidStatus(t *testing.T) {
-	leakCheck(t)
+	bridgetest.LeakCheck(t)
 	// The script answers with the status given in the request's ?status=.
-	script := func(stream serverStream) error {
+	script := func(stream bridgetest.ServerStream) error {
 		first, err := stream.Recv()
 		if err != nil {
 			return err
@@ -597,9 +601,9 @@ func TestHostInvalidStatus(t *testing.T) {
 			return err
 		}
 		code, _ := strconv.Atoi(u.Query().Get("status"))
-		return stream.Send(&respMsg{Init: respInit(int32(code), "X-P", "plugin"), BodyChunk: []byte("body"), BodyComplete: true})
+		return stream.Send(&bridgetest.ResponseMsg{Init: bridgetest.RespInit(int32(code), "X-P", "plugin"), BodyChunk: []byte("body"), BodyComplete: true})
 	}
-	e := newEnv(t, envConfig{plugin: &scriptedPlugin{script: script}})
+	e := bridgetest.NewEnv(t, bridgetest.Config{Plugin: &bridgetest.ScriptedPlugin{Script: script}})
 	for _, tc := range []struct {
 		code       int
 		wantStatus int
@@ -611,15 +615,15 @@ func TestHostInvalidStatus(t *testing.T) {
 		t.Run(strconv.Itoa(tc.code), func(t *testing.T) {
 			target := "/?status=" + strconv.Itoa(tc.code)
 			valid := tc.wantStatus != 500
-			res := e.get(t, target)
-			rec, ferr := e.forward(t, target)
+			res := e.Get(t, target)
+			rec, ferr := e.Forward(t, target)
 			for _, got := range []struct {
 				via    string
 				status int
 				header http.Header
 				body   []byte
 			}{
-				{"client", res.status, res.header, res.body},
+				{"client", res.Status, res.Header, res.Body},
 				{"Forward", rec.Code, rec.Header(), rec.Body.Bytes()},
 			} {
 				if got.status != tc.wantStatus {
@@ -632,8 +636,8 @@ func TestHostInvalidStatus(t *testing.T) {
 					t.Errorf("%s: body = %q, want %q", got.via, got.body, "body")
 				}
 			}
-			if res.readErr != nil {
-				t.Errorf("client body read error: %v", res.readErr)
+			if res.ReadErr != nil {
+				t.Errorf("client body read error: %v", res.ReadErr)
 			}
 			if valid && ferr != nil {
 				t.Errorf("Forward error = %v, want nil", ferr)
@@ -655,12 +659,12 @@ type handlerOutcome struct {
 }
 
 // The client cancels while uploading: the plugin's handler sees its
-// context Done and a non-EOF body Read error promptly.
+// context Done and a non-EOF body Read error bridgetest.Promptly.
 func TestEndToEndCancelDuringUpload(t *testing.T) {
-	forEachE2E(t, func(t *testing.T, tr transportKind, hv httpVersion) {
+	forEachE2E(t, func(t *testing.T, tr bridgetest.Transport, hv bridgetest.HTTPVersion) {
 		gotFirst := make(chan struct{})
 		outcome := make(chan handlerOutcome, 1)
-		e := newEnv(t, envConfig{tr: tr, hv: hv, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e := bridgetest.NewEnv(t, bridgetest.Config{Transport: tr, HTTPVersion: hv, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			buf := make([]byte, 3)
 			if _, err := io.ReadFull(r.Body, buf); err != nil || string(buf) != "abc" {
 				outcome <- handlerOutcome{err: errors.New("first read: " + string(buf))}
@@ -674,7 +678,7 @@ func TestEndToEndCancelDuringUpload(t *testing.T) {
 			at := time.Now()
 			select {
 			case <-r.Context().Done():
-			case <-time.After(promptly):
+			case <-time.After(bridgetest.Promptly):
 			}
 			outcome <- handlerOutcome{err: err, ctxErr: r.Context().Err(), at: at}
 		})})
@@ -688,7 +692,7 @@ func TestEndToEndCancelDuringUpload(t *testing.T) {
 		go func() {
 			select {
 			case <-gotFirst:
-			case <-time.After(exchangeTimeout):
+			case <-time.After(bridgetest.ExchangeTimeout):
 			}
 			cancelled <- time.Now()
 			cancel()
@@ -696,13 +700,13 @@ func TestEndToEndCancelDuringUpload(t *testing.T) {
 			// the transport's write loop waits on the pipe forever.
 			pw.CloseWithError(context.Canceled)
 		}()
-		resp, err := e.client.Do(e.request(t, ctx, http.MethodPost, "/upload", pr))
+		resp, err := e.Client.Do(e.Request(t, ctx, http.MethodPost, "/upload", pr))
 		if err == nil {
 			resp.Body.Close()
 			t.Errorf("Do succeeded with status %d; want the cancellation error", resp.StatusCode)
 		}
-		cancelAt, _ := waitFor(t, cancelled, exchangeTimeout, "cancel")
-		o, ok := waitFor(t, outcome, exchangeTimeout, "handler outcome")
+		cancelAt, _ := bridgetest.WaitFor(t, cancelled, bridgetest.ExchangeTimeout, "cancel")
+		o, ok := bridgetest.WaitFor(t, outcome, bridgetest.ExchangeTimeout, "handler outcome")
 		if !ok {
 			return
 		}
@@ -722,11 +726,11 @@ func TestEndToEndCancelDuringUpload(t *testing.T) {
 // handler's context becomes Done or its Write/Flush fails, and after the
 // context is Done a Write+Flush fails.
 func TestEndToEndCancelDuringDownload(t *testing.T) {
-	forEachE2E(t, func(t *testing.T, tr transportKind, hv httpVersion) {
+	forEachE2E(t, func(t *testing.T, tr bridgetest.Transport, hv bridgetest.HTTPVersion) {
 		outcome := make(chan handlerOutcome, 1)
-		e := newEnv(t, envConfig{tr: tr, hv: hv, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e := bridgetest.NewEnv(t, bridgetest.Config{Transport: tr, HTTPVersion: hv, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			rc := http.NewResponseController(w)
-			deadline := time.Now().Add(exchangeTimeout)
+			deadline := time.Now().Add(bridgetest.ExchangeTimeout)
 			for time.Now().Before(deadline) {
 				_, err := io.WriteString(w, "tick\n")
 				if err == nil {
@@ -753,7 +757,7 @@ func TestEndToEndCancelDuringDownload(t *testing.T) {
 		})})
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		resp, err := e.client.Do(e.request(t, ctx, http.MethodGet, "/slow", nil))
+		resp, err := e.Client.Do(e.Request(t, ctx, http.MethodGet, "/slow", nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -764,7 +768,7 @@ func TestEndToEndCancelDuringDownload(t *testing.T) {
 		cancelAt := time.Now()
 		cancel()
 		resp.Body.Close()
-		o, ok := waitFor(t, outcome, exchangeTimeout, "handler outcome")
+		o, ok := bridgetest.WaitFor(t, outcome, bridgetest.ExchangeTimeout, "handler outcome")
 		if !ok {
 			return
 		}
@@ -774,7 +778,7 @@ func TestEndToEndCancelDuringDownload(t *testing.T) {
 		if o.err == nil {
 			t.Errorf("handler Write/Flush still succeeds after the client went away (ctx err %v)", o.ctxErr)
 		}
-		if d := o.at.Sub(cancelAt); d > promptly {
+		if d := o.at.Sub(cancelAt); d > bridgetest.Promptly {
 			t.Errorf("handler noticed the client going away after %v", d)
 		}
 	})
@@ -784,34 +788,34 @@ func TestEndToEndCancelDuringDownload(t *testing.T) {
 // returns, the host has cancelled its stream, so the plugin's stream
 // context is Done (spec H-C1, H35).
 func TestHostForwardCancelsStream(t *testing.T) {
-	leakCheck(t)
+	bridgetest.LeakCheck(t)
 	pluginCtxDone := make(chan struct{})
-	e := newEnv(t, envConfig{plugin: &scriptedPlugin{script: sendThen(
-		[]*respMsg{{Init: respInit(200), BodyChunk: []byte("ok"), BodyComplete: true}},
-		awaitCancel(pluginCtxDone, 3*time.Second),
+	e := bridgetest.NewEnv(t, bridgetest.Config{Plugin: &bridgetest.ScriptedPlugin{Script: bridgetest.SendThen(
+		[]*bridgetest.ResponseMsg{{Init: bridgetest.RespInit(200), BodyChunk: []byte("ok"), BodyComplete: true}},
+		bridgetest.AwaitCancel(pluginCtxDone, 3*time.Second),
 	)}})
-	rec, err := e.forward(t, "/")
+	rec, err := e.Forward(t, "/")
 	if err != nil || rec.Code != 200 || rec.Body.String() != "ok" {
 		t.Errorf("Forward: %v, recorder %d %q; want nil, 200 %q", err, rec.Code, rec.Body, "ok")
 	}
-	waitFor(t, pluginCtxDone, promptly, "the plugin's stream context to be cancelled after Forward returned")
+	bridgetest.WaitFor(t, pluginCtxDone, bridgetest.Promptly, "the plugin's stream context to be cancelled after Forward returned")
 }
 
 // The plugin never answers; the request context ends after 100 ms: the
-// host returns promptly and the plugin's stream is cancelled (H-F7, H27).
+// host returns bridgetest.Promptly and the plugin's stream is cancelled (H-F7, H27).
 func TestHostSilentPluginRequestCancelled(t *testing.T) {
-	leakCheck(t)
+	bridgetest.LeakCheck(t)
 	pluginCtxDone := make(chan struct{})
-	e := newEnv(t, envConfig{plugin: &scriptedPlugin{script: sendThen(nil, awaitCancel(pluginCtxDone, 5*time.Second))}})
+	e := bridgetest.NewEnv(t, bridgetest.Config{Plugin: &bridgetest.ScriptedPlugin{Script: bridgetest.SendThen(nil, bridgetest.AwaitCancel(pluginCtxDone, 5*time.Second))}})
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	req := httptest.NewRequest(http.MethodGet, "/", nil).WithContext(ctx)
 	errc := make(chan error, 1)
-	go func() { errc <- e.host.Forward(httptest.NewRecorder(), req) }()
-	if err, ok := waitFor(t, errc, 100*time.Millisecond+promptly, "Forward to return after the request context ended"); ok && err == nil {
+	go func() { errc <- e.Host.Forward(httptest.NewRecorder(), req) }()
+	if err, ok := bridgetest.WaitFor(t, errc, 100*time.Millisecond+bridgetest.Promptly, "Forward to return after the request context ended"); ok && err == nil {
 		t.Error("Forward returned nil for a cancelled request")
 	}
-	waitFor(t, pluginCtxDone, promptly, "the plugin's stream context to be cancelled")
+	bridgetest.WaitFor(t, pluginCtxDone, bridgetest.Promptly, "the plugin's stream context to be cancelled")
 }
 
 // ---------------------------------------------------------------------------
@@ -819,16 +823,16 @@ func TestHostSilentPluginRequestCancelled(t *testing.T) {
 
 func TestEndToEndEarlyResponse(t *testing.T) {
 	upload := make([]byte, 10<<20)
-	for _, tr := range allTransports {
+	for _, tr := range bridgetest.Transports {
 		t.Run(string(tr), func(t *testing.T) {
-			leakCheck(t)
-			e := newEnv(t, envConfig{tr: tr, hv: http1, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			bridgetest.LeakCheck(t)
+			e := bridgetest.NewEnv(t, bridgetest.Config{Transport: tr, HTTPVersion: bridgetest.HTTP1, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				io.WriteString(w, "ok")
 			})})
-			ctx, cancel := context.WithTimeout(t.Context(), exchangeTimeout)
+			ctx, cancel := context.WithTimeout(t.Context(), bridgetest.ExchangeTimeout)
 			defer cancel()
 			start := time.Now()
-			resp, err := e.client.Do(e.request(t, ctx, http.MethodPost, "/upload", bytes.NewReader(upload)))
+			resp, err := e.Client.Do(e.Request(t, ctx, http.MethodPost, "/upload", bytes.NewReader(upload)))
 			if err != nil {
 				t.Fatalf("Do: %v", err)
 			}
@@ -909,26 +913,26 @@ func TestFacadeChunking(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			leakCheck(t)
-			bridge, _ := newFacade(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { tc.handler(w) }))
-			p := startPlugin(t, viaBufconn, &facadeServer{bridge: bridge})
-			msgs, err := scriptedHost(t, p.client, &reqMsg{Init: reqInit("GET", "/"), BodyComplete: true})
+			bridgetest.LeakCheck(t)
+			bridge, _ := bridgetest.NewFacade(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { tc.handler(w) }))
+			p := bridgetest.StartPlugin(t, bridgetest.Bufconn, &bridgetest.FacadeServer{Bridge: bridge})
+			msgs, err := bridgetest.ScriptedHost(t, p.Client, &bridgetest.RequestMsg{Init: bridgetest.ReqInit("GET", "/"), BodyComplete: true})
 			if err != nil {
 				t.Errorf("stream ended with %v, want OK", err)
 			}
-			f := checkFraming(t, msgs, chunkMax)
-			if f.status != tc.wantStatus {
-				t.Errorf("status = %d, want %d", f.status, tc.wantStatus)
+			f := bridgetest.CheckFraming(t, msgs, bridgetest.ChunkMax)
+			if f.Status != tc.wantStatus {
+				t.Errorf("status = %d, want %d", f.Status, tc.wantStatus)
 			}
-			if !bytes.Equal(f.body, tc.wantBody) {
-				t.Errorf("body: %s", firstDiff(f.body, tc.wantBody))
+			if !bytes.Equal(f.Body, tc.wantBody) {
+				t.Errorf("body: %s", bridgetest.FirstDiff(f.Body, tc.wantBody))
 			}
 			if tc.wantMsgs != 0 && len(msgs) != tc.wantMsgs {
-				t.Errorf("%d messages (chunk sizes %v), want %d", len(msgs), f.sizes, tc.wantMsgs)
+				t.Errorf("%d messages (chunk sizes %v), want %d", len(msgs), f.Sizes, tc.wantMsgs)
 			}
-			if tc.refMsgs != nil && !slices.Equal(f.sizes, tc.refMsgs) {
+			if tc.refMsgs != nil && !slices.Equal(f.Sizes, tc.refMsgs) {
 				// F-C2 is a SHOULD: report, do not fail.
-				t.Logf("[ref] chunk sizes %v, reference strategy gives %v", f.sizes, tc.refMsgs)
+				t.Logf("[ref] chunk sizes %v, reference strategy gives %v", f.Sizes, tc.refMsgs)
 			}
 		})
 	}
@@ -937,20 +941,20 @@ func TestFacadeChunking(t *testing.T) {
 // Write "a", Flush, Write "b": the flushed "a" goes out in a message marked
 // flush before the handler continues.
 func TestFacadeFlushFraming(t *testing.T) {
-	leakCheck(t)
-	bridge, _ := newFacade(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	bridgetest.LeakCheck(t)
+	bridge, _ := bridgetest.NewFacade(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "a")
 		w.(http.Flusher).Flush()
 		io.WriteString(w, "b")
 	}))
-	p := startPlugin(t, viaBufconn, &facadeServer{bridge: bridge})
-	msgs, err := scriptedHost(t, p.client, &reqMsg{Init: reqInit("GET", "/"), BodyComplete: true})
+	p := bridgetest.StartPlugin(t, bridgetest.Bufconn, &bridgetest.FacadeServer{Bridge: bridge})
+	msgs, err := bridgetest.ScriptedHost(t, p.Client, &bridgetest.RequestMsg{Init: bridgetest.ReqInit("GET", "/"), BodyComplete: true})
 	if err != nil {
 		t.Errorf("stream ended with %v", err)
 	}
-	f := checkFraming(t, msgs, chunkMax)
-	if string(f.body) != "ab" {
-		t.Errorf("body %q, want %q", f.body, "ab")
+	f := bridgetest.CheckFraming(t, msgs, bridgetest.ChunkMax)
+	if string(f.Body) != "ab" {
+		t.Errorf("body %q, want %q", f.Body, "ab")
 	}
 	var sofar []byte
 	flushedA := false
@@ -961,24 +965,24 @@ func TestFacadeFlushFraming(t *testing.T) {
 		}
 	}
 	if !flushedA {
-		t.Errorf("no flush message right after %q; chunks %v", "a", f.sizes)
+		t.Errorf("no flush message right after %q; chunks %v", "a", f.Sizes)
 	}
 }
 
 func TestFacadeChunkSizeOption(t *testing.T) {
-	leakCheck(t)
-	bridge, _ := newFacade(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	bridgetest.LeakCheck(t)
+	bridge, _ := bridgetest.NewFacade(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write(bytes.Repeat([]byte("z"), 2500))
 	}))
 	bridge.ChunkSize = 1000
-	p := startPlugin(t, viaBufconn, &facadeServer{bridge: bridge})
-	msgs, err := scriptedHost(t, p.client, &reqMsg{Init: reqInit("GET", "/"), BodyComplete: true})
+	p := bridgetest.StartPlugin(t, bridgetest.Bufconn, &bridgetest.FacadeServer{Bridge: bridge})
+	msgs, err := bridgetest.ScriptedHost(t, p.Client, &bridgetest.RequestMsg{Init: bridgetest.ReqInit("GET", "/"), BodyComplete: true})
 	if err != nil {
 		t.Errorf("stream ended with %v", err)
 	}
-	f := checkFraming(t, msgs, 1000)
-	if len(f.body) != 2500 {
-		t.Errorf("body has %d bytes, want 2500", len(f.body))
+	f := bridgetest.CheckFraming(t, msgs, 1000)
+	if len(f.Body) != 2500 {
+		t.Errorf("body has %d bytes, want 2500", len(f.Body))
 	}
 }
 
@@ -987,27 +991,27 @@ func TestFacadeChunkSizeOption(t *testing.T) {
 func TestFacadeRequestWithoutInit(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		reqs []*reqMsg
+		reqs []*bridgetest.RequestMsg
 	}{
-		{"body-only-first-message", []*reqMsg{{BodyChunk: []byte("x"), BodyComplete: true}}},
+		{"body-only-first-message", []*bridgetest.RequestMsg{{BodyChunk: []byte("x"), BodyComplete: true}}},
 		{"half-close-without-messages", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			leakCheck(t)
+			bridgetest.LeakCheck(t)
 			var called atomic.Bool
-			bridge, _ := newFacade(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			bridge, _ := bridgetest.NewFacade(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				called.Store(true)
 			}))
-			p := startPlugin(t, viaBufconn, &facadeServer{bridge: bridge})
-			msgs, err := scriptedHost(t, p.client, tc.reqs...)
+			p := bridgetest.StartPlugin(t, bridgetest.Bufconn, &bridgetest.FacadeServer{Bridge: bridge})
+			msgs, err := bridgetest.ScriptedHost(t, p.Client, tc.reqs...)
 			if err != nil {
 				t.Errorf("stream ended with %v, want a 500 response", err)
 			}
 			if len(msgs) == 0 {
 				return
 			}
-			if f := checkFraming(t, msgs, chunkMax); f.status != 500 {
-				t.Errorf("status = %d, want 500", f.status)
+			if f := bridgetest.CheckFraming(t, msgs, bridgetest.ChunkMax); f.Status != 500 {
+				t.Errorf("status = %d, want 500", f.Status)
 			}
 			if called.Load() {
 				t.Error("handler was called")
@@ -1018,10 +1022,10 @@ func TestFacadeRequestWithoutInit(t *testing.T) {
 
 // Request reconstruction from a scripted init (F01, F-Q1..F-Q8).
 func TestFacadeRequestReconstruction(t *testing.T) {
-	leakCheck(t)
+	bridgetest.LeakCheck(t)
 	seen := make(chan requestView, 1)
 	seenHeader := make(chan http.Header, 1)
-	bridge, _ := newFacade(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	bridge, _ := bridgetest.NewFacade(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			body = append(body, "<read error: "+err.Error()+">"...)
@@ -1033,23 +1037,23 @@ func TestFacadeRequestReconstruction(t *testing.T) {
 		}
 		seenHeader <- r.Header.Clone()
 	}))
-	p := startPlugin(t, viaBufconn, &facadeServer{bridge: bridge})
+	p := bridgetest.StartPlugin(t, bridgetest.Bufconn, &bridgetest.FacadeServer{Bridge: bridge})
 	init := &pluginapiv1.ServeHTTPRequestInit{
 		Method: "POST", Url: "/api/v1/foo?x=1", RequestUri: "/plugins/id/api/v1/foo?x=1",
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Host: "h:1", RemoteAddr: "1.2.3.4:5",
 		ContentLength: 3,
-		Headers:       headers("x-lower", "v", "Accept", "a", "Accept", "b"),
+		Headers:       bridgetest.Headers("x-lower", "v", "Accept", "a", "Accept", "b"),
 	}
-	msgs, err := scriptedHost(t, p.client,
-		&reqMsg{Init: init, BodyChunk: []byte("ab")},
-		&reqMsg{BodyChunk: []byte("c"), BodyComplete: true})
+	msgs, err := bridgetest.ScriptedHost(t, p.Client,
+		&bridgetest.RequestMsg{Init: init, BodyChunk: []byte("ab")},
+		&bridgetest.RequestMsg{BodyChunk: []byte("c"), BodyComplete: true})
 	if err != nil {
 		t.Errorf("stream ended with %v", err)
 	}
-	if f := checkFraming(t, msgs, chunkMax); f.status != 200 {
-		t.Errorf("status %d", f.status)
+	if f := bridgetest.CheckFraming(t, msgs, bridgetest.ChunkMax); f.Status != 200 {
+		t.Errorf("status %d", f.Status)
 	}
-	v, ok := waitFor(t, seen, promptly, "handler")
+	v, ok := bridgetest.WaitFor(t, seen, bridgetest.Promptly, "handler")
 	if !ok {
 		return
 	}
@@ -1069,14 +1073,14 @@ func TestFacadeRequestReconstruction(t *testing.T) {
 
 // The facade's ResponseWriter surface (F-C3, F-R1, F-R2).
 func TestFacadeResponseWriterSurface(t *testing.T) {
-	leakCheck(t)
+	bridgetest.LeakCheck(t)
 	type surface struct {
 		flusher, flushError, hijacker bool
 		hijackErr, fullDuplexErr      error
 		flushErr                      error
 	}
 	seen := make(chan surface, 1)
-	e := newEnv(t, envConfig{handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	e := bridgetest.NewEnv(t, bridgetest.Config{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var s surface
 		_, s.flusher = w.(http.Flusher)
 		_, s.flushError = w.(interface{ FlushError() error })
@@ -1088,11 +1092,11 @@ func TestFacadeResponseWriterSurface(t *testing.T) {
 		s.flushErr = rc.Flush()
 		seen <- s
 	})})
-	res := e.get(t, "/")
-	if res.status != 200 || string(res.body) != "x" {
-		t.Errorf("got %d %q", res.status, res.body)
+	res := e.Get(t, "/")
+	if res.Status != 200 || string(res.Body) != "x" {
+		t.Errorf("got %d %q", res.Status, res.Body)
 	}
-	s, ok := waitFor(t, seen, promptly, "handler")
+	s, ok := bridgetest.WaitFor(t, seen, bridgetest.Promptly, "handler")
 	if !ok {
 		return
 	}

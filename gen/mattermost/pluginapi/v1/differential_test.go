@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/httpbridge/httpbridge/internal/bridgetest"
 )
 
 // observation is what a client saw of one exchange.
@@ -38,7 +40,7 @@ func errClass(err error) string {
 
 func observe(t *testing.T, client *http.Client, method, url string) observation {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), exchangeTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), bridgetest.ExchangeTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
@@ -180,24 +182,24 @@ func TestDifferentialSweep(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, hv := range allHTTPVersions {
-				if http1Only[tc.name] && hv != http1 {
+			for _, hv := range bridgetest.HTTPVersions {
+				if http1Only[tc.name] && hv != bridgetest.HTTP1 {
 					continue
 				}
 				t.Run(string(hv), func(t *testing.T) {
-					leakCheck(t)
+					bridgetest.LeakCheck(t)
 					direct := httptest.NewUnstartedServer(tc.handler)
 					direct.Config.ErrorLog = log.New(io.Discard, "", 0)
-					if hv == http2 {
+					if hv == bridgetest.HTTP2 {
 						direct.EnableHTTP2 = true
 						direct.StartTLS()
 					} else {
 						direct.Start()
 					}
-					t.Cleanup(func() { closeBounded(t, "direct server", direct.Close) })
-					e := newEnv(t, envConfig{hv: hv, handler: tc.handler})
+					t.Cleanup(func() { bridgetest.CloseBounded(t, "direct server", direct.Close) })
+					e := bridgetest.NewEnv(t, bridgetest.Config{HTTPVersion: hv, Handler: tc.handler})
 					want := observe(t, direct.Client(), tc.method, direct.URL+"/")
-					got := observe(t, e.client, tc.method, e.srv.URL+"/")
+					got := observe(t, e.Client, tc.method, e.Server.URL+"/")
 					diffObservations(t, want, got)
 				})
 			}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	pluginapiv1 "github.com/httpbridge/httpbridge/gen/mattermost/pluginapi/v1"
+	"github.com/httpbridge/httpbridge/internal/bridgetest"
 )
 
 // bodyOutcome is what a handler read from its request body.
@@ -44,22 +45,22 @@ func readBody(r *http.Request) bodyOutcome {
 // F07, F08, F10: request body streaming and truncation.
 func TestFacadeRequestBody(t *testing.T) {
 	t.Run("F07-chunks-delivered-as-they-arrive", func(t *testing.T) {
-		leakCheck(t)
+		bridgetest.LeakCheck(t)
 		outcome := make(chan bodyOutcome, 1)
-		p := startFacade(t, func(w http.ResponseWriter, r *http.Request) { outcome <- readBody(r) })
-		stream, _ := openStream(t, p.client)
-		init := reqInit("POST", "/")
+		p := bridgetest.StartFacade(t, func(w http.ResponseWriter, r *http.Request) { outcome <- readBody(r) })
+		stream, _ := bridgetest.OpenStream(t, p.Client)
+		init := bridgetest.ReqInit("POST", "/")
 		init.ContentLength = -1
 		start := time.Now()
-		if err := stream.Send(&reqMsg{Init: init, BodyChunk: []byte("hel")}); err != nil {
+		if err := stream.Send(&bridgetest.RequestMsg{Init: init, BodyChunk: []byte("hel")}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(200 * time.Millisecond)
-		if err := stream.Send(&reqMsg{BodyChunk: []byte("lo"), BodyComplete: true}); err != nil {
+		if err := stream.Send(&bridgetest.RequestMsg{BodyChunk: []byte("lo"), BodyComplete: true}); err != nil {
 			t.Fatal(err)
 		}
 		stream.CloseSend()
-		o, ok := waitFor(t, outcome, promptly, "handler")
+		o, ok := bridgetest.WaitFor(t, outcome, bridgetest.Promptly, "handler")
 		if !ok {
 			return
 		}
@@ -74,23 +75,23 @@ func TestFacadeRequestBody(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		contentLength int64
-		msgs          []*reqMsg
+		msgs          []*bridgetest.RequestMsg
 		want          string
 	}{
-		{"F08-half-close-without-complete", -1, []*reqMsg{{BodyChunk: []byte("ab")}}, "ab"},
-		{"F10-shorter-than-content-length", 5, []*reqMsg{{BodyChunk: []byte("abc"), BodyComplete: true}}, "abc"},
+		{"F08-half-close-without-complete", -1, []*bridgetest.RequestMsg{{BodyChunk: []byte("ab")}}, "ab"},
+		{"F10-shorter-than-content-length", 5, []*bridgetest.RequestMsg{{BodyChunk: []byte("abc"), BodyComplete: true}}, "abc"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			leakCheck(t)
+			bridgetest.LeakCheck(t)
 			outcome := make(chan bodyOutcome, 1)
-			p := startFacade(t, func(w http.ResponseWriter, r *http.Request) { outcome <- readBody(r) })
-			init := reqInit("POST", "/")
+			p := bridgetest.StartFacade(t, func(w http.ResponseWriter, r *http.Request) { outcome <- readBody(r) })
+			init := bridgetest.ReqInit("POST", "/")
 			init.ContentLength = tc.contentLength
-			msgs := append([]*reqMsg{{Init: init}}, tc.msgs...)
-			if _, err := scriptedHost(t, p.client, msgs...); err != nil {
+			msgs := append([]*bridgetest.RequestMsg{{Init: init}}, tc.msgs...)
+			if _, err := bridgetest.ScriptedHost(t, p.Client, msgs...); err != nil {
 				t.Errorf("response stream: %v", err)
 			}
-			o, ok := waitFor(t, outcome, promptly, "handler")
+			o, ok := bridgetest.WaitFor(t, outcome, bridgetest.Promptly, "handler")
 			if ok && (o.data != tc.want || !errors.Is(o.err, io.ErrUnexpectedEOF)) {
 				t.Errorf("handler read %q then %v, want %q then unexpected EOF", o.data, o.err, tc.want)
 			}
@@ -99,7 +100,9 @@ func TestFacadeRequestBody(t *testing.T) {
 }
 
 // drain reads the rest of a raw stream's responses (bounded by its context).
-func drain(t *testing.T, stream interface{ Recv() (*respMsg, error) }) {
+func drain(t *testing.T, stream interface {
+	Recv() (*bridgetest.ResponseMsg, error)
+}) {
 	t.Helper()
 	for {
 		if _, err := stream.Recv(); err != nil {
@@ -113,26 +116,26 @@ func drain(t *testing.T, stream interface{ Recv() (*respMsg, error) }) {
 // time gets a Write error, all within bounds.
 func TestFacadeHostCancels(t *testing.T) {
 	t.Run("F09-during-body-read", func(t *testing.T) {
-		leakCheck(t)
+		bridgetest.LeakCheck(t)
 		outcome := make(chan handlerOutcome, 1)
-		p := startFacade(t, func(w http.ResponseWriter, r *http.Request) {
+		p := bridgetest.StartFacade(t, func(w http.ResponseWriter, r *http.Request) {
 			o := readBody(r)
 			select {
 			case <-r.Context().Done():
-			case <-time.After(promptly):
+			case <-time.After(bridgetest.Promptly):
 			}
 			outcome <- handlerOutcome{err: o.err, ctxErr: r.Context().Err(), at: time.Now()}
 		})
-		stream, cancel := openStream(t, p.client)
-		init := reqInit("POST", "/")
+		stream, cancel := bridgetest.OpenStream(t, p.Client)
+		init := bridgetest.ReqInit("POST", "/")
 		init.ContentLength = -1
-		if err := stream.Send(&reqMsg{Init: init, BodyChunk: []byte("ab")}); err != nil {
+		if err := stream.Send(&bridgetest.RequestMsg{Init: init, BodyChunk: []byte("ab")}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(50 * time.Millisecond)
 		cancelAt := time.Now()
 		cancel()
-		o, ok := waitFor(t, outcome, exchangeTimeout, "handler")
+		o, ok := bridgetest.WaitFor(t, outcome, bridgetest.ExchangeTimeout, "handler")
 		if !ok {
 			return
 		}
@@ -147,11 +150,11 @@ func TestFacadeHostCancels(t *testing.T) {
 		}
 	})
 	t.Run("F28-while-writing", func(t *testing.T) {
-		leakCheck(t)
+		bridgetest.LeakCheck(t)
 		outcome := make(chan handlerOutcome, 1)
-		p := startFacade(t, func(w http.ResponseWriter, r *http.Request) {
+		p := bridgetest.StartFacade(t, func(w http.ResponseWriter, r *http.Request) {
 			chunk := make([]byte, 64<<10)
-			deadline := time.Now().Add(exchangeTimeout)
+			deadline := time.Now().Add(bridgetest.ExchangeTimeout)
 			for time.Now().Before(deadline) {
 				if _, err := w.Write(chunk); err != nil {
 					outcome <- handlerOutcome{err: err, ctxErr: r.Context().Err(), at: time.Now()}
@@ -160,8 +163,8 @@ func TestFacadeHostCancels(t *testing.T) {
 			}
 			outcome <- handlerOutcome{}
 		})
-		stream, cancel := openStream(t, p.client)
-		if err := stream.Send(&reqMsg{Init: reqInit("GET", "/"), BodyComplete: true}); err != nil {
+		stream, cancel := bridgetest.OpenStream(t, p.Client)
+		if err := stream.Send(&bridgetest.RequestMsg{Init: bridgetest.ReqInit("GET", "/"), BodyComplete: true}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := stream.Recv(); err != nil {
@@ -169,7 +172,7 @@ func TestFacadeHostCancels(t *testing.T) {
 		}
 		cancelAt := time.Now()
 		cancel()
-		o, ok := waitFor(t, outcome, exchangeTimeout, "handler")
+		o, ok := bridgetest.WaitFor(t, outcome, bridgetest.ExchangeTimeout, "handler")
 		if !ok {
 			return
 		}
@@ -184,20 +187,20 @@ func TestFacadeHostCancels(t *testing.T) {
 
 // F13: the request body and context after the handler returned.
 func TestFacadeRequestAfterReturn(t *testing.T) {
-	leakCheck(t)
+	bridgetest.LeakCheck(t)
 	kept := make(chan *http.Request, 1)
-	p := startFacade(t, func(w http.ResponseWriter, r *http.Request) {
+	p := bridgetest.StartFacade(t, func(w http.ResponseWriter, r *http.Request) {
 		kept <- r
 		io.WriteString(w, "ok")
 	})
-	init := reqInit("POST", "/")
+	init := bridgetest.ReqInit("POST", "/")
 	init.ContentLength = -1
-	msgs, err := scriptedHost(t, p.client, &reqMsg{Init: init, BodyChunk: []byte("unread")})
+	msgs, err := bridgetest.ScriptedHost(t, p.Client, &bridgetest.RequestMsg{Init: init, BodyChunk: []byte("unread")})
 	if err != nil {
 		t.Fatalf("response stream: %v", err)
 	}
-	checkFraming(t, msgs, chunkMax)
-	r, ok := waitFor(t, kept, promptly, "handler")
+	bridgetest.CheckFraming(t, msgs, bridgetest.ChunkMax)
+	r, ok := bridgetest.WaitFor(t, kept, bridgetest.Promptly, "handler")
 	if !ok {
 		return
 	}
@@ -206,7 +209,7 @@ func TestFacadeRequestAfterReturn(t *testing.T) {
 	}
 	select {
 	case <-r.Context().Done():
-	case <-time.After(promptly):
+	case <-time.After(bridgetest.Promptly):
 		t.Error("request context not Done after the handler returned")
 	}
 }
@@ -292,24 +295,24 @@ func TestFacadeResponseWriterSemantics(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			leakCheck(t)
+			bridgetest.LeakCheck(t)
 			errc := make(chan error, 1)
-			p := startFacade(t, func(w http.ResponseWriter, r *http.Request) { errc <- tc.handler(w) })
-			msgs, err := scriptedHost(t, p.client, &reqMsg{Init: reqInit("GET", "/"), BodyComplete: true})
+			p := bridgetest.StartFacade(t, func(w http.ResponseWriter, r *http.Request) { errc <- tc.handler(w) })
+			msgs, err := bridgetest.ScriptedHost(t, p.Client, &bridgetest.RequestMsg{Init: bridgetest.ReqInit("GET", "/"), BodyComplete: true})
 			if err != nil {
 				t.Errorf("response stream: %v", err)
 			}
-			f := checkFraming(t, msgs, chunkMax)
-			if f.status != tc.wantStatus || string(f.body) != tc.wantBody {
-				t.Errorf("response %d %q, want %d %q", f.status, f.body, tc.wantStatus, tc.wantBody)
+			f := bridgetest.CheckFraming(t, msgs, bridgetest.ChunkMax)
+			if f.Status != tc.wantStatus || string(f.Body) != tc.wantBody {
+				t.Errorf("response %d %q, want %d %q", f.Status, f.Body, tc.wantStatus, tc.wantBody)
 			}
 			sent := map[string]bool{}
-			for _, h := range f.headers {
+			for _, h := range f.Headers {
 				sent[http.CanonicalHeaderKey(h.GetKey())] = true
 			}
 			for _, k := range tc.present {
 				if !sent[k] {
-					t.Errorf("header %s not sent (headers %v)", k, f.headers)
+					t.Errorf("header %s not sent (headers %v)", k, f.Headers)
 				}
 			}
 			for _, k := range tc.absent {
@@ -317,7 +320,7 @@ func TestFacadeResponseWriterSemantics(t *testing.T) {
 					t.Errorf("header %s sent, want absent", k)
 				}
 			}
-			if herr, ok := waitFor(t, errc, promptly, "handler"); ok && herr != tc.wantErr {
+			if herr, ok := bridgetest.WaitFor(t, errc, bridgetest.Promptly, "handler"); ok && herr != tc.wantErr {
 				t.Errorf("handler's Write error = %v, want %v", herr, tc.wantErr)
 			}
 		})
@@ -327,10 +330,10 @@ func TestFacadeResponseWriterSemantics(t *testing.T) {
 // F41: a goroutine the handler left behind writes after the response ended:
 // the calls fail without panicking and send nothing after body_complete.
 func TestFacadeWriteAfterReturn(t *testing.T) {
-	leakCheck(t)
+	bridgetest.LeakCheck(t)
 	ended := make(chan struct{})
 	lateErr := make(chan error, 1)
-	p := startFacade(t, func(w http.ResponseWriter, r *http.Request) {
+	p := bridgetest.StartFacade(t, func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "x")
 		go func() {
 			<-ended
@@ -354,15 +357,15 @@ func TestFacadeWriteAfterReturn(t *testing.T) {
 			}
 		}()
 	})
-	msgs, err := scriptedHost(t, p.client, &reqMsg{Init: reqInit("GET", "/"), BodyComplete: true})
+	msgs, err := bridgetest.ScriptedHost(t, p.Client, &bridgetest.RequestMsg{Init: bridgetest.ReqInit("GET", "/"), BodyComplete: true})
 	close(ended)
 	if err != nil {
 		t.Errorf("response stream: %v", err)
 	}
-	if f := checkFraming(t, msgs, chunkMax); string(f.body) != "x" || f.status != 200 {
-		t.Errorf("response %d %q, want 200 %q", f.status, f.body, "x")
+	if f := bridgetest.CheckFraming(t, msgs, bridgetest.ChunkMax); string(f.Body) != "x" || f.Status != 200 {
+		t.Errorf("response %d %q, want 200 %q", f.Status, f.Body, "x")
 	}
-	if err, ok := waitFor(t, lateErr, promptly, "late writer"); ok && err != nil {
+	if err, ok := bridgetest.WaitFor(t, lateErr, bridgetest.Promptly, "late writer"); ok && err != nil {
 		t.Error(err)
 	}
 }
@@ -370,8 +373,8 @@ func TestFacadeWriteAfterReturn(t *testing.T) {
 // End to end: the client sends a piece, waits for its echo, then sends the
 // next one (H04, F-B1, F39): nothing may wait to fill a 64 KiB chunk.
 func TestEndToEndInteractiveEcho(t *testing.T) {
-	forEachE2E(t, func(t *testing.T, tr transportKind, hv httpVersion) {
-		e := newEnv(t, envConfig{tr: tr, hv: hv, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	forEachE2E(t, func(t *testing.T, tr bridgetest.Transport, hv bridgetest.HTTPVersion) {
+		e := bridgetest.NewEnv(t, bridgetest.Config{Transport: tr, HTTPVersion: hv, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			buf := make([]byte, 64)
 			for {
 				n, err := r.Body.Read(buf)
@@ -386,10 +389,10 @@ func TestEndToEndInteractiveEcho(t *testing.T) {
 		})})
 		pr, pw := io.Pipe()
 		t.Cleanup(func() { pw.CloseWithError(errors.New("test over")) })
-		ctx, cancel := context.WithTimeout(t.Context(), exchangeTimeout)
+		ctx, cancel := context.WithTimeout(t.Context(), bridgetest.ExchangeTimeout)
 		defer cancel()
 		go pw.Write([]byte("ping-1"))
-		resp, err := e.client.Do(e.request(t, ctx, http.MethodPost, "/echo", pr))
+		resp, err := e.Client.Do(e.Request(t, ctx, http.MethodPost, "/echo", pr))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -414,8 +417,8 @@ func TestEndToEndInteractiveEcho(t *testing.T) {
 
 // F43: http.MaxBytesReader on the facade's body, and the handler's 413.
 func TestEndToEndMaxBytesReader(t *testing.T) {
-	leakCheck(t)
-	e := newEnv(t, envConfig{handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	bridgetest.LeakCheck(t)
+	e := bridgetest.NewEnv(t, bridgetest.Config{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 10))
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -431,11 +434,11 @@ func TestEndToEndMaxBytesReader(t *testing.T) {
 		{strings.Repeat("x", 100), 413},
 		{"small", 200},
 	} {
-		ctx, cancel := context.WithTimeout(t.Context(), exchangeTimeout)
-		res := e.roundTrip(t, e.request(t, ctx, http.MethodPost, "/", strings.NewReader(tc.body)))
+		ctx, cancel := context.WithTimeout(t.Context(), bridgetest.ExchangeTimeout)
+		res := e.RoundTrip(t, e.Request(t, ctx, http.MethodPost, "/", strings.NewReader(tc.body)))
 		cancel()
-		if res.status != tc.wantStatus {
-			t.Errorf("%d-byte body: status %d, want %d", len(tc.body), res.status, tc.wantStatus)
+		if res.Status != tc.wantStatus {
+			t.Errorf("%d-byte body: status %d, want %d", len(tc.body), res.Status, tc.wantStatus)
 		}
 	}
 }
@@ -443,20 +446,20 @@ func TestEndToEndMaxBytesReader(t *testing.T) {
 // F44 with the scripted host: the handler reads the plugin context the
 // host sent.
 func TestFacadePluginContext(t *testing.T) {
-	leakCheck(t)
+	bridgetest.LeakCheck(t)
 	seen := make(chan *pluginapiv1.PluginContext, 1)
-	p := startFacade(t, func(w http.ResponseWriter, r *http.Request) {
+	p := bridgetest.StartFacade(t, func(w http.ResponseWriter, r *http.Request) {
 		init, _ := pluginapiv1.ServeHTTPRequestInitFromContext(r.Context())
 		seen <- init.GetPluginContext()
 	})
-	init := reqInit("GET", "/")
+	init := bridgetest.ReqInit("GET", "/")
 	init.PluginContext = &pluginapiv1.PluginContext{
 		SessionId: "s", RequestId: "r", IpAddress: "i", AcceptLanguage: "a", UserAgent: "u",
 	}
-	if _, err := scriptedHost(t, p.client, &reqMsg{Init: init, BodyComplete: true}); err != nil {
+	if _, err := bridgetest.ScriptedHost(t, p.Client, &bridgetest.RequestMsg{Init: init, BodyComplete: true}); err != nil {
 		t.Errorf("response stream: %v", err)
 	}
-	if pc, ok := waitFor(t, seen, promptly, "handler"); ok {
+	if pc, ok := bridgetest.WaitFor(t, seen, bridgetest.Promptly, "handler"); ok {
 		if pc.GetSessionId() != "s" || pc.GetRequestId() != "r" || pc.GetIpAddress() != "i" ||
 			pc.GetAcceptLanguage() != "a" || pc.GetUserAgent() != "u" {
 			t.Errorf("plugin context = %v", pc)
@@ -481,7 +484,7 @@ func TestFacadeRequestEdgeCases(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		init       func(*pluginapiv1.ServeHTTPRequestInit)
-		msgs       []*reqMsg // after the init message (which has none)
+		msgs       []*bridgetest.RequestMsg // after the init message (which has none)
 		wantStatus int32
 		want       *view // nil: the handler must not be called
 	}{
@@ -519,15 +522,15 @@ func TestFacadeRequestEdgeCases(t *testing.T) {
 			// [ref] F-Q7: a body announced as length 0 has an unknown length.
 			name:       "F14-body-despite-content-length-0",
 			init:       func(i *pluginapiv1.ServeHTTPRequestInit) { i.Method = "POST" },
-			msgs:       []*reqMsg{{BodyChunk: []byte("abc"), BodyComplete: true}},
+			msgs:       []*bridgetest.RequestMsg{{BodyChunk: []byte("abc"), BodyComplete: true}},
 			wantStatus: 200,
 			want:       &view{method: "POST", path: "/p", proto: "HTTP/1.1", major: 1, minor: 1, contentLength: -1, body: "abc"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			leakCheck(t)
+			bridgetest.LeakCheck(t)
 			seen := make(chan view, 1)
-			p := startFacade(t, func(w http.ResponseWriter, r *http.Request) {
+			p := bridgetest.StartFacade(t, func(w http.ResponseWriter, r *http.Request) {
 				v := view{
 					method: r.Method, path: r.URL.Path, rawQuery: r.URL.RawQuery, proto: r.Proto,
 					major: r.ProtoMajor, minor: r.ProtoMinor, contentLength: r.ContentLength,
@@ -540,15 +543,15 @@ func TestFacadeRequestEdgeCases(t *testing.T) {
 				}
 				seen <- v
 			})
-			init := reqInit("GET", "/p")
+			init := bridgetest.ReqInit("GET", "/p")
 			tc.init(init)
-			first := &reqMsg{Init: init, BodyComplete: len(tc.msgs) == 0}
-			msgs, err := scriptedHost(t, p.client, append([]*reqMsg{first}, tc.msgs...)...)
+			first := &bridgetest.RequestMsg{Init: init, BodyComplete: len(tc.msgs) == 0}
+			msgs, err := bridgetest.ScriptedHost(t, p.Client, append([]*bridgetest.RequestMsg{first}, tc.msgs...)...)
 			if err != nil {
 				t.Errorf("response stream: %v", err)
 			}
-			if f := checkFraming(t, msgs, chunkMax); f.status != tc.wantStatus {
-				t.Errorf("status %d, want %d", f.status, tc.wantStatus)
+			if f := bridgetest.CheckFraming(t, msgs, bridgetest.ChunkMax); f.Status != tc.wantStatus {
+				t.Errorf("status %d, want %d", f.Status, tc.wantStatus)
 			}
 			if tc.want == nil {
 				select {
@@ -558,7 +561,7 @@ func TestFacadeRequestEdgeCases(t *testing.T) {
 				}
 				return
 			}
-			v, ok := waitFor(t, seen, promptly, "handler")
+			v, ok := bridgetest.WaitFor(t, seen, bridgetest.Promptly, "handler")
 			if !ok {
 				return
 			}

@@ -15,13 +15,15 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/httpbridge/httpbridge/internal/bridgetest"
 )
 
 // H06, H14, H31: what the client sees of a scripted message sequence.
 func TestHostScriptedResponses(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
-		msgs       []*respMsg
+		msgs       []*bridgetest.ResponseMsg
 		wantStatus int
 		wantBody   string
 		present    map[string][]string
@@ -29,8 +31,8 @@ func TestHostScriptedResponses(t *testing.T) {
 	}{
 		{
 			name: "H06-multi-message-body-and-cookies",
-			msgs: []*respMsg{
-				{Init: respInit(201, "Set-Cookie", "a=1", "Set-Cookie", "b=2", "X-A", "x"), BodyChunk: []byte("ab")},
+			msgs: []*bridgetest.ResponseMsg{
+				{Init: bridgetest.RespInit(201, "Set-Cookie", "a=1", "Set-Cookie", "b=2", "X-A", "x"), BodyChunk: []byte("ab")},
 				{BodyChunk: []byte("cd"), BodyComplete: true},
 			},
 			wantStatus: 201, wantBody: "abcd",
@@ -38,9 +40,9 @@ func TestHostScriptedResponses(t *testing.T) {
 		},
 		{
 			name: "H14-later-init-ignored",
-			msgs: []*respMsg{
-				{Init: respInit(200, "X-A", "1"), BodyChunk: []byte("a")},
-				{Init: respInit(500, "X-B", "2"), BodyChunk: []byte("b"), BodyComplete: true},
+			msgs: []*bridgetest.ResponseMsg{
+				{Init: bridgetest.RespInit(200, "X-A", "1"), BodyChunk: []byte("a")},
+				{Init: bridgetest.RespInit(500, "X-B", "2"), BodyChunk: []byte("b"), BodyComplete: true},
 			},
 			wantStatus: 200, wantBody: "ab",
 			present: map[string][]string{"X-A": {"1"}},
@@ -48,50 +50,50 @@ func TestHostScriptedResponses(t *testing.T) {
 		},
 		{
 			name: "H31-204-with-body",
-			msgs: []*respMsg{
-				{Init: respInit(204), BodyChunk: []byte("x"), BodyComplete: true},
+			msgs: []*bridgetest.ResponseMsg{
+				{Init: bridgetest.RespInit(204), BodyChunk: []byte("x"), BodyComplete: true},
 			},
 			wantStatus: 204, wantBody: "",
 		},
 		{
 			name: "lowercase-header-keys-canonicalized",
-			msgs: []*respMsg{
-				{Init: respInit(200, "x-lower", "v"), BodyChunk: []byte("ok"), BodyComplete: true},
+			msgs: []*bridgetest.ResponseMsg{
+				{Init: bridgetest.RespInit(200, "x-lower", "v"), BodyChunk: []byte("ok"), BodyComplete: true},
 			},
 			wantStatus: 200, wantBody: "ok",
 			present: map[string][]string{"X-Lower": {"v"}},
 		},
 		{
 			name: "H29-chunk-larger-than-64KiB",
-			msgs: []*respMsg{
-				{Init: respInit(200), BodyChunk: make([]byte, 1<<20), BodyComplete: true},
+			msgs: []*bridgetest.ResponseMsg{
+				{Init: bridgetest.RespInit(200), BodyChunk: make([]byte, 1<<20), BodyComplete: true},
 			},
 			wantStatus: 200, wantBody: string(make([]byte, 1<<20)),
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, hv := range allHTTPVersions {
+			for _, hv := range bridgetest.HTTPVersions {
 				t.Run(string(hv), func(t *testing.T) {
-					leakCheck(t)
-					e := newEnv(t, envConfig{hv: hv, plugin: &scriptedPlugin{script: sendThen(tc.msgs, nil)}})
-					res := e.get(t, "/")
-					if res.status != tc.wantStatus || string(res.body) != tc.wantBody || res.readErr != nil {
+					bridgetest.LeakCheck(t)
+					e := bridgetest.NewEnv(t, bridgetest.Config{HTTPVersion: hv, Plugin: &bridgetest.ScriptedPlugin{Script: bridgetest.SendThen(tc.msgs, nil)}})
+					res := e.Get(t, "/")
+					if res.Status != tc.wantStatus || string(res.Body) != tc.wantBody || res.ReadErr != nil {
 						t.Errorf("got %d, %d body bytes, read error %v; want %d, %d bytes",
-							res.status, len(res.body), res.readErr, tc.wantStatus, len(tc.wantBody))
+							res.Status, len(res.Body), res.ReadErr, tc.wantStatus, len(tc.wantBody))
 					}
 					for k, want := range tc.present {
-						if got := res.header.Values(k); !slices.Equal(got, want) {
+						if got := res.Header.Values(k); !slices.Equal(got, want) {
 							t.Errorf("%s = %q, want %q", k, got, want)
 						}
 					}
 					for _, k := range tc.absent {
-						if v := res.header.Values(k); v != nil {
+						if v := res.Header.Values(k); v != nil {
 							t.Errorf("%s = %q, want absent", k, v)
 						}
 					}
 					// A recorder, unlike net/http, keeps a 204's body: the host
 					// leaves that filtering to the real ResponseWriter (H-S9).
-					rec, err := e.forward(t, "/")
+					rec, err := e.Forward(t, "/")
 					if err != nil || rec.Code != tc.wantStatus || (tc.wantStatus != 204 && rec.Body.String() != tc.wantBody) {
 						t.Errorf("Forward: %v, recorder %d with %d bytes", err, rec.Code, rec.Body.Len())
 					}
@@ -102,20 +104,20 @@ func TestHostScriptedResponses(t *testing.T) {
 }
 
 // H18: after body_complete the plugin keeps sending and never ends the RPC:
-// the host ignores the rest, returns promptly and cancels the stream.
+// the host ignores the rest, returns bridgetest.Promptly and cancels the stream.
 func TestHostIgnoresMessagesAfterComplete(t *testing.T) {
-	leakCheck(t)
+	bridgetest.LeakCheck(t)
 	pluginCtxDone := make(chan struct{})
-	script := func(stream serverStream) error {
+	script := func(stream bridgetest.ServerStream) error {
 		if _, err := stream.Recv(); err != nil {
 			return err
 		}
-		if err := stream.Send(&respMsg{Init: respInit(200), BodyChunk: []byte("a"), BodyComplete: true}); err != nil {
+		if err := stream.Send(&bridgetest.ResponseMsg{Init: bridgetest.RespInit(200), BodyChunk: []byte("a"), BodyComplete: true}); err != nil {
 			return err
 		}
 		deadline := time.After(5 * time.Second)
 		for {
-			if err := stream.Send(&respMsg{BodyChunk: []byte("zzz")}); err != nil {
+			if err := stream.Send(&bridgetest.ResponseMsg{BodyChunk: []byte("zzz")}); err != nil {
 				break
 			}
 			select {
@@ -134,27 +136,27 @@ func TestHostIgnoresMessagesAfterComplete(t *testing.T) {
 		}
 		return nil
 	}
-	e := newEnv(t, envConfig{plugin: &scriptedPlugin{script: script}})
+	e := bridgetest.NewEnv(t, bridgetest.Config{Plugin: &bridgetest.ScriptedPlugin{Script: script}})
 	start := time.Now()
-	rec, err := e.forward(t, "/")
-	if d := time.Since(start); d > promptly {
+	rec, err := e.Forward(t, "/")
+	if d := time.Since(start); d > bridgetest.Promptly {
 		t.Errorf("Forward took %v after body_complete", d)
 	}
 	if err != nil || rec.Code != 200 || rec.Body.String() != "a" {
 		t.Errorf("Forward: %v, recorder %d %q; want nil, 200 %q", err, rec.Code, rec.Body, "a")
 	}
-	waitFor(t, pluginCtxDone, promptly, "the plugin's stream context to be cancelled")
+	bridgetest.WaitFor(t, pluginCtxDone, bridgetest.Promptly, "the plugin's stream context to be cancelled")
 }
 
 // H34: plugin headers replace values the host's middleware pre-set for the
 // same key; other pre-set keys stay.
 func TestHostPluginHeadersReplacePreset(t *testing.T) {
-	leakCheck(t)
-	e := newEnv(t, envConfig{
-		plugin: &scriptedPlugin{script: sendThen([]*respMsg{
-			{Init: respInit(200, "Content-Type", "text/plain"), BodyChunk: []byte("ok"), BodyComplete: true},
+	bridgetest.LeakCheck(t)
+	e := bridgetest.NewEnv(t, bridgetest.Config{
+		Plugin: &bridgetest.ScriptedPlugin{Script: bridgetest.SendThen([]*bridgetest.ResponseMsg{
+			{Init: bridgetest.RespInit(200, "Content-Type", "text/plain"), BodyChunk: []byte("ok"), BodyComplete: true},
 		}, nil)},
-		wrap: func(next http.Handler) http.Handler {
+		Wrap: func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "application/json")
 				w.Header().Set("X-Frame-Options", "DENY")
@@ -162,11 +164,11 @@ func TestHostPluginHeadersReplacePreset(t *testing.T) {
 			})
 		},
 	})
-	res := e.get(t, "/")
-	if got := res.header.Values("Content-Type"); !slices.Equal(got, []string{"text/plain"}) {
+	res := e.Get(t, "/")
+	if got := res.Header.Values("Content-Type"); !slices.Equal(got, []string{"text/plain"}) {
 		t.Errorf("Content-Type = %q, want [text/plain]", got)
 	}
-	if got := res.header.Get("X-Frame-Options"); got != "DENY" {
+	if got := res.Header.Get("X-Frame-Options"); got != "DENY" {
 		t.Errorf("X-Frame-Options = %q, want DENY", got)
 	}
 }
@@ -176,24 +178,24 @@ func TestHostPluginHeadersReplacePreset(t *testing.T) {
 // while still stalled, and the host's handler returns: it does not wait for
 // the stuck body pump.
 func TestHostStalledUploadEarlyResponse(t *testing.T) {
-	leakCheck(t)
+	bridgetest.LeakCheck(t)
 	hostReturned := make(chan struct{}, 1)
 	gotBytes := make(chan int, 1)
-	e := newEnv(t, envConfig{
-		handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	e := bridgetest.NewEnv(t, bridgetest.Config{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			buf := make([]byte, 10)
 			n, _ := io.ReadFull(r.Body, buf)
 			gotBytes <- n
 			io.WriteString(w, "early")
 		}),
-		wrap: func(next http.Handler) http.Handler {
+		Wrap: func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				defer func() { hostReturned <- struct{}{} }()
 				next.ServeHTTP(w, r)
 			})
 		},
 	})
-	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	conn, err := net.Dial("tcp", e.Server.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +203,7 @@ func TestHostStalledUploadEarlyResponse(t *testing.T) {
 	// net/http's own body drain (see TestHostEarlyResponseKeepAlive).
 	defer rstClose(conn)
 	fmt.Fprintf(conn, "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\n0123456789")
-	conn.SetReadDeadline(time.Now().Add(promptly))
+	conn.SetReadDeadline(time.Now().Add(bridgetest.Promptly))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatalf("no response while the upload is stalled: %v", err)
@@ -210,21 +212,21 @@ func TestHostStalledUploadEarlyResponse(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "early" || err != nil {
 		t.Errorf("got %d %q (%v), want 200 %q", resp.StatusCode, body, err, "early")
 	}
-	if n, ok := waitFor(t, gotBytes, promptly, "plugin handler"); ok && n != 10 {
+	if n, ok := bridgetest.WaitFor(t, gotBytes, bridgetest.Promptly, "plugin handler"); ok && n != 10 {
 		t.Errorf("plugin read %d bytes, want 10", n)
 	}
-	waitFor(t, hostReturned, promptly, "the host handler to return while the upload is stalled")
+	bridgetest.WaitFor(t, hostReturned, bridgetest.Promptly, "the host handler to return while the upload is stalled")
 }
 
 // H20/H21 with Forward: flush flags reach a writer that only exposes
 // Unwrap(), and a writer that cannot flush is not an error.
 func TestHostFlushThroughWrappers(t *testing.T) {
-	leakCheck(t)
-	msgs := []*respMsg{
-		{Init: respInit(200), BodyChunk: []byte("a"), Flush: true},
+	bridgetest.LeakCheck(t)
+	msgs := []*bridgetest.ResponseMsg{
+		{Init: bridgetest.RespInit(200), BodyChunk: []byte("a"), Flush: true},
 		{BodyChunk: []byte("b"), Flush: true, BodyComplete: true},
 	}
-	e := newEnv(t, envConfig{plugin: &scriptedPlugin{script: sendThen(msgs, nil)}})
+	e := bridgetest.NewEnv(t, bridgetest.Config{Plugin: &bridgetest.ScriptedPlugin{Script: bridgetest.SendThen(msgs, nil)}})
 	for _, tc := range []struct {
 		name        string
 		wrap        func(*httptest.ResponseRecorder) http.ResponseWriter
@@ -236,7 +238,7 @@ func TestHostFlushThroughWrappers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
 			req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, "/", nil)
-			err := e.host.Forward(tc.wrap(rec), req)
+			err := e.Host.Forward(tc.wrap(rec), req)
 			if err != nil || rec.Code != 200 || rec.Body.String() != "ab" {
 				t.Errorf("Forward: %v, recorder %d %q", err, rec.Code, rec.Body)
 			}
@@ -287,16 +289,16 @@ func TestHostEarlyResponseKeepAlive(t *testing.T) {
 		{"content-length", "Content-Length: 5\r\n", "hello"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			leakCheck(t)
-			e := newEnv(t, envConfig{handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			bridgetest.LeakCheck(t)
+			e := bridgetest.NewEnv(t, bridgetest.Config{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				io.WriteString(w, "ok:"+r.URL.Path)
 			})})
-			conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+			conn, err := net.Dial("tcp", e.Server.Listener.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer rstClose(conn)
-			conn.SetDeadline(time.Now().Add(2 * promptly))
+			conn.SetDeadline(time.Now().Add(2 * bridgetest.Promptly))
 			br := bufio.NewReader(conn)
 			fmt.Fprintf(conn, "POST /first HTTP/1.1\r\nHost: test\r\n%s\r\n", tc.headers)
 			if tc.name == "content-length" {
@@ -334,8 +336,8 @@ func TestHostEarlyResponseKeepAlive(t *testing.T) {
 // for inter-plugin calls): a nil Body, and a streaming Body with
 // ContentLength 0 whose bytes must all be forwarded.
 func TestHostClientStyleRequests(t *testing.T) {
-	leakCheck(t)
-	e := newEnv(t, envConfig{handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	bridgetest.LeakCheck(t)
+	e := bridgetest.NewEnv(t, bridgetest.Config{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), 500)
@@ -346,7 +348,7 @@ func TestHostClientStyleRequests(t *testing.T) {
 	t.Run("nil-body", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, "/x", nil)
 		rec := httptest.NewRecorder()
-		if err := e.host.Forward(rec, req); err != nil || rec.Body.String() != "POST:" {
+		if err := e.Host.Forward(rec, req); err != nil || rec.Body.String() != "POST:" {
 			t.Errorf("Forward: %v, %d %q", err, rec.Code, rec.Body)
 		}
 	})
@@ -360,7 +362,7 @@ func TestHostClientStyleRequests(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPut, "/x", pr)
 		req.ContentLength = 0
 		rec := httptest.NewRecorder()
-		if err := e.host.Forward(rec, req); err != nil || rec.Body.String() != "PUT:part1,part2" {
+		if err := e.Host.Forward(rec, req); err != nil || rec.Body.String() != "PUT:part1,part2" {
 			t.Errorf("Forward: %v, %d %q", err, rec.Code, rec.Body)
 		}
 	})
@@ -371,10 +373,10 @@ func TestHostClientStyleRequests(t *testing.T) {
 // -race stays clean.
 func TestMixedExchanges(t *testing.T) {
 	upload := make([]byte, 1<<20) // over net/http's 256 KiB drain limit
-	for _, hv := range allHTTPVersions {
+	for _, hv := range bridgetest.HTTPVersions {
 		t.Run(string(hv), func(t *testing.T) {
-			leakCheck(t)
-			e := newEnv(t, envConfig{hv: hv, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			bridgetest.LeakCheck(t)
+			e := bridgetest.NewEnv(t, bridgetest.Config{HTTPVersion: hv, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				switch r.URL.Path {
 				case "/abort":
 					io.WriteString(w, "hello")
@@ -391,16 +393,16 @@ func TestMixedExchanges(t *testing.T) {
 			for i := range 40 {
 				switch i % 4 {
 				case 0:
-					if res := e.get(t, "/ok"); res.status != 200 || string(res.body) != "ok" {
-						t.Errorf("exchange %d: %d %q", i, res.status, res.body)
+					if res := e.Get(t, "/ok"); res.Status != 200 || string(res.Body) != "ok" {
+						t.Errorf("exchange %d: %d %q", i, res.Status, res.Body)
 					}
 				case 1:
-					if res := e.get(t, "/abort"); res.readErr == nil {
+					if res := e.Get(t, "/abort"); res.ReadErr == nil {
 						t.Errorf("exchange %d: aborted response ended cleanly", i)
 					}
 				case 2:
 					ctx, cancel := context.WithCancel(t.Context())
-					resp, err := e.client.Do(e.request(t, ctx, http.MethodGet, "/slow", nil))
+					resp, err := e.Client.Do(e.Request(t, ctx, http.MethodGet, "/slow", nil))
 					if err != nil {
 						cancel()
 						t.Fatalf("exchange %d: %v", i, err)
@@ -409,11 +411,11 @@ func TestMixedExchanges(t *testing.T) {
 					cancel()
 					resp.Body.Close()
 				case 3:
-					ctx, cancel := context.WithTimeout(t.Context(), exchangeTimeout)
-					res := e.roundTrip(t, e.request(t, ctx, http.MethodPost, "/upload", bytes.NewReader(upload)))
+					ctx, cancel := context.WithTimeout(t.Context(), bridgetest.ExchangeTimeout)
+					res := e.RoundTrip(t, e.Request(t, ctx, http.MethodPost, "/upload", bytes.NewReader(upload)))
 					cancel()
-					if res.status != 200 || string(res.body) != "ok" {
-						t.Errorf("exchange %d: %d %q", i, res.status, res.body)
+					if res.Status != 200 || string(res.Body) != "ok" {
+						t.Errorf("exchange %d: %d %q", i, res.Status, res.Body)
 					}
 				}
 			}

@@ -128,7 +128,7 @@ func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 		h.Init(r, init)
 	}
 	var bodyDone atomic.Bool // the request body was read to its end
-	if r.Body == nil || r.Body == http.NoBody {
+	if !serveHTTPHasBody(r) {
 		// A bodiless request is a single message; no goroutine needed.
 		_ = stream.Send(serveHTTPRequestMessage(init, nil, true))
 		_ = stream.CloseSend()
@@ -240,11 +240,22 @@ func serveHTTPRequestInit(r *http.Request) *ServeHTTPRequestInit {
 	init.Host = r.Host
 	init.RemoteAddr = r.RemoteAddr
 	init.RequestUri = r.RequestURI
-	if r.Body != nil && r.Body != http.NoBody {
+	if serveHTTPHasBody(r) {
 		init.ContentLength = r.ContentLength
 	}
 	init.Headers = serveHTTPEncodeRequestHeader(r.Header)
 	return init
+}
+
+// serveHTTPHasBody reports whether r may have a body to stream. A server
+// request with Content-Length 0 has none, though HTTP/2 gives it a non-nil
+// Body; a client-built request with length 0 and a Body has one of unknown
+// length.
+func serveHTTPHasBody(r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return false
+	}
+	return r.ContentLength != 0 || r.RequestURI == ""
 }
 
 // serveHTTPRequestMessage builds one request message. chunk must not be
@@ -735,10 +746,10 @@ func (w *ServeHTTPResponseWriter) Write(p []byte) (int, error) {
 	w.written += int64(len(p))
 	total := len(p)
 	for len(p) > 0 {
-		if w.buf == nil {
-			w.buf = make([]byte, 0, min(w.chunkSize, max(len(p), 512)))
-		}
 		take := min(len(p), w.chunkSize-len(w.buf))
+		if len(w.buf)+take > cap(w.buf) {
+			w.growLocked(len(w.buf) + take)
+		}
 		w.buf = append(w.buf, p[:take]...)
 		p = p[take:]
 		if len(w.buf) == w.chunkSize {
@@ -748,6 +759,21 @@ func (w *ServeHTTPResponseWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// growLocked makes room for n buffered bytes. A small response (or a
+// server-sent event between flushes) gets a buffer of about its size, but
+// once more than an eighth of a chunk is buffered the buffer takes a whole
+// chunk, so that a streaming handler fills it without copying it again on
+// every growth.
+func (w *ServeHTTPResponseWriter) growLocked(n int) {
+	size := max(n, 64, 2*cap(w.buf))
+	if size > w.chunkSize/8 {
+		size = w.chunkSize
+	}
+	buf := make([]byte, len(w.buf), max(size, n))
+	copy(buf, w.buf)
+	w.buf = buf
 }
 
 // Flush sends the buffered body bytes, and the status and headers if they

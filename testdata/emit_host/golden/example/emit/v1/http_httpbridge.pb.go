@@ -121,7 +121,7 @@ func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 		h.Init(r, init)
 	}
 	var bodyDone atomic.Bool // the request body was read to its end
-	if r.Body == nil || r.Body == http.NoBody {
+	if !serveHTTPHasBody(r) {
 		// A bodiless request is a single message; no goroutine needed.
 		_ = stream.Send(serveHTTPRequestMessage(init, nil, true))
 		_ = stream.CloseSend()
@@ -233,11 +233,22 @@ func serveHTTPRequestInit(r *http.Request) *ServeHTTPRequestInit {
 	init.Host = r.Host
 	init.RemoteAddr = r.RemoteAddr
 	init.RequestUri = r.RequestURI
-	if r.Body != nil && r.Body != http.NoBody {
+	if serveHTTPHasBody(r) {
 		init.ContentLength = r.ContentLength
 	}
 	init.Headers = serveHTTPEncodeRequestHeader(r.Header)
 	return init
+}
+
+// serveHTTPHasBody reports whether r may have a body to stream. A server
+// request with Content-Length 0 has none, though HTTP/2 gives it a non-nil
+// Body; a client-built request with length 0 and a Body has one of unknown
+// length.
+func serveHTTPHasBody(r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return false
+	}
+	return r.ContentLength != 0 || r.RequestURI == ""
 }
 
 // serveHTTPRequestMessage builds one request message. chunk must not be

@@ -431,10 +431,10 @@ func (w *ServeHTTPResponseWriter) Write(p []byte) (int, error) {
 	w.written += int64(len(p))
 	total := len(p)
 	for len(p) > 0 {
-		if w.buf == nil {
-			w.buf = make([]byte, 0, min(w.chunkSize, max(len(p), 512)))
-		}
 		take := min(len(p), w.chunkSize-len(w.buf))
+		if len(w.buf)+take > cap(w.buf) {
+			w.growLocked(len(w.buf) + take)
+		}
 		w.buf = append(w.buf, p[:take]...)
 		p = p[take:]
 		if len(w.buf) == w.chunkSize {
@@ -444,6 +444,21 @@ func (w *ServeHTTPResponseWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// growLocked makes room for n buffered bytes. A small response (or a
+// server-sent event between flushes) gets a buffer of about its size, but
+// once more than an eighth of a chunk is buffered the buffer takes a whole
+// chunk, so that a streaming handler fills it without copying it again on
+// every growth.
+func (w *ServeHTTPResponseWriter) growLocked(n int) {
+	size := max(n, 64, 2*cap(w.buf))
+	if size > w.chunkSize/8 {
+		size = w.chunkSize
+	}
+	buf := make([]byte, len(w.buf), max(size, n))
+	copy(buf, w.buf)
+	w.buf = buf
 }
 
 // Flush sends the buffered body bytes, and the status and headers if they

@@ -1,0 +1,481 @@
+//go:build unix
+
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/httpbridge/httpbridge/internal/golden" // accept -update
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.exe != "" {
+		os.RemoveAll(filepath.Dir(built.exe))
+	}
+	os.Exit(code)
+}
+
+// TestExample runs the example the way a newcomer does: it builds it,
+// starts the host (which starts the plugin), drives it with curl, and stops
+// it with Ctrl-C. Everything listens on 127.0.0.1 only.
+func TestExample(t *testing.T) {
+	curl := lookPath(t, "curl")
+	ex := startExample(t, buildExample(t))
+	ex.curlPath = curl
+
+	t.Run("endpoints", func(t *testing.T) {
+		t.Run("hello", ex.testHello)
+		t.Run("upload", ex.testUpload)
+		t.Run("echo", ex.testEcho)
+		t.Run("download", ex.testDownload)
+		t.Run("events", ex.testEvents)
+		t.Run("panic", ex.testPanic)
+		t.Run("disconnect", ex.testDisconnect)
+	})
+	t.Run("ctrl-c", ex.testCtrlC)
+}
+
+// TestExampleHostKilled checks that the plugin does not outlive a host that
+// is killed without a chance to stop it.
+func TestExampleHostKilled(t *testing.T) {
+	ex := startExample(t, buildExample(t))
+	if err := ex.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	ex.log.wait(t, "plugin: the host closed our standard input: stopping", 10*time.Second)
+	// The plugin shares the host's standard error, so the log ends only
+	// when the plugin has exited too.
+	select {
+	case <-ex.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the plugin still runs 10s after the host was killed")
+	}
+	ex.log.inOrder(t, "plugin: stopped")
+}
+
+// lookPath finds a command the test needs. CI installs them all, so there a
+// missing one fails the test instead of skipping it.
+func lookPath(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is needed in CI: %v", name, err)
+		}
+		t.Skipf("%s not found: %v", name, err)
+	}
+	return path
+}
+
+// built is the example's executable, built once for all tests.
+var built struct {
+	once sync.Once
+	exe  string
+	err  error
+}
+
+func buildExample(t *testing.T) string {
+	t.Helper()
+	goCmd := lookPath(t, "go")
+	built.once.Do(func() {
+		dir, err := os.MkdirTemp("", "httpbridge-example-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.exe = filepath.Join(dir, "example")
+		if out, err := exec.Command(goCmd, "build", "-o", built.exe, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.exe
+}
+
+// example is the running host process, and through it the plugin.
+type example struct {
+	cmd       *exec.Cmd
+	curlPath  string
+	base      string // http://127.0.0.1:port/plugins/demo
+	pluginPID int
+	log       logLines // the host's standard error, where the plugin logs too
+
+	exited chan struct{} // closed once the host has exited
+	err    error         // how it exited; set before exited is closed
+}
+
+func startExample(t *testing.T, exe string) *example {
+	t.Helper()
+	ex := &example{exited: make(chan struct{})}
+	ex.cmd = exec.Command(exe, "-addr", "127.0.0.1:0")
+	// A process group of its own, as a shell gives a job, so that the test
+	// can send Ctrl-C's SIGINT to host and plugin at once.
+	ex.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stderr, err := ex.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ex.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		lines := bufio.NewScanner(stderr)
+		lines.Buffer(nil, 1<<20) // a logged panic is one long line
+		for lines.Scan() {
+			ex.log.add(lines.Text())
+		}
+		ex.err = ex.cmd.Wait()
+		close(ex.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-ex.exited:
+		default:
+			_ = syscall.Kill(-ex.cmd.Process.Pid, syscall.SIGKILL)
+			<-ex.exited
+		}
+		if t.Failed() {
+			t.Logf("the example's log:\n%s", ex.log.String())
+		}
+	})
+
+	serving := ex.log.wait(t, "host: serving http://", 30*time.Second)
+	ex.base = strings.TrimSuffix(strings.Fields(serving[strings.Index(serving, "http://"):])[0], "/")
+	if !strings.HasPrefix(ex.base, "http://127.0.0.1:") || !strings.HasSuffix(ex.base, "/plugins/demo") {
+		t.Fatalf("unexpected serving line %q", serving)
+	}
+	started := ex.log.wait(t, "host: started the plugin: pid ", time.Second)
+	if _, err := fmt.Sscanf(started[strings.Index(started, "pid "):], "pid %d,", &ex.pluginPID); err != nil {
+		t.Fatalf("no plugin pid in %q: %v", started, err)
+	}
+	if ex.pluginPID == ex.cmd.Process.Pid {
+		t.Fatalf("plugin and host are the same process, pid %d", ex.pluginPID)
+	}
+	return ex
+}
+
+// curl runs curl with args and returns what it wrote to standard output.
+func (ex *example) curl(t *testing.T, args ...string) ([]byte, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	// -q ignores ~/.curlrc and --noproxy a proxy from the environment: the
+	// test talks to 127.0.0.1 only.
+	cmd := exec.CommandContext(ctx, ex.curlPath, append([]string{"-q", "--noproxy", "*", "-sS"}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("curl %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return out, nil
+}
+
+func (ex *example) mustCurl(t *testing.T, args ...string) []byte {
+	t.Helper()
+	out, err := ex.curl(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func (ex *example) testHello(t *testing.T) {
+	t.Parallel()
+	var ids []string
+	for range 2 {
+		out := string(ex.mustCurl(t, "-A", "example-test/1.0", ex.base+"/hello"))
+		for _, want := range []string{
+			fmt.Sprintf("hello from the plugin, pid %d\n", ex.pluginPID),
+			"user agent: example-test/1.0\n",
+			"remote ip:  127.0.0.1\n",
+			"path:       /hello (the host received /plugins/demo/hello)\n",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("/hello answered\n%s\nwithout the line %q", out, want)
+			}
+		}
+		m := regexp.MustCompile(`(?m)^request id: ([A-Z2-7]{26})$`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("/hello answered\n%s\nwithout a request id", out)
+		}
+		ids = append(ids, m[1])
+	}
+	if ids[0] == ids[1] {
+		t.Errorf("two requests have the same id %s", ids[0])
+	}
+}
+
+func (ex *example) testUpload(t *testing.T) {
+	t.Parallel()
+	file, data := randomFile(t, 8<<20+3)
+	want := fmt.Sprintf("received %d bytes\nsha256 %x\n", len(data), sha256.Sum256(data))
+	for name, args := range map[string][]string{
+		"content-length": nil,
+		"chunked":        {"-H", "Transfer-Encoding: chunked"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			out := ex.mustCurl(t, append(args, "--data-binary", "@"+file, ex.base+"/upload")...)
+			if string(out) != want {
+				t.Errorf("/upload answered %q, want %q", out, want)
+			}
+		})
+	}
+}
+
+func (ex *example) testEcho(t *testing.T) {
+	t.Parallel()
+	file, data := randomFile(t, 4<<20+5)
+	for name, args := range map[string][]string{
+		"content-length": nil,
+		"chunked":        {"-H", "Transfer-Encoding: chunked"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			out := ex.mustCurl(t, append(args, "--data-binary", "@"+file, ex.base+"/echo")...)
+			if !bytes.Equal(out, data) {
+				t.Errorf("/echo sent back %d bytes, sha256 %x; want %d bytes, sha256 %x",
+					len(out), sha256.Sum256(out), len(data), sha256.Sum256(data))
+			}
+		})
+	}
+}
+
+func (ex *example) testDownload(t *testing.T) {
+	t.Parallel()
+	const size = 10<<20 + 7
+	want := make([]byte, size)
+	for i := range want {
+		want[i] = byte(i % 251)
+	}
+	file := filepath.Join(t.TempDir(), "download")
+	ex.mustCurl(t, "-o", file, ex.base+"/download?size="+strconv.Itoa(size))
+	got, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("/download gave %d bytes, sha256 %x; want %d bytes, sha256 %x",
+			len(got), sha256.Sum256(got), len(want), sha256.Sum256(want))
+	}
+}
+
+// testEvents checks that each event reaches curl when the plugin flushes
+// it, not all together when the handler returns.
+func (ex *example) testEvents(t *testing.T) {
+	t.Parallel()
+	const count = 5
+	arrivals := ex.streamEvents(t, ex.base+"/events?count="+strconv.Itoa(count), nil)
+	if len(arrivals) != count {
+		t.Fatalf("got %d events, want %d", len(arrivals), count)
+	}
+	// The plugin sends one every 100 ms. Held back until the handler
+	// returned, they would arrive microseconds apart; the bounds leave room
+	// for a loaded machine.
+	for i := 1; i < len(arrivals); i++ {
+		if gap := arrivals[i] - arrivals[i-1]; gap < 25*time.Millisecond {
+			t.Errorf("event %d arrived %v after event %d, want about 100ms (all arrivals: %v)", i+1, gap, i, arrivals)
+		}
+	}
+	if spread := arrivals[count-1] - arrivals[0]; spread < 300*time.Millisecond {
+		t.Errorf("the events arrived within %v, want about 400ms (all arrivals: %v)", spread, arrivals)
+	}
+}
+
+// streamEvents runs curl -N on url and returns when each event arrived,
+// from the start of curl. It calls first, if not nil, once the first event
+// is in. curl must succeed.
+func (ex *example) streamEvents(t *testing.T, url string, first func()) []time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ex.curlPath, "-q", "--noproxy", "*", "-sS", "-N", url)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var arrivals []time.Duration
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() {
+		if strings.HasPrefix(lines.Text(), "data: ") {
+			arrivals = append(arrivals, time.Since(start))
+			if len(arrivals) == 1 && first != nil {
+				first()
+			}
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("curl -N %s: %v: %s", url, err, stderr.Bytes())
+	}
+	return arrivals
+}
+
+func (ex *example) testPanic(t *testing.T) {
+	t.Parallel()
+	out := ex.mustCurl(t, "-o", os.DevNull, "-w", "%{http_code}", ex.base+"/panic")
+	if string(out) != "500" {
+		t.Errorf("/panic gave status %s, want 500", out)
+	}
+	// The plugin logs the panic (with its stack).
+	ex.log.wait(t, "the /panic endpoint was called", 5*time.Second)
+	// The plugin survives its handler's panic.
+	if out := ex.mustCurl(t, ex.base+"/hello"); !bytes.Contains(out, []byte(fmt.Sprintf("pid %d\n", ex.pluginPID))) {
+		t.Errorf("/hello after /panic answered %q", out)
+	}
+}
+
+// testDisconnect has curl give up midway, and checks that the plugin's
+// handler learns of it rather than running on or taking a cut-off upload
+// for a whole one.
+func (ex *example) testDisconnect(t *testing.T) {
+	t.Parallel()
+	file, _ := randomFile(t, 8<<20)
+	for _, c := range []struct {
+		name string
+		args []string
+		log  string
+	}{
+		{"events", []string{"-N", ex.base + "/events?count=100"}, "plugin: events: the client went away after "},
+		{"upload", []string{"--limit-rate", "200k", "--data-binary", "@" + file, ex.base + "/upload"}, "plugin: upload: stopped after "},
+		{"download", []string{"--limit-rate", "500k", "-o", os.DevNull, ex.base + "/download?size=1073741824"}, "plugin: download: stopped after "},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := ex.curl(t, append([]string{"--max-time", "1"}, c.args...)...)
+			// 28 is curl's "operation timed out".
+			if exit := (*exec.ExitError)(nil); !errors.As(err, &exit) || exit.ExitCode() != 28 {
+				t.Fatalf("curl --max-time 1: %v; want exit status 28", err)
+			}
+			ex.log.wait(t, c.log, 5*time.Second)
+		})
+	}
+}
+
+// testCtrlC sends SIGINT to the host's process group, as Ctrl-C in a
+// terminal does, while an event stream is running: the stream must finish,
+// then the host's HTTP server stops, then the plugin, and both exit 0.
+func (ex *example) testCtrlC(t *testing.T) {
+	const count = 8
+	arrivals := ex.streamEvents(t, ex.base+"/events?count="+strconv.Itoa(count), func() {
+		if err := syscall.Kill(-ex.cmd.Process.Pid, syscall.SIGINT); err != nil {
+			t.Error(err)
+		}
+	})
+	if len(arrivals) != count {
+		t.Errorf("the stream running at Ctrl-C got %d events, want all %d", len(arrivals), count)
+	}
+
+	select {
+	case <-ex.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the host did not exit within 20s of SIGINT")
+	}
+	if ex.err != nil {
+		t.Errorf("the host exited with %v, want status 0", ex.err)
+	}
+	ex.log.inOrder(t,
+		"host: shutting down: stopping the HTTP server",
+		"host: HTTP server stopped",
+		"plugin: the host closed our standard input: stopping",
+		"plugin: stopped",
+		"host: stopped",
+	)
+	// The host waited for the plugin, so it is gone, not orphaned.
+	if err := syscall.Kill(ex.pluginPID, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("the plugin, pid %d, still exists after the host exited (kill 0: %v)", ex.pluginPID, err)
+	}
+}
+
+// randomFile writes n random bytes to a temporary file.
+func randomFile(t *testing.T, n int) (string, []byte) {
+	t.Helper()
+	data := make([]byte, n)
+	_, _ = rand.NewChaCha8([32]byte{byte(n)}).Read(data)
+	file := filepath.Join(t.TempDir(), "body")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file, data
+}
+
+// logLines collects lines of a log as they are written.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, line)
+}
+
+func (l *logLines) snapshot() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lines[:len(l.lines):len(l.lines)]
+}
+
+func (l *logLines) String() string {
+	return strings.Join(l.snapshot(), "\n")
+}
+
+// wait returns the first line that contains substr, waiting for it up to
+// timeout.
+func (l *logLines) wait(t *testing.T, substr string, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, line := range l.snapshot() {
+			if strings.Contains(line, substr) {
+				return line
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no line with %q logged within %v", substr, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// inOrder checks that lines containing each of substrs were logged, in that
+// order.
+func (l *logLines) inOrder(t *testing.T, substrs ...string) {
+	t.Helper()
+	lines := l.snapshot()
+	next := 0
+	for _, line := range lines {
+		if next < len(substrs) && strings.Contains(line, substrs[next]) {
+			next++
+		}
+	}
+	if next < len(substrs) {
+		t.Errorf("the log does not have, in order, %q (found the first %d)", substrs, next)
+	}
+}

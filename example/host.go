@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pluginapiv1 "github.com/httpbridge/httpbridge/gen/mattermost/pluginapi/v1"
+)
+
+const (
+	startTimeout    = 10 * time.Second // for the handshake, and again for the gRPC connection
+	shutdownGrace   = 5 * time.Second  // for HTTP requests in flight at shutdown
+	pluginStopGrace = 10 * time.Second // for the plugin to exit once asked
+)
+
+// runHost starts the plugin, serves it under /plugins/demo/ on addr until
+// SIGINT or SIGTERM, then stops the HTTP server and, last, the plugin.
+func runHost(addr string) error {
+	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+	go func() {
+		// After the first signal, a second one ends the host at once. The
+		// plugin then sees its standard input close, and stops too.
+		<-ctx.Done()
+		stopSignals()
+	}()
+
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding the plugin's executable: %w", err)
+	}
+	plugin, err := startPlugin(ctx, exe)
+	if err != nil {
+		return err
+	}
+	log.Printf("started the plugin: pid %d, gRPC on %s", plugin.cmd.Process.Pid, plugin.addr)
+
+	err = serve(ctx, addr, plugin)
+	// The plugin stops last, so that the requests the HTTP server was still
+	// finishing could reach it.
+	if stopErr := plugin.stop(pluginStopGrace); err == nil {
+		err = stopErr
+	}
+	if err == nil {
+		log.Print("stopped")
+	}
+	return err
+}
+
+// serve connects to the plugin and serves HTTP on addr until ctx is done,
+// the plugin exits or the server fails. It returns once the HTTP server has
+// stopped and the gRPC connection is closed.
+func serve(ctx context.Context, addr string, plugin *pluginProcess) error {
+	conn, err := grpc.NewClient(plugin.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := waitReady(ctx, conn); err != nil {
+		return fmt.Errorf("connecting to the plugin at %s: %w", plugin.addr, err)
+	}
+
+	bridge := pluginapiv1.NewPluginHooksServeHTTPHost(pluginapiv1.NewPluginHooksClient(conn))
+	bridge.Init = fillPluginContext
+	mux := http.NewServeMux()
+	mux.Handle("/plugins/demo/", http.StripPrefix("/plugins/demo", bridge))
+
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	log.Printf("serving http://%s/plugins/demo/ (Ctrl-C to stop)", lis.Addr())
+
+	select {
+	case <-ctx.Done():
+		log.Print("shutting down: stopping the HTTP server")
+	case <-plugin.exited:
+		err = fmt.Errorf("the plugin exited unexpectedly (%v); shutting down", plugin.err)
+	case err = <-served:
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if srv.Shutdown(shutdownCtx) != nil {
+		// Closing the connections cancels the requests, and with them
+		// their streams, so the plugin's handlers return too.
+		log.Printf("cutting off the requests still running after %v", shutdownGrace)
+		srv.Close()
+	}
+	log.Print("HTTP server stopped")
+	return err
+}
+
+// waitReady connects conn now rather than at the first request, so that a
+// plugin that cannot be reached fails the start.
+func waitReady(ctx context.Context, conn *grpc.ClientConn) error {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	conn.Connect()
+	for {
+		state := conn.GetState()
+		if state == connectivity.Ready {
+			return nil
+		}
+		if !conn.WaitForStateChange(ctx, state) {
+			return fmt.Errorf("%w (last state %v)", ctx.Err(), state)
+		}
+	}
+}
+
+// fillPluginContext is the bridge's Init: it tells the plugin what it cannot
+// learn from the request itself, as Mattermost does with PluginContext.
+func fillPluginContext(r *http.Request, init *pluginapiv1.ServeHTTPRequestInit) {
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = r.RemoteAddr
+	}
+	init.PluginContext = &pluginapiv1.PluginContext{
+		RequestId:      rand.Text(),
+		IpAddress:      ip,
+		UserAgent:      r.UserAgent(),
+		AcceptLanguage: r.Header.Get("Accept-Language"),
+	}
+}
+
+// pluginProcess is the running plugin.
+type pluginProcess struct {
+	cmd   *exec.Cmd
+	addr  string    // of its gRPC server
+	stdin io.Closer // closing it asks the plugin to stop
+
+	exited chan struct{} // closed once the process has exited
+	err    error         // how it exited; set before exited is closed
+}
+
+// startPlugin runs exe as the plugin and waits for its handshake.
+func startPlugin(ctx context.Context, exe string) (*pluginProcess, error) {
+	cmd := exec.Command(exe, "-plugin")
+	cmd.Stderr = os.Stderr // the plugin's log goes where the host's goes
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the plugin: %w", err)
+	}
+	p := &pluginProcess{cmd: cmd, stdin: stdin, exited: make(chan struct{})}
+
+	firstLine := make(chan string, 1)
+	go func() {
+		out := bufio.NewReader(stdout)
+		line, _ := out.ReadString('\n')
+		firstLine <- line
+		// Anything the plugin prints later goes to the log. Reading to EOF
+		// also means the plugin is gone, which Wait requires.
+		_, _ = io.Copy(os.Stderr, out)
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+
+	timer := time.NewTimer(startTimeout)
+	defer timer.Stop()
+	select {
+	case line := <-firstLine:
+		if line == "" {
+			<-p.exited
+			return nil, fmt.Errorf("the plugin exited before giving its address: %v", p.err)
+		}
+		addr, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), handshake)
+		if !ok || addr == "" {
+			p.kill()
+			return nil, fmt.Errorf("the plugin's first line is %q; want %q and an address", line, handshake)
+		}
+		p.addr = addr
+		return p, nil
+	case <-timer.C:
+		p.kill()
+		return nil, fmt.Errorf("the plugin gave no address within %v", startTimeout)
+	case <-ctx.Done():
+		p.kill()
+		return nil, ctx.Err()
+	}
+}
+
+// stop asks the plugin to finish its streams and exit, by closing its
+// standard input: unlike signals that works on every OS, and it happens too
+// when the host dies. A plugin still running after grace is killed.
+func (p *pluginProcess) stop(grace time.Duration) error {
+	_ = p.stdin.Close()
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-p.exited:
+		if p.err != nil {
+			return fmt.Errorf("the plugin failed: %w", p.err)
+		}
+		return nil
+	case <-timer.C:
+		p.kill()
+		return errors.New("the plugin did not stop in time and was killed")
+	}
+}
+
+func (p *pluginProcess) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+}

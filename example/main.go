@@ -1,0 +1,74 @@
+// Example is a plugin host and a plugin that talk through the generated
+// bridge, as two processes, the way plugin systems run them.
+//
+//	go run ./example
+//
+// starts the host on 127.0.0.1:8080. The host starts the plugin as a child
+// process (this same program, run with -plugin), reads the address of the
+// plugin's gRPC server from the first line the plugin prints, connects to it
+// and serves the plugin's HTTP handler under /plugins/demo/ with the
+// generated ServeHTTPHost. The plugin's handler is a plain http.ServeMux
+// served by the generated ServeHTTPPlugin:
+//
+//	GET  /plugins/demo/hello              the plugin context the host filled in
+//	POST /plugins/demo/echo               streams the body back while reading it
+//	POST /plugins/demo/upload             byte count and SHA-256 of the body
+//	GET  /plugins/demo/download?size=N    N bytes (byte i is i%251), streamed
+//	GET  /plugins/demo/events?count=N     server-sent events, one per 100 ms
+//	GET  /plugins/demo/panic              a handler that panics: 500
+//
+// For example, from another terminal:
+//
+//	curl http://127.0.0.1:8080/plugins/demo/hello
+//	curl --data-binary @some-file http://127.0.0.1:8080/plugins/demo/upload
+//	curl -N http://127.0.0.1:8080/plugins/demo/events
+//
+// Ctrl-C (SIGINT) or SIGTERM stops the host's HTTP server, letting requests
+// in flight finish for up to 5 seconds, then stops the plugin, which lets its
+// streams finish (grpc GracefulStop).
+//
+// Usage:
+//
+//	example [-addr host:port]
+//	example -plugin
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"os"
+)
+
+// handshake starts the first line the plugin prints on its standard output;
+// the address of its gRPC server follows. It lets the plugin listen on any
+// free port, and the host wait until it does.
+const handshake = "httpbridge-example-plugin grpc "
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "`address` the host serves HTTP on (port 0 picks a free one)")
+	plugin := flag.Bool("plugin", false, "run as the plugin: serve gRPC on a free loopback port, print its address, and stop on SIGTERM or when standard input closes (the host starts itself this way)")
+	flag.Usage = func() {
+		fmt.Fprint(flag.CommandLine.Output(), "Usage: example [-addr host:port] | -plugin\n\nRuns the httpbridge demo: a host that serves a plugin's HTTP handler under\n/plugins/demo/, and starts the plugin as a child process.\n\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() > 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+
+	log.SetFlags(log.Ltime | log.Lmsgprefix)
+	var err error
+	if *plugin {
+		log.SetPrefix("plugin: ")
+		err = runPlugin()
+	} else {
+		log.SetPrefix("host: ")
+		err = runHost(*addr)
+	}
+	if err != nil {
+		log.Print(err)
+		os.Exit(1)
+	}
+}

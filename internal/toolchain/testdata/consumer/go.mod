@@ -1,0 +1,21 @@
+// A module that uses protoc-gen-httpbridge the way a team adopting it does:
+// its own contract in proto/, generated into gen/ by buf generate, and a
+// host and a plugin program built on the generated code.
+//
+// The test that runs it (internal/toolchain) aligns these versions with the
+// httpbridge module's and copies its go.sum, so nothing new is downloaded.
+module example.com/consumer
+
+go 1.26.0
+
+require (
+	google.golang.org/grpc v1.85.0
+	google.golang.org/protobuf v1.36.12
+)
+
+require (
+	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
+)

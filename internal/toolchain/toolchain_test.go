@@ -1,0 +1,450 @@
+package toolchain_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/httpbridge/httpbridge/internal/golden" // accept -update
+)
+
+// repoRoot is the httpbridge module's root, relative to this package.
+const repoRoot = "../.."
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if tools.dir != "" {
+		os.RemoveAll(tools.dir)
+	}
+	os.Exit(code)
+}
+
+// TestProtoc runs the built plugin under protoc on proto/ and compares its
+// output with the committed gen/, which buf generates: both drivers must
+// give the same files.
+func TestProtoc(t *testing.T) {
+	t.Parallel()
+	protoc := lookPath(t, "protoc")
+	ts := buildTools(t)
+	if out, err := exec.Command(protoc, "--version").Output(); err == nil {
+		t.Logf("using %s", strings.TrimSpace(string(out)))
+	}
+
+	protoDir := filepath.Join(repoRoot, "proto")
+	var files []string
+	for name := range readTree(t, protoDir) {
+		if strings.HasSuffix(name, ".proto") {
+			files = append(files, name)
+		}
+	}
+	out := t.TempDir()
+	args := append([]string{
+		"--plugin=protoc-gen-httpbridge=" + ts.httpbridge,
+		"--httpbridge_out=" + out,
+		"--httpbridge_opt=paths=source_relative",
+		"-I", protoDir,
+	}, files...)
+	run(t, "", nil, protoc, args...)
+
+	want := readTree(t, filepath.Join(repoRoot, "gen"))
+	for name := range want {
+		if !strings.HasSuffix(name, "_httpbridge.pb.go") {
+			delete(want, name)
+		}
+	}
+	compareTrees(t, want, readTree(t, out))
+}
+
+// TestBufConsumer does what a team adopting protoc-gen-httpbridge does: in a
+// module of its own, it generates code with buf, then vets and tests the
+// module, and runs its host and plugin programs together.
+func TestBufConsumer(t *testing.T) {
+	t.Parallel()
+	goCmd := lookPath(t, "go")
+	ts := buildTools(t)
+	dir := filepath.Join(t.TempDir(), "consumer")
+	copyTree(t, filepath.Join("testdata", "consumer"), dir)
+	alignModule(t, goCmd, dir)
+
+	env := []string{
+		// buf finds the plugins named in buf.gen.yaml on PATH.
+		"PATH=" + ts.path + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"BUF_CACHE_DIR=" + t.TempDir(),
+		"GOWORK=off",
+		"GOFLAGS=-mod=mod",
+	}
+	run(t, dir, env, ts.buf, "generate")
+	gen := readTree(t, filepath.Join(dir, "gen"))
+	for _, name := range []string{
+		"acme/plugin/v1/plugin.pb.go",
+		"acme/plugin/v1/plugin_grpc.pb.go",
+		"acme/plugin/v1/plugin_httpbridge.pb.go",
+	} {
+		if _, ok := gen[name]; !ok {
+			t.Errorf("buf generate did not write gen/%s", name)
+		}
+	}
+	run(t, dir, env, goCmd, "vet", "./...")
+	run(t, dir, env, goCmd, "test", "-count=1", "./...")
+
+	// The programs README.md shows, as two processes.
+	run(t, dir, env, goCmd, "build", "-o", filepath.Join(dir, "bin")+string(filepath.Separator), "./host", "./plugin")
+	plugin := startProgram(t, filepath.Join(dir, "bin", "plugin"+exeSuffix), "-addr", "127.0.0.1:0")
+	pluginAddr := afterLast(plugin.wait(t, "serving gRPC on "), " ")
+	host := startProgram(t, filepath.Join(dir, "bin", "host"+exeSuffix), "-addr", "127.0.0.1:0", "-plugin", pluginAddr)
+	url := afterLast(host.wait(t, "serving http://"), " ")
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second} // no proxy
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(url + "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := regexp.Match(`^hello from the plugin, request [A-Z2-7]{26}\n$`, body); resp.StatusCode != http.StatusOK || !ok {
+		t.Errorf("GET %shello: %s %q; want 200 and a hello with a request id", url, resp.Status, body)
+	}
+}
+
+// TestReadme checks that each block of README.md marked
+// <!-- from PATH --> is the content of PATH, so that the programs and
+// configuration the README shows are the ones TestBufConsumer runs, and
+// that the usage it shows is what protoc-gen-httpbridge --help prints.
+func TestReadme(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	help := regexp.MustCompile("(?s)<!-- output of protoc-gen-httpbridge --help -->\n```text\n(.*?)```\n").FindSubmatch(readme)
+	if help == nil {
+		t.Error("README.md does not show the output of protoc-gen-httpbridge --help in a block marked <!-- output of protoc-gen-httpbridge --help -->")
+	} else if want := run(t, "", nil, buildTools(t).httpbridge, "--help"); string(help[1]) != string(want) {
+		t.Errorf("README.md's output of protoc-gen-httpbridge --help differs: %s", firstDifference(string(want), string(help[1])))
+	}
+
+	blocks := regexp.MustCompile("(?s)<!-- from ([^ ]+) -->\n```[a-z]*\n(.*?)```\n").FindAllSubmatch(readme, -1)
+	shown := make(map[string]bool)
+	for _, b := range blocks {
+		path, block := string(b[1]), string(b[2])
+		shown[path] = true
+		want, err := os.ReadFile(filepath.Join(repoRoot, filepath.FromSlash(path)))
+		if err != nil {
+			t.Errorf("README.md shows %s: %v", path, err)
+			continue
+		}
+		if block != string(want) {
+			t.Errorf("README.md's copy of %s differs from the file: %s", path, firstDifference(string(want), block))
+		}
+	}
+	for _, path := range []string{
+		"internal/toolchain/testdata/consumer/host/main.go",
+		"internal/toolchain/testdata/consumer/plugin/main.go",
+		"internal/toolchain/testdata/consumer/buf.gen.yaml",
+	} {
+		if !shown[path] {
+			t.Errorf("README.md does not show %s in a block marked <!-- from %s -->", path, path)
+		}
+	}
+}
+
+var exeSuffix = map[bool]string{true: ".exe"}[runtime.GOOS == "windows"]
+
+// toolset is the programs the tests run.
+type toolset struct {
+	httpbridge string // protoc-gen-httpbridge, built from this module
+	buf        string
+	path       string // a PATH list that finds the three protoc plugins
+}
+
+// tools is built once for all tests.
+var tools struct {
+	once sync.Once
+	dir  string // holds protoc-gen-httpbridge
+	set  toolset
+	err  error
+}
+
+// buildTools builds protoc-gen-httpbridge from this module, and finds
+// protoc-gen-go and protoc-gen-go-grpc at the versions go.mod pins, and buf
+// at the version go.tool.mod pins. "go tool -n" builds a tool into the build
+// cache, or finds it there (CI's buf generate put it there), and prints its
+// path: much faster than linking buf anew.
+func buildTools(t *testing.T) toolset {
+	t.Helper()
+	tools.once.Do(func() {
+		if tools.dir, tools.err = os.MkdirTemp("", "httpbridge-tools-"); tools.err != nil {
+			return
+		}
+		commands := [][]string{
+			{"build", "-o", tools.dir + string(filepath.Separator), "./protoc-gen-httpbridge"},
+			{"tool", "-n", "protoc-gen-go"},
+			{"tool", "-n", "protoc-gen-go-grpc"},
+			{"tool", "-n", "-modfile=go.tool.mod", "buf"},
+		}
+		outs := make([]string, len(commands))
+		errs := make([]error, len(commands))
+		var wg sync.WaitGroup
+		for i, args := range commands {
+			wg.Go(func() {
+				cmd := exec.Command("go", args...)
+				cmd.Dir = repoRoot
+				var stderr strings.Builder
+				cmd.Stderr = &stderr
+				out, err := cmd.Output()
+				if err != nil {
+					errs[i] = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+				}
+				outs[i] = strings.TrimSpace(string(out))
+			})
+		}
+		wg.Wait()
+		if tools.err = errors.Join(errs...); tools.err != nil {
+			return
+		}
+		tools.set = toolset{
+			httpbridge: filepath.Join(tools.dir, "protoc-gen-httpbridge"+exeSuffix),
+			buf:        outs[3],
+			path:       strings.Join([]string{tools.dir, filepath.Dir(outs[1]), filepath.Dir(outs[2])}, string(os.PathListSeparator)),
+		}
+	})
+	if tools.err != nil {
+		t.Fatal(tools.err)
+	}
+	return tools.set
+}
+
+// lookPath finds a command the test needs. CI installs them all, so there a
+// missing one fails the test instead of skipping it.
+func lookPath(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is needed in CI: %v", name, err)
+		}
+		t.Skipf("%s not found: %v", name, err)
+	}
+	return path
+}
+
+// run runs a command in dir (the current directory if empty) with env
+// added to the environment, and returns its standard output.
+func run(t *testing.T, dir string, env []string, name string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	cmd.WaitDelay = time.Second
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s%s", filepath.Base(name), strings.Join(args, " "), err, out, stderr.String())
+	}
+	return out
+}
+
+// alignModule makes the consumer in dir require the versions this module
+// requires, and gives it this module's go.sum, so that the go command finds
+// everything in the module cache that building this module has filled.
+func alignModule(t *testing.T, goCmd, dir string) {
+	t.Helper()
+	type module struct {
+		Require []struct{ Path, Version string }
+	}
+	var ours, theirs module
+	if err := json.Unmarshal(run(t, repoRoot, nil, goCmd, "mod", "edit", "-json"), &ours); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(run(t, dir, nil, goCmd, "mod", "edit", "-json"), &theirs); err != nil {
+		t.Fatal(err)
+	}
+	versions := make(map[string]string)
+	for _, r := range ours.Require {
+		versions[r.Path] = r.Version
+	}
+	edit := []string{"mod", "edit"}
+	for _, r := range theirs.Require {
+		if v, ok := versions[r.Path]; ok && v != r.Version {
+			edit = append(edit, "-require="+r.Path+"@"+v)
+		}
+	}
+	if len(edit) > 2 {
+		run(t, dir, nil, goCmd, edit...)
+	}
+	sum, err := os.ReadFile(filepath.Join(repoRoot, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.sum"), sum, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// program is a running command whose standard error the test reads.
+type program struct {
+	name  string
+	mu    sync.Mutex
+	lines []string
+	added chan struct{} // receives after each new line, without blocking
+}
+
+// startProgram starts a long-running command; it is killed when the test
+// ends.
+func startProgram(t *testing.T, path string, args ...string) *program {
+	t.Helper()
+	p := &program{name: filepath.Base(path), added: make(chan struct{}, 1)}
+	cmd := exec.Command(path, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		lines := bufio.NewScanner(stderr)
+		for lines.Scan() {
+			p.mu.Lock()
+			p.lines = append(p.lines, lines.Text())
+			p.mu.Unlock()
+			select {
+			case p.added <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		_ = cmd.Wait()
+		if t.Failed() {
+			p.mu.Lock()
+			t.Logf("%s's log:\n%s", p.name, strings.Join(p.lines, "\n"))
+			p.mu.Unlock()
+		}
+	})
+	return p
+}
+
+// wait returns the first line the program logged that contains substr,
+// waiting up to 30 seconds for it.
+func (p *program) wait(t *testing.T, substr string) string {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		p.mu.Lock()
+		for _, line := range p.lines {
+			if strings.Contains(line, substr) {
+				p.mu.Unlock()
+				return line
+			}
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.added:
+		case <-timeout:
+			t.Fatalf("%s logged no line with %q within 30s", p.name, substr)
+		}
+	}
+}
+
+func afterLast(s, sep string) string {
+	return s[strings.LastIndex(s, sep)+len(sep):]
+}
+
+// readTree returns the files under dir by slash-separated relative name.
+func readTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files := make(map[string]string)
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		files[filepath.ToSlash(rel)] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// copyTree copies the files under src to dst.
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	for name, content := range readTree(t, src) {
+		path := filepath.Join(dst, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// compareTrees reports every file that is missing, unexpected or
+// different.
+func compareTrees(t *testing.T, want, got map[string]string) {
+	t.Helper()
+	for name, w := range want {
+		g, ok := got[name]
+		switch {
+		case !ok:
+			t.Errorf("%s: in gen/ but not generated", name)
+		case g != w:
+			t.Errorf("%s differs from gen/: %s", name, firstDifference(w, g))
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("%s: generated but not in gen/", name)
+		}
+	}
+	if t.Failed() {
+		t.Log("if gen/ is stale, regenerate it with: go tool -modfile=go.tool.mod buf generate")
+	}
+}
+
+// firstDifference describes the first line where got differs from want.
+func firstDifference(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := range max(len(w), len(g)) {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if i >= len(w) || i >= len(g) || wl != gl {
+			return fmt.Sprintf("line %d is %q, want %q", i+1, gl, wl)
+		}
+	}
+	return "no difference"
+}
