@@ -101,7 +101,7 @@ func (h *ServeHTTPHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	if h.Open == nil {
 		err := errors.New("httpbridge: ServeHTTPHost.Open is nil")
-		h.fail(w, r, http.StatusInternalServerError, err)
+		h.fail(w, r, http.StatusInternalServerError, err, !serveHTTPHasBody(r))
 		return err
 	}
 
@@ -119,7 +119,7 @@ func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	stream, err := h.Open(ctx)
 	if err != nil {
 		err = fmt.Errorf("httpbridge: open ServeHTTP stream: %w", err)
-		h.fail(w, r, http.StatusServiceUnavailable, err)
+		h.fail(w, r, http.StatusServiceUnavailable, err, !serveHTTPHasBody(r))
 		return err
 	}
 
@@ -152,14 +152,14 @@ func (h *ServeHTTPHost) relay(w http.ResponseWriter, r *http.Request, rc *http.R
 		} else {
 			err = fmt.Errorf("httpbridge: receive ServeHTTP response: %w", err)
 		}
-		h.fail(w, r, http.StatusInternalServerError, err)
+		h.fail(w, r, http.StatusInternalServerError, err, bodyDone.Load())
 		return err
 	}
 	init := msg.GetInit()
 	if init == nil {
 		cancel()
 		err := errors.New("httpbridge: first ServeHTTP response message has no init")
-		h.fail(w, r, http.StatusInternalServerError, err)
+		h.fail(w, r, http.StatusInternalServerError, err, bodyDone.Load())
 		return err
 	}
 	status := int(init.GetStatusCode())
@@ -171,16 +171,11 @@ func (h *ServeHTTPHost) relay(w http.ResponseWriter, r *http.Request, rc *http.R
 	if status < 200 || status > 999 {
 		cancel()
 		err := fmt.Errorf("httpbridge: plugin sent invalid ServeHTTP status %d", status)
-		h.fail(w, r, http.StatusInternalServerError, err)
+		h.fail(w, r, http.StatusInternalServerError, err, bodyDone.Load())
 		return err
 	}
 	serveHTTPDecodeResponseHeader(init.GetHeaders(), w.Header())
-	if r.ProtoMajor == 1 && !bodyDone.Load() {
-		// The response starts before the upload ended. net/http may then
-		// reuse the connection with body bytes still unread and parse them
-		// as the next request (golang.org/issue/68560); closing it is safe.
-		w.Header().Set("Connection", "close")
-	}
+	serveHTTPCloseIfUnread(w, r, bodyDone.Load())
 	w.WriteHeader(status)
 
 	warnedInit := false
@@ -214,7 +209,8 @@ func (h *ServeHTTPHost) relay(w http.ResponseWriter, r *http.Request, rc *http.R
 }
 
 // fail answers a failure that happened before the response started.
-func (h *ServeHTTPHost) fail(w http.ResponseWriter, r *http.Request, status int, err error) {
+func (h *ServeHTTPHost) fail(w http.ResponseWriter, r *http.Request, status int, err error, bodyDone bool) {
+	serveHTTPCloseIfUnread(w, r, bodyDone)
 	if h.ErrorHandler != nil {
 		h.ErrorHandler(w, r, err)
 		return
@@ -245,6 +241,16 @@ func serveHTTPRequestInit(r *http.Request) *ServeHTTPRequestInit {
 	}
 	init.Headers = serveHTTPEncodeRequestHeader(r.Header)
 	return init
+}
+
+// serveHTTPCloseIfUnread asks net/http to close an HTTP/1 connection when
+// the response starts before the upload ended. net/http may otherwise reuse
+// it with body bytes still unread by a full-duplex handler and parse them as
+// the next request (golang.org/issue/68560).
+func serveHTTPCloseIfUnread(w http.ResponseWriter, r *http.Request, bodyDone bool) {
+	if r.ProtoMajor == 1 && !bodyDone {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // serveHTTPHasBody reports whether r may have a body to stream. A server
@@ -293,19 +299,20 @@ func serveHTTPSendBody(stream grpc.BidiStreamingClient[ServeHTTPRequest, ServeHT
 	buf := make([]byte, bufSize)
 	for {
 		n, err := body.Read(buf)
-		if err != nil && err != io.EOF {
-			return
-		}
 		complete := err == io.EOF
 		if complete {
 			done.Store(true)
 		}
-		if n == 0 && !complete {
-			continue
+		// Bytes that come with an error are still body (a MaxBytesReader
+		// returns the allowed ones with its error), so they go first.
+		if n > 0 || complete {
+			// A fresh copy per message: gRPC may still read a sent message.
+			chunk := slices.Clone(buf[:n])
+			if stream.Send(serveHTTPRequestMessage(nil, chunk, complete)) != nil {
+				return
+			}
 		}
-		// A fresh copy per message: gRPC may still read a sent message.
-		chunk := slices.Clone(buf[:n])
-		if err := stream.Send(serveHTTPRequestMessage(nil, chunk, complete)); err != nil || complete {
+		if err != nil {
 			return
 		}
 	}

@@ -101,7 +101,7 @@ func (h *FetchHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *FetchHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	if h.Open == nil {
 		err := errors.New("httpbridge: FetchHost.Open is nil")
-		h.fail(w, r, http.StatusInternalServerError, err)
+		h.fail(w, r, http.StatusInternalServerError, err, !fetchHasBody(r))
 		return err
 	}
 
@@ -119,7 +119,7 @@ func (h *FetchHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	stream, err := h.Open(ctx)
 	if err != nil {
 		err = fmt.Errorf("httpbridge: open Fetch stream: %w", err)
-		h.fail(w, r, http.StatusServiceUnavailable, err)
+		h.fail(w, r, http.StatusServiceUnavailable, err, !fetchHasBody(r))
 		return err
 	}
 
@@ -152,14 +152,14 @@ func (h *FetchHost) relay(w http.ResponseWriter, r *http.Request, rc *http.Respo
 		} else {
 			err = fmt.Errorf("httpbridge: receive Fetch response: %w", err)
 		}
-		h.fail(w, r, http.StatusInternalServerError, err)
+		h.fail(w, r, http.StatusInternalServerError, err, bodyDone.Load())
 		return err
 	}
 	init := msg.GetInit()
 	if init == nil {
 		cancel()
 		err := errors.New("httpbridge: first Fetch response message has no init")
-		h.fail(w, r, http.StatusInternalServerError, err)
+		h.fail(w, r, http.StatusInternalServerError, err, bodyDone.Load())
 		return err
 	}
 	status := int(init.GetStatusCode())
@@ -171,16 +171,11 @@ func (h *FetchHost) relay(w http.ResponseWriter, r *http.Request, rc *http.Respo
 	if status < 200 || status > 999 {
 		cancel()
 		err := fmt.Errorf("httpbridge: plugin sent invalid Fetch status %d", status)
-		h.fail(w, r, http.StatusInternalServerError, err)
+		h.fail(w, r, http.StatusInternalServerError, err, bodyDone.Load())
 		return err
 	}
 	fetchDecodeResponseHeader(init.GetHeaders(), w.Header())
-	if r.ProtoMajor == 1 && !bodyDone.Load() {
-		// The response starts before the upload ended. net/http may then
-		// reuse the connection with body bytes still unread and parse them
-		// as the next request (golang.org/issue/68560); closing it is safe.
-		w.Header().Set("Connection", "close")
-	}
+	fetchCloseIfUnread(w, r, bodyDone.Load())
 	w.WriteHeader(status)
 
 	warnedInit := false
@@ -214,7 +209,8 @@ func (h *FetchHost) relay(w http.ResponseWriter, r *http.Request, rc *http.Respo
 }
 
 // fail answers a failure that happened before the response started.
-func (h *FetchHost) fail(w http.ResponseWriter, r *http.Request, status int, err error) {
+func (h *FetchHost) fail(w http.ResponseWriter, r *http.Request, status int, err error, bodyDone bool) {
+	fetchCloseIfUnread(w, r, bodyDone)
 	if h.ErrorHandler != nil {
 		h.ErrorHandler(w, r, err)
 		return
@@ -239,6 +235,16 @@ func fetchRequestInit(r *http.Request) *FetchRequestInit {
 	}
 	init.SetHeaders(fetchEncodeRequestHeader(r.Header))
 	return init
+}
+
+// fetchCloseIfUnread asks net/http to close an HTTP/1 connection when
+// the response starts before the upload ended. net/http may otherwise reuse
+// it with body bytes still unread by a full-duplex handler and parse them as
+// the next request (golang.org/issue/68560).
+func fetchCloseIfUnread(w http.ResponseWriter, r *http.Request, bodyDone bool) {
+	if r.ProtoMajor == 1 && !bodyDone {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // fetchHasBody reports whether r may have a body to stream. A server
@@ -287,19 +293,20 @@ func fetchSendBody(stream grpc.BidiStreamingClient[FetchRequest, FetchResponse],
 	buf := make([]byte, bufSize)
 	for {
 		n, err := body.Read(buf)
-		if err != nil && err != io.EOF {
-			return
-		}
 		complete := err == io.EOF
 		if complete {
 			done.Store(true)
 		}
-		if n == 0 && !complete {
-			continue
+		// Bytes that come with an error are still body (a MaxBytesReader
+		// returns the allowed ones with its error), so they go first.
+		if n > 0 || complete {
+			// A fresh copy per message: gRPC may still read a sent message.
+			chunk := slices.Clone(buf[:n])
+			if stream.Send(fetchRequestMessage(nil, chunk, complete)) != nil {
+				return
+			}
 		}
-		// A fresh copy per message: gRPC may still read a sent message.
-		chunk := slices.Clone(buf[:n])
-		if err := stream.Send(fetchRequestMessage(nil, chunk, complete)); err != nil || complete {
+		if err != nil {
 			return
 		}
 	}
