@@ -193,10 +193,7 @@ func checkRequest(m *protogen.Message) (*requestShape, error) {
 	s.remoteAddr = ic.optional("remote_addr", typeString)
 	s.requestURI = ic.optional("request_uri", typeString)
 	s.contentLength = ic.optional("content_length", typeInt64)
-	if ic.err != nil {
-		return nil, ic.err
-	}
-	header, err := checkHeader(ic.sub("headers"))
+	header, err := ic.header()
 	if err != nil {
 		return nil, err
 	}
@@ -220,15 +217,21 @@ func checkResponse(m *protogen.Message) (*responseShape, error) {
 	ic := &checker{msg: s.initMessage}
 	s.statusCode = ic.required("status_code", typeInt32, "holding the HTTP status")
 	s.headers = ic.required("headers", typeHeaders, "holding the response headers")
-	if ic.err != nil {
-		return nil, ic.err
-	}
-	header, err := checkHeader(ic.sub("headers"))
+	header, err := ic.header()
 	if err != nil {
 		return nil, err
 	}
 	s.header = header
 	return s, nil
+}
+
+// header checks the message of the init's headers field, once the init's
+// own fields passed.
+func (c *checker) header() (headerShape, error) {
+	if c.err != nil {
+		return headerShape{}, c.err
+	}
+	return checkHeader(c.sub("headers"))
 }
 
 func checkHeader(m *protogen.Message) (headerShape, error) {

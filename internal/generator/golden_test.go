@@ -25,7 +25,6 @@ import (
 const (
 	casesDir      = "../../testdata"
 	defaultParam  = "paths=source_relative"
-	keepFile      = ".keep" // holds an otherwise empty golden/ in git
 	updateCommand = "go test ./... -update"
 )
 
@@ -88,7 +87,7 @@ func testCase(t *testing.T, dir string) {
 	if resp.Error != nil {
 		t.Fatalf("unexpected error: %s", resp.GetError())
 	}
-	compareFiles(t, readTree(t, goldenDir), got, updateCommand)
+	compareFiles(t, golden.ReadTree(t, goldenDir), got, updateCommand)
 }
 
 // TestGenIsCurrent checks that the committed gen/ holds what the generator
@@ -103,7 +102,7 @@ func TestGenIsCurrent(t *testing.T) {
 	if resp.Error != nil {
 		t.Fatalf("generating from proto/: %s", resp.GetError())
 	}
-	want := readTree(t, genDir)
+	want := golden.ReadTree(t, genDir)
 	for name := range want {
 		if !strings.HasSuffix(name, "_httpbridge.pb.go") {
 			delete(want, name)
@@ -153,8 +152,8 @@ func TestGoldenCompiles(t *testing.T) {
 			continue
 		}
 		dir := filepath.Join(casesDir, e.Name())
-		golden := readTree(t, filepath.Join(dir, "golden"))
-		if len(golden) == 0 {
+		goldenFiles := golden.ReadTree(t, filepath.Join(dir, "golden"))
+		if len(goldenFiles) == 0 {
 			continue
 		}
 		// Each case is a folder of its own: cases may share Go package paths.
@@ -162,7 +161,7 @@ func TestGoldenCompiles(t *testing.T) {
 		for _, plugin := range []string{"protoc-gen-go", "protoc-gen-go-grpc"} {
 			writeFiles(t, filepath.Join(work, e.Name()), runTool(t, goCmd, root, plugin, req))
 		}
-		writeFiles(t, filepath.Join(work, e.Name()), golden)
+		writeFiles(t, filepath.Join(work, e.Name()), goldenFiles)
 		built++
 	}
 	if built == 0 {
@@ -287,32 +286,6 @@ func outputFiles(t *testing.T, resp *pluginpb.CodeGeneratorResponse) map[string]
 	return files
 }
 
-// readTree returns the files under dir by slash-separated relative name,
-// leaving out .keep markers. A missing dir holds no files.
-func readTree(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	files := make(map[string]string)
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) && path == dir {
-			return filepath.SkipAll
-		}
-		if err != nil || d.IsDir() || d.Name() == keepFile {
-			return err
-		}
-		rel, err := filepath.Rel(dir, path)
-		if err != nil {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		files[filepath.ToSlash(rel)] = string(b)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files
-}
-
 // compareFiles reports every file that is missing, unexpected or different.
 func compareFiles(t *testing.T, want, got map[string]string, fix string) {
 	t.Helper()
@@ -372,7 +345,7 @@ func writeExpected(t *testing.T, goldenDir, errorFile string, genErr *string, fi
 		t.Fatal(err)
 	}
 	if len(files) == 0 {
-		files = map[string]string{keepFile: ""}
+		files = map[string]string{golden.KeepFile: ""}
 	}
 	writeFiles(t, goldenDir, files)
 }

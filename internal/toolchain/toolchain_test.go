@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/httpbridge/httpbridge/internal/golden" // accept -update
+	"github.com/httpbridge/httpbridge/internal/golden"
 )
 
 // repoRoot is the httpbridge module's root, relative to this package.
@@ -45,7 +44,7 @@ func TestProtoc(t *testing.T) {
 
 	protoDir := filepath.Join(repoRoot, "proto")
 	var files []string
-	for name := range readTree(t, protoDir) {
+	for name := range golden.ReadTree(t, protoDir) {
 		if strings.HasSuffix(name, ".proto") {
 			files = append(files, name)
 		}
@@ -59,13 +58,13 @@ func TestProtoc(t *testing.T) {
 	}, files...)
 	run(t, "", nil, protoc, args...)
 
-	want := readTree(t, filepath.Join(repoRoot, "gen"))
+	want := golden.ReadTree(t, filepath.Join(repoRoot, "gen"))
 	for name := range want {
 		if !strings.HasSuffix(name, "_httpbridge.pb.go") {
 			delete(want, name)
 		}
 	}
-	compareTrees(t, want, readTree(t, out))
+	compareTrees(t, want, golden.ReadTree(t, out))
 }
 
 // TestBufConsumer does what a team adopting protoc-gen-httpbridge does: in a
@@ -87,7 +86,7 @@ func TestBufConsumer(t *testing.T) {
 		"GOFLAGS=-mod=mod",
 	}
 	run(t, dir, env, ts.buf, "generate")
-	gen := readTree(t, filepath.Join(dir, "gen"))
+	gen := golden.ReadTree(t, filepath.Join(dir, "gen"))
 	for _, name := range []string{
 		"acme/plugin/v1/plugin.pb.go",
 		"acme/plugin/v1/plugin_grpc.pb.go",
@@ -372,32 +371,10 @@ func afterLast(s, sep string) string {
 	return s[strings.LastIndex(s, sep)+len(sep):]
 }
 
-// readTree returns the files under dir by slash-separated relative name.
-func readTree(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	files := make(map[string]string)
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(dir, path)
-		if err != nil {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		files[filepath.ToSlash(rel)] = string(b)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files
-}
-
 // copyTree copies the files under src to dst.
 func copyTree(t *testing.T, src, dst string) {
 	t.Helper()
-	for name, content := range readTree(t, src) {
+	for name, content := range golden.ReadTree(t, src) {
 		path := filepath.Join(dst, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
