@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc"
 
 	pluginapiv1 "github.com/httpbridge/httpbridge/gen/mattermost/pluginapi/v1"
+	_ "github.com/httpbridge/httpbridge/internal/golden" // accept -update
 )
 
 const (
