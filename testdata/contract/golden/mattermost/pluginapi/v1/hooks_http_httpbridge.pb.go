@@ -99,9 +99,10 @@ func (h *ServeHTTPHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // wait for the rest of the request body: the goroutine that streams it ends
 // when its read returns, which net/http ensures once the handler returns.
 func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
+	hasBody := serveHTTPHasBody(r)
 	if h.Open == nil {
 		err := errors.New("httpbridge: ServeHTTPHost.Open is nil")
-		h.fail(w, r, http.StatusInternalServerError, err, !serveHTTPHasBody(r))
+		h.fail(w, r, http.StatusInternalServerError, err, !hasBody)
 		return err
 	}
 
@@ -119,7 +120,7 @@ func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	stream, err := h.Open(ctx)
 	if err != nil {
 		err = fmt.Errorf("httpbridge: open ServeHTTP stream: %w", err)
-		h.fail(w, r, http.StatusServiceUnavailable, err, !serveHTTPHasBody(r))
+		h.fail(w, r, http.StatusServiceUnavailable, err, !hasBody)
 		return err
 	}
 
@@ -128,7 +129,7 @@ func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 		h.Init(r, init)
 	}
 	var bodyDone atomic.Bool // the request body was read to its end
-	if !serveHTTPHasBody(r) {
+	if !hasBody {
 		// A bodiless request is a single message; no goroutine needed.
 		_ = stream.Send(serveHTTPRequestMessage(init, nil, true))
 		_ = stream.CloseSend()
@@ -778,7 +779,7 @@ func (w *ServeHTTPResponseWriter) growLocked(n int) {
 	if size > w.chunkSize/8 {
 		size = w.chunkSize
 	}
-	buf := make([]byte, len(w.buf), max(size, n))
+	buf := make([]byte, len(w.buf), size) // n ≤ chunkSize, so size ≥ n
 	copy(buf, w.buf)
 	w.buf = buf
 }

@@ -92,9 +92,10 @@ func (h *ServeHTTPHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // wait for the rest of the request body: the goroutine that streams it ends
 // when its read returns, which net/http ensures once the handler returns.
 func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
+	hasBody := serveHTTPHasBody(r)
 	if h.Open == nil {
 		err := errors.New("httpbridge: ServeHTTPHost.Open is nil")
-		h.fail(w, r, http.StatusInternalServerError, err, !serveHTTPHasBody(r))
+		h.fail(w, r, http.StatusInternalServerError, err, !hasBody)
 		return err
 	}
 
@@ -112,7 +113,7 @@ func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	stream, err := h.Open(ctx)
 	if err != nil {
 		err = fmt.Errorf("httpbridge: open ServeHTTP stream: %w", err)
-		h.fail(w, r, http.StatusServiceUnavailable, err, !serveHTTPHasBody(r))
+		h.fail(w, r, http.StatusServiceUnavailable, err, !hasBody)
 		return err
 	}
 
@@ -121,7 +122,7 @@ func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 		h.Init(r, init)
 	}
 	var bodyDone atomic.Bool // the request body was read to its end
-	if !serveHTTPHasBody(r) {
+	if !hasBody {
 		// A bodiless request is a single message; no goroutine needed.
 		_ = stream.Send(serveHTTPRequestMessage(init, nil, true))
 		_ = stream.CloseSend()

@@ -456,7 +456,7 @@ func (w *ServeHTTPResponseWriter) growLocked(n int) {
 	if size > w.chunkSize/8 {
 		size = w.chunkSize
 	}
-	buf := make([]byte, len(w.buf), max(size, n))
+	buf := make([]byte, len(w.buf), size) // n ≤ chunkSize, so size ≥ n
 	copy(buf, w.buf)
 	w.buf = buf
 }
