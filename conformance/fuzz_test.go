@@ -245,10 +245,17 @@ func (c hostCase) want(sent int) hostWant {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	if w.status < 200 || w.status > 999 {
+	if w.status < 100 || w.status > 999 || w.status == http.StatusSwitchingProtocols {
 		w.preFail, w.stops = true, true
 		return w
 	}
+	// Any other 1xx is an interim response (H-S3); the first body byte or
+	// flush, or the end, makes it 200. Until then a failure still gets 502.
+	informational := w.status < 200
+	if informational {
+		w.status = http.StatusOK
+	}
+	final := !informational
 	for _, h := range recv[0].GetInit().GetHeaders() {
 		if http.CanonicalHeaderKey(h.GetKey()) == "Content-Length" {
 			w.lengths = append(w.lengths, h.GetValues()...)
@@ -257,10 +264,14 @@ func (c hostCase) want(sent int) hostWant {
 	w.bodyAllow = w.status != http.StatusNoContent && w.status != http.StatusNotModified
 	for _, m := range recv {
 		w.body = append(w.body, m.GetBodyChunk()...)
+		final = final || len(m.GetBodyChunk()) > 0 || m.GetFlush()
 		if m.GetBodyComplete() {
 			w.complete, w.stops = true, true
 			break
 		}
+	}
+	if !final && !w.complete {
+		w.preFail = true
 	}
 	return w
 }
@@ -624,8 +635,8 @@ func checkHost(t *testing.T, c hostCase, sent int, o bridgetest.Observation, for
 		t.Errorf("Forward returned nil, but the plugin's response was not complete (preFail=%v complete=%v)", w.preFail, w.complete)
 	}
 	if w.preFail {
-		if o.Err != bridgetest.ErrNone || o.Status != http.StatusInternalServerError {
-			t.Errorf("client: %s; want a complete 500 (the plugin failed before a valid init)", o)
+		if o.Err != bridgetest.ErrNone || o.Status != http.StatusBadGateway {
+			t.Errorf("client: %s; want a complete 502 (the plugin failed before its response started)", o)
 		}
 		if forwardErr == nil || errors.Is(forwardErr, pluginapiv1.ErrServeHTTPAborted) {
 			t.Errorf("Forward error %v, want a failure before the response started", forwardErr)

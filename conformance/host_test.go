@@ -16,6 +16,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"reflect"
 	"runtime"
 	"slices"
@@ -644,8 +646,8 @@ func TestH07StatusZero(t *testing.T) {
 }
 
 // hostCheckRejectedStatus runs the H08/H09 checks for one init status: the
-// client gets 500 without the plugin's header, Forward returns an error,
-// nothing panics, and the stream is cancelled.
+// client gets 502 without the plugin's header (H-S5b), Forward returns an
+// error, nothing panics, and the stream is cancelled.
 func hostCheckRejectedStatus(t *testing.T, code int32) {
 	bridgetest.LeakCheck(t)
 	cancelled := make(chan bool, 4)
@@ -653,8 +655,8 @@ func hostCheckRejectedStatus(t *testing.T, code int32) {
 		&bridgetest.ResponseMsg{Init: bridgetest.RespInit(code, "X-P", "leak"), BodyChunk: []byte("body"), BodyComplete: true}))
 
 	res := e.Get(t, "/h08")
-	if res.Status != 500 {
-		t.Errorf("client status %d, want 500", res.Status)
+	if res.Status != 502 {
+		t.Errorf("client status %d, want 502", res.Status)
 	}
 	if res.Header.Get("X-P") != "" {
 		t.Errorf("X-P = %q reached the client; the plugin's headers must not be applied", res.Header.Get("X-P"))
@@ -669,8 +671,8 @@ func hostCheckRejectedStatus(t *testing.T, code int32) {
 	// The same through a recorder, which panics on WriteHeader(code) for
 	// an invalid code if the host passes it on.
 	rec, err := e.forwardRecorder(t)
-	if err == nil || rec.Code != 500 {
-		t.Errorf("Forward with a recorder: %v, status %d; want an error and 500", err, rec.Code)
+	if err == nil || rec.Code != 502 {
+		t.Errorf("Forward with a recorder: %v, status %d; want an error and 502", err, rec.Code)
 	}
 	if c, ok := bridgetest.WaitFor(t, cancelled, 2*bridgetest.Promptly, "the plugin's report"); ok && !c {
 		t.Error("the plugin's stream context was not cancelled (recorder)")
@@ -684,19 +686,51 @@ func TestH08InvalidStatus(t *testing.T) {
 	}
 }
 
-// H09: 1xx statuses are not valid final statuses (spec-tightening).
+// H09 (amended H-S3): a 1xx status other than 101 in the init is what
+// net/http makes of a handler's WriteHeader(1xx): an interim response with
+// the headers, then 200 for the body. 101 would need a hijack: 502.
 func TestH09InformationalStatus(t *testing.T) {
-	for _, code := range []int32{100, 103, 101} {
-		t.Run(fmt.Sprint(code), func(t *testing.T) {
-			bridgetest.LeakCheck(t)
-			e := newHostEnv(t, bridgetest.HTTP1, bridgetest.SendThen([]*bridgetest.ResponseMsg{
-				{Init: bridgetest.RespInit(code, "X-P", "p"), BodyChunk: []byte("body"), BodyComplete: true},
-			}, nil))
-			if res := e.Get(t, "/h09"); res.Status != 500 {
-				t.Errorf("client status %d (body %q), want 500", res.Status, res.Body)
-			}
-		})
+	for _, code := range []int32{100, 103} {
+		for _, hv := range bridgetest.HTTPVersions {
+			t.Run(fmt.Sprint(code)+"/"+string(hv), func(t *testing.T) {
+				bridgetest.LeakCheck(t)
+				e := newHostEnv(t, hv, bridgetest.SendThen([]*bridgetest.ResponseMsg{
+					{Init: bridgetest.RespInit(code, "Link", "</a.css>; rel=preload"), BodyChunk: []byte("bo")},
+					{BodyChunk: []byte("dy"), BodyComplete: true},
+				}, nil))
+				var interim []int
+				ctx := httptrace.WithClientTrace(t.Context(), &httptrace.ClientTrace{
+					Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
+						interim = append(interim, code)
+						return nil
+					},
+				})
+				res := e.RoundTrip(t, e.Request(t, ctx, http.MethodGet, "/h09", nil))
+				if res.Status != 200 || string(res.Body) != "body" || res.ReadErr != nil {
+					t.Errorf("client got %d %q (%v), want 200 %q", res.Status, res.Body, res.ReadErr, "body")
+				}
+				// Go's client reports 103 and hides 100 (it answers Expect).
+				if code == 103 && !slices.Equal(interim, []int{103}) {
+					t.Errorf("interim responses %v, want [103]", interim)
+				}
+				if !strings.Contains(e.HostLog.String(), "informational") {
+					t.Errorf("host log %q does not warn about the informational status", e.HostLog.String())
+				}
+			})
+		}
 	}
+	t.Run("101", func(t *testing.T) { hostCheckRejectedStatus(t, 101) })
+	t.Run("103-then-failure", func(t *testing.T) {
+		// Only the interim response went out: the failure still gets a
+		// final 502, not a cut-off connection.
+		bridgetest.LeakCheck(t)
+		e := newHostEnv(t, bridgetest.HTTP1, bridgetest.SendThen([]*bridgetest.ResponseMsg{
+			{Init: bridgetest.RespInit(103)},
+		}, func(context.Context) error { return status.Error(codes.Internal, "plugin exploded") }))
+		if res := e.Get(t, "/h09"); res.Status != 502 {
+			t.Errorf("client status %d (body %q), want 502", res.Status, res.Body)
+		}
+	})
 }
 
 // H10: 999 is the largest valid status.
@@ -715,8 +749,8 @@ func TestH11EmptyStream(t *testing.T) {
 	bridgetest.LeakCheck(t)
 	e := newHostEnv(t, bridgetest.HTTP1, func(bridgetest.ServerStream) error { return nil })
 	res := e.Get(t, "/h11")
-	if res.Status != 500 {
-		t.Errorf("client status %d (body %q), want 500", res.Status, res.Body)
+	if res.Status != 502 {
+		t.Errorf("client status %d (body %q), want 502", res.Status, res.Body)
 	}
 }
 
@@ -727,8 +761,8 @@ func TestH12ErrorBeforeAnyMessage(t *testing.T) {
 		return status.Error(codes.Internal, "plugin exploded")
 	})
 	res := e.Get(t, "/h12")
-	if res.Status != 500 {
-		t.Errorf("client status %d (body %q), want 500", res.Status, res.Body)
+	if res.Status != 502 {
+		t.Errorf("client status %d (body %q), want 502", res.Status, res.Body)
 	}
 }
 
@@ -740,8 +774,8 @@ func TestH13FirstMessageWithoutInit(t *testing.T) {
 		{BodyChunk: []byte("x"), BodyComplete: true},
 	}, nil))
 	res := e.Get(t, "/h13")
-	if res.Status != 500 {
-		t.Errorf("client status %d, want 500", res.Status)
+	if res.Status != 502 {
+		t.Errorf("client status %d, want 502", res.Status)
 	}
 	if bytes.Contains(res.Body, []byte("x")) {
 		t.Errorf("body %q contains the plugin's chunk %q", res.Body, "x")
@@ -1333,8 +1367,8 @@ func TestH29LargeChunk(t *testing.T) {
 	}
 }
 
-// H30: a chunk over the host's configured gRPC receive limit gives 500
-// before the headers, an abort after them.
+// H30: a chunk over the host's configured gRPC receive limit gives 502
+// before the headers (H-S5b), an abort after them.
 func TestH30ChunkOverReceiveLimit(t *testing.T) {
 	const limit = 256 << 10
 	big := make([]byte, 2*limit)
@@ -1344,8 +1378,8 @@ func TestH30ChunkOverReceiveLimit(t *testing.T) {
 		e := newHostEnvWith(t, hostSetup{cfg: bridgetest.Config{PluginOptions: opts}}, bridgetest.SendThen([]*bridgetest.ResponseMsg{
 			{Init: bridgetest.RespInit(200), BodyChunk: big, BodyComplete: true},
 		}, nil))
-		if res := e.Get(t, "/h30"); res.Status != 500 {
-			t.Errorf("client status %d, want 500", res.Status)
+		if res := e.Get(t, "/h30"); res.Status != 502 {
+			t.Errorf("client status %d, want 502", res.Status)
 		}
 	})
 	t.Run("after-headers", func(t *testing.T) {

@@ -122,8 +122,8 @@ func TestTruncationPluginEndsEarly(t *testing.T) {
 }
 
 // An oversized first message, or an RPC error before any message, is a
-// failure before the response started: a complete 500, never the plugin's
-// status with a short body.
+// failure before the response started: a complete 502 (H-S5b), never the
+// plugin's status with a short body.
 func TestTruncationPluginFailsBeforeResponse(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -143,8 +143,8 @@ func TestTruncationPluginFailsBeforeResponse(t *testing.T) {
 						DialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(truncRecvLimit))},
 					}})
 					o := truncGet(t, env)
-					if o.Err != bridgetest.ErrNone || o.Status != http.StatusInternalServerError {
-						t.Errorf("client: %s; want a complete 500", o)
+					if o.Err != bridgetest.ErrNone || o.Status != http.StatusBadGateway {
+						t.Errorf("client: %s; want a complete 502", o)
 					}
 				})
 			}

@@ -30,6 +30,7 @@ var imports = map[string]protogen.GoImportPath{
 	"strings": "strings",
 	"sync":    "sync",
 	"url":     "net/url",
+	"utf8":    "unicode/utf8",
 }
 
 // parseTemplates binds the templates to g, so that every package they name

@@ -22,6 +22,7 @@ import (
 	strings "strings"
 	sync "sync"
 	atomic "sync/atomic"
+	utf8 "unicode/utf8"
 )
 
 // This is a compile-time assertion that this generated file is compatible
@@ -32,6 +33,20 @@ const _ = grpc.SupportPackageIsVersion9
 // ServeHTTPChunkSize is the largest body chunk the ServeHTTP bridge sends in one
 // message, unless ChunkSize says otherwise.
 const ServeHTTPChunkSize = 64 << 10
+
+// ServeHTTPMaxChunkSize bounds the ChunkSize fields of the ServeHTTP host and
+// plugin: 4 MiB less 64 KiB, so that a full message stays under grpc-go's
+// default 4 MiB receive limit. Larger values are treated as this one.
+const ServeHTTPMaxChunkSize = 4<<20 - 64<<10
+
+// serveHTTPChunkSize is the chunk size a ChunkSize field asks for: the
+// default for zero or less, at most ServeHTTPMaxChunkSize.
+func serveHTTPChunkSize(configured int) int {
+	if configured <= 0 {
+		return ServeHTTPChunkSize
+	}
+	return min(configured, ServeHTTPMaxChunkSize)
+}
 
 // ServeHTTPPlugin serves ServeHTTP streams with an ordinary [http.Handler].
 // Each stream becomes one call of Handler with an [http.Request] whose body
@@ -46,12 +61,14 @@ type ServeHTTPPlugin struct {
 	// Handler answers the requests; nil means [http.DefaultServeMux].
 	Handler http.Handler
 
-	// ChunkSize bounds the response body chunk of one message. Zero means
-	// ServeHTTPChunkSize. The host's gRPC receive limit must allow it.
+	// ChunkSize bounds the response body chunk of one message. Zero or less
+	// means ServeHTTPChunkSize; more than ServeHTTPMaxChunkSize means that.
+	// The host's gRPC receive limit must allow it.
 	ChunkSize int
 
 	// ErrorLog receives handler panics and protocol violations. If nil,
-	// [slog.Default] is used.
+	// [slog.Default] is used. Log lines name the request's path, never
+	// its query, which may hold tokens.
 	ErrorLog *slog.Logger
 }
 
@@ -92,20 +109,21 @@ func (p *ServeHTTPPlugin) Serve(stream grpc.BidiStreamingServer[ServeHTTPRequest
 		p.logger().Warn("httpbridge: bad ServeHTTP request", "error", err)
 		return serveHTTPReject(stream, http.StatusBadRequest)
 	}
-	chunkSize := p.ChunkSize
-	if chunkSize <= 0 {
-		chunkSize = ServeHTTPChunkSize
-	}
-	w := &ServeHTTPResponseWriter{stream: stream, chunkSize: chunkSize, header: make(http.Header)}
+	w := &ServeHTTPResponseWriter{stream: stream, chunkSize: serveHTTPChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger()}
 
 	if p.run(w, r) {
 		err = w.finish()
-	} else if w.abandon() {
-		err = status.Error(codes.Aborted, "httpbridge: ServeHTTP handler failed after the response started")
-	} else {
-		err = serveHTTPReject(stream, http.StatusInternalServerError)
 	}
-	// As with net/http, the request ends with the handler.
+	if !w.completed() {
+		if w.abandon() {
+			err = status.Error(codes.Aborted, "httpbridge: ServeHTTP handler failed after the response started")
+		} else {
+			err = serveHTTPReject(stream, http.StatusInternalServerError)
+		}
+	}
+	// As with net/http, the request ends with the handler. A read the
+	// handler left pending in another goroutine is still in Recv: grpc
+	// cancels the stream once Serve returns, which ends it.
 	cancel()
 	if body != nil {
 		body.end()
@@ -119,7 +137,7 @@ func (p *ServeHTTPPlugin) Serve(stream grpc.BidiStreamingServer[ServeHTTPRequest
 func (p *ServeHTTPPlugin) run(w *ServeHTTPResponseWriter, r *http.Request) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
-			p.logger().Error("httpbridge: ServeHTTP handler panicked", "url", r.URL.String(), "panic", v, "stack", string(debug.Stack()))
+			p.logger().Error("httpbridge: ServeHTTP handler panicked", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
 	handler := p.Handler
@@ -172,9 +190,7 @@ func serveHTTPResponseMessage(init *ServeHTTPResponseInit, chunk []byte, flush, 
 // serveHTTPNewRequest rebuilds the HTTP request the host received. The
 // body is nil when the request has none (r.Body is then [http.NoBody]).
 func serveHTTPNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[ServeHTTPRequest, ServeHTTPResponse], init *ServeHTTPRequestInit, first *ServeHTTPRequest, log *slog.Logger) (*http.Request, *serveHTTPBody, error) {
-	// Parse, not ParseRequestURI: a host that strips a path prefix can
-	// legitimately send "" or "?a=b".
-	u, err := url.Parse(init.GetUrl())
+	u, err := serveHTTPParseURL(init.GetUrl())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -220,6 +236,42 @@ func serveHTTPNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[Se
 	body.accept(first)
 	r.Body = body
 	return r.WithContext(ctx), body, nil
+}
+
+// serveHTTPParseURL reads the url field, which the host fills with
+// URL.String of its request, back into the URL its handler saw. net/http
+// parses a request target with url.ParseRequestURI, and so does this:
+// url.Parse would read "//evil/secret" as host "evil" and path "/secret"
+// (past a host's check of the path) and cut "#y" from a query "x=1#y".
+//
+// A host that strips a path prefix sends what is left: a path without its
+// leading "/", possibly empty, and the query. URL.String writes such a path
+// with "./" before a first segment that holds ":", which is undone here.
+func serveHTTPParseURL(target string) (*url.URL, error) {
+	scheme, _, colon := strings.Cut(target, ":")
+	absolute := colon && scheme != "" && !strings.ContainsAny(scheme, "/?#")
+	relative := target != "*" && !strings.HasPrefix(target, "/") && !absolute
+	path := target
+	if relative {
+		if rest, ok := strings.CutPrefix(path, "./"); ok {
+			if segment, _, _ := strings.Cut(rest, "/"); strings.Contains(segment, ":") {
+				path = rest
+			}
+		}
+		path = "/" + path
+	}
+	u, err := url.ParseRequestURI(path)
+	if err != nil {
+		// Without the target, whose query may hold a token: this is logged.
+		return nil, fmt.Errorf("invalid request target: %w", errors.Unwrap(err))
+	}
+	if relative {
+		u.Path = u.Path[1:]
+		if u.RawPath != "" {
+			u.RawPath = u.RawPath[1:]
+		}
+	}
+	return u, nil
 }
 
 // serveHTTPWantsClose mirrors net/http's reading of Connection headers.
@@ -283,6 +335,10 @@ func (b *serveHTTPBody) Read(p []byte) (int, error) {
 			continue
 		}
 		msg, err := b.stream.Recv()
+		if b.closed.Load() {
+			// The handler returned while this read waited, or closed the body.
+			return 0, http.ErrBodyReadAfterClose
+		}
 		if err == io.EOF {
 			// The host half-closed without body_complete: the body is truncated.
 			err = io.ErrUnexpectedEOF
@@ -323,14 +379,12 @@ func (b *serveHTTPBody) Close() error {
 	return nil
 }
 
-// end closes the body once the handler has returned and waits for a read
-// still in progress in a goroutine the handler left behind: gRPC does not
-// allow Recv after Serve returns. The stream context ends such a read.
+// end closes the body once the handler has returned. It does not wait for a
+// read in progress in a goroutine the handler left behind: that read ends,
+// with an error, when grpc cancels the stream after Serve returns, even if
+// the host never sends more nor cancels.
 func (b *serveHTTPBody) end() {
 	b.closed.Store(true)
-	b.mu.Lock()
-	b.pending = nil
-	b.mu.Unlock()
 }
 
 // ServeHTTPResponseWriter is the [http.ResponseWriter] a [ServeHTTPPlugin]
@@ -346,6 +400,7 @@ type ServeHTTPResponseWriter struct {
 	stream    grpc.BidiStreamingServer[ServeHTTPRequest, ServeHTTPResponse]
 	chunkSize int
 	header    http.Header
+	log       *slog.Logger
 
 	mu       sync.Mutex
 	init     *ServeHTTPResponseInit // status and header snapshot; nil until fixed
@@ -355,7 +410,8 @@ type ServeHTTPResponseWriter struct {
 	written  int64  // body bytes accepted
 	buf      []byte // body bytes not sent yet, fewer than chunkSize
 	ended    bool   // the handler returned: nothing more may be sent
-	err      error  // the first failed Send; every later call returns it
+	complete bool   // body_complete was sent
+	err      error  // the first failure; every later call returns it
 }
 
 var (
@@ -402,6 +458,15 @@ func (w *ServeHTTPResponseWriter) writeHeaderLocked(code int) {
 	init.StatusCode = int32(code)
 	init.Headers = serveHTTPEncodeResponseHeader(w.header)
 	w.init = init
+	// net/http would send such bytes; a proto3 string cannot hold them, and
+	// the init would not marshal.
+	for key, values := range w.header {
+		if !utf8.ValidString(key) || slices.ContainsFunc(values, func(v string) bool { return !utf8.ValidString(v) }) {
+			w.log.Error("httpbridge: ServeHTTP response header is not valid UTF-8; the response fails", "key", strconv.QuoteToASCII(key))
+			w.err = errors.New("httpbridge: ServeHTTP response header is not valid UTF-8")
+			break
+		}
+	}
 }
 
 // Write sends p as part of the body, in full chunks as they fill; the rest
@@ -422,6 +487,9 @@ func (w *ServeHTTPResponseWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	w.writeHeaderLocked(http.StatusOK)
+	if w.err != nil {
+		return 0, w.err
+	}
 	if w.noBody {
 		return 0, http.ErrBodyNotAllowed
 	}
@@ -494,8 +562,16 @@ func (w *ServeHTTPResponseWriter) finish() error {
 	return w.sendLocked(false, true)
 }
 
+// completed reports whether body_complete was sent.
+func (w *ServeHTTPResponseWriter) completed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.complete
+}
+
 // abandon ends the response without completing it, after the handler
-// panicked, and reports whether anything had been sent.
+// panicked or the response failed, and reports whether anything had been
+// sent.
 func (w *ServeHTTPResponseWriter) abandon() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -521,6 +597,7 @@ func (w *ServeHTTPResponseWriter) sendLocked(flush, complete bool) error {
 		return err
 	}
 	w.initSent = true
+	w.complete = complete
 	return nil
 }
 

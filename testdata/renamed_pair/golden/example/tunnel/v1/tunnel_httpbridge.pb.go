@@ -22,6 +22,7 @@ import (
 	strings "strings"
 	sync "sync"
 	atomic "sync/atomic"
+	utf8 "unicode/utf8"
 )
 
 // This is a compile-time assertion that this generated file is compatible
@@ -32,6 +33,20 @@ const _ = grpc.SupportPackageIsVersion9
 // ExchangeChunkSize is the largest body chunk the Exchange bridge sends in one
 // message, unless ChunkSize says otherwise.
 const ExchangeChunkSize = 64 << 10
+
+// ExchangeMaxChunkSize bounds the ChunkSize fields of the Exchange host and
+// plugin: 4 MiB less 64 KiB, so that a full message stays under grpc-go's
+// default 4 MiB receive limit. Larger values are treated as this one.
+const ExchangeMaxChunkSize = 4<<20 - 64<<10
+
+// exchangeChunkSize is the chunk size a ChunkSize field asks for: the
+// default for zero or less, at most ExchangeMaxChunkSize.
+func exchangeChunkSize(configured int) int {
+	if configured <= 0 {
+		return ExchangeChunkSize
+	}
+	return min(configured, ExchangeMaxChunkSize)
+}
 
 // ErrExchangeAborted is wrapped by the error of [ExchangeHost.Forward] when the
 // response was cut off after its status line was written: the plugin failed,
@@ -53,8 +68,9 @@ type ExchangeHost struct {
 	// client.Exchange.
 	Open func(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TunnelUpload, TunnelDownload], error)
 
-	// ChunkSize bounds the request body chunk of one message. Zero means
-	// ExchangeChunkSize. The plugin's gRPC receive limit must allow it.
+	// ChunkSize bounds the request body chunk of one message. Zero or less
+	// means ExchangeChunkSize; more than ExchangeMaxChunkSize means that.
+	// The plugin's gRPC receive limit must allow it.
 	ChunkSize int
 
 	// Init, if set, fills init fields the request does not provide (such as
@@ -62,13 +78,22 @@ type ExchangeHost struct {
 	Init func(r *http.Request, init *TunnelRequestHead)
 
 	// ErrorHandler answers failures that happen before any byte of the
-	// response was written. If nil, the client gets 503 Service Unavailable
-	// when the stream cannot be opened and 500 Internal Server Error
-	// otherwise, with a short text body that reveals nothing internal.
+	// response was written. If nil, the client gets a short text body that
+	// reveals nothing internal, with the status of the failure:
+	//   - 400 Bad Request for a request the stream cannot carry (a header
+	//     value or request target that is not valid UTF-8); the plugin is
+	//     not called;
+	//   - 503 Service Unavailable when the stream cannot be opened;
+	//   - 502 Bad Gateway when the plugin fails before its response starts
+	//     (a stream error, no response, no init, an invalid status, a
+	//     message over the receive limit);
+	//   - 500 Internal Server Error when the host itself is at fault (Open
+	//     is nil, or the init that Init filled cannot be sent).
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
 	// ErrorLog receives failures and protocol violations. If nil,
-	// [slog.Default] is used.
+	// [slog.Default] is used. Log lines name the request's path,
+	// never its query, which may hold tokens.
 	ErrorLog *slog.Logger
 }
 
@@ -81,8 +106,12 @@ func (h *ExchangeHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		return
 	}
-	if r.Context().Err() == nil {
-		h.logger().Error("httpbridge: Exchange failed", "method", r.Method, "url", r.URL.String(), "error", err)
+	switch {
+	case errors.Is(err, errExchangeUncarried):
+		// Any client can send such a request: not worth an error line.
+		h.logger().Debug("httpbridge: Exchange refused a request", "method", r.Method, "path", r.URL.Path, "error", err)
+	case r.Context().Err() == nil:
+		h.logger().Error("httpbridge: Exchange failed", "method", r.Method, "path", r.URL.Path, "error", err)
 	}
 	if errors.Is(err, ErrExchangeAborted) {
 		panic(http.ErrAbortHandler)
@@ -105,6 +134,12 @@ func (h *ExchangeHost) Forward(w http.ResponseWriter, r *http.Request) error {
 		h.fail(w, r, http.StatusInternalServerError, err, !hasBody)
 		return err
 	}
+	target := exchangeTarget(r.URL)
+	if what := exchangeUncarried(r, target); what != "" {
+		err := fmt.Errorf("%w: %s is not valid UTF-8", errExchangeUncarried, what)
+		h.fail(w, r, http.StatusBadRequest, err, !hasBody)
+		return err
+	}
 
 	// Without full duplex, an HTTP/1 server drains or closes the unread
 	// request body once the response starts, and the plugin would see a
@@ -124,22 +159,27 @@ func (h *ExchangeHost) Forward(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 
-	init := exchangeRequestInit(r)
+	init := exchangeRequestInit(r, target)
 	if h.Init != nil {
 		h.Init(r, init)
 	}
+	// The init goes at once, in a message of its own when a body follows, so
+	// that the plugin starts as soon as the host's handler does. A bodiless
+	// request is that single message; no goroutine is needed.
 	var bodyDone atomic.Bool // the request body was read to its end
-	if !hasBody {
-		// A bodiless request is a single message; no goroutine needed.
-		_ = stream.Send(exchangeRequestMessage(init, nil, true))
-		_ = stream.CloseSend()
-		bodyDone.Store(true)
+	bodyDone.Store(!hasBody)
+	if err := stream.Send(exchangeRequestMessage(init, nil, !hasBody)); err != nil && err != io.EOF {
+		// Not the plugin's doing (io.EOF would be, and Recv tells how): the
+		// init does not marshal, say a string Init set is not UTF-8.
+		cancel()
+		err = fmt.Errorf("httpbridge: send Exchange init: %w", err)
+		h.fail(w, r, http.StatusInternalServerError, err, !hasBody)
+		return err
+	}
+	if hasBody {
+		go exchangeSendBody(stream, r.Body, r.ContentLength, exchangeChunkSize(h.ChunkSize), &bodyDone)
 	} else {
-		chunkSize := h.ChunkSize
-		if chunkSize <= 0 {
-			chunkSize = ExchangeChunkSize
-		}
-		go exchangeSendBody(stream, init, r.Body, r.ContentLength, chunkSize, &bodyDone)
+		_ = stream.CloseSend()
 	}
 	return h.relay(w, r, rc, stream, cancel, &bodyDone)
 }
@@ -153,35 +193,41 @@ func (h *ExchangeHost) relay(w http.ResponseWriter, r *http.Request, rc *http.Re
 		} else {
 			err = fmt.Errorf("httpbridge: receive Exchange response: %w", err)
 		}
-		h.fail(w, r, http.StatusInternalServerError, err, bodyDone.Load())
+		h.fail(w, r, http.StatusBadGateway, err, bodyDone.Load())
 		return err
 	}
 	init := msg.GetInit()
 	if init == nil {
 		cancel()
 		err := errors.New("httpbridge: first Exchange response message has no init")
-		h.fail(w, r, http.StatusInternalServerError, err, bodyDone.Load())
+		h.fail(w, r, http.StatusBadGateway, err, bodyDone.Load())
 		return err
 	}
 	status := int(init.GetStatusCode())
 	if status == 0 {
 		status = http.StatusOK
 	}
-	// WriteHeader panics outside 100-999, and treats 1xx as an interim
-	// response followed by an implicit 200: neither may reach it.
-	if status < 200 || status > 999 {
+	// WriteHeader panics outside 100-999, and 101 would need a hijack.
+	if status < 100 || status > 999 || status == http.StatusSwitchingProtocols {
 		cancel()
 		err := fmt.Errorf("httpbridge: plugin sent invalid Exchange status %d", status)
-		h.fail(w, r, http.StatusInternalServerError, err, bodyDone.Load())
+		h.fail(w, r, http.StatusBadGateway, err, bodyDone.Load())
 		return err
 	}
 	exchangeDecodeResponseHeader(init.GetHeaders(), w.Header())
 	exchangeCloseIfUnread(w, r, bodyDone.Load())
+	// An informational status is what net/http makes of a handler's: an
+	// interim response, then 200 with the first body byte or the end.
+	final := status >= 200
+	if !final {
+		h.logger().Warn("httpbridge: Exchange plugin sent an informational status; the final one is 200", "status", status, "path", r.URL.Path)
+	}
 	w.WriteHeader(status)
 
 	warnedInit := false
 	for {
 		if chunk := msg.GetBodyChunk(); len(chunk) > 0 {
+			final = true
 			// 204, 304 and friends refuse a body; that is the client's view of
 			// the response anyway, so the bytes are dropped, not an error.
 			if _, err := w.Write(chunk); err != nil && err != http.ErrBodyNotAllowed {
@@ -189,6 +235,7 @@ func (h *ExchangeHost) relay(w http.ResponseWriter, r *http.Request, rc *http.Re
 			}
 		}
 		if msg.GetFlush() {
+			final = true
 			_ = rc.Flush() // best effort: not every writer can flush
 		}
 		if msg.GetBodyComplete() {
@@ -197,14 +244,22 @@ func (h *ExchangeHost) relay(w http.ResponseWriter, r *http.Request, rc *http.Re
 		msg, err = stream.Recv()
 		if err != nil {
 			if err == io.EOF {
-				return fmt.Errorf("%w: plugin ended the stream before the body was complete", ErrExchangeAborted)
+				err = errors.New("plugin ended the stream before the body was complete")
+			} else {
+				err = fmt.Errorf("receive: %w", err)
 			}
-			return fmt.Errorf("%w: receive: %w", ErrExchangeAborted, err)
+			if !final {
+				// Only an interim response went out: a final answer still can.
+				err = fmt.Errorf("httpbridge: Exchange after an informational status: %w", err)
+				h.fail(w, r, http.StatusBadGateway, err, bodyDone.Load())
+				return err
+			}
+			return fmt.Errorf("%w: %w", ErrExchangeAborted, err)
 		}
 		if msg.GetInit() != nil && !warnedInit {
 			// Headers are on the wire already; a second init cannot change them.
 			warnedInit = true
-			h.logger().Warn("httpbridge: ignoring Exchange init after the first response message", "url", r.URL.String())
+			h.logger().Warn("httpbridge: ignoring Exchange init after the first response message", "path", r.URL.Path)
 		}
 	}
 }
@@ -226,11 +281,58 @@ func (h *ExchangeHost) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// exchangeRequestInit describes r to the plugin.
-func exchangeRequestInit(r *http.Request) *TunnelRequestHead {
+// errExchangeUncarried is wrapped by the error of a request that the stream
+// cannot carry.
+var errExchangeUncarried = errors.New("httpbridge: Exchange cannot carry the request")
+
+// exchangeUncarried names the part of r that the init cannot carry, or
+// returns "". Proto3 strings must be valid UTF-8, but net/http accepts other
+// bytes in header values and in the request target.
+func exchangeUncarried(r *http.Request, target string) string {
+	if !utf8.ValidString(target) || !utf8.ValidString(r.RequestURI) {
+		return "the request target"
+	}
+	if !utf8.ValidString(r.Host) {
+		return "the host"
+	}
+	for key, values := range r.Header {
+		if !utf8.ValidString(key) {
+			return "a header name"
+		}
+		for _, value := range values {
+			if !utf8.ValidString(value) {
+				return "header " + key
+			}
+		}
+	}
+	return ""
+}
+
+// exchangeTarget writes u as the url field: u.String(), except that an
+// origin-form path keeps the bytes the client sent (RawPath) where
+// u.String() would escape them again ("/q#f", "/café", `/a"b`), so that the
+// plugin reads back the URL, RawPath included, that the host's handler saw.
+// A RawPath that no longer decodes to Path (a middleware changed only Path)
+// is ignored, as u.String() ignores it.
+func exchangeTarget(u *url.URL) string {
+	if u.RawPath == "" || u.RawPath[0] != '/' || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || u.Fragment != "" {
+		return u.String()
+	}
+	if path, err := url.PathUnescape(u.RawPath); err != nil || path != u.Path {
+		return u.String()
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		return u.RawPath + "?" + u.RawQuery
+	}
+	return u.RawPath
+}
+
+// exchangeRequestInit describes r to the plugin; target is its URL as
+// exchangeTarget writes it.
+func exchangeRequestInit(r *http.Request, target string) *TunnelRequestHead {
 	init := &TunnelRequestHead{}
 	init.Method = r.Method
-	init.Url = r.URL.String()
+	init.Url = target
 	init.Proto = r.Proto
 	init.ProtoMajor = int32(r.ProtoMajor)
 	init.ProtoMinor = int32(r.ProtoMinor)
@@ -281,17 +383,13 @@ func exchangeRequestMessage(init *TunnelRequestHead, chunk []byte, complete bool
 	return msg
 }
 
-// exchangeSendBody streams the request: the init at once, so the plugin
-// starts as soon as the host's handler does, then the body as each Read
+// exchangeSendBody streams the request body after the init, as each Read
 // returns it, never waiting to fill a chunk (an interactive client may wait
 // for the plugin's answer before it sends more). body_complete is sent only
 // after a clean EOF: on a read error the stream is half-closed without it,
 // so the plugin sees a truncated body, never a complete one.
-func exchangeSendBody(stream grpc.BidiStreamingClient[TunnelUpload, TunnelDownload], init *TunnelRequestHead, body io.Reader, contentLength int64, chunkSize int, done *atomic.Bool) {
+func exchangeSendBody(stream grpc.BidiStreamingClient[TunnelUpload, TunnelDownload], body io.Reader, contentLength int64, chunkSize int, done *atomic.Bool) {
 	defer stream.CloseSend()
-	if err := stream.Send(exchangeRequestMessage(init, nil, false)); err != nil {
-		return
-	}
 	// A body of known small length needs no full-size buffer.
 	bufSize := chunkSize
 	if contentLength > 0 && contentLength < int64(chunkSize) {
@@ -324,13 +422,41 @@ func exchangeSendBody(stream grpc.BidiStreamingClient[TunnelUpload, TunnelDownlo
 // Content-Type); keys it does not mention are kept. net/http, not this code,
 // writes the header bytes, so it also drops invalid names and neutralises
 // CR and LF in values.
+//
+// Hop-by-hop and trailer headers are dropped, as httputil.ReverseProxy drops
+// them: framing, connection management, upgrades and trailers belong to the
+// host's server, and a plugin not built from this code must not reach them.
 func exchangeDecodeResponseHeader(headers []*TunnelHeader, dst http.Header) {
+	var named []string // keys the plugin's Connection header names
 	for _, header := range headers {
-		dst.Del(header.GetKey())
+		if http.CanonicalHeaderKey(header.GetKey()) == "Connection" {
+			for _, value := range header.GetValues() {
+				for _, token := range strings.Split(value, ",") {
+					if token = strings.TrimSpace(token); token != "" {
+						named = append(named, http.CanonicalHeaderKey(token))
+					}
+				}
+			}
+		}
+	}
+	dropped := func(key string) bool {
+		switch key {
+		case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+			return true
+		}
+		prefix := len(http.TrailerPrefix)
+		return len(key) >= prefix && strings.EqualFold(key[:prefix], http.TrailerPrefix) || slices.Contains(named, key)
+	}
+	for _, header := range headers {
+		if key := http.CanonicalHeaderKey(header.GetKey()); !dropped(key) {
+			dst.Del(key)
+		}
 	}
 	for _, header := range headers {
 		key := http.CanonicalHeaderKey(header.GetKey())
-		dst[key] = append(dst[key], header.GetValues()...)
+		if !dropped(key) {
+			dst[key] = append(dst[key], header.GetValues()...)
+		}
 	}
 }
 
@@ -369,12 +495,14 @@ type ExchangePlugin struct {
 	// Handler answers the requests; nil means [http.DefaultServeMux].
 	Handler http.Handler
 
-	// ChunkSize bounds the response body chunk of one message. Zero means
-	// ExchangeChunkSize. The host's gRPC receive limit must allow it.
+	// ChunkSize bounds the response body chunk of one message. Zero or less
+	// means ExchangeChunkSize; more than ExchangeMaxChunkSize means that.
+	// The host's gRPC receive limit must allow it.
 	ChunkSize int
 
 	// ErrorLog receives handler panics and protocol violations. If nil,
-	// [slog.Default] is used.
+	// [slog.Default] is used. Log lines name the request's path, never
+	// its query, which may hold tokens.
 	ErrorLog *slog.Logger
 }
 
@@ -415,20 +543,21 @@ func (p *ExchangePlugin) Serve(stream grpc.BidiStreamingServer[TunnelUpload, Tun
 		p.logger().Warn("httpbridge: bad Exchange request", "error", err)
 		return exchangeReject(stream, http.StatusBadRequest)
 	}
-	chunkSize := p.ChunkSize
-	if chunkSize <= 0 {
-		chunkSize = ExchangeChunkSize
-	}
-	w := &ExchangeResponseWriter{stream: stream, chunkSize: chunkSize, header: make(http.Header)}
+	w := &ExchangeResponseWriter{stream: stream, chunkSize: exchangeChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger()}
 
 	if p.run(w, r) {
 		err = w.finish()
-	} else if w.abandon() {
-		err = status.Error(codes.Aborted, "httpbridge: Exchange handler failed after the response started")
-	} else {
-		err = exchangeReject(stream, http.StatusInternalServerError)
 	}
-	// As with net/http, the request ends with the handler.
+	if !w.completed() {
+		if w.abandon() {
+			err = status.Error(codes.Aborted, "httpbridge: Exchange handler failed after the response started")
+		} else {
+			err = exchangeReject(stream, http.StatusInternalServerError)
+		}
+	}
+	// As with net/http, the request ends with the handler. A read the
+	// handler left pending in another goroutine is still in Recv: grpc
+	// cancels the stream once Serve returns, which ends it.
 	cancel()
 	if body != nil {
 		body.end()
@@ -442,7 +571,7 @@ func (p *ExchangePlugin) Serve(stream grpc.BidiStreamingServer[TunnelUpload, Tun
 func (p *ExchangePlugin) run(w *ExchangeResponseWriter, r *http.Request) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
-			p.logger().Error("httpbridge: Exchange handler panicked", "url", r.URL.String(), "panic", v, "stack", string(debug.Stack()))
+			p.logger().Error("httpbridge: Exchange handler panicked", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
 	handler := p.Handler
@@ -495,9 +624,7 @@ func exchangeResponseMessage(init *TunnelResponseHead, chunk []byte, flush, comp
 // exchangeNewRequest rebuilds the HTTP request the host received. The
 // body is nil when the request has none (r.Body is then [http.NoBody]).
 func exchangeNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[TunnelUpload, TunnelDownload], init *TunnelRequestHead, first *TunnelUpload, log *slog.Logger) (*http.Request, *exchangeBody, error) {
-	// Parse, not ParseRequestURI: a host that strips a path prefix can
-	// legitimately send "" or "?a=b".
-	u, err := url.Parse(init.GetUrl())
+	u, err := exchangeParseURL(init.GetUrl())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -543,6 +670,42 @@ func exchangeNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[Tun
 	body.accept(first)
 	r.Body = body
 	return r.WithContext(ctx), body, nil
+}
+
+// exchangeParseURL reads the url field, which the host fills with
+// URL.String of its request, back into the URL its handler saw. net/http
+// parses a request target with url.ParseRequestURI, and so does this:
+// url.Parse would read "//evil/secret" as host "evil" and path "/secret"
+// (past a host's check of the path) and cut "#y" from a query "x=1#y".
+//
+// A host that strips a path prefix sends what is left: a path without its
+// leading "/", possibly empty, and the query. URL.String writes such a path
+// with "./" before a first segment that holds ":", which is undone here.
+func exchangeParseURL(target string) (*url.URL, error) {
+	scheme, _, colon := strings.Cut(target, ":")
+	absolute := colon && scheme != "" && !strings.ContainsAny(scheme, "/?#")
+	relative := target != "*" && !strings.HasPrefix(target, "/") && !absolute
+	path := target
+	if relative {
+		if rest, ok := strings.CutPrefix(path, "./"); ok {
+			if segment, _, _ := strings.Cut(rest, "/"); strings.Contains(segment, ":") {
+				path = rest
+			}
+		}
+		path = "/" + path
+	}
+	u, err := url.ParseRequestURI(path)
+	if err != nil {
+		// Without the target, whose query may hold a token: this is logged.
+		return nil, fmt.Errorf("invalid request target: %w", errors.Unwrap(err))
+	}
+	if relative {
+		u.Path = u.Path[1:]
+		if u.RawPath != "" {
+			u.RawPath = u.RawPath[1:]
+		}
+	}
+	return u, nil
 }
 
 // exchangeWantsClose mirrors net/http's reading of Connection headers.
@@ -606,6 +769,10 @@ func (b *exchangeBody) Read(p []byte) (int, error) {
 			continue
 		}
 		msg, err := b.stream.Recv()
+		if b.closed.Load() {
+			// The handler returned while this read waited, or closed the body.
+			return 0, http.ErrBodyReadAfterClose
+		}
 		if err == io.EOF {
 			// The host half-closed without body_complete: the body is truncated.
 			err = io.ErrUnexpectedEOF
@@ -646,14 +813,12 @@ func (b *exchangeBody) Close() error {
 	return nil
 }
 
-// end closes the body once the handler has returned and waits for a read
-// still in progress in a goroutine the handler left behind: gRPC does not
-// allow Recv after Serve returns. The stream context ends such a read.
+// end closes the body once the handler has returned. It does not wait for a
+// read in progress in a goroutine the handler left behind: that read ends,
+// with an error, when grpc cancels the stream after Serve returns, even if
+// the host never sends more nor cancels.
 func (b *exchangeBody) end() {
 	b.closed.Store(true)
-	b.mu.Lock()
-	b.pending = nil
-	b.mu.Unlock()
 }
 
 // ExchangeResponseWriter is the [http.ResponseWriter] a [ExchangePlugin]
@@ -669,6 +834,7 @@ type ExchangeResponseWriter struct {
 	stream    grpc.BidiStreamingServer[TunnelUpload, TunnelDownload]
 	chunkSize int
 	header    http.Header
+	log       *slog.Logger
 
 	mu       sync.Mutex
 	init     *TunnelResponseHead // status and header snapshot; nil until fixed
@@ -678,7 +844,8 @@ type ExchangeResponseWriter struct {
 	written  int64  // body bytes accepted
 	buf      []byte // body bytes not sent yet, fewer than chunkSize
 	ended    bool   // the handler returned: nothing more may be sent
-	err      error  // the first failed Send; every later call returns it
+	complete bool   // body_complete was sent
+	err      error  // the first failure; every later call returns it
 }
 
 var (
@@ -725,6 +892,15 @@ func (w *ExchangeResponseWriter) writeHeaderLocked(code int) {
 	init.StatusCode = int32(code)
 	init.Headers = exchangeEncodeResponseHeader(w.header)
 	w.init = init
+	// net/http would send such bytes; a proto3 string cannot hold them, and
+	// the init would not marshal.
+	for key, values := range w.header {
+		if !utf8.ValidString(key) || slices.ContainsFunc(values, func(v string) bool { return !utf8.ValidString(v) }) {
+			w.log.Error("httpbridge: Exchange response header is not valid UTF-8; the response fails", "key", strconv.QuoteToASCII(key))
+			w.err = errors.New("httpbridge: Exchange response header is not valid UTF-8")
+			break
+		}
+	}
 }
 
 // Write sends p as part of the body, in full chunks as they fill; the rest
@@ -745,6 +921,9 @@ func (w *ExchangeResponseWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	w.writeHeaderLocked(http.StatusOK)
+	if w.err != nil {
+		return 0, w.err
+	}
 	if w.noBody {
 		return 0, http.ErrBodyNotAllowed
 	}
@@ -817,8 +996,16 @@ func (w *ExchangeResponseWriter) finish() error {
 	return w.sendLocked(false, true)
 }
 
+// completed reports whether body_complete was sent.
+func (w *ExchangeResponseWriter) completed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.complete
+}
+
 // abandon ends the response without completing it, after the handler
-// panicked, and reports whether anything had been sent.
+// panicked or the response failed, and reports whether anything had been
+// sent.
 func (w *ExchangeResponseWriter) abandon() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -844,6 +1031,7 @@ func (w *ExchangeResponseWriter) sendLocked(flush, complete bool) error {
 		return err
 	}
 	w.initSent = true
+	w.complete = complete
 	return nil
 }
 
