@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,7 +35,7 @@ type sweepCase struct {
 	handler http.HandlerFunc
 	// request builds the request; nil means a GET without a body. after,
 	// if not nil, checks the client's side of the exchange once it ended.
-	request func(t *testing.T, ctx context.Context, url string) (req *http.Request, after func(t *testing.T, side string))
+	request sweepBuilder
 	// upload marks a request with a body. On HTTP/1 the host answers
 	// "Connection: close" when its response starts before the upload ended
 	// (so that unread body bytes are never parsed as a next request), which
@@ -193,11 +194,35 @@ func sweepCases() []sweepCase {
 					}
 				}
 			},
-			check: func(t *testing.T, side string, o bridgetest.Observation, _ func() bridgetest.Observation) {
-				if want := append([]byte("start"), sweepUpload...); !bytes.Equal(o.Body, want) {
-					t.Errorf("%s: echo %s", side, bridgetest.FirstDiff(o.Body, want))
-				}
-			},
+			check: sweepEchoed(append([]byte("start"), sweepUpload...)),
+		},
+		// io.Copy echoes without flushing: the echo moves only as chunks
+		// fill (F-C2) while the upload streams in (H-Q4, F-B9). The
+		// handler also reports the ContentLength it saw (H-Q1, F-Q7): the
+		// declared length, or -1 for an upload of unknown length.
+		{
+			name:    "echo-io-copy",
+			upload:  true,
+			request: sweepRequest(http.MethodPost, sweepUpload),
+			handler: sweepCopyEcho,
+			check:   sweepEchoed(sweepUpload),
+		},
+		{
+			name:    "echo-io-copy-unsized",
+			upload:  true,
+			request: sweepUnsizedRequest(http.MethodPost, sweepUpload),
+			handler: sweepCopyEcho,
+			check:   sweepEchoed(sweepUpload),
+		},
+		{
+			// What the handler sees of the request, compared with what
+			// net/http gives a direct handler (H-Q1 on the host, F-Q1 to
+			// F-Q8 in the facade). RemoteAddr differs between the two
+			// servers: H01 and F01 check it.
+			name:    "request-view",
+			upload:  true,
+			request: sweepRequestViewRequest,
+			handler: sweepRequestView,
 		},
 		{
 			name:   "max-bytes-reader-413",
@@ -233,19 +258,69 @@ func sweepCases() []sweepCase {
 	}
 }
 
+// sweepBuilder builds the request of a sweep case; see sweepCase.request.
+type sweepBuilder = func(t *testing.T, ctx context.Context, url string) (req *http.Request, after func(t *testing.T, side string))
+
 // sweepRequest returns a request builder for method with body (nil: none).
-func sweepRequest(method string, body []byte) func(*testing.T, context.Context, string) (*http.Request, func(*testing.T, string)) {
-	return func(t *testing.T, ctx context.Context, url string) (*http.Request, func(*testing.T, string)) {
-		var r io.Reader
-		if body != nil {
-			r = bytes.NewReader(body)
+func sweepRequest(method string, body []byte) sweepBuilder {
+	return sweepRequestOf(method, func() io.Reader {
+		if body == nil {
+			return nil
 		}
-		req, err := http.NewRequestWithContext(ctx, method, url, r)
+		return bytes.NewReader(body)
+	})
+}
+
+// sweepUnsizedRequest is sweepRequest with a body of unknown length, which
+// the client sends chunked on HTTP/1.1.
+func sweepUnsizedRequest(method string, body []byte) sweepBuilder {
+	return sweepRequestOf(method, func() io.Reader { return io.MultiReader(bytes.NewReader(body)) })
+}
+
+// sweepRequestOf returns a request builder for method with a body from
+// body, called once per request.
+func sweepRequestOf(method string, body func() io.Reader) sweepBuilder {
+	return func(t *testing.T, ctx context.Context, url string) (*http.Request, func(*testing.T, string)) {
+		req, err := http.NewRequestWithContext(ctx, method, url, body())
 		if err != nil {
 			t.Fatal(err)
 		}
 		return req, nil
 	}
+}
+
+// sweepEchoed is a check that the client received want.
+func sweepEchoed(want []byte) func(t *testing.T, side string, o bridgetest.Observation, _ func() bridgetest.Observation) {
+	return func(t *testing.T, side string, o bridgetest.Observation, _ func() bridgetest.Observation) {
+		if !bytes.Equal(o.Body, want) {
+			t.Errorf("%s: echo %s", side, bridgetest.FirstDiff(o.Body, want))
+		}
+	}
+}
+
+// sweepCopyEcho answers with the request's ContentLength in a header and
+// copies the request body to the response with io.Copy.
+func sweepCopyEcho(w http.ResponseWriter, r *http.Request) {
+	_ = http.NewResponseController(w).EnableFullDuplex() // the direct HTTP/1 server needs it
+	w.Header().Set("X-Content-Length", strconv.FormatInt(r.ContentLength, 10))
+	_, _ = io.Copy(w, r.Body)
+}
+
+// sweepRequestViewRequest is a PUT with a query, a Host of its own, a
+// repeated header and a 3-byte body.
+func sweepRequestViewRequest(t *testing.T, ctx context.Context, url string) (*http.Request, func(*testing.T, string)) {
+	req, _ := sweepRequest(http.MethodPut, []byte("abc"))(t, ctx, url+"?x=1&y=two")
+	req.Host = "example.test:8080"
+	req.Header["X-Multi"] = []string{"one", "two"}
+	return req, nil
+}
+
+// sweepRequestView answers with what it saw of the request.
+func sweepRequestView(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	_, _ = fmt.Fprintf(w, "method %s\npath %q query %q\nhost %q\nrequest-uri %q\nproto %s %d.%d\ncontent-length %d\nx-multi %q\nbody %q, read error %v\n",
+		r.Method, r.URL.Path, r.URL.RawQuery, r.Host, r.RequestURI, r.Proto, r.ProtoMajor, r.ProtoMinor,
+		r.ContentLength, r.Header.Values("X-Multi"), body, err)
 }
 
 func contentLengthOver(w http.ResponseWriter, r *http.Request) {

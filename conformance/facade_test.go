@@ -1,8 +1,7 @@
 package conformance
 
 // Plugin facade conformance: every case F01–F46 of table 6.2 of the
-// behavioural specification (bridge-semantics.md), one test per ID, named
-// TestFacadeFnn….
+// behavioural specification, one test per ID, named TestFacadeFnn….
 //
 // The facade is driven by a scripted host: a raw gRPC client of
 // PluginHooks.ServeHTTP that sends a fixed sequence of request messages and
@@ -453,8 +452,9 @@ func TestFacadeF15RefEmptyMethodAndProto(t *testing.T) {
 	}
 }
 
-// F16: repeated header entries are appended; an init on a later message
-// changes nothing (its chunk still counts) and is logged.
+// F16: repeated header entries are appended, also when their keys differ
+// in case (F-Q5); an init on a later message changes nothing (its chunk
+// still counts) and is logged.
 func TestFacadeF16RepeatedHeadersAndLateInit(t *testing.T) {
 	bridgetest.LeakCheck(t)
 	type view struct {
@@ -465,7 +465,7 @@ func TestFacadeF16RepeatedHeadersAndLateInit(t *testing.T) {
 	}
 	seen := make(chan view, 1)
 	first := facadeInit(http.MethodPost, -1)
-	first.Headers = []*pluginapiv1.HTTPHeader{{Key: "X", Values: []string{"1"}}, {Key: "X", Values: []string{"2"}}}
+	first.Headers = []*pluginapiv1.HTTPHeader{{Key: "X", Values: []string{"1"}}, {Key: "x", Values: []string{"2"}}}
 	late := bridgetest.ReqInit(http.MethodPut, "/late")
 	late.Headers = bridgetest.Headers("X", "9", "Late", "1")
 	ex := facadeServe(t, func(w http.ResponseWriter, r *http.Request) {
@@ -627,6 +627,9 @@ func TestFacadeF22InvalidWriteHeaderCode(t *testing.T) {
 // strategy's exact message sequence as a [ref] subtest.
 func TestFacadeF23Chunking(t *testing.T) {
 	const full = bridgetest.ChunkMax
+	if pluginapiv1.ServeHTTPChunkSize != full {
+		t.Errorf("ServeHTTPChunkSize = %d, want the 64 KiB of the specification", pluginapiv1.ServeHTTPChunkSize)
+	}
 	fullMsgs := func(n int, last facadeShape) []facadeShape {
 		s := make([]facadeShape, n, n+1)
 		for i := range s {
@@ -692,6 +695,24 @@ func TestFacadeF23Chunking(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// The facade's ChunkSize option lowers the largest chunk: the F-C1
+// invariants hold with it in place of 64 KiB.
+func TestFacadeChunkSizeOption(t *testing.T) {
+	bridgetest.LeakCheck(t)
+	bridge, _ := bridgetest.NewFacade(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(facadePattern(2500))
+	}))
+	bridge.ChunkSize = 1000
+	p := bridgetest.StartPlugin(t, bridgetest.Bufconn, &bridgetest.FacadeServer{Bridge: bridge})
+	msgs, err := bridgetest.ScriptedHost(t, p.Client, facadeGET("/"))
+	if err != nil {
+		t.Errorf("response stream ended with %v, want OK", err)
+	}
+	if f := bridgetest.CheckFraming(t, msgs, 1000); !bytes.Equal(f.Body, facadePattern(2500)) {
+		t.Errorf("body: %s", bridgetest.FirstDiff(f.Body, facadePattern(2500)))
 	}
 }
 
@@ -999,6 +1020,9 @@ func TestFacadeF31WritePastContentLength(t *testing.T) {
 		if !strings.HasPrefix("abc", string(f.Body)) {
 			t.Errorf("body %q: the excess over Content-Length was sent", f.Body)
 		}
+		if got := facadeHeader(f.Headers).Get("Content-Length"); got != "3" {
+			t.Errorf("init Content-Length %q, want the declared 3", got)
+		}
 	})
 	wantError := func(t *testing.T, hv bridgetest.HTTPVersion, direct, bridged bridgetest.Observation) {
 		if bridged.Err == bridgetest.ErrNone {
@@ -1142,16 +1166,20 @@ func TestFacadeF37AbortHandlerAfterFlush(t *testing.T) {
 // ---------------------------------------------------------------------------
 // 4.5 ResponseController surface.
 
+// F38, with F-C3: the writer is an http.Flusher with FlushError, which
+// http.ResponseController prefers.
 func TestFacadeF38ResponseControllerSurface(t *testing.T) {
 	bridgetest.LeakCheck(t)
 	type view struct {
-		hijacker                        bool
+		hijacker, flusher, flushError   bool
 		hijack, readDL, writeDL, duplex error
 	}
 	seen := make(chan view, 1)
 	ex := facadeServe(t, func(w http.ResponseWriter, r *http.Request) {
 		var v view
 		_, v.hijacker = w.(http.Hijacker)
+		_, v.flusher = w.(http.Flusher)
+		_, v.flushError = w.(interface{ FlushError() error })
 		rc := http.NewResponseController(w)
 		_, _, v.hijack = rc.Hijack()
 		v.readDL = rc.SetReadDeadline(time.Now().Add(time.Minute))
@@ -1167,6 +1195,9 @@ func TestFacadeF38ResponseControllerSurface(t *testing.T) {
 	}
 	if v.hijacker {
 		t.Error("the ResponseWriter is an http.Hijacker")
+	}
+	if !v.flusher || !v.flushError {
+		t.Errorf("the ResponseWriter is an http.Flusher: %v, has FlushError: %v; want both", v.flusher, v.flushError)
 	}
 	for name, err := range map[string]error{"Hijack": v.hijack, "SetReadDeadline": v.readDL, "SetWriteDeadline": v.writeDL} {
 		if !errors.Is(err, http.ErrNotSupported) {
@@ -1425,6 +1456,11 @@ func TestFacadeF43MaxBytesReader(t *testing.T) {
 			}
 		}
 	})
+	t.Run("scripted-host-within-limit", func(t *testing.T) {
+		bridgetest.LeakCheck(t)
+		ex := facadeServe(t, h(nil), &bridgetest.RequestMsg{Init: facadeInit(http.MethodPost, 5), BodyChunk: []byte("small"), BodyComplete: true})
+		facadeWantResponse(t, ex, 200, "fits")
+	})
 	// net/http's private requestTooLarge hook also closes the connection
 	// after the 413; F-B11 does not require the facade to mirror it, so
 	// Connection: close is not compared.
@@ -1452,6 +1488,10 @@ func TestFacadeF44PluginContext(t *testing.T) {
 	facadeWantResponse(t, ex, 200, "")
 	if v, ok := bridgetest.WaitFor(t, seen, bridgetest.Promptly, "handler"); ok && (!v.ok || !proto.Equal(v.pc, sent)) {
 		t.Errorf("ServeHTTPRequestInitFromContext: plugin context %v (ok %v), want %v", v.pc, v.ok, sent)
+	}
+	// Outside a facade request there is no init.
+	if init, ok := pluginapiv1.ServeHTTPRequestInitFromContext(context.Background()); ok || init != nil {
+		t.Errorf("ServeHTTPRequestInitFromContext(context.Background()) = %v, %v; want nil, false", init, ok)
 	}
 }
 

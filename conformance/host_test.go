@@ -744,41 +744,60 @@ func TestH10Status999(t *testing.T) {
 	}
 }
 
+// hostCheckFailedBeforeResponse asserts what a failure of the plugin before
+// the response started gives (H-F2, H-F4): the client gets the host's
+// complete default 502, which reveals nothing the plugin sent (secret), and
+// Forward returns an error that is not an abort, having written the same
+// 502.
+func hostCheckFailedBeforeResponse(t *testing.T, e *hostEnv, target, secret string) {
+	t.Helper()
+	res := e.Get(t, target)
+	bridgetest.CheckDefaultErrorResponse(t, res.Status, res.Header, res.Body, 502, secret)
+	if res.ReadErr != nil {
+		t.Errorf("body read error %v, want a complete 502", res.ReadErr)
+	}
+	rec, err := e.forwardRecorder(t)
+	if err == nil || errors.Is(err, pluginapiv1.ErrServeHTTPAborted) {
+		t.Errorf("Forward returned %v, want an error that is not an abort", err)
+	}
+	bridgetest.CheckDefaultErrorResponse(t, rec.Code, rec.Header(), rec.Body.Bytes(), 502, secret)
+}
+
 // H11: the plugin ends the RPC OK without sending anything.
 func TestH11EmptyStream(t *testing.T) {
 	bridgetest.LeakCheck(t)
 	e := newHostEnv(t, bridgetest.HTTP1, func(bridgetest.ServerStream) error { return nil })
-	res := e.Get(t, "/h11")
-	if res.Status != 502 {
-		t.Errorf("client status %d (body %q), want 502", res.Status, res.Body)
-	}
+	hostCheckFailedBeforeResponse(t, e, "/h11", "")
 }
 
-// H12: the plugin fails the RPC before any message.
+// H12: the plugin fails the RPC before any message; its error text does
+// not reach the client.
 func TestH12ErrorBeforeAnyMessage(t *testing.T) {
 	bridgetest.LeakCheck(t)
 	e := newHostEnv(t, bridgetest.HTTP1, func(bridgetest.ServerStream) error {
 		return status.Error(codes.Internal, "plugin exploded")
 	})
-	res := e.Get(t, "/h12")
-	if res.Status != 502 {
-		t.Errorf("client status %d (body %q), want 502", res.Status, res.Body)
-	}
+	hostCheckFailedBeforeResponse(t, e, "/h12", "plugin exploded")
 }
 
-// H13: a first message without init is a protocol violation.
+// H13: a first message without init, body-only or flush-only (H-F4), is a
+// protocol violation: the plugin's "x" is never written.
 func TestH13FirstMessageWithoutInit(t *testing.T) {
-	bridgetest.LeakCheck(t)
-	e := newHostEnv(t, bridgetest.HTTP1, bridgetest.SendThen([]*bridgetest.ResponseMsg{
-		{BodyChunk: []byte("x")},
-		{BodyChunk: []byte("x"), BodyComplete: true},
-	}, nil))
-	res := e.Get(t, "/h13")
-	if res.Status != 502 {
-		t.Errorf("client status %d, want 502", res.Status)
-	}
-	if bytes.Contains(res.Body, []byte("x")) {
-		t.Errorf("body %q contains the plugin's chunk %q", res.Body, "x")
+	for _, tc := range []struct {
+		name  string
+		first *bridgetest.ResponseMsg
+	}{
+		{"body-only", &bridgetest.ResponseMsg{BodyChunk: []byte("x")}},
+		{"flush-only", &bridgetest.ResponseMsg{Flush: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bridgetest.LeakCheck(t)
+			e := newHostEnv(t, bridgetest.HTTP1, bridgetest.SendThen([]*bridgetest.ResponseMsg{
+				tc.first,
+				{Init: bridgetest.RespInit(200), BodyChunk: []byte("x"), BodyComplete: true},
+			}, nil))
+			hostCheckFailedBeforeResponse(t, e, "/h13", "x")
+		})
 	}
 }
 
@@ -829,8 +848,8 @@ func hostCheckAbortCase(t *testing.T, hv bridgetest.HTTPVersion, end error) {
 	if !errors.Is(err, pluginapiv1.ErrServeHTTPAborted) {
 		t.Errorf("Forward returned %v, want an error wrapping ErrServeHTTPAborted", err)
 	}
-	if rec.Body.String() != "hello" {
-		t.Errorf("recorder body %q, want %q", rec.Body, "hello")
+	if rec.Code != 200 || rec.Body.String() != "hello" || !rec.Flushed {
+		t.Errorf("recorder %d %q, flushed %v; want 200 %q, flushed", rec.Code, rec.Body, rec.Flushed, "hello")
 	}
 	// ...and the wrapper panics with http.ErrAbortHandler.
 	req := httptest.NewRequest(http.MethodGet, "/", nil)
@@ -1082,6 +1101,61 @@ func TestH23StalledUploadEarlyResponse(t *testing.T) {
 	}
 	if r, ok := e.returned(t, bridgetest.Promptly); ok && r.err != nil {
 		t.Errorf("Forward returned %v, want nil", r.err)
+	}
+}
+
+// After an early response (the plugin answered before reading the upload),
+// a raw HTTP/1.1 client finishes its upload and sends a second request on
+// the same connection: the host must have announced Connection: close, or
+// the second request must be answered (H-Q7, H-Q8; net/http could otherwise
+// parse the unread upload as the next request, golang/go#68560).
+func TestHostEarlyResponseKeepAlive(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		headers string
+		first   string // body bytes sent before the response
+		rest    string // body bytes sent after it
+	}{
+		{"chunked", "Transfer-Encoding: chunked\r\n", "", "5\r\nhello\r\n0\r\n\r\n"},
+		// With a declared length the first body byte must arrive for the
+		// request to start.
+		{"content-length", "Content-Length: 5\r\n", "h", "ello"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bridgetest.LeakCheck(t)
+			e := bridgetest.NewEnv(t, bridgetest.Config{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.WriteString(w, "ok:"+r.URL.Path)
+			})})
+			conn, err := net.Dial("tcp", e.Server.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer hostRSTClose(conn)
+			_ = conn.SetDeadline(time.Now().Add(2 * bridgetest.Promptly))
+			br := bufio.NewReader(conn)
+			_, _ = fmt.Fprintf(conn, "POST /first HTTP/1.1\r\nHost: test\r\n%s\r\n%s", tc.headers, tc.first)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("first response: %v", err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(body) != "ok:/first" || err != nil {
+				t.Fatalf("first response: %d %q %v", resp.StatusCode, body, err)
+			}
+			_, _ = fmt.Fprint(conn, tc.rest)
+			if resp.Close {
+				return // the host announced that the connection closes
+			}
+			_, _ = fmt.Fprint(conn, "GET /second HTTP/1.1\r\nHost: test\r\n\r\n")
+			resp, err = http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("second request on the kept-alive connection: %v", err)
+			}
+			body, err = io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(body) != "ok:/second" || err != nil {
+				t.Errorf("second response: %d %q %v", resp.StatusCode, body, err)
+			}
+		})
 	}
 }
 
@@ -1541,10 +1615,12 @@ func TestH35RecorderStreamCancelled(t *testing.T) {
 	}
 }
 
-// H36: the stream cannot be opened because the plugin server is gone.
+// H36: the stream cannot be opened, because the plugin server is gone or
+// because Open fails: the client gets the host's default 503 (H-F1, H-S5b),
+// which does not reveal the error, and the host returns an error.
 func TestH36OpenFails(t *testing.T) {
 	for _, tr := range bridgetest.Transports {
-		t.Run(string(tr), func(t *testing.T) {
+		t.Run("plugin-server-stopped/"+string(tr), func(t *testing.T) {
 			bridgetest.LeakCheck(t)
 			e := newHostEnvWith(t, hostSetup{cfg: bridgetest.Config{Transport: tr}}, bridgetest.SendThen([]*bridgetest.ResponseMsg{hostOK()}, nil))
 			if res := e.Get(t, "/h36"); res.Status != 200 {
@@ -1554,11 +1630,95 @@ func TestH36OpenFails(t *testing.T) {
 			e.Plugin.Stop()
 			e.Plugin.WaitNotReady(t)
 			res := e.Get(t, "/h36")
-			if res.Status != 503 && res.Status != 500 {
-				t.Errorf("client status %d (body %q), want 503 (or 500)", res.Status, res.Body)
-			}
+			bridgetest.CheckDefaultErrorResponse(t, res.Status, res.Header, res.Body, 503)
 			if r, ok := e.returned(t, bridgetest.Promptly); ok && r.err == nil {
 				t.Error("Forward returned nil although the stream could not be opened")
+			}
+			rec, err := e.forwardRecorder(t)
+			if err == nil || rec.Code != 503 {
+				t.Errorf("Forward with a recorder: %v, status %d; want an error and 503", err, rec.Code)
+			}
+		})
+	}
+	t.Run("Open-returns-error", func(t *testing.T) {
+		bridgetest.LeakCheck(t)
+		e := newHostEnvWith(t, hostSetup{cfg: bridgetest.Config{
+			SetupHost: func(h *pluginapiv1.ServeHTTPHost) { h.Open = hostFailingOpen },
+		}}, bridgetest.SendThen([]*bridgetest.ResponseMsg{hostOK()}, nil))
+		res := e.Get(t, "/h36")
+		bridgetest.CheckDefaultErrorResponse(t, res.Status, res.Header, res.Body, 503, "secret-open-detail")
+		rec, err := e.forwardRecorder(t)
+		if !errors.Is(err, errHostOpen) {
+			t.Errorf("Forward returned %v, want an error wrapping Open's", err)
+		}
+		bridgetest.CheckDefaultErrorResponse(t, rec.Code, rec.Header(), rec.Body.Bytes(), 503, "secret-open-detail")
+		if n := e.plugin.Calls(); n != 0 {
+			t.Errorf("the plugin was called %d times", n)
+		}
+	})
+}
+
+// errHostOpen is what hostFailingOpen fails with.
+var errHostOpen = errors.New("dial plugin: secret-open-detail")
+
+// hostFailingOpen is a ServeHTTPHost.Open that cannot open a stream.
+func hostFailingOpen(context.Context, ...grpc.CallOption) (bridgetest.ClientStream, error) {
+	return nil, errHostOpen
+}
+
+// The host's ErrorHandler replaces its default answer to a failure before
+// the response started (H-F1, H-F2) and gets the error and the request; a
+// failure after the status was written is an abort (H-F3) and does not
+// call it.
+func TestHostErrorHandler(t *testing.T) {
+	type call struct {
+		err    error
+		method string
+	}
+	for _, tc := range []struct {
+		name     string
+		open     bool // Open fails
+		msgs     []*bridgetest.ResponseMsg
+		wantErr  error // the error ErrorHandler must get, if not only "some error"
+		wantCall bool
+	}{
+		{name: "open-fails", open: true, wantErr: errHostOpen, wantCall: true},
+		{name: "plugin-error-before-output", wantCall: true},
+		{name: "plugin-error-after-output", msgs: []*bridgetest.ResponseMsg{
+			{Init: bridgetest.RespInit(200), BodyChunk: []byte("hello"), Flush: true},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bridgetest.LeakCheck(t)
+			calls := make(chan call, 1)
+			e := newHostEnvWith(t, hostSetup{raw: true, cfg: bridgetest.Config{
+				SetupHost: func(h *pluginapiv1.ServeHTTPHost) {
+					if tc.open {
+						h.Open = hostFailingOpen
+					}
+					h.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+						calls <- call{err, r.Method}
+						w.WriteHeader(http.StatusTeapot)
+						_, _ = io.WriteString(w, "custom")
+					}
+				},
+			}}, bridgetest.SendThen(tc.msgs, func(context.Context) error { return status.Error(codes.Internal, "plugin failed") }))
+			res := e.Get(t, "/")
+			if !tc.wantCall {
+				hostCheckAbort(t, bridgetest.HTTP1, res)
+				select {
+				case c := <-calls:
+					t.Errorf("ErrorHandler called after the status was written: %v", c.err)
+				default:
+				}
+				return
+			}
+			if res.Status != http.StatusTeapot || string(res.Body) != "custom" || res.ReadErr != nil {
+				t.Errorf("got %d %q (%v), want the ErrorHandler's 418 %q", res.Status, res.Body, res.ReadErr, "custom")
+			}
+			c, ok := bridgetest.WaitFor(t, calls, bridgetest.Promptly, "ErrorHandler")
+			if ok && (c.err == nil || (tc.wantErr != nil && !errors.Is(c.err, tc.wantErr)) || c.method != http.MethodGet) {
+				t.Errorf("ErrorHandler got (%v, %s), want the error (%v) and the request", c.err, c.method, tc.wantErr)
 			}
 		})
 	}

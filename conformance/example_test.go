@@ -1,4 +1,9 @@
-package pluginapiv1_test
+package conformance
+
+// Examples of the generated package gen/mattermost/pluginapi/v1, run by go
+// test with their output checked. They live here, not beside the package,
+// because buf generate's clean: true empties gen/ of everything it did not
+// generate.
 
 import (
 	"errors"
@@ -50,7 +55,7 @@ func exampleStartPlugin(handler http.Handler) (*grpc.ClientConn, func()) {
 
 // The plugin's side: an ordinary http.Handler, served over the PluginHooks
 // service by a ServeHTTPPlugin.
-func ExampleServeHTTPPlugin() {
+func Example_plugin() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /hello", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello, %s\n", r.URL.Query().Get("name"))
@@ -84,7 +89,7 @@ func ExampleServeHTTPPlugin() {
 // The host's side: a ServeHTTPHost is an http.Handler that forwards each
 // request over a new stream of the plugin's ServeHTTP method. Here the
 // upload streams to the plugin while the plugin reads it.
-func ExampleServeHTTPHost() {
+func Example_host() {
 	conn, stop := exampleStartPlugin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		fmt.Fprintf(w, "%s %s: %d bytes\n", r.Method, r.URL.Path, n)
@@ -115,7 +120,7 @@ func ExampleServeHTTPHost() {
 // the response started, the error wraps ErrServeHTTPAborted, and the caller
 // must cut the response short so that the client does not take it for a
 // complete one.
-func ExampleServeHTTPHost_Forward() {
+func Example_forward() {
 	conn, stop := exampleStartPlugin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "partial")
 		http.NewResponseController(w).Flush()
@@ -147,7 +152,7 @@ func ExampleServeHTTPHost_Forward() {
 
 // NewPluginHooksServeHTTPHost builds the host from the PluginHooks client;
 // mount it where the plugin's URLs live.
-func ExampleNewPluginHooksServeHTTPHost() {
+func Example_newPluginHooksServeHTTPHost() {
 	conn, stop := exampleStartPlugin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "the plugin got %s (the host got %s)\n", r.URL.Path, r.RequestURI)
 	}))
@@ -165,7 +170,7 @@ func ExampleNewPluginHooksServeHTTPHost() {
 
 // The host's Init fills in what the plugin cannot learn from the request
 // itself; the plugin's handler finds it in the request's context.
-func ExampleServeHTTPRequestInitFromContext() {
+func Example_requestInitFromContext() {
 	conn, stop := exampleStartPlugin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		init, _ := pluginapiv1.ServeHTTPRequestInitFromContext(r.Context())
 		pc := init.GetPluginContext()
