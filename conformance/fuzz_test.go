@@ -207,7 +207,8 @@ func decodeHostCase(data []byte) hostCase {
 
 // hostWant is what the host must make of a hostCase.
 type hostWant struct {
-	preFail   bool     // the host fails before the response starts: a complete 500
+	preFail   bool     // the host fails before the response starts: a complete 502
+	interim   bool     // ... after an interim (1xx) response went out
 	status    int      // the plugin's status otherwise
 	body      []byte   // chunks up to body_complete or the failure
 	complete  bool     // body_complete arrived before any failure
@@ -271,7 +272,7 @@ func (c hostCase) want(sent int) hostWant {
 		}
 	}
 	if !final && !w.complete {
-		w.preFail = true
+		w.preFail, w.interim = true, true
 	}
 	return w
 }
@@ -635,6 +636,12 @@ func checkHost(t *testing.T, c hostCase, sent int, o bridgetest.Observation, for
 		t.Errorf("Forward returned nil, but the plugin's response was not complete (preFail=%v complete=%v)", w.preFail, w.complete)
 	}
 	if w.preFail {
+		if w.interim && !c.plain && o.Err == bridgetest.ErrNoResponse {
+			// An odd header of the interim response (a NUL byte, which
+			// net/http writes as it does for a handler) broke the client's
+			// parse before the 502 came.
+			return
+		}
 		if o.Err != bridgetest.ErrNone || o.Status != http.StatusBadGateway {
 			t.Errorf("client: %s; want a complete 502 (the plugin failed before its response started)", o)
 		}

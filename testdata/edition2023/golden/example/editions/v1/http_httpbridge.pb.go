@@ -377,10 +377,29 @@ func serveHTTPRequestInit(r *http.Request, target string) *ServeHTTPRequestInit 
 // the response starts before the upload ended. net/http may otherwise reuse
 // it with body bytes still unread by a full-duplex handler and parse them as
 // the next request (golang.org/issue/68560).
+//
+// The close must be graceful too: net/http half-closes and lingers, so that
+// the client reads the answer before the reset that unread bytes provoke,
+// only when a MaxBytesReader hit its limit or its own body reader was closed
+// early. A body wrapped for "Expect: 100-continue" is neither, and a client
+// still uploading would get a reset instead of the answer. A MaxBytesReader
+// over net/http's own writer, read past a limit of zero, marks the limit as
+// hit; a wrapper without Unwrap hides that writer, and the close stays
+// abrupt.
 func serveHTTPCloseIfUnread(w http.ResponseWriter, r *http.Request, bodyDone bool) {
-	if r.ProtoMajor == 1 && !bodyDone {
-		w.Header().Set("Connection", "close")
+	if r.ProtoMajor != 1 || bodyDone {
+		return
 	}
+	w.Header().Set("Connection", "close")
+	for {
+		wrapper, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			break
+		}
+		w = wrapper.Unwrap()
+	}
+	overLimit := io.NopCloser(strings.NewReader("x"))
+	_, _ = http.MaxBytesReader(w, overLimit, 0).Read(make([]byte, 1))
 }
 
 // serveHTTPHasBody reports whether r may have a body to stream. A server
