@@ -12,6 +12,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,14 @@ func TestHostUncarriableRequest(t *testing.T) {
 				res := env.RoundTrip(t, req)
 				cancel()
 				bridgetest.CheckDefaultErrorResponse(t, res.Status, res.Header, res.Body, http.StatusBadRequest)
+			}
+			// HTTP/2 servers accept bytes over 0x7f in :method; Forward
+			// sees such a request as any caller could build it.
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(http.MethodGet, "/p", nil)
+			req.Method = "G\xffT"
+			if err := env.Host.Forward(rec, req); err == nil || rec.Code != http.StatusBadRequest {
+				t.Errorf("method %q: Forward %v, status %d; want an error and 400", req.Method, err, rec.Code)
 			}
 			if n := plugin.Calls(); n != 0 {
 				t.Errorf("the plugin was called %d times", n)

@@ -725,10 +725,17 @@ func TestH09InformationalStatus(t *testing.T) {
 		// final 502, not a cut-off connection.
 		bridgetest.LeakCheck(t)
 		e := newHostEnv(t, bridgetest.HTTP1, bridgetest.SendThen([]*bridgetest.ResponseMsg{
-			{Init: bridgetest.RespInit(103)},
+			{Init: bridgetest.RespInit(103, "Content-Encoding", "gzip", "Set-Cookie", "sid=plugin", "Link", "</a.css>; rel=preload")},
 		}, func(context.Context) error { return status.Error(codes.Internal, "plugin exploded") }))
-		if res := e.Get(t, "/h09"); res.Status != 502 {
-			t.Errorf("client status %d (body %q), want 502", res.Status, res.Body)
+		res := e.Get(t, "/h09")
+		bridgetest.CheckDefaultErrorResponse(t, res.Status, res.Header, res.Body, 502, "exploded")
+		for _, key := range []string{"Content-Encoding", "Set-Cookie", "Link"} {
+			if v := res.Header.Get(key); v != "" {
+				t.Errorf("the 502 carries the plugin's interim header %s: %q", key, v)
+			}
+		}
+		if res.ReadErr != nil {
+			t.Errorf("reading the 502: %v", res.ReadErr)
 		}
 	})
 }

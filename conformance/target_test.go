@@ -7,6 +7,7 @@ package conformance
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -45,9 +47,10 @@ func targetHandler(w http.ResponseWriter, r *http.Request) {
 // or as :path (HTTP/2), to a server whose handler is mounted under strip
 // (http.StripPrefix) when strip is not empty.
 type targetCase struct {
+	method    string // "" for GET
 	target    string
 	strip     string
-	onlyHTTP1 bool // absolute-form and "*" have no HTTP/2 :path
+	onlyHTTP1 bool // absolute-form, authority-form and "*" have no HTTP/2 :path
 }
 
 func targetCases() []targetCase {
@@ -75,13 +78,17 @@ func targetCases() []targetCase {
 		{target: "http://user:pw@h.example//abs", onlyHTTP1: true},
 		{target: "https://h.example", onlyHTTP1: true},
 		{target: "*", onlyHTTP1: true},
+		{method: http.MethodConnect, target: "h.example:443", onlyHTTP1: true},
+		{method: http.MethodConnect, target: "evil/secret", onlyHTTP1: true},
+		{method: http.MethodConnect, target: "/origin/form"},
 	}
 	// What a prefix strip leaves, as Mattermost strips /plugins/{id}.
 	for _, target := range []string{"/plugins/x", "/plugins/x?a=b", "/plugins/x//evil/secret", "/plugins/x/a%2Fb?q#f", "/plugins/x/"} {
 		cases = append(cases, targetCase{target: target, strip: "/plugins/x"})
 	}
 	// A prefix with its trailing slash leaves relative paths.
-	for _, target := range []string{"/plugins/x/rel/p?q=1", "/plugins/x/a:b/c", "/plugins/x/", "/plugins/x//evil", "/plugins/x/a%2Fb"} {
+	for _, target := range []string{"/plugins/x/rel/p?q=1", "/plugins/x/a:b/c", "/plugins/x/", "/plugins/x//evil", "/plugins/x/a%2Fb",
+		"/plugins/x/./secret?next=http://a", "/plugins/x/./secret:1", "/plugins/x/.//x", "/plugins/x/q#f", "/plugins/x/caf\u00e9", "/plugins/x/*"} {
 		cases = append(cases, targetCase{target: target, strip: "/plugins/x/"})
 	}
 	return cases
@@ -111,10 +118,11 @@ func TestRequestTargetSweep(t *testing.T) {
 					continue
 				}
 				servers := mounts[tc.strip]
-				want := targetGet(t, hv, servers[0], tc.target)
-				got := targetGet(t, hv, servers[1], tc.target)
+				method := cmp.Or(tc.method, http.MethodGet)
+				want := targetDo(t, hv, servers[0], method, tc.target)
+				got := targetDo(t, hv, servers[1], method, tc.target)
 				if want != got {
-					t.Errorf("GET %q (strip %q):\n direct  %s\n bridged %s", tc.target, tc.strip, want, got)
+					t.Errorf("%s %q (strip %q):\n direct  %s\n bridged %s", method, tc.target, tc.strip, want, got)
 				}
 			}
 		})
@@ -125,13 +133,19 @@ func TestRequestTargetSweep(t *testing.T) {
 // status line and body.
 func targetGet(t *testing.T, hv bridgetest.HTTPVersion, srv *httptest.Server, target string) string {
 	t.Helper()
+	return targetDo(t, hv, srv, http.MethodGet, target)
+}
+
+// targetDo is targetGet with another method.
+func targetDo(t *testing.T, hv bridgetest.HTTPVersion, srv *httptest.Server, method, target string) string {
+	t.Helper()
 	var resp *http.Response
 	if hv == bridgetest.HTTP1 {
-		resp = rawHTTP1Get(t, srv.Listener.Addr().String(), target, "")
+		resp = rawHTTP1Do(t, srv.Listener.Addr().String(), method, target, "")
 	} else {
 		ctx, cancel := context.WithTimeout(t.Context(), bridgetest.ExchangeTimeout)
 		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		req, err := http.NewRequestWithContext(ctx, method, srv.URL, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,16 +184,22 @@ func targetGet(t *testing.T, hv bridgetest.HTTPVersion, srv *httptest.Server, ta
 // the test and the server rewrites the target.
 func rawHTTP1Get(t *testing.T, addr, target, extra string) *http.Response {
 	t.Helper()
+	return rawHTTP1Do(t, addr, http.MethodGet, target, extra)
+}
+
+// rawHTTP1Do is rawHTTP1Get with another method.
+func rawHTTP1Do(t *testing.T, addr, method, target, extra string) *http.Response {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(bridgetest.ExchangeTimeout))
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: h.test\r\n%sConnection: close\r\n\r\n", target, extra); err != nil {
+	if _, err := fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: h.test\r\n%sConnection: close\r\n\r\n", method, target, extra); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
 	if err != nil {
 		t.Fatalf("GET %q: %v", target, err)
 	}
@@ -202,6 +222,38 @@ func TestRequestTargetHostGuard(t *testing.T) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/secret", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "the secret") })
+	// Behind a prefix strip that leaves relative paths, the guard and the
+	// route see "secret" without its slash.
+	relativeGuard := func(h http.Handler) http.Handler {
+		return http.StripPrefix("/plugins/x/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "secret") {
+				http.Error(w, "refused by the host", http.StatusForbidden)
+				return
+			}
+			h.ServeHTTP(w, r)
+		}))
+	}
+	relativeRoute := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "secret" || r.URL.Path == "secret:1" {
+			_, _ = io.WriteString(w, "the secret")
+			return
+		}
+		_, _ = io.WriteString(w, "path "+r.URL.Path)
+	})
+	for _, hv := range bridgetest.HTTPVersions {
+		t.Run(string(hv)+"/relative", func(t *testing.T) {
+			bridgetest.LeakCheck(t)
+			direct := bridgetest.StartHTTPServer(t, hv, relativeGuard(relativeRoute), nil)
+			env := bridgetest.NewEnv(t, bridgetest.Config{HTTPVersion: hv, Handler: relativeRoute, Wrap: relativeGuard})
+			for _, target := range []string{"/plugins/x/secret", "/plugins/x/./secret?next=http://a", "/plugins/x/./secret:1", "/plugins/x/%2E/secret"} {
+				want := targetGet(t, hv, direct, target)
+				got := targetGet(t, hv, env.Server, target)
+				if strings.Contains(got, "the secret") || got != want {
+					t.Errorf("GET %q: bridged %q, direct %q", target, got, want)
+				}
+			}
+		})
+	}
 	for _, hv := range bridgetest.HTTPVersions {
 		t.Run(string(hv), func(t *testing.T) {
 			bridgetest.LeakCheck(t)
@@ -215,5 +267,42 @@ func TestRequestTargetHostGuard(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Mattermost's own host writes the url field as r.URL.String(). The facade
+// must read that back too: every field but an invalid RawPath (a raw "#"
+// or non-ASCII byte, which String escapes again) is what net/http parsed.
+func TestRequestTargetFromURLString(t *testing.T) {
+	bridgetest.LeakCheck(t)
+	seen := make(chan targetView, 1)
+	plugin := bridgetest.StartFacade(t, func(w http.ResponseWriter, r *http.Request) {
+		v := targetView{Scheme: r.URL.Scheme, Opaque: r.URL.Opaque, URLHost: r.URL.Host, Path: r.URL.Path,
+			RawQuery: r.URL.RawQuery, Fragment: r.URL.Fragment, EscapedPath: r.URL.EscapedPath(), RequestURI: r.RequestURI}
+		if r.URL.User != nil {
+			v.User = r.URL.User.String()
+		}
+		seen <- v
+	})
+	for _, tc := range targetCases() {
+		if tc.strip != "" || tc.method != "" {
+			continue
+		}
+		u, err := url.ParseRequestURI(tc.target) // as net/http parses it
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := targetView{Scheme: u.Scheme, URLHost: u.Host, Path: u.Path, RawQuery: u.RawQuery, EscapedPath: u.EscapedPath(), RequestURI: tc.target}
+		if u.User != nil {
+			want.User = u.User.String()
+		}
+		init := bridgetest.ReqInit(http.MethodGet, u.String())
+		init.RequestUri = tc.target
+		if _, err := bridgetest.ScriptedHost(t, plugin.Client, &bridgetest.RequestMsg{Init: init, BodyComplete: true}); err != nil {
+			t.Fatalf("%q: %v", tc.target, err)
+		}
+		if got, ok := bridgetest.WaitFor(t, seen, bridgetest.Promptly, "the handler"); ok && got != want {
+			t.Errorf("url %q (from %q):\n got  %+v\n want %+v", u.String(), tc.target, got, want)
+		}
 	}
 }

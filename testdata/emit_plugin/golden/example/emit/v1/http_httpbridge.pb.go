@@ -36,7 +36,8 @@ const ServeHTTPChunkSize = 64 << 10
 
 // ServeHTTPMaxChunkSize bounds the ChunkSize fields of the ServeHTTP host and
 // plugin: 4 MiB less 64 KiB, so that a full message stays under grpc-go's
-// default 4 MiB receive limit. Larger values are treated as this one.
+// default 4 MiB receive limit if its headers (the init) take less than the
+// 64 KiB left. Larger values are treated as this one.
 const ServeHTTPMaxChunkSize = 4<<20 - 64<<10
 
 // serveHTTPChunkSize is the chunk size a ChunkSize field asks for: the
@@ -63,7 +64,8 @@ type ServeHTTPPlugin struct {
 
 	// ChunkSize bounds the response body chunk of one message. Zero or less
 	// means ServeHTTPChunkSize; more than ServeHTTPMaxChunkSize means that.
-	// The host's gRPC receive limit must allow it.
+	// The host's gRPC receive limit must allow it, with room for the
+	// response headers, which the first message carries too.
 	ChunkSize int
 
 	// ErrorLog receives handler panics and protocol violations. If nil,
@@ -190,7 +192,7 @@ func serveHTTPResponseMessage(init *ServeHTTPResponseInit, chunk []byte, flush, 
 // serveHTTPNewRequest rebuilds the HTTP request the host received. The
 // body is nil when the request has none (r.Body is then [http.NoBody]).
 func serveHTTPNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[ServeHTTPRequest, ServeHTTPResponse], init *ServeHTTPRequestInit, first *ServeHTTPRequest, log *slog.Logger) (*http.Request, *serveHTTPBody, error) {
-	u, err := serveHTTPParseURL(init.GetUrl())
+	u, err := serveHTTPParseURL(init.GetMethod(), init.GetUrl())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -238,34 +240,38 @@ func serveHTTPNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[Se
 	return r.WithContext(ctx), body, nil
 }
 
-// serveHTTPParseURL reads the url field, which the host fills with
-// URL.String of its request, back into the URL its handler saw. net/http
-// parses a request target with url.ParseRequestURI, and so does this:
-// url.Parse would read "//evil/secret" as host "evil" and path "/secret"
-// (past a host's check of the path) and cut "#y" from a query "x=1#y".
+// serveHTTPParseURL reads the url field of a request with the given
+// method back into the URL the host's handler saw. net/http parses a request
+// target with url.ParseRequestURI, and so does this: url.Parse would read
+// "//evil/secret" as host "evil" and path "/secret" (past a host's check of
+// the path) and cut "#y" from a query "x=1#y".
 //
 // A host that strips a path prefix sends what is left: a path without its
-// leading "/", possibly empty, and the query. URL.String writes such a path
-// with "./" before a first segment that holds ":", which is undone here.
-func serveHTTPParseURL(target string) (*url.URL, error) {
+// leading "/", possibly empty, and the query. The host generated with this
+// code writes such a path after "./", and u.String() writes "./" before a
+// first segment with ":"; either way one "./" is removed here. A CONNECT
+// target in authority form ("h:443") is read as net/http reads it.
+func serveHTTPParseURL(method, target string) (*url.URL, error) {
 	scheme, _, colon := strings.Cut(target, ":")
 	absolute := colon && scheme != "" && !strings.ContainsAny(scheme, "/?#")
-	relative := target != "*" && !strings.HasPrefix(target, "/") && !absolute
+	authority := method == http.MethodConnect && target != "" && !strings.HasPrefix(target, "/") && !strings.HasPrefix(target, "./")
+	relative := target != "*" && !strings.HasPrefix(target, "/") && !absolute && !authority
 	path := target
-	if relative {
-		if rest, ok := strings.CutPrefix(path, "./"); ok {
-			if segment, _, _ := strings.Cut(rest, "/"); strings.Contains(segment, ":") {
-				path = rest
-			}
-		}
-		path = "/" + path
+	switch {
+	case authority:
+		path = "http://" + target
+	case relative:
+		path = "/" + strings.TrimPrefix(path, "./")
 	}
 	u, err := url.ParseRequestURI(path)
 	if err != nil {
 		// Without the target, whose query may hold a token: this is logged.
 		return nil, fmt.Errorf("invalid request target: %w", errors.Unwrap(err))
 	}
-	if relative {
+	switch {
+	case authority:
+		u.Scheme = ""
+	case relative:
 		u.Path = u.Path[1:]
 		if u.RawPath != "" {
 			u.RawPath = u.RawPath[1:]

@@ -36,7 +36,8 @@ const FetchChunkSize = 64 << 10
 
 // FetchMaxChunkSize bounds the ChunkSize fields of the Fetch host and
 // plugin: 4 MiB less 64 KiB, so that a full message stays under grpc-go's
-// default 4 MiB receive limit. Larger values are treated as this one.
+// default 4 MiB receive limit if its headers (the init) take less than the
+// 64 KiB left. Larger values are treated as this one.
 const FetchMaxChunkSize = 4<<20 - 64<<10
 
 // fetchChunkSize is the chunk size a ChunkSize field asks for: the
@@ -214,14 +215,16 @@ func (h *FetchHost) relay(w http.ResponseWriter, r *http.Request, rc *http.Respo
 		h.fail(w, r, http.StatusBadGateway, err, bodyDone.Load())
 		return err
 	}
-	fetchDecodeResponseHeader(init.GetHeaders(), w.Header())
-	fetchCloseIfUnread(w, r, bodyDone.Load())
 	// An informational status is what net/http makes of a handler's: an
 	// interim response, then 200 with the first body byte or the end.
 	final := status >= 200
+	var hostHeader http.Header // restored if the plugin fails after an interim response
 	if !final {
 		h.logger().Warn("httpbridge: Fetch plugin sent an informational status; the final one is 200", "status", status, "path", r.URL.Path)
+		hostHeader = w.Header().Clone()
 	}
+	fetchDecodeResponseHeader(init.GetHeaders(), w.Header())
+	fetchCloseIfUnread(w, r, bodyDone.Load())
 	w.WriteHeader(status)
 
 	warnedInit := false
@@ -249,7 +252,15 @@ func (h *FetchHost) relay(w http.ResponseWriter, r *http.Request, rc *http.Respo
 				err = fmt.Errorf("receive: %w", err)
 			}
 			if !final {
-				// Only an interim response went out: a final answer still can.
+				// Only an interim response went out: a final answer still can,
+				// without the plugin's headers (a Content-Encoding, a cookie).
+				header := w.Header()
+				for key := range header {
+					delete(header, key)
+				}
+				for key, values := range hostHeader {
+					header[key] = values
+				}
 				err = fmt.Errorf("httpbridge: Fetch after an informational status: %w", err)
 				h.fail(w, r, http.StatusBadGateway, err, bodyDone.Load())
 				return err
@@ -292,6 +303,9 @@ func fetchUncarried(r *http.Request, target string) string {
 	if !utf8.ValidString(target) || !utf8.ValidString(r.RequestURI) {
 		return "the request target"
 	}
+	if !utf8.ValidString(r.Method) {
+		return "the method"
+	}
 	if !utf8.ValidString(r.Host) {
 		return "the host"
 	}
@@ -308,23 +322,43 @@ func fetchUncarried(r *http.Request, target string) string {
 	return ""
 }
 
-// fetchTarget writes u as the url field: u.String(), except that an
-// origin-form path keeps the bytes the client sent (RawPath) where
-// u.String() would escape them again ("/q#f", "/café", `/a"b`), so that the
-// plugin reads back the URL, RawPath included, that the host's handler saw.
-// A RawPath that no longer decodes to Path (a middleware changed only Path)
-// is ignored, as u.String() ignores it.
+// fetchTarget writes u as the url field, the way u.String() does, so
+// that the plugin reads back the URL the host's handler saw (see
+// fetchParseURL), with three exceptions:
+//   - a path keeps the bytes the client sent (RawPath) where u.String()
+//     would escape them again ("/q#f", "/café", `/a"b`), unless a middleware
+//     changed Path alone, so that RawPath survives;
+//   - a relative path, which a prefix strip leaves, always starts with "./"
+//     (u.String() adds it only before a first segment with ":", and "./x"
+//     could then be "x" or "./x");
+//   - a CONNECT target in authority form is written as such ("h:443"), not
+//     as "//h:443", which reads back as a path.
 func fetchTarget(u *url.URL) string {
-	if u.RawPath == "" || u.RawPath[0] != '/' || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || u.Fragment != "" {
+	if u.Opaque != "" || u.Fragment != "" || (u.Scheme == "" && u.User != nil) {
 		return u.String()
 	}
-	if path, err := url.PathUnescape(u.RawPath); err != nil || path != u.Path {
-		return u.String()
+	path := u.EscapedPath()
+	if raw, err := url.PathUnescape(u.RawPath); u.RawPath != "" && err == nil && raw == u.Path {
+		path = u.RawPath
 	}
+	var b strings.Builder
+	switch {
+	case u.Scheme != "":
+		b.WriteString((&url.URL{Scheme: u.Scheme, User: u.User, Host: u.Host}).String())
+		if path != "" && path[0] != '/' {
+			b.WriteByte('/')
+		}
+	case u.Host != "":
+		b.WriteString(u.Host)
+	case path != "" && path[0] != '/' && (path != "*" || u.RawPath != ""):
+		b.WriteString("./") // not the asterisk form of OPTIONS *
+	}
+	b.WriteString(path)
 	if u.RawQuery != "" || u.ForceQuery {
-		return u.RawPath + "?" + u.RawQuery
+		b.WriteByte('?')
+		b.WriteString(u.RawQuery)
 	}
-	return u.RawPath
+	return b.String()
 }
 
 // fetchRequestInit describes r to the plugin; target is its URL as
@@ -510,7 +544,8 @@ type FetchPlugin struct {
 
 	// ChunkSize bounds the response body chunk of one message. Zero or less
 	// means FetchChunkSize; more than FetchMaxChunkSize means that.
-	// The host's gRPC receive limit must allow it.
+	// The host's gRPC receive limit must allow it, with room for the
+	// response headers, which the first message carries too.
 	ChunkSize int
 
 	// ErrorLog receives handler panics and protocol violations. If nil,
@@ -637,7 +672,7 @@ func fetchResponseMessage(init *FetchResponseInit, chunk []byte, flush, complete
 // fetchNewRequest rebuilds the HTTP request the host received. The
 // body is nil when the request has none (r.Body is then [http.NoBody]).
 func fetchNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[FetchRequest, FetchResponse], init *FetchRequestInit, first *FetchRequest, log *slog.Logger) (*http.Request, *fetchBody, error) {
-	u, err := fetchParseURL(init.GetUrl())
+	u, err := fetchParseURL(init.GetMethod(), init.GetUrl())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -681,34 +716,38 @@ func fetchNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[FetchR
 	return r.WithContext(ctx), body, nil
 }
 
-// fetchParseURL reads the url field, which the host fills with
-// URL.String of its request, back into the URL its handler saw. net/http
-// parses a request target with url.ParseRequestURI, and so does this:
-// url.Parse would read "//evil/secret" as host "evil" and path "/secret"
-// (past a host's check of the path) and cut "#y" from a query "x=1#y".
+// fetchParseURL reads the url field of a request with the given
+// method back into the URL the host's handler saw. net/http parses a request
+// target with url.ParseRequestURI, and so does this: url.Parse would read
+// "//evil/secret" as host "evil" and path "/secret" (past a host's check of
+// the path) and cut "#y" from a query "x=1#y".
 //
 // A host that strips a path prefix sends what is left: a path without its
-// leading "/", possibly empty, and the query. URL.String writes such a path
-// with "./" before a first segment that holds ":", which is undone here.
-func fetchParseURL(target string) (*url.URL, error) {
+// leading "/", possibly empty, and the query. The host generated with this
+// code writes such a path after "./", and u.String() writes "./" before a
+// first segment with ":"; either way one "./" is removed here. A CONNECT
+// target in authority form ("h:443") is read as net/http reads it.
+func fetchParseURL(method, target string) (*url.URL, error) {
 	scheme, _, colon := strings.Cut(target, ":")
 	absolute := colon && scheme != "" && !strings.ContainsAny(scheme, "/?#")
-	relative := target != "*" && !strings.HasPrefix(target, "/") && !absolute
+	authority := method == http.MethodConnect && target != "" && !strings.HasPrefix(target, "/") && !strings.HasPrefix(target, "./")
+	relative := target != "*" && !strings.HasPrefix(target, "/") && !absolute && !authority
 	path := target
-	if relative {
-		if rest, ok := strings.CutPrefix(path, "./"); ok {
-			if segment, _, _ := strings.Cut(rest, "/"); strings.Contains(segment, ":") {
-				path = rest
-			}
-		}
-		path = "/" + path
+	switch {
+	case authority:
+		path = "http://" + target
+	case relative:
+		path = "/" + strings.TrimPrefix(path, "./")
 	}
 	u, err := url.ParseRequestURI(path)
 	if err != nil {
 		// Without the target, whose query may hold a token: this is logged.
 		return nil, fmt.Errorf("invalid request target: %w", errors.Unwrap(err))
 	}
-	if relative {
+	switch {
+	case authority:
+		u.Scheme = ""
+	case relative:
 		u.Path = u.Path[1:]
 		if u.RawPath != "" {
 			u.RawPath = u.RawPath[1:]
