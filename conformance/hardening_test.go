@@ -164,8 +164,18 @@ func TestLogsOmitQuery(t *testing.T) {
 
 // A Go handler that sets a header value a proto3 string cannot hold: the
 // facade logs the key and answers 500 rather than failing the stream
-// without a word.
+// without a word. A trailer, which is never sent, does not count.
 func TestFacadeNonUTF8ResponseHeader(t *testing.T) {
+	t.Run("trailer", func(t *testing.T) {
+		bridgetest.LeakCheck(t)
+		env := bridgetest.NewEnv(t, bridgetest.Config{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set(http.TrailerPrefix+"X-Sum", "caf\xe9")
+			_, _ = io.WriteString(w, "data")
+		})})
+		if res := env.Get(t, "/download"); res.Status != http.StatusOK || string(res.Body) != "data" {
+			t.Errorf("got %d %q, want 200 %q", res.Status, res.Body, "data")
+		}
+	})
 	for _, write := range []bool{false, true} {
 		name := map[bool]string{false: "no-body", true: "with-body"}[write]
 		t.Run(name, func(t *testing.T) {

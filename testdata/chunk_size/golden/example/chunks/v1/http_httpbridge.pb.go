@@ -953,6 +953,9 @@ func (w *ServeHTTPResponseWriter) writeHeaderLocked(code int) {
 	// net/http would send such bytes; a proto3 string cannot hold them, and
 	// the init would not marshal.
 	for key, values := range w.header {
+		if key == "Trailer" || strings.HasPrefix(key, http.TrailerPrefix) {
+			continue // never sent
+		}
 		if !utf8.ValidString(key) || slices.ContainsFunc(values, func(v string) bool { return !utf8.ValidString(v) }) {
 			w.log.Error("httpbridge: ServeHTTP response header is not valid UTF-8; the response fails", "key", strconv.QuoteToASCII(key))
 			w.err = errors.New("httpbridge: ServeHTTP response header is not valid UTF-8")
