@@ -135,9 +135,9 @@ func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 		h.fail(w, r, http.StatusInternalServerError, err, !hasBody)
 		return err
 	}
-	target := serveHTTPTarget(r.URL)
-	if what := serveHTTPUncarried(r, target); what != "" {
-		err := fmt.Errorf("%w: %s is not valid UTF-8", errServeHTTPUncarried, what)
+	init, uncarried := serveHTTPRequestInit(r, serveHTTPTarget(r.URL))
+	if uncarried != "" {
+		err := fmt.Errorf("%w: %s is not valid UTF-8", errServeHTTPUncarried, uncarried)
 		h.fail(w, r, http.StatusBadRequest, err, !hasBody)
 		return err
 	}
@@ -160,7 +160,6 @@ func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 
-	init := serveHTTPRequestInit(r, target)
 	if h.Init != nil {
 		h.Init(r, init)
 	}
@@ -296,32 +295,6 @@ func (h *ServeHTTPHost) logger() *slog.Logger {
 // cannot carry.
 var errServeHTTPUncarried = errors.New("httpbridge: ServeHTTP cannot carry the request")
 
-// serveHTTPUncarried names the part of r that the init cannot carry, or
-// returns "". Proto3 strings must be valid UTF-8, but net/http accepts other
-// bytes in header values and in the request target.
-func serveHTTPUncarried(r *http.Request, target string) string {
-	if !utf8.ValidString(target) || !utf8.ValidString(r.RequestURI) {
-		return "the request target"
-	}
-	if !utf8.ValidString(r.Method) {
-		return "the method"
-	}
-	if !utf8.ValidString(r.Host) {
-		return "the host"
-	}
-	for key, values := range r.Header {
-		if !utf8.ValidString(key) {
-			return "a header name"
-		}
-		for _, value := range values {
-			if !utf8.ValidString(value) {
-				return "header " + key
-			}
-		}
-	}
-	return ""
-}
-
 // serveHTTPTarget writes u as the url field, the way u.String() does, so
 // that the plugin reads back the URL the host's handler saw (see
 // serveHTTPParseURL), with three exceptions:
@@ -362,9 +335,23 @@ func serveHTTPTarget(u *url.URL) string {
 }
 
 // serveHTTPRequestInit describes r to the plugin; target is its URL as
-// serveHTTPTarget writes it.
-func serveHTTPRequestInit(r *http.Request, target string) *ServeHTTPRequestInit {
-	init := &ServeHTTPRequestInit{}
+// serveHTTPTarget writes it. It also names the part of r that the init
+// cannot carry, or returns "": proto3 strings must be valid UTF-8, but
+// net/http accepts other bytes in header values, in the request target and,
+// over HTTP/2, in the method.
+func serveHTTPRequestInit(r *http.Request, target string) (init *ServeHTTPRequestInit, uncarried string) {
+	headers, invalidHeader := serveHTTPEncodeRequestHeader(r.Header)
+	switch {
+	case !utf8.ValidString(target) || !utf8.ValidString(r.RequestURI):
+		uncarried = "the request target"
+	case !utf8.ValidString(r.Method):
+		uncarried = "the method"
+	case !utf8.ValidString(r.Host):
+		uncarried = "the host"
+	case invalidHeader != "":
+		uncarried = "header " + strconv.QuoteToASCII(invalidHeader)
+	}
+	init = &ServeHTTPRequestInit{}
 	init.Method = r.Method
 	init.Url = target
 	init.Proto = r.Proto
@@ -376,8 +363,8 @@ func serveHTTPRequestInit(r *http.Request, target string) *ServeHTTPRequestInit 
 	if serveHTTPHasBody(r) {
 		init.ContentLength = r.ContentLength
 	}
-	init.Headers = serveHTTPEncodeRequestHeader(r.Header)
-	return init
+	init.Headers = headers
+	return init, uncarried
 }
 
 // serveHTTPCloseIfUnread asks net/http to close an HTTP/1 connection when
@@ -515,24 +502,30 @@ func serveHTTPDecodeResponseHeader(headers []*HTTPHeader, dst http.Header) {
 
 // serveHTTPEncodeRequestHeader converts h to HTTPHeader entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
-// copied: the caller may change h once the message is built.
-func serveHTTPEncodeRequestHeader(h http.Header) []*HTTPHeader {
+// copied: the caller may change h once the message is built. It also
+// returns the first key whose name or a value is not valid UTF-8, or "":
+// net/http allows such bytes, a proto3 string cannot hold them, and the
+// message would not marshal.
+func serveHTTPEncodeRequestHeader(h http.Header) (headers []*HTTPHeader, invalid string) {
 	if len(h) == 0 {
-		return nil
+		return nil, ""
 	}
 	keys := make([]string, 0, len(h))
 	for k := range h {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	headers := make([]*HTTPHeader, 0, len(keys))
+	headers = make([]*HTTPHeader, 0, len(keys))
 	for _, k := range keys {
+		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
+			invalid = k
+		}
 		header := &HTTPHeader{}
 		header.Key = k
 		header.Values = slices.Clone(h[k])
 		headers = append(headers, header)
 	}
-	return headers
+	return headers, invalid
 }
 
 // ServeHTTPPlugin serves ServeHTTP streams with an ordinary [http.Handler].
@@ -599,10 +592,11 @@ func (p *ServeHTTPPlugin) Serve(stream grpc.BidiStreamingServer[ServeHTTPRequest
 	}
 	w := &ServeHTTPResponseWriter{stream: stream, chunkSize: serveHTTPChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger()}
 
-	if p.run(w, r) {
-		err = w.finish()
+	ok := p.run(w, r)
+	if ok {
+		err = w.finish() // nil once body_complete is sent
 	}
-	if !w.completed() {
+	if !ok || err != nil {
 		if w.abandon() {
 			err = status.Error(codes.Aborted, "httpbridge: ServeHTTP handler failed after the response started")
 		} else {
@@ -648,7 +642,7 @@ func (p *ServeHTTPPlugin) logger() *slog.Logger {
 func serveHTTPReject(stream grpc.BidiStreamingServer[ServeHTTPRequest, ServeHTTPResponse], status int) error {
 	init := &ServeHTTPResponseInit{}
 	init.StatusCode = int32(status)
-	headers := serveHTTPEncodeResponseHeader(http.Header{
+	headers, _ := serveHTTPEncodeResponseHeader(http.Header{
 		"Content-Type":           {"text/plain; charset=utf-8"},
 		"X-Content-Type-Options": {"nosniff"},
 	})
@@ -902,7 +896,6 @@ type ServeHTTPResponseWriter struct {
 	written  int64  // body bytes accepted
 	buf      []byte // body bytes not sent yet, fewer than chunkSize
 	ended    bool   // the handler returned: nothing more may be sent
-	complete bool   // body_complete was sent
 	err      error  // the first failure; every later call returns it
 }
 
@@ -948,19 +941,13 @@ func (w *ServeHTTPResponseWriter) writeHeaderLocked(code int) {
 	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
 	init := &ServeHTTPResponseInit{}
 	init.StatusCode = int32(code)
-	init.Headers = serveHTTPEncodeResponseHeader(w.header)
+	headers, invalid := serveHTTPEncodeResponseHeader(w.header)
+	init.Headers = headers
 	w.init = init
-	// net/http would send such bytes; a proto3 string cannot hold them, and
-	// the init would not marshal.
-	for key, values := range w.header {
-		if key == "Trailer" || strings.HasPrefix(key, http.TrailerPrefix) {
-			continue // never sent
-		}
-		if !utf8.ValidString(key) || slices.ContainsFunc(values, func(v string) bool { return !utf8.ValidString(v) }) {
-			w.log.Error("httpbridge: ServeHTTP response header is not valid UTF-8; the response fails", "key", strconv.QuoteToASCII(key))
-			w.err = errors.New("httpbridge: ServeHTTP response header is not valid UTF-8")
-			break
-		}
+	if invalid != "" {
+		// net/http would send the bytes; the init cannot carry them.
+		w.log.Error("httpbridge: ServeHTTP response header is not valid UTF-8; the response fails", "key", strconv.QuoteToASCII(invalid))
+		w.err = errors.New("httpbridge: ServeHTTP response header is not valid UTF-8")
 	}
 }
 
@@ -1057,13 +1044,6 @@ func (w *ServeHTTPResponseWriter) finish() error {
 	return w.sendLocked(false, true)
 }
 
-// completed reports whether body_complete was sent.
-func (w *ServeHTTPResponseWriter) completed() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.complete
-}
-
 // abandon ends the response without completing it, after the handler
 // panicked or the response failed, and reports whether anything had been
 // sent.
@@ -1092,16 +1072,18 @@ func (w *ServeHTTPResponseWriter) sendLocked(flush, complete bool) error {
 		return err
 	}
 	w.initSent = true
-	w.complete = complete
 	return nil
 }
 
 // serveHTTPEncodeResponseHeader converts h to HTTPHeader entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
-// copied: the caller may change h once the message is built.
-func serveHTTPEncodeResponseHeader(h http.Header) []*HTTPHeader {
+// copied: the caller may change h once the message is built. It also
+// returns the first key whose name or a value is not valid UTF-8, or "":
+// net/http allows such bytes, a proto3 string cannot hold them, and the
+// message would not marshal.
+func serveHTTPEncodeResponseHeader(h http.Header) (headers []*HTTPHeader, invalid string) {
 	if len(h) == 0 {
-		return nil
+		return nil, ""
 	}
 	keys := make([]string, 0, len(h))
 	for k := range h {
@@ -1113,14 +1095,17 @@ func serveHTTPEncodeResponseHeader(h http.Header) []*HTTPHeader {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	headers := make([]*HTTPHeader, 0, len(keys))
+	headers = make([]*HTTPHeader, 0, len(keys))
 	for _, k := range keys {
+		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
+			invalid = k
+		}
 		header := &HTTPHeader{}
 		header.Key = k
 		header.Values = slices.Clone(h[k])
 		headers = append(headers, header)
 	}
-	return headers
+	return headers, invalid
 }
 
 // NewPluginHooksServeHTTPHost returns a host that forwards each HTTP request over one

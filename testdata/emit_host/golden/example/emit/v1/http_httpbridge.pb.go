@@ -15,6 +15,7 @@ import (
 	http "net/http"
 	url "net/url"
 	slices "slices"
+	strconv "strconv"
 	strings "strings"
 	atomic "sync/atomic"
 	utf8 "unicode/utf8"
@@ -130,9 +131,9 @@ func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 		h.fail(w, r, http.StatusInternalServerError, err, !hasBody)
 		return err
 	}
-	target := serveHTTPTarget(r.URL)
-	if what := serveHTTPUncarried(r, target); what != "" {
-		err := fmt.Errorf("%w: %s is not valid UTF-8", errServeHTTPUncarried, what)
+	init, uncarried := serveHTTPRequestInit(r, serveHTTPTarget(r.URL))
+	if uncarried != "" {
+		err := fmt.Errorf("%w: %s is not valid UTF-8", errServeHTTPUncarried, uncarried)
 		h.fail(w, r, http.StatusBadRequest, err, !hasBody)
 		return err
 	}
@@ -155,7 +156,6 @@ func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 
-	init := serveHTTPRequestInit(r, target)
 	if h.Init != nil {
 		h.Init(r, init)
 	}
@@ -291,32 +291,6 @@ func (h *ServeHTTPHost) logger() *slog.Logger {
 // cannot carry.
 var errServeHTTPUncarried = errors.New("httpbridge: ServeHTTP cannot carry the request")
 
-// serveHTTPUncarried names the part of r that the init cannot carry, or
-// returns "". Proto3 strings must be valid UTF-8, but net/http accepts other
-// bytes in header values and in the request target.
-func serveHTTPUncarried(r *http.Request, target string) string {
-	if !utf8.ValidString(target) || !utf8.ValidString(r.RequestURI) {
-		return "the request target"
-	}
-	if !utf8.ValidString(r.Method) {
-		return "the method"
-	}
-	if !utf8.ValidString(r.Host) {
-		return "the host"
-	}
-	for key, values := range r.Header {
-		if !utf8.ValidString(key) {
-			return "a header name"
-		}
-		for _, value := range values {
-			if !utf8.ValidString(value) {
-				return "header " + key
-			}
-		}
-	}
-	return ""
-}
-
 // serveHTTPTarget writes u as the url field, the way u.String() does, so
 // that the plugin reads back the URL the host's handler saw (see
 // serveHTTPParseURL), with three exceptions:
@@ -357,9 +331,23 @@ func serveHTTPTarget(u *url.URL) string {
 }
 
 // serveHTTPRequestInit describes r to the plugin; target is its URL as
-// serveHTTPTarget writes it.
-func serveHTTPRequestInit(r *http.Request, target string) *ServeHTTPRequestInit {
-	init := &ServeHTTPRequestInit{}
+// serveHTTPTarget writes it. It also names the part of r that the init
+// cannot carry, or returns "": proto3 strings must be valid UTF-8, but
+// net/http accepts other bytes in header values, in the request target and,
+// over HTTP/2, in the method.
+func serveHTTPRequestInit(r *http.Request, target string) (init *ServeHTTPRequestInit, uncarried string) {
+	headers, invalidHeader := serveHTTPEncodeRequestHeader(r.Header)
+	switch {
+	case !utf8.ValidString(target) || !utf8.ValidString(r.RequestURI):
+		uncarried = "the request target"
+	case !utf8.ValidString(r.Method):
+		uncarried = "the method"
+	case !utf8.ValidString(r.Host):
+		uncarried = "the host"
+	case invalidHeader != "":
+		uncarried = "header " + strconv.QuoteToASCII(invalidHeader)
+	}
+	init = &ServeHTTPRequestInit{}
 	init.Method = r.Method
 	init.Url = target
 	init.Proto = r.Proto
@@ -371,8 +359,8 @@ func serveHTTPRequestInit(r *http.Request, target string) *ServeHTTPRequestInit 
 	if serveHTTPHasBody(r) {
 		init.ContentLength = r.ContentLength
 	}
-	init.Headers = serveHTTPEncodeRequestHeader(r.Header)
-	return init
+	init.Headers = headers
+	return init, uncarried
 }
 
 // serveHTTPCloseIfUnread asks net/http to close an HTTP/1 connection when
@@ -510,24 +498,30 @@ func serveHTTPDecodeResponseHeader(headers []*HTTPHeader, dst http.Header) {
 
 // serveHTTPEncodeRequestHeader converts h to HTTPHeader entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
-// copied: the caller may change h once the message is built.
-func serveHTTPEncodeRequestHeader(h http.Header) []*HTTPHeader {
+// copied: the caller may change h once the message is built. It also
+// returns the first key whose name or a value is not valid UTF-8, or "":
+// net/http allows such bytes, a proto3 string cannot hold them, and the
+// message would not marshal.
+func serveHTTPEncodeRequestHeader(h http.Header) (headers []*HTTPHeader, invalid string) {
 	if len(h) == 0 {
-		return nil
+		return nil, ""
 	}
 	keys := make([]string, 0, len(h))
 	for k := range h {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	headers := make([]*HTTPHeader, 0, len(keys))
+	headers = make([]*HTTPHeader, 0, len(keys))
 	for _, k := range keys {
+		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
+			invalid = k
+		}
 		header := &HTTPHeader{}
 		header.Key = k
 		header.Values = slices.Clone(h[k])
 		headers = append(headers, header)
 	}
-	return headers
+	return headers, invalid
 }
 
 // NewPluginHooksServeHTTPHost returns a host that forwards each HTTP request over one

@@ -113,10 +113,11 @@ func (p *ServeHTTPPlugin) Serve(stream grpc.BidiStreamingServer[ServeHTTPRequest
 	}
 	w := &ServeHTTPResponseWriter{stream: stream, chunkSize: serveHTTPChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger()}
 
-	if p.run(w, r) {
-		err = w.finish()
+	ok := p.run(w, r)
+	if ok {
+		err = w.finish() // nil once body_complete is sent
 	}
-	if !w.completed() {
+	if !ok || err != nil {
 		if w.abandon() {
 			err = status.Error(codes.Aborted, "httpbridge: ServeHTTP handler failed after the response started")
 		} else {
@@ -162,7 +163,7 @@ func (p *ServeHTTPPlugin) logger() *slog.Logger {
 func serveHTTPReject(stream grpc.BidiStreamingServer[ServeHTTPRequest, ServeHTTPResponse], status int) error {
 	init := &ServeHTTPResponseInit{}
 	init.StatusCode = int32(status)
-	headers := serveHTTPEncodeResponseHeader(http.Header{
+	headers, _ := serveHTTPEncodeResponseHeader(http.Header{
 		"Content-Type":           {"text/plain; charset=utf-8"},
 		"X-Content-Type-Options": {"nosniff"},
 	})
@@ -416,7 +417,6 @@ type ServeHTTPResponseWriter struct {
 	written  int64  // body bytes accepted
 	buf      []byte // body bytes not sent yet, fewer than chunkSize
 	ended    bool   // the handler returned: nothing more may be sent
-	complete bool   // body_complete was sent
 	err      error  // the first failure; every later call returns it
 }
 
@@ -462,19 +462,13 @@ func (w *ServeHTTPResponseWriter) writeHeaderLocked(code int) {
 	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
 	init := &ServeHTTPResponseInit{}
 	init.StatusCode = int32(code)
-	init.Headers = serveHTTPEncodeResponseHeader(w.header)
+	headers, invalid := serveHTTPEncodeResponseHeader(w.header)
+	init.Headers = headers
 	w.init = init
-	// net/http would send such bytes; a proto3 string cannot hold them, and
-	// the init would not marshal.
-	for key, values := range w.header {
-		if key == "Trailer" || strings.HasPrefix(key, http.TrailerPrefix) {
-			continue // never sent
-		}
-		if !utf8.ValidString(key) || slices.ContainsFunc(values, func(v string) bool { return !utf8.ValidString(v) }) {
-			w.log.Error("httpbridge: ServeHTTP response header is not valid UTF-8; the response fails", "key", strconv.QuoteToASCII(key))
-			w.err = errors.New("httpbridge: ServeHTTP response header is not valid UTF-8")
-			break
-		}
+	if invalid != "" {
+		// net/http would send the bytes; the init cannot carry them.
+		w.log.Error("httpbridge: ServeHTTP response header is not valid UTF-8; the response fails", "key", strconv.QuoteToASCII(invalid))
+		w.err = errors.New("httpbridge: ServeHTTP response header is not valid UTF-8")
 	}
 }
 
@@ -571,13 +565,6 @@ func (w *ServeHTTPResponseWriter) finish() error {
 	return w.sendLocked(false, true)
 }
 
-// completed reports whether body_complete was sent.
-func (w *ServeHTTPResponseWriter) completed() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.complete
-}
-
 // abandon ends the response without completing it, after the handler
 // panicked or the response failed, and reports whether anything had been
 // sent.
@@ -606,16 +593,18 @@ func (w *ServeHTTPResponseWriter) sendLocked(flush, complete bool) error {
 		return err
 	}
 	w.initSent = true
-	w.complete = complete
 	return nil
 }
 
 // serveHTTPEncodeResponseHeader converts h to HTTPHeader entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
-// copied: the caller may change h once the message is built.
-func serveHTTPEncodeResponseHeader(h http.Header) []*HTTPHeader {
+// copied: the caller may change h once the message is built. It also
+// returns the first key whose name or a value is not valid UTF-8, or "":
+// net/http allows such bytes, a proto3 string cannot hold them, and the
+// message would not marshal.
+func serveHTTPEncodeResponseHeader(h http.Header) (headers []*HTTPHeader, invalid string) {
 	if len(h) == 0 {
-		return nil
+		return nil, ""
 	}
 	keys := make([]string, 0, len(h))
 	for k := range h {
@@ -627,12 +616,15 @@ func serveHTTPEncodeResponseHeader(h http.Header) []*HTTPHeader {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	headers := make([]*HTTPHeader, 0, len(keys))
+	headers = make([]*HTTPHeader, 0, len(keys))
 	for _, k := range keys {
+		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
+			invalid = k
+		}
 		header := &HTTPHeader{}
 		header.Key = k
 		header.Values = slices.Clone(h[k])
 		headers = append(headers, header)
 	}
-	return headers
+	return headers, invalid
 }

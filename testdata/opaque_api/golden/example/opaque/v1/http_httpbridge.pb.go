@@ -135,9 +135,9 @@ func (h *FetchHost) Forward(w http.ResponseWriter, r *http.Request) error {
 		h.fail(w, r, http.StatusInternalServerError, err, !hasBody)
 		return err
 	}
-	target := fetchTarget(r.URL)
-	if what := fetchUncarried(r, target); what != "" {
-		err := fmt.Errorf("%w: %s is not valid UTF-8", errFetchUncarried, what)
+	init, uncarried := fetchRequestInit(r, fetchTarget(r.URL))
+	if uncarried != "" {
+		err := fmt.Errorf("%w: %s is not valid UTF-8", errFetchUncarried, uncarried)
 		h.fail(w, r, http.StatusBadRequest, err, !hasBody)
 		return err
 	}
@@ -160,7 +160,6 @@ func (h *FetchHost) Forward(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 
-	init := fetchRequestInit(r, target)
 	if h.Init != nil {
 		h.Init(r, init)
 	}
@@ -296,32 +295,6 @@ func (h *FetchHost) logger() *slog.Logger {
 // cannot carry.
 var errFetchUncarried = errors.New("httpbridge: Fetch cannot carry the request")
 
-// fetchUncarried names the part of r that the init cannot carry, or
-// returns "". Proto3 strings must be valid UTF-8, but net/http accepts other
-// bytes in header values and in the request target.
-func fetchUncarried(r *http.Request, target string) string {
-	if !utf8.ValidString(target) || !utf8.ValidString(r.RequestURI) {
-		return "the request target"
-	}
-	if !utf8.ValidString(r.Method) {
-		return "the method"
-	}
-	if !utf8.ValidString(r.Host) {
-		return "the host"
-	}
-	for key, values := range r.Header {
-		if !utf8.ValidString(key) {
-			return "a header name"
-		}
-		for _, value := range values {
-			if !utf8.ValidString(value) {
-				return "header " + key
-			}
-		}
-	}
-	return ""
-}
-
 // fetchTarget writes u as the url field, the way u.String() does, so
 // that the plugin reads back the URL the host's handler saw (see
 // fetchParseURL), with three exceptions:
@@ -362,16 +335,30 @@ func fetchTarget(u *url.URL) string {
 }
 
 // fetchRequestInit describes r to the plugin; target is its URL as
-// fetchTarget writes it.
-func fetchRequestInit(r *http.Request, target string) *FetchRequestInit {
-	init := &FetchRequestInit{}
+// fetchTarget writes it. It also names the part of r that the init
+// cannot carry, or returns "": proto3 strings must be valid UTF-8, but
+// net/http accepts other bytes in header values, in the request target and,
+// over HTTP/2, in the method.
+func fetchRequestInit(r *http.Request, target string) (init *FetchRequestInit, uncarried string) {
+	headers, invalidHeader := fetchEncodeRequestHeader(r.Header)
+	switch {
+	case !utf8.ValidString(target) || !utf8.ValidString(r.RequestURI):
+		uncarried = "the request target"
+	case !utf8.ValidString(r.Method):
+		uncarried = "the method"
+	case !utf8.ValidString(r.Host):
+		uncarried = "the host"
+	case invalidHeader != "":
+		uncarried = "header " + strconv.QuoteToASCII(invalidHeader)
+	}
+	init = &FetchRequestInit{}
 	init.SetMethod(r.Method)
 	init.SetUrl(target)
 	if fetchHasBody(r) {
 		init.SetContentLength(r.ContentLength)
 	}
-	init.SetHeaders(fetchEncodeRequestHeader(r.Header))
-	return init
+	init.SetHeaders(headers)
+	return init, uncarried
 }
 
 // fetchCloseIfUnread asks net/http to close an HTTP/1 connection when
@@ -509,24 +496,30 @@ func fetchDecodeResponseHeader(headers []*Header, dst http.Header) {
 
 // fetchEncodeRequestHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
-// copied: the caller may change h once the message is built.
-func fetchEncodeRequestHeader(h http.Header) []*Header {
+// copied: the caller may change h once the message is built. It also
+// returns the first key whose name or a value is not valid UTF-8, or "":
+// net/http allows such bytes, a proto3 string cannot hold them, and the
+// message would not marshal.
+func fetchEncodeRequestHeader(h http.Header) (headers []*Header, invalid string) {
 	if len(h) == 0 {
-		return nil
+		return nil, ""
 	}
 	keys := make([]string, 0, len(h))
 	for k := range h {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	headers := make([]*Header, 0, len(keys))
+	headers = make([]*Header, 0, len(keys))
 	for _, k := range keys {
+		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
+			invalid = k
+		}
 		header := &Header{}
 		header.SetKey(k)
 		header.SetValues(slices.Clone(h[k]))
 		headers = append(headers, header)
 	}
-	return headers
+	return headers, invalid
 }
 
 // FetchPlugin serves Fetch streams with an ordinary [http.Handler].
@@ -593,10 +586,11 @@ func (p *FetchPlugin) Serve(stream grpc.BidiStreamingServer[FetchRequest, FetchR
 	}
 	w := &FetchResponseWriter{stream: stream, chunkSize: fetchChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger()}
 
-	if p.run(w, r) {
-		err = w.finish()
+	ok := p.run(w, r)
+	if ok {
+		err = w.finish() // nil once body_complete is sent
 	}
-	if !w.completed() {
+	if !ok || err != nil {
 		if w.abandon() {
 			err = status.Error(codes.Aborted, "httpbridge: Fetch handler failed after the response started")
 		} else {
@@ -642,7 +636,7 @@ func (p *FetchPlugin) logger() *slog.Logger {
 func fetchReject(stream grpc.BidiStreamingServer[FetchRequest, FetchResponse], status int) error {
 	init := &FetchResponseInit{}
 	init.SetStatusCode(int32(status))
-	headers := fetchEncodeResponseHeader(http.Header{
+	headers, _ := fetchEncodeResponseHeader(http.Header{
 		"Content-Type":           {"text/plain; charset=utf-8"},
 		"X-Content-Type-Options": {"nosniff"},
 	})
@@ -892,7 +886,6 @@ type FetchResponseWriter struct {
 	written  int64  // body bytes accepted
 	buf      []byte // body bytes not sent yet, fewer than chunkSize
 	ended    bool   // the handler returned: nothing more may be sent
-	complete bool   // body_complete was sent
 	err      error  // the first failure; every later call returns it
 }
 
@@ -938,19 +931,13 @@ func (w *FetchResponseWriter) writeHeaderLocked(code int) {
 	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
 	init := &FetchResponseInit{}
 	init.SetStatusCode(int32(code))
-	init.SetHeaders(fetchEncodeResponseHeader(w.header))
+	headers, invalid := fetchEncodeResponseHeader(w.header)
+	init.SetHeaders(headers)
 	w.init = init
-	// net/http would send such bytes; a proto3 string cannot hold them, and
-	// the init would not marshal.
-	for key, values := range w.header {
-		if key == "Trailer" || strings.HasPrefix(key, http.TrailerPrefix) {
-			continue // never sent
-		}
-		if !utf8.ValidString(key) || slices.ContainsFunc(values, func(v string) bool { return !utf8.ValidString(v) }) {
-			w.log.Error("httpbridge: Fetch response header is not valid UTF-8; the response fails", "key", strconv.QuoteToASCII(key))
-			w.err = errors.New("httpbridge: Fetch response header is not valid UTF-8")
-			break
-		}
+	if invalid != "" {
+		// net/http would send the bytes; the init cannot carry them.
+		w.log.Error("httpbridge: Fetch response header is not valid UTF-8; the response fails", "key", strconv.QuoteToASCII(invalid))
+		w.err = errors.New("httpbridge: Fetch response header is not valid UTF-8")
 	}
 }
 
@@ -1047,13 +1034,6 @@ func (w *FetchResponseWriter) finish() error {
 	return w.sendLocked(false, true)
 }
 
-// completed reports whether body_complete was sent.
-func (w *FetchResponseWriter) completed() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.complete
-}
-
 // abandon ends the response without completing it, after the handler
 // panicked or the response failed, and reports whether anything had been
 // sent.
@@ -1082,16 +1062,18 @@ func (w *FetchResponseWriter) sendLocked(flush, complete bool) error {
 		return err
 	}
 	w.initSent = true
-	w.complete = complete
 	return nil
 }
 
 // fetchEncodeResponseHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
-// copied: the caller may change h once the message is built.
-func fetchEncodeResponseHeader(h http.Header) []*Header {
+// copied: the caller may change h once the message is built. It also
+// returns the first key whose name or a value is not valid UTF-8, or "":
+// net/http allows such bytes, a proto3 string cannot hold them, and the
+// message would not marshal.
+func fetchEncodeResponseHeader(h http.Header) (headers []*Header, invalid string) {
 	if len(h) == 0 {
-		return nil
+		return nil, ""
 	}
 	keys := make([]string, 0, len(h))
 	for k := range h {
@@ -1103,14 +1085,17 @@ func fetchEncodeResponseHeader(h http.Header) []*Header {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	headers := make([]*Header, 0, len(keys))
+	headers = make([]*Header, 0, len(keys))
 	for _, k := range keys {
+		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
+			invalid = k
+		}
 		header := &Header{}
 		header.SetKey(k)
 		header.SetValues(slices.Clone(h[k]))
 		headers = append(headers, header)
 	}
-	return headers
+	return headers, invalid
 }
 
 // NewFetcherFetchHost returns a host that forwards each HTTP request over one
