@@ -2,6 +2,7 @@ package generator
 
 import (
 	"fmt"
+	"go/token"
 	"strconv"
 )
 
@@ -27,6 +28,9 @@ const (
 type config struct {
 	chunkSize int
 	emit      emitKind
+	// packageSuffix, when set, puts the bridge in a package of its own
+	// beside the messages' package; see layout.
+	packageSuffix string
 }
 
 func defaultConfig() *config {
@@ -53,8 +57,15 @@ func (c *config) set(name, value string) error {
 		default:
 			return fmt.Errorf("parameter emit=%q: want host, plugin or both", value)
 		}
+	case "package_suffix":
+		// The suffix ends a package name, so it may hold what an identifier
+		// holds after its first letter.
+		if value != "" && !token.IsIdentifier("p"+value) {
+			return fmt.Errorf("parameter package_suffix=%q: want letters, digits and underscores, as in package_suffix=httpbridge", value)
+		}
+		c.packageSuffix = value
 	default:
-		return fmt.Errorf("unknown parameter %q (known: chunk_size, emit, and protogen's paths, module, M, annotate_code, default_api_level, apilevelM)", name)
+		return fmt.Errorf("unknown parameter %q (known: chunk_size, emit, package_suffix, and protogen's paths, module, M, annotate_code, default_api_level, apilevelM)", name)
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ func Generate(req *pluginpb.CodeGeneratorRequest) *pluginpb.CodeGeneratorRespons
 // generate writes one file per .proto that declares something to bridge.
 func generate(plugin *protogen.Plugin, cfg *config) error {
 	s := newShapes(plugin)
+	l := newLayout(plugin, cfg.packageSuffix)
 	for _, f := range plugin.Files {
 		if !f.Generate {
 			continue
@@ -41,7 +42,7 @@ func generate(plugin *protogen.Plugin, cfg *config) error {
 		if err != nil {
 			return err
 		}
-		if err := render(plugin, fm, cfg); err != nil {
+		if err := render(plugin, fm, cfg, l); err != nil {
 			return err
 		}
 	}

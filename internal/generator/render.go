@@ -113,7 +113,7 @@ type bindingView struct {
 
 // render writes the generated file for fm; it writes nothing when fm has
 // nothing to bridge under cfg.
-func render(plugin *protogen.Plugin, fm *fileModel, cfg *config) error {
+func render(plugin *protogen.Plugin, fm *fileModel, cfg *config, l *layout) error {
 	bindings := fm.bindings
 	if !cfg.host() {
 		bindings = nil
@@ -122,7 +122,8 @@ func render(plugin *protogen.Plugin, fm *fileModel, cfg *config) error {
 		return nil
 	}
 	f := fm.source
-	g := plugin.NewGeneratedFile(f.GeneratedFilenamePrefix+"_httpbridge.pb.go", f.GoImportPath)
+	importPath, pkg := l.bridgePackage(f.GoImportPath)
+	g := plugin.NewGeneratedFile(l.filename(f), importPath)
 	tmpl, err := parseTemplates(g)
 	if err != nil {
 		return err
@@ -130,13 +131,13 @@ func render(plugin *protogen.Plugin, fm *fileModel, cfg *config) error {
 	view := &fileView{
 		Version: Version,
 		Source:  f.Desc.Path(),
-		Package: f.GoPackageName,
+		Package: pkg,
 	}
 	for _, p := range fm.pairs {
 		view.Pairs = append(view.Pairs, newPairView(g, p, cfg))
 	}
 	for _, b := range bindings {
-		view.Bindings = append(view.Bindings, newBindingView(g, f, b))
+		view.Bindings = append(view.Bindings, newBindingView(g, f, b, l))
 	}
 	if err := tmpl.ExecuteTemplate(g, "file", view); err != nil {
 		return fmt.Errorf("%s: rendering: %w", f.Desc.Path(), err)
@@ -176,7 +177,7 @@ func newPairView(g *protogen.GeneratedFile, p *pair, cfg *config) *pairView {
 	}
 }
 
-func newBindingView(g *protogen.GeneratedFile, f *protogen.File, b *rpcBinding) *bindingView {
+func newBindingView(g *protogen.GeneratedFile, f *protogen.File, b *rpcBinding, l *layout) *bindingView {
 	name := "New" + b.service.GoName + b.method.GoName + "Host"
 	comment := fmt.Sprintf("// %s returns a host that forwards each HTTP request over one\n// %s.%s stream of client.\n", name, b.service.GoName, b.method.GoName)
 	if isDeprecated(b.method) {
@@ -186,7 +187,7 @@ func newBindingView(g *protogen.GeneratedFile, f *protogen.File, b *rpcBinding) 
 		Comment: comment,
 		Func:    name,
 		Client:  g.QualifiedGoIdent(f.GoImportPath.Ident(b.service.GoName + "Client")),
-		Host:    g.QualifiedGoIdent(b.hostIdent),
+		Host:    g.QualifiedGoIdent(l.bridgeIdent(b.hostIdent)),
 		Method:  b.method.GoName,
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -118,6 +119,91 @@ func TestBufConsumer(t *testing.T) {
 	}
 	if ok, _ := regexp.Match(`^hello from the plugin, request [A-Z2-7]{26}\n$`, body); resp.StatusCode != http.StatusOK || !ok {
 		t.Errorf("GET %shello: %s %q; want 200 and a hello with a request id", url, resp.Status, body)
+	}
+}
+
+// TestStandalone does what a host author does who bridges a contract whose
+// messages a vendor already generated, as Mattermost's server does with its
+// pluginapiv1: the vendor's module (a stand-in, with the contract's protos
+// laid out and declared as Mattermost's are) ships the message and gRPC
+// packages, and the host's module generates only the bridge, with
+// package_suffix, into packages of its own that import the vendor's. The
+// host module's tests run a request end to end and check that the vendor's
+// messages are the only ones registered. Last, a program that links this
+// repository's gen/ beside the vendor's package must stop with a name
+// conflict: that is why the bridge must not bring messages of its own.
+func TestStandalone(t *testing.T) {
+	t.Parallel()
+	goCmd := lookPath(t, "go")
+	ts := buildTools(t)
+	dir := filepath.Join(t.TempDir(), "standalone")
+	copyTree(t, filepath.Join("testdata", "standalone"), dir)
+	vendor, host := filepath.Join(dir, "thirdparty"), filepath.Join(dir, "host")
+
+	// Mattermost keeps its protos in one folder and imports them by file
+	// name; its go_package is its own.
+	const contract = "mattermost/pluginapi/v1/"
+	protos := golden.ReadTree(t, filepath.Join(repoRoot, "proto", filepath.FromSlash(contract)))
+	goPackage := regexp.MustCompile(`(?m)^option go_package = ".*";$`)
+	for name, content := range protos {
+		if !goPackage.MatchString(content) {
+			t.Fatalf("proto/%s%s declares no go_package", contract, name)
+		}
+		content = goPackage.ReplaceAllLiteralString(content, `option go_package = "example.com/thirdparty/pluginapiv1";`)
+		content = strings.ReplaceAll(content, `import "`+contract, `import "`)
+		protos[name] = content
+	}
+	writeTree(t, filepath.Join(vendor, "proto"), protos)
+
+	alignModule(t, goCmd, vendor)
+	alignModule(t, goCmd, host)
+	env := []string{
+		"PATH=" + ts.path + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"BUF_CACHE_DIR=" + t.TempDir(),
+		"GOWORK=off",
+		"GOFLAGS=-mod=mod",
+	}
+	run(t, vendor, env, ts.buf, "generate")
+	run(t, host, env, ts.buf, "generate")
+
+	var generated []string
+	for name := range golden.ReadTree(t, filepath.Join(host, "bridge")) {
+		generated = append(generated, name)
+	}
+	slices.Sort(generated)
+	want := []string{
+		"pluginapiv1host/hooks_http_httpbridge.pb.go",
+		"pluginapiv1host/hooks_httpbridge.pb.go",
+		"pluginapiv1plugin/hooks_http_httpbridge.pb.go",
+	}
+	if !slices.Equal(generated, want) {
+		t.Fatalf("buf generate wrote bridge/%q, want bridge/%q", generated, want)
+	}
+	run(t, host, env, goCmd, "vet", "./...")
+	run(t, host, env, goCmd, "test", "-count=1", "./...")
+
+	// What the README warns of: this repository's gen/ registers the same
+	// names as the vendor's package, so a program that links both stops.
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTree(t, filepath.Join(host, "both"), map[string]string{"main.go": `package main
+
+import (
+	_ "example.com/thirdparty/pluginapiv1"
+	_ "github.com/httpbridge/httpbridge/gen/mattermost/pluginapi/v1"
+)
+
+func main() {}
+`})
+	run(t, host, env, goCmd, "mod", "edit", "-require=github.com/httpbridge/httpbridge@v0.0.0", "-replace=github.com/httpbridge/httpbridge="+root)
+	cmd := exec.CommandContext(t.Context(), goCmd, "run", "./both")
+	cmd.Dir = host
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if conflict := "has a name conflict over mattermost.pluginapi.v1."; err == nil || !strings.Contains(string(out), conflict) {
+		t.Errorf("a program linking gen/ and the vendor's package: %v, %s; want it to stop with %q", err, out, conflict)
 	}
 }
 
@@ -374,7 +460,13 @@ func afterLast(s, sep string) string {
 // copyTree copies the files under src to dst.
 func copyTree(t *testing.T, src, dst string) {
 	t.Helper()
-	for name, content := range golden.ReadTree(t, src) {
+	writeTree(t, dst, golden.ReadTree(t, src))
+}
+
+// writeTree writes files, named by slash-separated paths, under dst.
+func writeTree(t *testing.T, dst string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
 		path := filepath.Join(dst, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
