@@ -2,7 +2,7 @@ package generator
 
 import (
 	"fmt"
-	"strings"
+	"slices"
 
 	"google.golang.org/protobuf/compiler/protogen"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -64,48 +64,27 @@ func describe(fd protoreflect.FieldDescriptor) string {
 	return kind
 }
 
-// bridgeFieldNames are the fields that make a message look like one side of
-// a bridge; two of them are enough to hold it to the full shape.
-var bridgeFieldNames = []protoreflect.Name{"init", "body_chunk", "body_complete"}
-
-// looksBridged reports whether m means to be a request or response message.
-func looksBridged(m *protogen.Message) bool {
-	n := 0
-	for _, name := range bridgeFieldNames {
-		if m.Desc.Fields().ByName(name) != nil {
-			n++
-		}
-	}
-	return n >= 2
-}
-
-// looksLikeResponse tells the two directions apart for a message that
-// looksBridged, so that its errors describe what it most likely meant to be.
-func looksLikeResponse(m *protogen.Message) bool {
-	if m.Desc.Fields().ByName("flush") != nil || strings.HasSuffix(m.GoIdent.GoName, "Response") {
-		return true
-	}
-	if init := m.Desc.Fields().ByName("init"); init != nil && init.Message() != nil {
-		return init.Message().Fields().ByName("status_code") != nil
-	}
-	return false
-}
-
-// checker validates the fields of one message against a shape.
+// checker validates the fields of one message against a shape, collecting
+// every problem it finds.
 type checker struct {
 	msg *protogen.Message
-	err error
+	// known are the fields the shape names; a field of the wanted type
+	// outside them may be a misnamed one.
+	known []protoreflect.Name
+	errs  []error
 }
 
 func (c *checker) fail(field protoreflect.Name, format string, args ...any) {
-	if c.err == nil {
-		c.err = &shapeError{
-			file:    c.msg.Location.SourceFile,
-			message: c.msg.Desc.FullName(),
-			field:   field,
-			problem: fmt.Sprintf(format, args...),
-		}
-	}
+	c.errs = append(c.errs, &shapeError{
+		file:    c.msg.Location.SourceFile,
+		message: c.msg.Desc.FullName(),
+		field:   field,
+		problem: fmt.Sprintf(format, args...),
+	})
+}
+
+func (want fieldType) matches(fd protoreflect.FieldDescriptor) bool {
+	return !fd.IsMap() && fd.IsList() == want.list && slices.Contains(want.kinds, fd.Kind())
 }
 
 // lookup returns the field called name, checked against want; nil when the
@@ -115,10 +94,9 @@ func (c *checker) lookup(name protoreflect.Name, want fieldType) *protogen.Field
 		if f.Desc.Name() != name {
 			continue
 		}
-		fd := f.Desc
 		switch {
-		case fd.IsMap() || fd.IsList() != want.list || !hasKind(want.kinds, fd.Kind()):
-			c.fail(name, "is %s, want %s", describe(fd), want.name)
+		case !want.matches(f.Desc):
+			c.fail(name, "is %s, want %s", describe(f.Desc), want.name)
 		case f.Oneof != nil && !f.Oneof.Desc.IsSynthetic():
 			c.fail(name, "is in oneof %s, want a plain field", f.Oneof.Desc.Name())
 		default:
@@ -129,16 +107,28 @@ func (c *checker) lookup(name protoreflect.Name, want fieldType) *protogen.Field
 	return nil
 }
 
-// required is lookup for a field the shape cannot do without.
-func (c *checker) required(name protoreflect.Name, want fieldType, role string) field {
-	f := c.lookup(name, want)
-	if f == nil {
-		if c.err == nil {
-			c.fail("", "missing field %s (%s %s)", name, want.name, role)
-		}
-		return field{}
+// required is lookup for a field the shape cannot do without. A missing
+// field is reported with the one field of its type that the shape does not
+// name, if there is exactly one: most likely it is the field, misnamed.
+func (c *checker) required(name protoreflect.Name, want fieldType, role string) (field, bool) {
+	if f := c.lookup(name, want); f != nil {
+		return newField(c.msg, f), true
 	}
-	return newField(c.msg, f)
+	if c.msg.Desc.Fields().ByName(name) != nil {
+		return field{}, false // present but wrong: already reported
+	}
+	var near []protoreflect.Name
+	for _, f := range c.msg.Fields {
+		if want.matches(f.Desc) && !slices.Contains(c.known, f.Desc.Name()) {
+			near = append(near, f.Desc.Name())
+		}
+	}
+	if len(near) == 1 {
+		c.fail("", "missing field %s (%s %s); if field %s is meant to be it, rename it %s", name, want.name, role, near[0], name)
+	} else {
+		c.fail("", "missing field %s (%s %s)", name, want.name, role)
+	}
+	return field{}, false
 }
 
 // optional is lookup for a field the shape uses only when it is present.
@@ -161,31 +151,34 @@ func (c *checker) sub(name protoreflect.Name) *protogen.Message {
 	return nil
 }
 
-func hasKind(kinds []protoreflect.Kind, k protoreflect.Kind) bool {
-	for _, want := range kinds {
-		if want == k {
-			return true
-		}
-	}
-	return false
-}
+// The fields each shape names, required or optional.
+var (
+	requestFields      = []protoreflect.Name{"init", "body_chunk", "body_complete"}
+	responseFields     = []protoreflect.Name{"init", "body_chunk", "body_complete", "flush"}
+	requestInitFields  = []protoreflect.Name{"method", "url", "headers", "proto", "proto_major", "proto_minor", "host", "remote_addr", "request_uri", "content_length"}
+	responseInitFields = []protoreflect.Name{"status_code", "headers"}
+	headerFields       = []protoreflect.Name{"key", "values"}
+)
 
-func checkRequest(m *protogen.Message) (*requestShape, error) {
-	c := &checker{msg: m}
-	s := &requestShape{
-		message:      m,
-		init:         c.required("init", typeMessage, "holding the request metadata"),
-		bodyChunk:    c.required("body_chunk", typeBytes, "holding a piece of the request body"),
-		bodyComplete: c.required("body_complete", typeBool, "marking the last request message"),
-	}
-	if c.err != nil {
-		return nil, c.err
+// checkRequest checks m against the request shape. It returns either the
+// shape or every problem found: those of m, then of its init message, then
+// of the header message.
+func checkRequest(m *protogen.Message) (*requestShape, []error) {
+	c := &checker{msg: m, known: requestFields}
+	s := &requestShape{message: m}
+	var initOK bool
+	s.init, initOK = c.required("init", typeMessage, "holding the request metadata")
+	s.bodyChunk, _ = c.required("body_chunk", typeBytes, "holding a piece of the request body")
+	s.bodyComplete, _ = c.required("body_complete", typeBool, "marking the last request message")
+	if !initOK {
+		return nil, c.errs
 	}
 	s.initMessage = c.sub("init")
-	ic := &checker{msg: s.initMessage}
-	s.method = ic.required("method", typeString, "holding the HTTP method")
-	s.url = ic.required("url", typeString, "holding the request URL")
-	s.headers = ic.required("headers", typeHeaders, "holding the request headers")
+	ic := &checker{msg: s.initMessage, known: requestInitFields}
+	s.method, _ = ic.required("method", typeString, "holding the HTTP method")
+	s.url, _ = ic.required("url", typeString, "holding the request URL")
+	var headersOK bool
+	s.headers, headersOK = ic.required("headers", typeHeaders, "holding the request headers")
 	s.proto = ic.optional("proto", typeString)
 	s.protoMajor = ic.optional("proto_major", typeInt32)
 	s.protoMinor = ic.optional("proto_minor", typeInt32)
@@ -193,53 +186,51 @@ func checkRequest(m *protogen.Message) (*requestShape, error) {
 	s.remoteAddr = ic.optional("remote_addr", typeString)
 	s.requestURI = ic.optional("request_uri", typeString)
 	s.contentLength = ic.optional("content_length", typeInt64)
-	header, err := ic.header()
-	if err != nil {
-		return nil, err
+	errs := append(c.errs, ic.errs...)
+	if headersOK {
+		var headerErrs []error
+		s.header, headerErrs = checkHeader(ic.sub("headers"))
+		errs = append(errs, headerErrs...)
 	}
-	s.header = header
+	if len(errs) > 0 {
+		return nil, errs
+	}
 	return s, nil
 }
 
-func checkResponse(m *protogen.Message) (*responseShape, error) {
-	c := &checker{msg: m}
-	s := &responseShape{
-		message:      m,
-		init:         c.required("init", typeMessage, "holding the response status and headers"),
-		bodyChunk:    c.required("body_chunk", typeBytes, "holding a piece of the response body"),
-		bodyComplete: c.required("body_complete", typeBool, "marking the last response message"),
-		flush:        c.optional("flush", typeBool),
-	}
-	if c.err != nil {
-		return nil, c.err
+// checkResponse is checkRequest for the response shape.
+func checkResponse(m *protogen.Message) (*responseShape, []error) {
+	c := &checker{msg: m, known: responseFields}
+	s := &responseShape{message: m}
+	var initOK bool
+	s.init, initOK = c.required("init", typeMessage, "holding the response status and headers")
+	s.bodyChunk, _ = c.required("body_chunk", typeBytes, "holding a piece of the response body")
+	s.bodyComplete, _ = c.required("body_complete", typeBool, "marking the last response message")
+	s.flush = c.optional("flush", typeBool)
+	if !initOK {
+		return nil, c.errs
 	}
 	s.initMessage = c.sub("init")
-	ic := &checker{msg: s.initMessage}
-	s.statusCode = ic.required("status_code", typeInt32, "holding the HTTP status")
-	s.headers = ic.required("headers", typeHeaders, "holding the response headers")
-	header, err := ic.header()
-	if err != nil {
-		return nil, err
+	ic := &checker{msg: s.initMessage, known: responseInitFields}
+	s.statusCode, _ = ic.required("status_code", typeInt32, "holding the HTTP status")
+	var headersOK bool
+	s.headers, headersOK = ic.required("headers", typeHeaders, "holding the response headers")
+	errs := append(c.errs, ic.errs...)
+	if headersOK {
+		var headerErrs []error
+		s.header, headerErrs = checkHeader(ic.sub("headers"))
+		errs = append(errs, headerErrs...)
 	}
-	s.header = header
+	if len(errs) > 0 {
+		return nil, errs
+	}
 	return s, nil
 }
 
-// header checks the message of the init's headers field, once the init's
-// own fields passed.
-func (c *checker) header() (headerShape, error) {
-	if c.err != nil {
-		return headerShape{}, c.err
-	}
-	return checkHeader(c.sub("headers"))
-}
-
-func checkHeader(m *protogen.Message) (headerShape, error) {
-	c := &checker{msg: m}
-	h := headerShape{
-		message: m,
-		key:     c.required("key", typeString, "holding the header name"),
-		values:  c.required("values", typeStrings, "holding the header values"),
-	}
-	return h, c.err
+func checkHeader(m *protogen.Message) (headerShape, []error) {
+	c := &checker{msg: m, known: headerFields}
+	h := headerShape{message: m}
+	h.key, _ = c.required("key", typeString, "holding the header name")
+	h.values, _ = c.required("values", typeStrings, "holding the header values")
+	return h, c.errs
 }

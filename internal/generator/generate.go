@@ -31,17 +31,22 @@ func Generate(req *pluginpb.CodeGeneratorRequest) *pluginpb.CodeGeneratorRespons
 }
 
 // generate writes one file per .proto that declares something to bridge.
+// It writes nothing when any file has an error, and then reports every
+// error of the run, one per line.
 func generate(plugin *protogen.Plugin, cfg *config) error {
-	s := newShapes(plugin)
+	b := newBuilder(plugin)
+	var models []*fileModel
 	l := newLayout(plugin, cfg.packageSuffix)
 	for _, f := range plugin.Files {
-		if !f.Generate {
-			continue
+		if f.Generate {
+			models = append(models, b.file(f))
 		}
-		fm, err := buildFile(f, s)
-		if err != nil {
-			return err
-		}
+	}
+	b.checkNames(models)
+	if err := b.errs.err(); err != nil {
+		return err
+	}
+	for _, fm := range models {
 		if err := render(plugin, fm, cfg, l); err != nil {
 			return err
 		}

@@ -9,8 +9,13 @@ import (
 // plugin facade. Its exported names all start with prefix.
 type pair struct {
 	prefix   string // "ServeHTTP" for ServeHTTPRequest and ServeHTTPResponse
+	origin   string // what the prefix comes from, for errors: "rpc a.B.C"
+	file     string // the .proto file the pair is generated for
 	request  *requestShape
 	response *responseShape
+	// methods are the bidi-streaming methods of file that the pair bridges,
+	// in declaration order; their comments document the pair's types.
+	methods []*protogen.Method
 }
 
 // requestShape is a message that carries an HTTP request, and its init.
@@ -62,7 +67,6 @@ type headerShape struct {
 type rpcBinding struct {
 	service *protogen.Service
 	method  *protogen.Method
-	pair    *pair
 	// hostIdent names the pair's host type, which may live in the package of
 	// the messages rather than the service.
 	hostIdent protogen.GoIdent

@@ -2,6 +2,7 @@ package generator
 
 import (
 	"fmt"
+	"strings"
 	"text/template"
 	"unicode"
 
@@ -59,6 +60,7 @@ type fileView struct {
 type pairView struct {
 	Name      string // exported prefix: ServeHTTP
 	Private   string // unexported prefix: serveHTTP
+	Doc       string // the proto's comments, closing the doc of Host and Plugin
 	ChunkSize string
 	Host      bool
 	Plugin    bool
@@ -147,9 +149,15 @@ func render(plugin *protogen.Plugin, fm *fileModel, cfg *config, l *layout) erro
 
 func newPairView(g *protogen.GeneratedFile, p *pair, cfg *config) *pairView {
 	req, res := p.request, p.response
+	var comments []protogen.Comments
+	for _, m := range p.methods {
+		comments = append(comments, m.Comments.Leading)
+	}
+	comments = append(comments, req.message.Comments.Leading, res.message.Comments.Leading)
 	return &pairView{
 		Name:      p.prefix,
 		Private:   unexported(p.prefix),
+		Doc:       protoDoc(comments...),
 		ChunkSize: chunkSizeLiteral(cfg.chunkSize),
 		Host:      cfg.host(),
 		Plugin:    cfg.plugin(),
@@ -180,6 +188,7 @@ func newPairView(g *protogen.GeneratedFile, p *pair, cfg *config) *pairView {
 func newBindingView(g *protogen.GeneratedFile, f *protogen.File, b *rpcBinding, l *layout) *bindingView {
 	name := "New" + b.service.GoName + b.method.GoName + "Host"
 	comment := fmt.Sprintf("// %s returns a host that forwards each HTTP request over one\n// %s.%s stream of client.\n", name, b.service.GoName, b.method.GoName)
+	comment += protoDoc(b.method.Comments.Leading)
 	if isDeprecated(b.method) {
 		comment += "//\n// Deprecated: the " + b.method.GoName + " method is deprecated.\n"
 	}
@@ -190,6 +199,19 @@ func newBindingView(g *protogen.GeneratedFile, f *protogen.File, b *rpcBinding, 
 		Host:    g.QualifiedGoIdent(l.bridgeIdent(b.hostIdent)),
 		Method:  b.method.GoName,
 	}
+}
+
+// protoDoc turns leading comments of the proto into paragraphs that close a
+// generated doc comment, each after an empty line, as protoc-gen-go-grpc
+// appends a service's comments to the doc of its client type.
+func protoDoc(comments ...protogen.Comments) string {
+	var b strings.Builder
+	for _, c := range comments {
+		if text := strings.TrimSpace(c.String()); text != "" {
+			b.WriteString("//\n" + text + "\n")
+		}
+	}
+	return b.String()
 }
 
 // unexported lowercases the leading capitals of an exported name the way Go

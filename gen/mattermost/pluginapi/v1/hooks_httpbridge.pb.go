@@ -16,6 +16,9 @@ const _ = grpc.SupportPackageIsVersion9
 
 // NewPluginHooksServeHTTPHost returns a host that forwards each HTTP request over one
 // PluginHooks.ServeHTTP stream of client.
+//
+// ServeHTTP carries one HTTP exchange: the request streams from the host to
+// the plugin while the response streams back, in full duplex.
 func NewPluginHooksServeHTTPHost(client PluginHooksClient) *ServeHTTPHost {
 	return &ServeHTTPHost{Open: client.ServeHTTP}
 }

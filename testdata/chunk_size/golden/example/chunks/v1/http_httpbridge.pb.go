@@ -64,6 +64,12 @@ var ErrServeHTTPAborted = errors.New("httpbridge: ServeHTTP response aborted aft
 // passed to the [http.ResponseWriter] unchanged, so net/http still
 // sniffs Content-Type, frames the body and enforces Content-Length as it
 // would for a handler of its own.
+//
+// ServeHTTP carries one HTTP exchange in full duplex.
+//
+// ServeHTTPRequest is one message of the request direction.
+//
+// ServeHTTPResponse is one message of the response direction.
 type ServeHTTPHost struct {
 	// Open starts one stream; set it to the client's method value, such as
 	// client.ServeHTTP.
@@ -537,6 +543,12 @@ func serveHTTPEncodeRequestHeader(h http.Header) (headers []*HTTPHeader, invalid
 // (no WebSocket), no 1xx interim responses and no trailers, and a panic
 // before any output gives the client 500 Internal Server Error rather than
 // a closed connection. Request.TLS is nil: the plugin cannot know it.
+//
+// ServeHTTP carries one HTTP exchange in full duplex.
+//
+// ServeHTTPRequest is one message of the request direction.
+//
+// ServeHTTPResponse is one message of the response direction.
 type ServeHTTPPlugin struct {
 	// Handler answers the requests; nil means [http.DefaultServeMux].
 	Handler http.Handler
@@ -1110,6 +1122,8 @@ func serveHTTPEncodeResponseHeader(h http.Header) (headers []*HTTPHeader, invali
 
 // NewPluginHooksServeHTTPHost returns a host that forwards each HTTP request over one
 // PluginHooks.ServeHTTP stream of client.
+//
+// ServeHTTP carries one HTTP exchange in full duplex.
 func NewPluginHooksServeHTTPHost(client PluginHooksClient) *ServeHTTPHost {
 	return &ServeHTTPHost{Open: client.ServeHTTP}
 }

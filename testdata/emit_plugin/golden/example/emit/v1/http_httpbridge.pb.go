@@ -58,6 +58,12 @@ func serveHTTPChunkSize(configured int) int {
 // (no WebSocket), no 1xx interim responses and no trailers, and a panic
 // before any output gives the client 500 Internal Server Error rather than
 // a closed connection. Request.TLS is nil: the plugin cannot know it.
+//
+// ServeHTTP carries one HTTP exchange in full duplex.
+//
+// ServeHTTPRequest is one message of the request direction.
+//
+// ServeHTTPResponse is one message of the response direction.
 type ServeHTTPPlugin struct {
 	// Handler answers the requests; nil means [http.DefaultServeMux].
 	Handler http.Handler

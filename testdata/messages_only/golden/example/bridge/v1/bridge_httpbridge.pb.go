@@ -64,6 +64,10 @@ var ErrServeHTTPAborted = errors.New("httpbridge: ServeHTTP response aborted aft
 // passed to the [http.ResponseWriter] unchanged, so net/http still
 // sniffs Content-Type, frames the body and enforces Content-Length as it
 // would for a handler of its own.
+//
+// ServeHTTPRequest is one message of the request direction.
+//
+// ServeHTTPResponse is one message of the response direction.
 type ServeHTTPHost struct {
 	// Open starts one stream; set it to the client's method value, such as
 	// client.ServeHTTP.
@@ -537,6 +541,10 @@ func serveHTTPEncodeRequestHeader(h http.Header) (headers []*Header, invalid str
 // (no WebSocket), no 1xx interim responses and no trailers, and a panic
 // before any output gives the client 500 Internal Server Error rather than
 // a closed connection. Request.TLS is nil: the plugin cannot know it.
+//
+// ServeHTTPRequest is one message of the request direction.
+//
+// ServeHTTPResponse is one message of the response direction.
 type ServeHTTPPlugin struct {
 	// Handler answers the requests; nil means [http.DefaultServeMux].
 	Handler http.Handler

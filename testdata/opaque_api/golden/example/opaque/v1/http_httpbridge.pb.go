@@ -64,6 +64,10 @@ var ErrFetchAborted = errors.New("httpbridge: Fetch response aborted after it st
 // passed to the [http.ResponseWriter] unchanged, so net/http still
 // sniffs Content-Type, frames the body and enforces Content-Length as it
 // would for a handler of its own.
+//
+// FetchRequest carries the request, init first.
+//
+// FetchResponse carries the response, init first.
 type FetchHost struct {
 	// Open starts one stream; set it to the client's method value, such as
 	// client.Fetch.
@@ -531,6 +535,10 @@ func fetchEncodeRequestHeader(h http.Header) (headers []*Header, invalid string)
 // (no WebSocket), no 1xx interim responses and no trailers, and a panic
 // before any output gives the client 500 Internal Server Error rather than
 // a closed connection. Request.TLS is nil: the plugin cannot know it.
+//
+// FetchRequest carries the request, init first.
+//
+// FetchResponse carries the response, init first.
 type FetchPlugin struct {
 	// Handler answers the requests; nil means [http.DefaultServeMux].
 	Handler http.Handler

@@ -64,6 +64,12 @@ var ErrExchangeAborted = errors.New("httpbridge: Exchange response aborted after
 // passed to the [http.ResponseWriter] unchanged, so net/http still
 // sniffs Content-Type, frames the body and enforces Content-Length as it
 // would for a handler of its own.
+//
+// Exchange carries one HTTP exchange in full duplex.
+//
+// TunnelUpload carries the HTTP request towards the plugin.
+//
+// TunnelDownload carries the HTTP response back to the host.
 type ExchangeHost struct {
 	// Open starts one stream; set it to the client's method value, such as
 	// client.Exchange.
@@ -537,6 +543,12 @@ func exchangeEncodeRequestHeader(h http.Header) (headers []*TunnelHeader, invali
 // (no WebSocket), no 1xx interim responses and no trailers, and a panic
 // before any output gives the client 500 Internal Server Error rather than
 // a closed connection. Request.TLS is nil: the plugin cannot know it.
+//
+// Exchange carries one HTTP exchange in full duplex.
+//
+// TunnelUpload carries the HTTP request towards the plugin.
+//
+// TunnelDownload carries the HTTP response back to the host.
 type ExchangePlugin struct {
 	// Handler answers the requests; nil means [http.DefaultServeMux].
 	Handler http.Handler
@@ -1110,6 +1122,8 @@ func exchangeEncodeResponseHeader(h http.Header) (headers []*TunnelHeader, inval
 
 // NewTunnelsExchangeHost returns a host that forwards each HTTP request over one
 // Tunnels.Exchange stream of client.
+//
+// Exchange carries one HTTP exchange in full duplex.
 func NewTunnelsExchangeHost(client TunnelsClient) *ExchangeHost {
 	return &ExchangeHost{Open: client.Exchange}
 }

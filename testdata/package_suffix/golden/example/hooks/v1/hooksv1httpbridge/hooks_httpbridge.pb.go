@@ -18,6 +18,8 @@ const _ = grpc.SupportPackageIsVersion9
 
 // NewPluginHooksServeHTTPHost returns a host that forwards each HTTP request over one
 // PluginHooks.ServeHTTP stream of client.
+//
+// ServeHTTP carries one HTTP exchange in full duplex.
 func NewPluginHooksServeHTTPHost(client v1.PluginHooksClient) *httpv1httpbridge.ServeHTTPHost {
 	return &httpv1httpbridge.ServeHTTPHost{Open: client.ServeHTTP}
 }

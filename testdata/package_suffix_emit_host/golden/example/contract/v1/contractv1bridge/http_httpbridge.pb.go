@@ -61,6 +61,12 @@ var ErrServeHTTPAborted = errors.New("httpbridge: ServeHTTP response aborted aft
 // passed to the [http.ResponseWriter] unchanged, so net/http still
 // sniffs Content-Type, frames the body and enforces Content-Length as it
 // would for a handler of its own.
+//
+// ServeHTTP carries one HTTP exchange in full duplex.
+//
+// ServeHTTPRequest is one message of the request direction.
+//
+// ServeHTTPResponse is one message of the response direction.
 type ServeHTTPHost struct {
 	// Open starts one stream; set it to the client's method value, such as
 	// client.ServeHTTP.
@@ -527,6 +533,8 @@ func serveHTTPEncodeRequestHeader(h http.Header) (headers []*v1.HTTPHeader, inva
 
 // NewPluginHooksServeHTTPHost returns a host that forwards each HTTP request over one
 // PluginHooks.ServeHTTP stream of client.
+//
+// ServeHTTP carries one HTTP exchange in full duplex.
 func NewPluginHooksServeHTTPHost(client v1.PluginHooksClient) *ServeHTTPHost {
 	return &ServeHTTPHost{Open: client.ServeHTTP}
 }
