@@ -591,7 +591,7 @@ func TestDeviationPanicBeforeOutput(t *testing.T) {
 				if got.Err != bridgetest.ErrNone || got.Status != http.StatusInternalServerError {
 					t.Fatalf("bridged: %s; want a complete 500", got)
 				}
-				bridgetest.CheckDefaultErrorResponse(t, got.Status, got.Header, got.Body, 500, "boom-secret", "goroutine")
+				bridgetest.CheckDefaultErrorResponse(t, got.Status, got.Header, got.Body, 500, "boom-secret", ".go:")
 				if v := got.Header.Get("X-Secret"); v != "" {
 					t.Errorf("bridged 500 carries the handler's header X-Secret=%q", v)
 				}

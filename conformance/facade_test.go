@@ -21,16 +21,19 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -1128,7 +1131,7 @@ func TestFacadeF35PanicBeforeOutput(t *testing.T) {
 		msgs, err := bridgetest.ScriptedHost(t, p.Client, facadeGET("/panic"))
 		ex := facadeExchange{msgs: msgs, err: err, log: logs}
 		facadeWantServerError(t, ex, "boom")
-		if s := logs.String(); !strings.Contains(s, "boom") || !strings.Contains(s, "goroutine ") {
+		if s := logs.String(); !strings.Contains(s, "panic=boom") || !strings.Contains(s, " stack.0=") {
 			t.Errorf("facade log has no panic value and stack trace:\n%s", s)
 		}
 		msgs, err = bridgetest.ScriptedHost(t, p.Client, facadeGET("/next"))
@@ -1153,6 +1156,91 @@ func TestFacadeF35PanicBeforeOutput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// F35, the log a user reads: one record with the panic value, the path
+// (not the query) and the stack, one attribute per frame, "function
+// file:line", from the handler that panicked on. Under slog's text and JSON
+// handlers alike, no frame hides in a string of escaped newlines.
+func TestFacadeF35PanicLog(t *testing.T) {
+	const panicker = "github.com/httpbridge/httpbridge/conformance.facadePanicker"
+	frameRE := regexp.MustCompile(`^\S+ \S+\.go:[0-9]+$`)
+	// checkFrames checks the frames in order, and that the first one is the
+	// handler's, in this file.
+	checkFrames := func(t *testing.T, frames []string) {
+		t.Helper()
+		if len(frames) < 3 {
+			t.Errorf("the stack has %d frames, want the handler and its callers: %q", len(frames), frames)
+			return
+		}
+		for i, frame := range frames {
+			if !frameRE.MatchString(frame) {
+				t.Errorf("frame %d is %q, want \"function file:line\"", i, frame)
+			}
+		}
+		if !strings.HasPrefix(frames[0], panicker+" ") || !strings.Contains(frames[0], "conformance/facade_test.go:") {
+			t.Errorf("first frame %q, want %s in facade_test.go", frames[0], panicker)
+		}
+	}
+	// serve sends one request to a handler that panics, and returns the
+	// facade's log.
+	serve := func(t *testing.T, handler func(io.Writer) slog.Handler) string {
+		bridgetest.LeakCheck(t)
+		logs := &bridgetest.LogBuffer{}
+		bridge := &pluginapiv1.ServeHTTPPlugin{Handler: http.HandlerFunc(facadePanicker), Logger: slog.New(handler(logs))}
+		p := bridgetest.StartPlugin(t, bridgetest.Bufconn, &bridgetest.FacadeServer{Bridge: bridge})
+		msgs, err := bridgetest.ScriptedHost(t, p.Client, facadeGET("/panic?token=secret"))
+		facadeWantServerError(t, facadeExchange{msgs: msgs, err: err}, "boom")
+		out := logs.String()
+		if strings.Count(out, "\n") != 1 {
+			t.Fatalf("the facade logged %d lines, want one record:\n%s", strings.Count(out, "\n"), out)
+		}
+		if strings.Contains(out, `\n`) || strings.Contains(out, "secret") {
+			t.Errorf("the record holds an escaped newline or the query:\n%s", out)
+		}
+		t.Logf("the record:\n%s", out)
+		return out
+	}
+
+	t.Run("text", func(t *testing.T) {
+		out := serve(t, func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, nil) })
+		for _, want := range []string{"level=ERROR ", ` msg="httpbridge: ServeHTTP handler panicked" `, " path=/panic ", " panic=boom "} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the record has no %q:\n%s", want, out)
+			}
+		}
+		var frames []string
+		for i, m := range regexp.MustCompile(` stack\.([0-9]+)="([^"]*)"`).FindAllStringSubmatch(out, -1) {
+			if m[1] != strconv.Itoa(i) {
+				t.Errorf("frame %d is numbered %s", i, m[1])
+			}
+			frames = append(frames, m[2])
+		}
+		checkFrames(t, frames)
+	})
+	t.Run("json", func(t *testing.T) {
+		out := serve(t, func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, nil) })
+		var record struct {
+			Level, Msg, Path, Panic string
+			Stack                   map[string]string
+		}
+		if err := json.Unmarshal([]byte(out), &record); err != nil {
+			t.Fatalf("the record is not a JSON object of strings and a stack object: %v\n%s", err, out)
+		}
+		if record.Level != "ERROR" || record.Path != "/panic" || record.Panic != "boom" {
+			t.Errorf("level %q, path %q, panic %q; want ERROR, /panic, boom", record.Level, record.Path, record.Panic)
+		}
+		frames := make([]string, len(record.Stack))
+		for i := range frames {
+			frames[i] = record.Stack[strconv.Itoa(i)]
+		}
+		checkFrames(t, frames)
+	})
+}
+
+// facadePanicker is a handler that panics, with a name to find in the stack.
+func facadePanicker(w http.ResponseWriter, r *http.Request) {
+	panic("boom")
 }
 
 func TestFacadeF36PanicAfterFlush(t *testing.T) {
@@ -1763,9 +1851,12 @@ func facadeCheckPanicAfterFlush(t *testing.T, value any) {
 		if code := status.Code(ex.err); code == codes.OK {
 			t.Errorf("stream ended with %v, want a non-OK status", ex.err)
 		}
-		stack := strings.Contains(ex.log.String(), "goroutine ")
-		if value == http.ErrAbortHandler && stack {
-			t.Errorf("facade logged a stack trace for http.ErrAbortHandler:\n%s", ex.log)
+		logged := strings.Contains(ex.log.String(), "handler panicked")
+		if value == http.ErrAbortHandler && logged {
+			t.Errorf("facade logged the panic of http.ErrAbortHandler:\n%s", ex.log)
+		}
+		if value != http.ErrAbortHandler && (!logged || !strings.Contains(ex.log.String(), " stack.0=")) {
+			t.Errorf("facade log has no panic record with a stack:\n%s", ex.log)
 		}
 	})
 	facadeDifferential(t, h, facadeDiff{check: func(t *testing.T, hv bridgetest.HTTPVersion, direct, bridged bridgetest.Observation) {

@@ -422,7 +422,7 @@ func startHostFixture(f *testing.F) *hostFixture {
 		DialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(fuzzRecvLimit))},
 	})
 	fx.host = pluginapiv1.NewPluginHooksServeHTTPHost(plugin.Client)
-	fx.host.ErrorLog = slog.New(slog.DiscardHandler)
+	fx.host.Logger = slog.New(slog.DiscardHandler)
 	for _, hv := range bridgetest.HTTPVersions {
 		srv := httptest.NewUnstartedServer(fx)
 		srv.Config.ErrorLog = log.New(fx.logs, "", 0)
@@ -910,7 +910,7 @@ func (fx *pluginFixture) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func startPluginFixture(f *testing.F) *pluginFixture {
 	fx := &pluginFixture{}
-	fx.facade = &pluginapiv1.ServeHTTPPlugin{Handler: fx, ErrorLog: slog.New(slog.DiscardHandler)}
+	fx.facade = &pluginapiv1.ServeHTTPPlugin{Handler: fx, Logger: slog.New(slog.DiscardHandler)}
 	plugin := bridgetest.StartPluginWith(f, bridgetest.Bufconn, pluginServer{fx: fx}, bridgetest.PluginOptions{
 		ServerOptions: []grpc.ServerOption{grpc.MaxRecvMsgSize(fuzzRecvLimit)},
 	})

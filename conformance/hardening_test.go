@@ -277,7 +277,7 @@ func TestFacadePendingReadEndsWithHandler(t *testing.T) {
 			readErr := make(chan error, 1)
 			laterErr := make(chan error, 1)
 			plugin := bridgetest.StartPlugin(t, bridgetest.Bufconn, &bridgetest.FacadeServer{Bridge: &pluginapiv1.ServeHTTPPlugin{
-				ErrorLog: (&bridgetest.LogBuffer{}).Slog(),
+				Logger: (&bridgetest.LogBuffer{}).Slog(),
 				Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					first := make([]byte, 1)
 					if _, err := io.ReadFull(r.Body, first); err != nil {

@@ -153,12 +153,12 @@ func TestSoak(t *testing.T) {
 	var envs []*bridgetest.Env
 	for _, tr := range bridgetest.Transports {
 		for _, hv := range bridgetest.HTTPVersions {
-			bridge := &pluginapiv1.ServeHTTPPlugin{Handler: http.HandlerFunc(soakHandler), ErrorLog: discard}
+			bridge := &pluginapiv1.ServeHTTPPlugin{Handler: http.HandlerFunc(soakHandler), Logger: discard}
 			e := bridgetest.NewEnv(t, bridgetest.Config{
 				Transport:   tr,
 				HTTPVersion: hv,
 				Plugin:      &bridgetest.FacadeServer{Bridge: bridge},
-				SetupHost:   func(h *pluginapiv1.ServeHTTPHost) { h.ErrorLog = discard },
+				SetupHost:   func(h *pluginapiv1.ServeHTTPHost) { h.Logger = discard },
 			})
 			if ht, ok := e.Client.Transport.(*http.Transport); ok {
 				ht.MaxIdleConnsPerHost = soakConcurrency // reuse connections across workers

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -34,12 +35,14 @@ func TestMain(m *testing.M) {
 
 // TestExample runs the example the way a newcomer does: it builds it,
 // starts the host (which starts the plugin), drives it with curl, and stops
-// it with Ctrl-C. Everything listens on 127.0.0.1 only.
+// it with Ctrl-C. The host listens on 127.0.0.1 only, the plugin on a unix
+// socket.
 func TestExample(t *testing.T) {
 	curl := lookPath(t, "curl")
 	ex := startExample(t, buildExample(t))
 	ex.curlPath = curl
 
+	t.Run("socket", ex.testSocket)
 	t.Run("endpoints", func(t *testing.T) {
 		t.Run("hello", ex.testHello)
 		t.Run("upload", ex.testUpload)
@@ -68,6 +71,11 @@ func TestExampleHostKilled(t *testing.T) {
 		t.Fatal("the plugin still runs 10s after the host was killed")
 	}
 	ex.log.inOrder(t, "plugin: stopped")
+	// Stopping its server removed the plugin's socket. The host had no
+	// chance to remove the directory, which is left empty.
+	if _, err := os.Lstat(ex.socket); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the plugin's socket is still there after the plugin stopped (lstat: %v)", err)
+	}
 }
 
 // lookPath finds a command the test needs. CI installs them all, so there a
@@ -117,6 +125,8 @@ type example struct {
 	curlPath  string
 	base      string // http://127.0.0.1:port/plugins/demo
 	pluginPID int
+	tmpDir    string   // the host's TMPDIR, where it creates the socket's directory
+	socket    string   // path of the plugin's unix socket
 	log       logLines // the host's standard error, where the plugin logs too
 
 	exited chan struct{} // closed once the host has exited
@@ -125,8 +135,11 @@ type example struct {
 
 func startExample(t *testing.T, exe string) *example {
 	t.Helper()
-	ex := &example{exited: make(chan struct{})}
+	ex := &example{exited: make(chan struct{}), tmpDir: t.TempDir()}
 	ex.cmd = exec.Command(exe, "-addr", "127.0.0.1:0")
+	// A TMPDIR of its own, so that the test sees what the example leaves
+	// there.
+	ex.cmd.Env = append(os.Environ(), "TMPDIR="+ex.tmpDir)
 	// A process group of its own, as a shell gives a job, so that the test
 	// can send Ctrl-C's SIGINT to host and plugin at once.
 	ex.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -167,10 +180,37 @@ func startExample(t *testing.T, exe string) *example {
 	if _, err := fmt.Sscanf(started[strings.Index(started, "pid "):], "pid %d,", &ex.pluginPID); err != nil {
 		t.Fatalf("no plugin pid in %q: %v", started, err)
 	}
+	_, target, _ := strings.Cut(started, ", gRPC on ")
+	ex.socket, _ = strings.CutPrefix(target, "unix://")
+	if ex.socket == target || !filepath.IsAbs(ex.socket) {
+		t.Fatalf("no gRPC target unix:///path in %q", started)
+	}
 	if ex.pluginPID == ex.cmd.Process.Pid {
 		t.Fatalf("plugin and host are the same process, pid %d", ex.pluginPID)
 	}
 	return ex
+}
+
+// testSocket checks where the plugin serves: on a unix socket, alone in a
+// fresh directory under TMPDIR that only this user can enter.
+func (ex *example) testSocket(t *testing.T) {
+	dir := filepath.Dir(ex.socket)
+	if filepath.Dir(dir) != ex.tmpDir {
+		t.Errorf("the socket %s is not in a directory of its own in TMPDIR %s", ex.socket, ex.tmpDir)
+	}
+	if info, err := os.Lstat(dir); err != nil {
+		t.Error(err)
+	} else if info.Mode() != fs.ModeDir|0o700 {
+		t.Errorf("the socket's directory %s has mode %v, want drwx------", dir, info.Mode())
+	}
+	if info, err := os.Lstat(ex.socket); err != nil {
+		t.Error(err)
+	} else if info.Mode().Type() != fs.ModeSocket {
+		t.Errorf("%s has mode %v, want a unix socket", ex.socket, info.Mode())
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 1 {
+		t.Errorf("the socket's directory holds %v (%v), want the socket alone", entries, err)
+	}
 }
 
 // curl runs curl with args and returns what it wrote to standard output.
@@ -409,6 +449,15 @@ func (ex *example) testCtrlC(t *testing.T) {
 	// The host waited for the plugin, so it is gone, not orphaned.
 	if err := syscall.Kill(ex.pluginPID, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("the plugin, pid %d, still exists after the host exited (kill 0: %v)", ex.pluginPID, err)
+	}
+	// The socket and its directory are gone, and nothing else is left.
+	for _, path := range []string{ex.socket, filepath.Dir(ex.socket)} {
+		if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s still exists after the host exited (lstat: %v)", path, err)
+		}
+	}
+	if entries, err := os.ReadDir(ex.tmpDir); err != nil || len(entries) != 0 {
+		t.Errorf("the host left %v in its TMPDIR (%v)", entries, err)
 	}
 }
 

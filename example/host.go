@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -31,22 +32,41 @@ const (
 )
 
 // runHost starts the plugin, serves it under /plugins/demo/ on addr until
-// SIGINT or SIGTERM, then stops the HTTP server and, last, the plugin.
+// SIGINT or SIGTERM, then stops the HTTP server and, last, the plugin, and
+// removes the directory of the plugin's socket.
 func runHost(addr string) error {
-	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stopSignals()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+
+	dir, err := socketDir()
+	if err != nil {
+		return err
+	}
+	removeDir := func() {
+		if err := os.RemoveAll(dir); err != nil {
+			log.Print(err)
+		}
+	}
+	defer removeDir()
 	go func() {
-		// After the first signal, a second one ends the host at once. The
-		// plugin then sees its standard input close, and stops too.
-		<-ctx.Done()
-		stopSignals()
+		<-signals
+		cancel()
+		// A second signal ends the host at once. The plugin then sees its
+		// standard input close, and stops too.
+		<-signals
+		log.Print("second signal: exiting now")
+		removeDir()
+		os.Exit(1)
 	}()
 
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding the plugin's executable: %w", err)
 	}
-	plugin, err := startPlugin(ctx, exe)
+	plugin, err := startPlugin(ctx, exe, filepath.Join(dir, "plugin.sock"))
 	if err != nil {
 		return err
 	}
@@ -64,10 +84,47 @@ func runHost(addr string) error {
 	return err
 }
 
+// socketDir creates a fresh directory for the plugin's socket that only
+// this user can enter. Whoever can connect to the socket can call ServeHTTP
+// with any plugin context, which the plugin trusts; a loopback TCP port is
+// open to every local user, while the socket is reachable only through the
+// directory. The socket itself needs no particular mode, and its path must
+// stay short: an address of a unix socket holds about 100 bytes.
+//
+// Windows has unix sockets since Windows 10 version 1803, but a file mode
+// does not say who may enter a directory there (ACLs do), so the check below
+// fails. There, or without unix sockets, serve the plugin on a named pipe
+// whose ACL admits only the host's user, or on loopback TCP with a random
+// per-run secret that the host hands to the plugin on its standard input
+// (not on the command line, which other users can read) and sends with
+// every call, and that an interceptor of the plugin's gRPC server checks.
+func socketDir() (string, error) {
+	dir, err := os.MkdirTemp("", "httpbridge-example-")
+	if err != nil {
+		return "", fmt.Errorf("creating the plugin's socket directory: %w", err)
+	}
+	// MkdirTemp asks for 0700, less the umask: make it exactly that, and
+	// check that the file system kept it.
+	err = os.Chmod(dir, 0o700)
+	if err == nil {
+		var info os.FileInfo
+		if info, err = os.Lstat(dir); err == nil && (!info.IsDir() || info.Mode().Perm() != 0o700) {
+			err = fmt.Errorf("mode %v, want drwx------", info.Mode())
+		}
+	}
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return "", fmt.Errorf("the plugin's socket directory %s: %w", dir, err)
+	}
+	return dir, nil
+}
+
 // serve connects to the plugin and serves HTTP on addr until ctx is done,
 // the plugin exits or the server fails. It returns once the HTTP server has
 // stopped and the gRPC connection is closed.
 func serve(ctx context.Context, addr string, plugin *pluginProcess) error {
+	// No TLS: the socket's directory keeps other users out, and the bytes
+	// never leave the machine.
 	conn, err := grpc.NewClient(plugin.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
@@ -145,16 +202,17 @@ func fillPluginContext(r *http.Request, init *pluginapiv1.ServeHTTPRequestInit) 
 // pluginProcess is the running plugin.
 type pluginProcess struct {
 	cmd   *exec.Cmd
-	addr  string    // of its gRPC server
+	addr  string    // gRPC target of its server: unix:// and the socket's path
 	stdin io.Closer // closing it asks the plugin to stop
 
 	exited chan struct{} // closed once the process has exited
 	err    error         // how it exited; set before exited is closed
 }
 
-// startPlugin runs exe as the plugin and waits for its handshake.
-func startPlugin(ctx context.Context, exe string) (*pluginProcess, error) {
-	cmd := exec.Command(exe, "-plugin")
+// startPlugin runs exe as the plugin, serving on the unix socket at the
+// path socket, and waits for its handshake.
+func startPlugin(ctx context.Context, exe, socket string) (*pluginProcess, error) {
+	cmd := exec.Command(exe, "-plugin", "-socket", socket)
 	cmd.Stderr = os.Stderr // the plugin's log goes where the host's goes
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -189,12 +247,13 @@ func startPlugin(ctx context.Context, exe string) (*pluginProcess, error) {
 			<-p.exited
 			return nil, fmt.Errorf("the plugin exited before giving its address: %v", p.err)
 		}
-		addr, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), handshake)
-		if !ok || addr == "" {
+		// The host dials the socket it chose, and nothing else.
+		target := "unix://" + socket
+		if addr, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), handshake); !ok || addr != target {
 			p.kill()
-			return nil, fmt.Errorf("the plugin's first line is %q; want %q and an address", line, handshake)
+			return nil, fmt.Errorf("the plugin's first line is %q; want %q", line, handshake+target)
 		}
-		p.addr = addr
+		p.addr = target
 		return p, nil
 	case <-timer.C:
 		p.kill()

@@ -3,11 +3,12 @@
 //
 //	go run ./example
 //
-// starts the host on 127.0.0.1:8080. The host starts the plugin as a child
-// process (this same program, run with -plugin), reads the address of the
-// plugin's gRPC server from the first line the plugin prints, connects to it
-// and serves the plugin's HTTP handler under /plugins/demo/ with the
-// generated ServeHTTPHost. The plugin's handler is a plain http.ServeMux
+// starts the host on 127.0.0.1:8080. The host creates a directory only its
+// user can enter and starts the plugin as a child process (this same
+// program, run with -plugin) that serves gRPC on a unix socket in it. Once
+// the first line the plugin prints says it is serving, the host connects
+// (the gRPC target unix:///path/to/socket) and serves the plugin's HTTP
+// handler under /plugins/demo/ with the generated ServeHTTPHost. The plugin's handler is a plain http.ServeMux
 // served by the generated ServeHTTPPlugin:
 //
 //	GET  /plugins/demo/hello              the plugin context the host filled in
@@ -25,12 +26,12 @@
 //
 // Ctrl-C (SIGINT) or SIGTERM stops the host's HTTP server, letting requests
 // in flight finish for up to 5 seconds, then stops the plugin, which lets its
-// streams finish (grpc GracefulStop).
+// streams finish (grpc GracefulStop), and removes the socket's directory.
 //
 // Usage:
 //
 //	example [-addr host:port]
-//	example -plugin
+//	example -plugin -socket path
 package main
 
 import (
@@ -41,15 +42,16 @@ import (
 )
 
 // handshake starts the first line the plugin prints on its standard output;
-// the address of its gRPC server follows. It lets the plugin listen on any
-// free port, and the host wait until it does.
+// the gRPC target of its server follows. It lets the host wait until the
+// plugin listens.
 const handshake = "httpbridge-example-plugin grpc "
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "`address` the host serves HTTP on (port 0 picks a free one)")
-	plugin := flag.Bool("plugin", false, "run as the plugin: serve gRPC on a free loopback port, print its address, and stop on SIGTERM or when standard input closes (the host starts itself this way)")
+	plugin := flag.Bool("plugin", false, "run as the plugin: serve gRPC on the unix socket -socket, print its address, and stop on SIGTERM or when standard input closes (the host starts itself this way)")
+	socket := flag.String("socket", "", "with -plugin, the `path` of the unix socket to create, in a directory only this user can enter")
 	flag.Usage = func() {
-		fmt.Fprint(flag.CommandLine.Output(), "Usage: example [-addr host:port] | -plugin\n\nRuns the httpbridge demo: a host that serves a plugin's HTTP handler under\n/plugins/demo/, and starts the plugin as a child process.\n\n")
+		fmt.Fprint(flag.CommandLine.Output(), "Usage: example [-addr host:port] | -plugin -socket path\n\nRuns the httpbridge demo: a host that serves a plugin's HTTP handler under\n/plugins/demo/, and starts the plugin as a child process.\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -62,7 +64,7 @@ func main() {
 	var err error
 	if *plugin {
 		log.SetPrefix("plugin: ")
-		err = runPlugin()
+		err = runPlugin(*socket)
 	} else {
 		log.SetPrefix("host: ")
 		err = runHost(*addr)

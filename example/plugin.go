@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -33,9 +34,11 @@ func (h *hooks) ServeHTTP(stream grpc.BidiStreamingServer[pluginapiv1.ServeHTTPR
 	return h.bridge.Serve(stream)
 }
 
-// runPlugin serves the plugin's handler over gRPC on a free loopback port,
-// until the host closes the plugin's standard input or SIGTERM arrives.
-func runPlugin() error {
+// runPlugin serves the plugin's handler over gRPC on the unix socket at the
+// path socket, in a directory the host made private, until the host closes
+// the plugin's standard input or SIGTERM arrives. Stopping the server
+// removes the socket.
+func runPlugin(socket string) error {
 	// Ctrl-C in a terminal reaches the whole process group. The host owns
 	// the plugin's lifetime: it stops the plugin once its own requests are
 	// done, and the plugin must keep serving them until then.
@@ -43,7 +46,10 @@ func runPlugin() error {
 	terminate := make(chan os.Signal, 1)
 	signal.Notify(terminate, syscall.SIGTERM)
 
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if socket == "" {
+		return errors.New("-plugin needs -socket")
+	}
+	lis, err := net.Listen("unix", socket)
 	if err != nil {
 		return err
 	}
@@ -52,7 +58,7 @@ func runPlugin() error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	// The listener is open, so the host may connect as soon as it reads this.
-	fmt.Printf("%s%s\n", handshake, lis.Addr())
+	fmt.Printf("%sunix://%s\n", handshake, lis.Addr())
 
 	hostGone := make(chan struct{})
 	go func() {

@@ -96,7 +96,7 @@ func (l *LogBuffer) String() string {
 }
 
 // Slog returns a text logger at debug level that writes to l, for the
-// ErrorLog of the generated host and facade.
+// Logger of the generated host and facade.
 func (l *LogBuffer) Slog() *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

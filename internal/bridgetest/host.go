@@ -64,8 +64,8 @@ type Env struct {
 	Client      *http.Client
 	HTTPVersion HTTPVersion
 
-	HostLog   *LogBuffer // the host's ErrorLog
-	PluginLog *LogBuffer // the facade's ErrorLog (facade mode only, else nil)
+	HostLog   *LogBuffer // the host's Logger
+	PluginLog *LogBuffer // the facade's Logger (facade mode only, else nil)
 	ServerLog *LogBuffer // the ErrorLog of the host's net/http server
 }
 
@@ -91,7 +91,7 @@ func NewEnv(t testing.TB, cfg Config) *Env {
 	e.Plugin = StartPluginWith(t, cfg.Transport, impl, cfg.PluginOptions)
 
 	e.Host = pluginapiv1.NewPluginHooksServeHTTPHost(e.Plugin.Client)
-	e.Host.ErrorLog = e.HostLog.Slog()
+	e.Host.Logger = e.HostLog.Slog()
 	if cfg.SetupHost != nil {
 		cfg.SetupHost(e.Host)
 	}

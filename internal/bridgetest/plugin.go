@@ -170,7 +170,7 @@ func (p *Plugin) WaitNotReady(t testing.TB) {
 // returned buffer.
 func NewFacade(h http.Handler) (*pluginapiv1.ServeHTTPPlugin, *LogBuffer) {
 	logs := &LogBuffer{}
-	return &pluginapiv1.ServeHTTPPlugin{Handler: h, ErrorLog: logs.Slog()}, logs
+	return &pluginapiv1.ServeHTTPPlugin{Handler: h, Logger: logs.Slog()}, logs
 }
 
 // StartFacade serves h through the generated facade over bufconn.
