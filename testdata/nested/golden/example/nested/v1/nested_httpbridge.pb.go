@@ -16,7 +16,7 @@ import (
 	slog "log/slog"
 	http "net/http"
 	url "net/url"
-	debug "runtime/debug"
+	runtime "runtime"
 	slices "slices"
 	strconv "strconv"
 	strings "strings"
@@ -98,10 +98,12 @@ type HandleHost struct {
 	//     is nil, or the init that Init filled cannot be sent).
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
-	// ErrorLog receives failures and protocol violations. If nil,
-	// [slog.Default] is used. Log lines name the request's path,
-	// never its query, which may hold tokens.
-	ErrorLog *slog.Logger
+	// Logger receives the host's records: failures at Error, protocol
+	// violations at Warn, and requests the stream cannot carry at Debug
+	// (any client can send one). If nil, [slog.Default] is used.
+	// Records name the request's path, never its query, which may hold
+	// tokens.
+	Logger *slog.Logger
 }
 
 // ServeHTTP forwards r with [HandleHost.Forward]. When the response was cut
@@ -287,8 +289,8 @@ func (h *HandleHost) fail(w http.ResponseWriter, r *http.Request, status int, er
 }
 
 func (h *HandleHost) logger() *slog.Logger {
-	if h.ErrorLog != nil {
-		return h.ErrorLog
+	if h.Logger != nil {
+		return h.Logger
 	}
 	return slog.Default()
 }
@@ -546,10 +548,11 @@ type HandlePlugin struct {
 	// response headers, which the first message carries too.
 	ChunkSize int
 
-	// ErrorLog receives handler panics and protocol violations. If nil,
-	// [slog.Default] is used. Log lines name the request's path, never
-	// its query, which may hold tokens.
-	ErrorLog *slog.Logger
+	// Logger receives the facade's records: handler panics at Error, with
+	// the panic value and the stack one frame per attribute, and protocol
+	// violations at Warn. If nil, [slog.Default] is used. Records name
+	// the request's path, never its query, which may hold tokens.
+	Logger *slog.Logger
 }
 
 // handleInitKey is the context key of the request's init.
@@ -618,7 +621,7 @@ func (p *HandlePlugin) Serve(stream grpc.BidiStreamingServer[Handle_Request, Han
 func (p *HandlePlugin) run(w *HandleResponseWriter, r *http.Request) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
-			p.logger().Error("httpbridge: Handle handler panicked", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			p.logger().Error("httpbridge: Handle handler panicked", "path", r.URL.Path, "panic", v, "stack", handlePanicStack())
 		}
 	}()
 	handler := p.Handler
@@ -629,9 +632,44 @@ func (p *HandlePlugin) run(w *HandleResponseWriter, r *http.Request) (ok bool) {
 	return true
 }
 
+// handleStack is the stack of a recovered panic. It is logged as a
+// group with one attribute per frame, "function file:line", numbered from
+// the function that panicked: stack.0="…" stack.1="…" from slog's
+// TextHandler, an object from its JSONHandler. The text of debug.Stack would
+// be one value whose newlines both handlers escape, and a []string prints in
+// text as [a b c], frames set apart only by spaces. As a LogValuer it
+// resolves the frames only if the record is logged.
+type handleStack []uintptr
+
+// handlePanicStack records the stack of the panic being recovered, up
+// to 64 frames; call it from the deferred function that recovers.
+func handlePanicStack() handleStack {
+	pc := make([]uintptr, 64)
+	// Skip runtime.Callers, this function and the deferred one.
+	return pc[:runtime.Callers(3, pc)]
+}
+
+// LogValue implements [slog.LogValuer]. The runtime's own frames,
+// those of the panic itself and runtime.goexit, say nothing of the handler
+// and are left out.
+func (s handleStack) LogValue() slog.Value {
+	var frames []slog.Attr
+	callers := runtime.CallersFrames(s)
+	for {
+		frame, more := callers.Next()
+		if !strings.HasPrefix(frame.Function, "runtime.") {
+			key := strconv.Itoa(len(frames))
+			frames = append(frames, slog.String(key, frame.Function+" "+frame.File+":"+strconv.Itoa(frame.Line)))
+		}
+		if !more {
+			return slog.GroupValue(frames...)
+		}
+	}
+}
+
 func (p *HandlePlugin) logger() *slog.Logger {
-	if p.ErrorLog != nil {
-		return p.ErrorLog
+	if p.Logger != nil {
+		return p.Logger
 	}
 	return slog.Default()
 }
@@ -1170,10 +1208,12 @@ type OuterFetchHost struct {
 	//     is nil, or the init that Init filled cannot be sent).
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
-	// ErrorLog receives failures and protocol violations. If nil,
-	// [slog.Default] is used. Log lines name the request's path,
-	// never its query, which may hold tokens.
-	ErrorLog *slog.Logger
+	// Logger receives the host's records: failures at Error, protocol
+	// violations at Warn, and requests the stream cannot carry at Debug
+	// (any client can send one). If nil, [slog.Default] is used.
+	// Records name the request's path, never its query, which may hold
+	// tokens.
+	Logger *slog.Logger
 }
 
 // ServeHTTP forwards r with [OuterFetchHost.Forward]. When the response was cut
@@ -1359,8 +1399,8 @@ func (h *OuterFetchHost) fail(w http.ResponseWriter, r *http.Request, status int
 }
 
 func (h *OuterFetchHost) logger() *slog.Logger {
-	if h.ErrorLog != nil {
-		return h.ErrorLog
+	if h.Logger != nil {
+		return h.Logger
 	}
 	return slog.Default()
 }
@@ -1616,10 +1656,11 @@ type OuterFetchPlugin struct {
 	// response headers, which the first message carries too.
 	ChunkSize int
 
-	// ErrorLog receives handler panics and protocol violations. If nil,
-	// [slog.Default] is used. Log lines name the request's path, never
-	// its query, which may hold tokens.
-	ErrorLog *slog.Logger
+	// Logger receives the facade's records: handler panics at Error, with
+	// the panic value and the stack one frame per attribute, and protocol
+	// violations at Warn. If nil, [slog.Default] is used. Records name
+	// the request's path, never its query, which may hold tokens.
+	Logger *slog.Logger
 }
 
 // outerFetchInitKey is the context key of the request's init.
@@ -1688,7 +1729,7 @@ func (p *OuterFetchPlugin) Serve(stream grpc.BidiStreamingServer[Outer_FetchRequ
 func (p *OuterFetchPlugin) run(w *OuterFetchResponseWriter, r *http.Request) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
-			p.logger().Error("httpbridge: OuterFetch handler panicked", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			p.logger().Error("httpbridge: OuterFetch handler panicked", "path", r.URL.Path, "panic", v, "stack", outerFetchPanicStack())
 		}
 	}()
 	handler := p.Handler
@@ -1699,9 +1740,44 @@ func (p *OuterFetchPlugin) run(w *OuterFetchResponseWriter, r *http.Request) (ok
 	return true
 }
 
+// outerFetchStack is the stack of a recovered panic. It is logged as a
+// group with one attribute per frame, "function file:line", numbered from
+// the function that panicked: stack.0="…" stack.1="…" from slog's
+// TextHandler, an object from its JSONHandler. The text of debug.Stack would
+// be one value whose newlines both handlers escape, and a []string prints in
+// text as [a b c], frames set apart only by spaces. As a LogValuer it
+// resolves the frames only if the record is logged.
+type outerFetchStack []uintptr
+
+// outerFetchPanicStack records the stack of the panic being recovered, up
+// to 64 frames; call it from the deferred function that recovers.
+func outerFetchPanicStack() outerFetchStack {
+	pc := make([]uintptr, 64)
+	// Skip runtime.Callers, this function and the deferred one.
+	return pc[:runtime.Callers(3, pc)]
+}
+
+// LogValue implements [slog.LogValuer]. The runtime's own frames,
+// those of the panic itself and runtime.goexit, say nothing of the handler
+// and are left out.
+func (s outerFetchStack) LogValue() slog.Value {
+	var frames []slog.Attr
+	callers := runtime.CallersFrames(s)
+	for {
+		frame, more := callers.Next()
+		if !strings.HasPrefix(frame.Function, "runtime.") {
+			key := strconv.Itoa(len(frames))
+			frames = append(frames, slog.String(key, frame.Function+" "+frame.File+":"+strconv.Itoa(frame.Line)))
+		}
+		if !more {
+			return slog.GroupValue(frames...)
+		}
+	}
+}
+
 func (p *OuterFetchPlugin) logger() *slog.Logger {
-	if p.ErrorLog != nil {
-		return p.ErrorLog
+	if p.Logger != nil {
+		return p.Logger
 	}
 	return slog.Default()
 }
@@ -2242,10 +2318,12 @@ type PassHost struct {
 	//     is nil, or the init that Init filled cannot be sent).
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
-	// ErrorLog receives failures and protocol violations. If nil,
-	// [slog.Default] is used. Log lines name the request's path,
-	// never its query, which may hold tokens.
-	ErrorLog *slog.Logger
+	// Logger receives the host's records: failures at Error, protocol
+	// violations at Warn, and requests the stream cannot carry at Debug
+	// (any client can send one). If nil, [slog.Default] is used.
+	// Records name the request's path, never its query, which may hold
+	// tokens.
+	Logger *slog.Logger
 }
 
 // ServeHTTP forwards r with [PassHost.Forward]. When the response was cut
@@ -2431,8 +2509,8 @@ func (h *PassHost) fail(w http.ResponseWriter, r *http.Request, status int, err 
 }
 
 func (h *PassHost) logger() *slog.Logger {
-	if h.ErrorLog != nil {
-		return h.ErrorLog
+	if h.Logger != nil {
+		return h.Logger
 	}
 	return slog.Default()
 }
@@ -2690,10 +2768,11 @@ type PassPlugin struct {
 	// response headers, which the first message carries too.
 	ChunkSize int
 
-	// ErrorLog receives handler panics and protocol violations. If nil,
-	// [slog.Default] is used. Log lines name the request's path, never
-	// its query, which may hold tokens.
-	ErrorLog *slog.Logger
+	// Logger receives the facade's records: handler panics at Error, with
+	// the panic value and the stack one frame per attribute, and protocol
+	// violations at Warn. If nil, [slog.Default] is used. Records name
+	// the request's path, never its query, which may hold tokens.
+	Logger *slog.Logger
 }
 
 // passInitKey is the context key of the request's init.
@@ -2762,7 +2841,7 @@ func (p *PassPlugin) Serve(stream grpc.BidiStreamingServer[Relay_Up, Relay_Down]
 func (p *PassPlugin) run(w *PassResponseWriter, r *http.Request) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
-			p.logger().Error("httpbridge: Pass handler panicked", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			p.logger().Error("httpbridge: Pass handler panicked", "path", r.URL.Path, "panic", v, "stack", passPanicStack())
 		}
 	}()
 	handler := p.Handler
@@ -2773,9 +2852,44 @@ func (p *PassPlugin) run(w *PassResponseWriter, r *http.Request) (ok bool) {
 	return true
 }
 
+// passStack is the stack of a recovered panic. It is logged as a
+// group with one attribute per frame, "function file:line", numbered from
+// the function that panicked: stack.0="…" stack.1="…" from slog's
+// TextHandler, an object from its JSONHandler. The text of debug.Stack would
+// be one value whose newlines both handlers escape, and a []string prints in
+// text as [a b c], frames set apart only by spaces. As a LogValuer it
+// resolves the frames only if the record is logged.
+type passStack []uintptr
+
+// passPanicStack records the stack of the panic being recovered, up
+// to 64 frames; call it from the deferred function that recovers.
+func passPanicStack() passStack {
+	pc := make([]uintptr, 64)
+	// Skip runtime.Callers, this function and the deferred one.
+	return pc[:runtime.Callers(3, pc)]
+}
+
+// LogValue implements [slog.LogValuer]. The runtime's own frames,
+// those of the panic itself and runtime.goexit, say nothing of the handler
+// and are left out.
+func (s passStack) LogValue() slog.Value {
+	var frames []slog.Attr
+	callers := runtime.CallersFrames(s)
+	for {
+		frame, more := callers.Next()
+		if !strings.HasPrefix(frame.Function, "runtime.") {
+			key := strconv.Itoa(len(frames))
+			frames = append(frames, slog.String(key, frame.Function+" "+frame.File+":"+strconv.Itoa(frame.Line)))
+		}
+		if !more {
+			return slog.GroupValue(frames...)
+		}
+	}
+}
+
 func (p *PassPlugin) logger() *slog.Logger {
-	if p.ErrorLog != nil {
-		return p.ErrorLog
+	if p.Logger != nil {
+		return p.Logger
 	}
 	return slog.Default()
 }

@@ -17,7 +17,7 @@ import (
 	slog "log/slog"
 	http "net/http"
 	url "net/url"
-	debug "runtime/debug"
+	runtime "runtime"
 	slices "slices"
 	strconv "strconv"
 	strings "strings"
@@ -97,10 +97,12 @@ type ServeHTTPHost struct {
 	//     is nil, or the init that Init filled cannot be sent).
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
-	// ErrorLog receives failures and protocol violations. If nil,
-	// [slog.Default] is used. Log lines name the request's path,
-	// never its query, which may hold tokens.
-	ErrorLog *slog.Logger
+	// Logger receives the host's records: failures at Error, protocol
+	// violations at Warn, and requests the stream cannot carry at Debug
+	// (any client can send one). If nil, [slog.Default] is used.
+	// Records name the request's path, never its query, which may hold
+	// tokens.
+	Logger *slog.Logger
 }
 
 // ServeHTTP forwards r with [ServeHTTPHost.Forward]. When the response was cut
@@ -290,8 +292,8 @@ func (h *ServeHTTPHost) fail(w http.ResponseWriter, r *http.Request, status int,
 }
 
 func (h *ServeHTTPHost) logger() *slog.Logger {
-	if h.ErrorLog != nil {
-		return h.ErrorLog
+	if h.Logger != nil {
+		return h.Logger
 	}
 	return slog.Default()
 }
@@ -556,10 +558,11 @@ type ServeHTTPPlugin struct {
 	// response headers, which the first message carries too.
 	ChunkSize int
 
-	// ErrorLog receives handler panics and protocol violations. If nil,
-	// [slog.Default] is used. Log lines name the request's path, never
-	// its query, which may hold tokens.
-	ErrorLog *slog.Logger
+	// Logger receives the facade's records: handler panics at Error, with
+	// the panic value and the stack one frame per attribute, and protocol
+	// violations at Warn. If nil, [slog.Default] is used. Records name
+	// the request's path, never its query, which may hold tokens.
+	Logger *slog.Logger
 }
 
 // serveHTTPInitKey is the context key of the request's init.
@@ -628,7 +631,7 @@ func (p *ServeHTTPPlugin) Serve(stream grpc.BidiStreamingServer[v1.ServeHTTPRequ
 func (p *ServeHTTPPlugin) run(w *ServeHTTPResponseWriter, r *http.Request) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
-			p.logger().Error("httpbridge: ServeHTTP handler panicked", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			p.logger().Error("httpbridge: ServeHTTP handler panicked", "path", r.URL.Path, "panic", v, "stack", serveHTTPPanicStack())
 		}
 	}()
 	handler := p.Handler
@@ -639,9 +642,44 @@ func (p *ServeHTTPPlugin) run(w *ServeHTTPResponseWriter, r *http.Request) (ok b
 	return true
 }
 
+// serveHTTPStack is the stack of a recovered panic. It is logged as a
+// group with one attribute per frame, "function file:line", numbered from
+// the function that panicked: stack.0="…" stack.1="…" from slog's
+// TextHandler, an object from its JSONHandler. The text of debug.Stack would
+// be one value whose newlines both handlers escape, and a []string prints in
+// text as [a b c], frames set apart only by spaces. As a LogValuer it
+// resolves the frames only if the record is logged.
+type serveHTTPStack []uintptr
+
+// serveHTTPPanicStack records the stack of the panic being recovered, up
+// to 64 frames; call it from the deferred function that recovers.
+func serveHTTPPanicStack() serveHTTPStack {
+	pc := make([]uintptr, 64)
+	// Skip runtime.Callers, this function and the deferred one.
+	return pc[:runtime.Callers(3, pc)]
+}
+
+// LogValue implements [slog.LogValuer]. The runtime's own frames,
+// those of the panic itself and runtime.goexit, say nothing of the handler
+// and are left out.
+func (s serveHTTPStack) LogValue() slog.Value {
+	var frames []slog.Attr
+	callers := runtime.CallersFrames(s)
+	for {
+		frame, more := callers.Next()
+		if !strings.HasPrefix(frame.Function, "runtime.") {
+			key := strconv.Itoa(len(frames))
+			frames = append(frames, slog.String(key, frame.Function+" "+frame.File+":"+strconv.Itoa(frame.Line)))
+		}
+		if !more {
+			return slog.GroupValue(frames...)
+		}
+	}
+}
+
 func (p *ServeHTTPPlugin) logger() *slog.Logger {
-	if p.ErrorLog != nil {
-		return p.ErrorLog
+	if p.Logger != nil {
+		return p.Logger
 	}
 	return slog.Default()
 }

@@ -95,10 +95,12 @@ type ServeHTTPHost struct {
 	//     is nil, or the init that Init filled cannot be sent).
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
-	// ErrorLog receives failures and protocol violations. If nil,
-	// [slog.Default] is used. Log lines name the request's path,
-	// never its query, which may hold tokens.
-	ErrorLog *slog.Logger
+	// Logger receives the host's records: failures at Error, protocol
+	// violations at Warn, and requests the stream cannot carry at Debug
+	// (any client can send one). If nil, [slog.Default] is used.
+	// Records name the request's path, never its query, which may hold
+	// tokens.
+	Logger *slog.Logger
 }
 
 // ServeHTTP forwards r with [ServeHTTPHost.Forward]. When the response was cut
@@ -288,8 +290,8 @@ func (h *ServeHTTPHost) fail(w http.ResponseWriter, r *http.Request, status int,
 }
 
 func (h *ServeHTTPHost) logger() *slog.Logger {
-	if h.ErrorLog != nil {
-		return h.ErrorLog
+	if h.Logger != nil {
+		return h.Logger
 	}
 	return slog.Default()
 }
