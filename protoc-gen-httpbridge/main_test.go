@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"errors"
+	"os"
+	"regexp"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -21,27 +24,59 @@ func runForTest(t *testing.T, stdin []byte, args ...string) (code int, stdout, s
 	return code, out.String(), errOut.String()
 }
 
+// TestVersion checks that --version names the version every generated file
+// names, generator.Version, followed at most by the commit of the build.
 func TestVersion(t *testing.T) {
 	code, stdout, stderr := runForTest(t, nil, "--version")
 	if code != 0 || stderr != "" {
 		t.Errorf("--version: exit code %d, stderr %q; want 0 and nothing", code, stderr)
 	}
-	if want := "protoc-gen-httpbridge " + currentVersion() + "\n"; stdout != want {
-		t.Errorf("--version printed %q, want %q", stdout, want)
-	}
-	// Depending on -buildvcs, the test binary carries a pseudo-version of
-	// the module or none, and then generator.Version shows.
-	if v := currentVersion(); !strings.HasPrefix(v, "v") {
-		t.Errorf("currentVersion() = %q, want a version starting with v", v)
+	want := regexp.MustCompile(`^protoc-gen-httpbridge ` + regexp.QuoteMeta(generator.Version) + `( \(commit [0-9a-f]{12}(, modified)?\))?\n$`)
+	if !want.MatchString(stdout) {
+		t.Errorf("--version printed %q, want a match for %s", stdout, want)
 	}
 }
 
-func TestVersionFromLinker(t *testing.T) {
-	defer func(saved string) { version = saved }(version)
-	version = "v9.8.7"
-	code, stdout, _ := runForTest(t, nil, "--version")
-	if want := "protoc-gen-httpbridge v9.8.7\n"; code != 0 || stdout != want {
-		t.Errorf("--version with -X main.version: exit code %d, printed %q; want 0 and %q", code, stdout, want)
+// TestVersionLine checks the version in each way the binary can be built:
+// the module version the go command stamps (v0.0.0 under a replace
+// directive, a pseudo-version, a tag) never takes the generator's place.
+func TestVersionLine(t *testing.T) {
+	vcs := func(revision, modified string) []debug.BuildSetting {
+		return []debug.BuildSetting{{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: revision}, {Key: "vcs.modified", Value: modified}}
+	}
+	const v = "protoc-gen-httpbridge " + generator.Version
+	for _, c := range []struct {
+		name string
+		info *debug.BuildInfo
+		want string
+	}{
+		{"no build info", nil, v},
+		{"go run or go build without VCS", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, v},
+		{"go tool with a replace directive", &debug.BuildInfo{Main: debug.Module{Version: "v0.0.0-00010101000000-000000000000"}}, v},
+		{"go install of a tag", &debug.BuildInfo{Main: debug.Module{Version: "v0.1.0"}}, v},
+		{"go install of a later tag", &debug.BuildInfo{Main: debug.Module{Version: "v9.9.9"}}, v},
+		{"go build in a clean clone", &debug.BuildInfo{Settings: vcs("c97f5eedeb9039feb77c13824e53485ed701b17e", "false")}, v + " (commit c97f5eedeb90)"},
+		{"go build in a modified clone", &debug.BuildInfo{Settings: vcs("c97f5eedeb9039feb77c13824e53485ed701b17e", "true")}, v + " (commit c97f5eedeb90, modified)"},
+		{"short revision", &debug.BuildInfo{Settings: vcs("abc123", "false")}, v + " (commit abc123)"},
+	} {
+		if got := versionLine(c.info); got != c.want {
+			t.Errorf("%s: versionLine = %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// TestDocVersion checks that the package documentation, which cannot refer
+// to generator.Version, names the same version to install.
+func TestDocVersion(t *testing.T) {
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "protoc-gen-httpbridge@" + generator.Version + "\n"; !strings.Contains(string(src), want) {
+		t.Errorf("the package documentation does not show go install …%s", strings.TrimSpace(want))
+	}
+	if strings.Contains(string(src), "@latest") {
+		t.Error("the package documentation or usage says @latest, which fails while the module is unpublished")
 	}
 }
 

@@ -207,10 +207,11 @@ func main() {}
 	}
 }
 
-// TestReadme checks that each block of README.md marked
-// <!-- from PATH --> is the content of PATH, so that the programs and
-// configuration the README shows are the ones TestBufConsumer runs, and
-// that the usage it shows is what protoc-gen-httpbridge --help prints.
+// TestReadme checks that each block of README.md and docs/*.md marked
+// <!-- from PATH --> is the content of PATH, so that the programs,
+// configuration and protos they show are the ones the tests compile and
+// run, and that the usage README.md shows is what protoc-gen-httpbridge
+// --help prints.
 func TestReadme(t *testing.T) {
 	t.Parallel()
 	readme, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
@@ -224,29 +225,120 @@ func TestReadme(t *testing.T) {
 		t.Errorf("README.md's output of protoc-gen-httpbridge --help differs: %s", firstDifference(string(want), string(help[1])))
 	}
 
-	blocks := regexp.MustCompile("(?s)<!-- from ([^ ]+) -->\n```[a-z]*\n(.*?)```\n").FindAllSubmatch(readme, -1)
-	shown := make(map[string]bool)
-	for _, b := range blocks {
-		path, block := string(b[1]), string(b[2])
-		shown[path] = true
-		want, err := os.ReadFile(filepath.Join(repoRoot, filepath.FromSlash(path)))
+	blockRE := regexp.MustCompile("(?s)<!-- from ([^ ]+) -->\n```[a-z]*\n(.*?)```\n")
+	shown := make(map[string]string) // path shown → the document showing it
+	for _, doc := range markdownFiles(t) {
+		text, err := os.ReadFile(filepath.Join(repoRoot, filepath.FromSlash(doc)))
 		if err != nil {
-			t.Errorf("README.md shows %s: %v", path, err)
-			continue
+			t.Fatal(err)
 		}
-		if block != string(want) {
-			t.Errorf("README.md's copy of %s differs from the file: %s", path, firstDifference(string(want), block))
+		for _, b := range blockRE.FindAllSubmatch(text, -1) {
+			path, block := string(b[1]), string(b[2])
+			shown[path] = doc
+			want, err := os.ReadFile(filepath.Join(repoRoot, filepath.FromSlash(path)))
+			if err != nil {
+				t.Errorf("%s shows %s: %v", doc, path, err)
+				continue
+			}
+			if block != string(want) {
+				t.Errorf("%s's copy of %s differs from the file: %s", doc, path, firstDifference(string(want), block))
+			}
 		}
 	}
-	for _, path := range []string{
-		"internal/toolchain/testdata/consumer/host/main.go",
-		"internal/toolchain/testdata/consumer/plugin/main.go",
-		"internal/toolchain/testdata/consumer/buf.gen.yaml",
+	for path, doc := range map[string]string{
+		"internal/toolchain/testdata/consumer/host/main.go":   "README.md",
+		"internal/toolchain/testdata/consumer/plugin/main.go": "README.md",
+		"internal/toolchain/testdata/consumer/buf.gen.yaml":   "README.md",
+		"testdata/minimal/example/minimal/v1/http.proto":      "README.md",
+		"testdata/contract/example/contract/v1/http.proto":    "docs/contract.md",
 	} {
-		if !shown[path] {
-			t.Errorf("README.md does not show %s in a block marked <!-- from %s -->", path, path)
+		if shown[path] != doc {
+			t.Errorf("%s does not show %s in a block marked <!-- from %s -->", doc, path, path)
 		}
 	}
+}
+
+// TestDocLinks checks that every relative link in README.md, CHANGELOG.md
+// and docs/*.md names a file or folder of the repository and, with a
+// #fragment into a Markdown file, one of its headings.
+func TestDocLinks(t *testing.T) {
+	t.Parallel()
+	fence := regexp.MustCompile("(?ms)^```.*?^```$")
+	code := regexp.MustCompile("`[^`\n]*`")
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	anchors := make(map[string]map[string]bool) // Markdown file → its heading anchors
+	anchorsOf := func(doc string) map[string]bool {
+		if a, ok := anchors[doc]; ok {
+			return a
+		}
+		text, err := os.ReadFile(filepath.Join(repoRoot, filepath.FromSlash(doc)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := headingAnchors(fence.ReplaceAllString(string(text), ""))
+		anchors[doc] = a
+		return a
+	}
+	for _, doc := range markdownFiles(t) {
+		text, err := os.ReadFile(filepath.Join(repoRoot, filepath.FromSlash(doc)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		prose := code.ReplaceAllString(fence.ReplaceAllString(string(text), ""), "")
+		for _, m := range link.FindAllStringSubmatch(prose, -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			file, fragment, _ := strings.Cut(target, "#")
+			dest := doc
+			if file != "" {
+				dest = filepath.ToSlash(filepath.Clean(filepath.Join(filepath.Dir(doc), file)))
+				if _, err := os.Stat(filepath.Join(repoRoot, filepath.FromSlash(dest))); err != nil {
+					t.Errorf("%s links to %s, which does not exist", doc, target)
+					continue
+				}
+			}
+			if fragment != "" && strings.HasSuffix(dest, ".md") && !anchorsOf(dest)[fragment] {
+				t.Errorf("%s links to %s, but %s has no heading with the anchor #%s", doc, target, dest, fragment)
+			}
+		}
+	}
+}
+
+// markdownFiles lists the documents TestReadme and TestDocLinks read,
+// relative to the repository root, with forward slashes.
+func markdownFiles(t *testing.T) []string {
+	t.Helper()
+	docs, err := filepath.Glob(filepath.Join(repoRoot, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []string{"README.md", "CHANGELOG.md"}
+	for _, d := range docs {
+		files = append(files, "docs/"+filepath.Base(d))
+	}
+	return files
+}
+
+// headingAnchors returns the anchors GitHub gives the headings of a Markdown
+// text: lower case, punctuation dropped, spaces as hyphens, and -1, -2, ...
+// after repeats.
+func headingAnchors(text string) map[string]bool {
+	heading := regexp.MustCompile(`(?m)^#{1,6} +(.+?) *#* *$`)
+	drop := regexp.MustCompile(`[^\p{L}\p{N}\p{M}\- _]`)
+	anchors := make(map[string]bool)
+	seen := make(map[string]int)
+	for _, m := range heading.FindAllStringSubmatch(text, -1) {
+		a := strings.ReplaceAll(drop.ReplaceAllString(strings.ToLower(m[1]), ""), " ", "-")
+		if n := seen[a]; n > 0 {
+			anchors[fmt.Sprintf("%s-%d", a, n)] = true
+		} else {
+			anchors[a] = true
+		}
+		seen[a]++
+	}
+	return anchors
 }
 
 var exeSuffix = map[bool]string{true: ".exe"}[runtime.GOOS == "windows"]
