@@ -100,6 +100,11 @@
 //	chunk_size=N  the largest body chunk, in bytes, the generated code sends:
 //	              1 to 4128768 (default 65536)
 //	emit=WHICH    the halves to generate: host, plugin or both (default both)
+//	package_suffix=S
+//	              generate into a package of its own, named <package>S,
+//	              in the folder <package>S beside the messages' files; it
+//	              imports the messages' package (default: none, the
+//	              bridge joins the messages' package)
 //
 // The parameters paths=, module= and M<file>=<import path> work exactly as
 // they do for protoc-gen-go. An unknown parameter or a bad value is an error.
@@ -145,6 +150,11 @@ Parameters (--httpbridge_opt=... or opt: in buf.gen.yaml, comma separated):
   chunk_size=N   largest body chunk in bytes the generated code sends,
                  1 to 4128768 (default 65536)
   emit=WHICH     halves to generate: host, plugin or both (default both)
+  package_suffix=S
+                 generate into a package of its own, named <package>S, in
+                 the folder <package>S beside the messages' files; it
+                 imports the messages' package (default: none, the bridge
+                 joins the messages' package)
   paths=, module=, M<file>=<import path>
                  as for protoc-gen-go
 
