@@ -103,7 +103,7 @@ func buildExample(t *testing.T) string {
 	t.Helper()
 	goCmd := lookPath(t, "go")
 	built.once.Do(func() {
-		dir, err := os.MkdirTemp("", "httpbridge-example-")
+		dir, err := os.MkdirTemp("", "httpbridge-example-test-")
 		if err != nil {
 			built.err = err
 			return

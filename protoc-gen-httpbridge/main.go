@@ -186,7 +186,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	if len(args) > 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprintf(stderr, "%s: unknown arguments %q\n\n%s", name, args, usage)
 		return 1
 	}
 	if err := generate(stdin, stdout); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"regexp"
 	"runtime/debug"
@@ -106,8 +107,9 @@ func TestBadArguments(t *testing.T) {
 		{"--help", "extra"},
 	} {
 		code, stdout, stderr := runForTest(t, nil, args...)
-		if code != 1 || stdout != "" || stderr != usage {
-			t.Errorf("%q: exit code %d, stdout %q, stderr %q; want 1, nothing and the usage", args, code, stdout, stderr)
+		want := fmt.Sprintf("protoc-gen-httpbridge: unknown arguments %q\n\n%s", args, usage)
+		if code != 1 || stdout != "" || stderr != want {
+			t.Errorf("%q: exit code %d, stdout %q, stderr %q; want 1, nothing and %q", args, code, stdout, stderr, want)
 		}
 	}
 }

@@ -38,8 +38,8 @@ var (
 	typeBool    = fieldType{name: "bool", kinds: []protoreflect.Kind{protoreflect.BoolKind}}
 	typeString  = fieldType{name: "string", kinds: []protoreflect.Kind{protoreflect.StringKind}}
 	typeStrings = fieldType{name: "repeated string", kinds: []protoreflect.Kind{protoreflect.StringKind}, list: true}
-	typeInt32   = fieldType{name: "int32", kinds: []protoreflect.Kind{protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind}}
-	typeInt64   = fieldType{name: "int64", kinds: []protoreflect.Kind{protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind}}
+	typeInt32   = fieldType{name: "int32, sint32 or sfixed32", kinds: []protoreflect.Kind{protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind}}
+	typeInt64   = fieldType{name: "int64, sint64 or sfixed64", kinds: []protoreflect.Kind{protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind}}
 	typeMessage = fieldType{name: "a message", kinds: []protoreflect.Kind{protoreflect.MessageKind, protoreflect.GroupKind}}
 	typeHeaders = fieldType{name: "a repeated message with key and values", kinds: []protoreflect.Kind{protoreflect.MessageKind, protoreflect.GroupKind}, list: true}
 )

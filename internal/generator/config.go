@@ -31,6 +31,10 @@ type config struct {
 	// packageSuffix, when set, puts the bridge in a package of its own
 	// beside the messages' package; see layout.
 	packageSuffix string
+
+	// given holds the parameters set so far: a second value for one of
+	// them is more likely a mistake in a long option list than an intent.
+	given map[string]bool
 }
 
 func defaultConfig() *config {
@@ -43,6 +47,13 @@ func (c *config) plugin() bool { return c.emit != emitHost }
 // set is protogen's ParamFunc: it is called once for each name=value pair that
 // protogen does not handle itself.
 func (c *config) set(name, value string) error {
+	if c.given[name] {
+		return fmt.Errorf("parameter %s is given twice; give it once", name)
+	}
+	if c.given == nil {
+		c.given = map[string]bool{}
+	}
+	c.given[name] = true
 	switch name {
 	case "chunk_size":
 		n, err := strconv.Atoi(value)
