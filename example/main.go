@@ -8,8 +8,9 @@
 // program, run with -plugin) that serves gRPC on a unix socket in it. Once
 // the first line the plugin prints says it is serving, the host connects
 // (the gRPC target unix:///path/to/socket) and serves the plugin's HTTP
-// handler under /plugins/demo/ with the generated ServeHTTPHost. The plugin's handler is a plain http.ServeMux
-// served by the generated ServeHTTPPlugin:
+// handler under /plugins/demo/ with the generated ServeHTTPHost. The
+// plugin's handler is a plain http.ServeMux served by the generated
+// ServeHTTPPlugin:
 //
 //	GET  /plugins/demo/hello              the plugin context the host filled in
 //	POST /plugins/demo/echo               streams the body back while reading it

@@ -39,7 +39,7 @@ func resemblesBridge(m *protogen.Message) bool {
 		return true
 	}
 	n := 0
-	for _, name := range []protoreflect.Name{"init", "body_chunk", "body_complete"} {
+	for _, name := range requestFields { // the fields both sides share
 		if m.Desc.Fields().ByName(name) != nil {
 			n++
 		}

@@ -186,12 +186,8 @@ func checkRequest(m *protogen.Message) (*requestShape, []error) {
 	s.remoteAddr = ic.optional("remote_addr", typeString)
 	s.requestURI = ic.optional("request_uri", typeString)
 	s.contentLength = ic.optional("content_length", typeInt64)
-	errs := append(c.errs, ic.errs...)
-	if headersOK {
-		var headerErrs []error
-		s.header, headerErrs = checkHeader(ic.sub("headers"))
-		errs = append(errs, headerErrs...)
-	}
+	var errs []error
+	s.header, errs = checkInit(c, ic, headersOK)
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -215,16 +211,24 @@ func checkResponse(m *protogen.Message) (*responseShape, []error) {
 	s.statusCode, _ = ic.required("status_code", typeInt32, "holding the HTTP status")
 	var headersOK bool
 	s.headers, headersOK = ic.required("headers", typeHeaders, "holding the response headers")
-	errs := append(c.errs, ic.errs...)
-	if headersOK {
-		var headerErrs []error
-		s.header, headerErrs = checkHeader(ic.sub("headers"))
-		errs = append(errs, headerErrs...)
-	}
+	var errs []error
+	s.header, errs = checkInit(c, ic, headersOK)
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	return s, nil
+}
+
+// checkInit ends the check of a request or response message c, whose init
+// message ic has been checked: it checks the header message too when the
+// init's headers field passed, and returns every problem, in that order.
+func checkInit(c, ic *checker, headersOK bool) (headerShape, []error) {
+	errs := slices.Concat(c.errs, ic.errs)
+	if !headersOK {
+		return headerShape{}, errs
+	}
+	header, headerErrs := checkHeader(ic.sub("headers"))
+	return header, append(errs, headerErrs...)
 }
 
 func checkHeader(m *protogen.Message) (headerShape, []error) {

@@ -79,13 +79,7 @@ func TestBufConsumer(t *testing.T) {
 	copyTree(t, filepath.Join("testdata", "consumer"), dir)
 	alignModule(t, goCmd, dir)
 
-	env := []string{
-		// buf finds the plugins named in buf.gen.yaml on PATH.
-		"PATH=" + ts.path + string(os.PathListSeparator) + os.Getenv("PATH"),
-		"BUF_CACHE_DIR=" + t.TempDir(),
-		"GOWORK=off",
-		"GOFLAGS=-mod=mod",
-	}
+	env := ts.env(t)
 	run(t, dir, env, ts.buf, "generate")
 	gen := golden.ReadTree(t, filepath.Join(dir, "gen"))
 	for _, name := range []string{
@@ -157,12 +151,7 @@ func TestStandalone(t *testing.T) {
 
 	alignModule(t, goCmd, vendor)
 	alignModule(t, goCmd, host)
-	env := []string{
-		"PATH=" + ts.path + string(os.PathListSeparator) + os.Getenv("PATH"),
-		"BUF_CACHE_DIR=" + t.TempDir(),
-		"GOWORK=off",
-		"GOFLAGS=-mod=mod",
-	}
+	env := ts.env(t)
 	run(t, vendor, env, ts.buf, "generate")
 	run(t, host, env, ts.buf, "generate")
 
@@ -405,6 +394,18 @@ func buildTools(t *testing.T) toolset {
 		t.Fatal(tools.err)
 	}
 	return tools.set
+}
+
+// env is the environment in which buf finds on PATH the protoc plugins that
+// buf.gen.yaml names and uses a cache of its own, and in which the go
+// command works in a consumer module alone.
+func (ts toolset) env(t *testing.T) []string {
+	return []string{
+		"PATH=" + ts.path + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"BUF_CACHE_DIR=" + t.TempDir(),
+		"GOWORK=off",
+		"GOFLAGS=-mod=mod",
+	}
 }
 
 // lookPath finds a command the test needs. CI installs them all, so there a

@@ -46,13 +46,7 @@ func TestVersionInEveryBuildMode(t *testing.T) {
 	}
 	env := append([]string{"GOWORK=off"}, offline...)
 	run(t, consumer, env, goCmd, "mod", "init", "example.com/consumer")
-	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(consumer, "go.sum"), sum, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	alignModule(t, goCmd, consumer)
 	// README.md's commands, with go get in place of go mod tidy, which
 	// would look up the test dependencies of dependencies.
 	run(t, consumer, env, goCmd, "mod", "edit",
