@@ -40,7 +40,7 @@ func runExchanges(b *testing.B, sys *system, wl workload) {
 			b.Fatal(err)
 		}
 	}
-	hostCPU := cpuTime()
+	hostCPU, hostSwitches := usage()
 	if n := wl.bodyBytes(); n > 0 {
 		b.SetBytes(n)
 	}
@@ -69,7 +69,8 @@ func runExchanges(b *testing.B, sys *system, wl workload) {
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
-	hostCPU = cpuTime() - hostCPU
+	cpu, switches := usage()
+	hostCPU, hostSwitches = cpu-hostCPU, switches-hostSwitches
 
 	switch wl.kind {
 	case "get":
@@ -80,6 +81,9 @@ func runExchanges(b *testing.B, sys *system, wl workload) {
 	// CPU time tells the systems apart even when other work shares the
 	// cores and stretches the wall-clock figures.
 	b.ReportMetric(float64(hostCPU.Nanoseconds())/float64(b.N), "host-cpu-ns/op")
+	// Context switches stand for wake-ups: goroutine hand-offs that park
+	// and wake OS threads cost more than the work they pass on.
+	b.ReportMetric(float64(hostSwitches)/float64(b.N), "host-switches/op")
 	if sys.plugin != nil {
 		after, err := sys.plugin.stats()
 		if err != nil {
@@ -88,6 +92,7 @@ func runExchanges(b *testing.B, sys *system, wl workload) {
 		b.ReportMetric(float64(after.bytes-pluginBefore.bytes)/float64(b.N), "plugin-B/op")
 		b.ReportMetric(float64(after.objects-pluginBefore.objects)/float64(b.N), "plugin-allocs/op")
 		b.ReportMetric(float64((after.cpu-pluginBefore.cpu).Nanoseconds())/float64(b.N), "plugin-cpu-ns/op")
+		b.ReportMetric(float64(after.switches-pluginBefore.switches)/float64(b.N), "plugin-switches/op")
 	}
 }
 

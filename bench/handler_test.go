@@ -179,8 +179,9 @@ func wantCRC(n int64) uint32 {
 }
 
 // sink is the host's ResponseWriter: it counts the body bytes and flushes,
-// keeps the first bytes and, when keep is set, checksums the body. It is reset and reused between
-// exchanges so that it allocates nothing itself.
+// keeps the first bytes and, when keep is set, checksums the body. It is
+// reset and reused between exchanges so that it allocates nothing itself.
+// Like net/http's writers it can flush and enable full duplex.
 type sink struct {
 	header  http.Header
 	code    int
@@ -221,3 +222,8 @@ func (s *sink) Write(p []byte) (int, error) {
 }
 
 func (s *sink) Flush() { s.flushes++ }
+
+// EnableFullDuplex succeeds, as net/http's does. Without it the bridge's
+// call would build a "not supported" error on every exchange, a cost that no
+// host served by net/http pays.
+func (s *sink) EnableFullDuplex() error { return nil }

@@ -161,7 +161,8 @@ func runPlugin(profile string) error {
 
 // controlHandler serves the host's questions:
 //
-//	GET  /memstats    "TotalAlloc Mallocs" of runtime.MemStats, and CPU ns used
+//	GET  /memstats    "TotalAlloc Mallocs" of runtime.MemStats, CPU ns used
+//	                  and context switches (see usage)
 //	POST /peak/reset  collects garbage, returns memory to the OS and resets VmHWM
 //	GET  /peak        VmHWM in KiB
 //	/debug/pprof/     net/http/pprof
@@ -170,7 +171,8 @@ func controlHandler() http.Handler {
 	mux.HandleFunc("GET /memstats", func(w http.ResponseWriter, r *http.Request) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		fmt.Fprintf(w, "%d %d %d", ms.TotalAlloc, ms.Mallocs, cpuTime())
+		cpu, switches := usage()
+		fmt.Fprintf(w, "%d %d %d %d", ms.TotalAlloc, ms.Mallocs, cpu, switches)
 	})
 	mux.HandleFunc("POST /peak/reset", func(w http.ResponseWriter, r *http.Request) {
 		if err := resetPeakRSS(); err != nil {
@@ -307,14 +309,16 @@ func (p *plugin) call(method, path string) (string, error) {
 type pluginStats struct {
 	bytes, objects uint64        // allocated
 	cpu            time.Duration // user and system CPU time
+	switches       int64         // context switches of its threads
 }
 
-// stats returns the plugin's cumulative allocations and CPU time.
+// stats returns the plugin's cumulative allocations, CPU time and context
+// switches.
 func (p *plugin) stats() (pluginStats, error) {
 	var st pluginStats
 	s, err := p.call(http.MethodGet, "/memstats")
 	if err == nil {
-		_, err = fmt.Sscan(s, &st.bytes, &st.objects, &st.cpu)
+		_, err = fmt.Sscan(s, &st.bytes, &st.objects, &st.cpu, &st.switches)
 	}
 	return st, err
 }

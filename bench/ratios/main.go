@@ -65,8 +65,8 @@ func main() {
 	}
 
 	fmt.Println()
-	fmt.Println("| workload | system | host CPU/op | plugin CPU/op | host B/op | host allocs/op | host B per body byte | plugin B/op | plugin allocs/op |")
-	fmt.Println("|---|---|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Println("| workload | system | host CPU/op | plugin CPU/op | host B/op | host allocs/op | host B per body byte | plugin B/op | plugin allocs/op | plugin B per body byte | host switches/op | plugin switches/op |")
+	fmt.Println("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, work := range works {
 		for _, sys := range []string{"raw-tcp", "bridge-tcp", "proxy-tcp", "direct"} {
 			b, ok := median(work, sys, "B/op")
@@ -74,19 +74,25 @@ func main() {
 				continue
 			}
 			allocs, _ := median(work, sys, "allocs/op")
-			perByte := "n/a"
+			pb, okPB := median(work, sys, "plugin-B/op")
+			hostPerByte, pluginPerByte := "n/a", "n/a"
 			if mbs, ok := median(work, sys, "MB/s"); ok && mbs > 0 {
 				ns, _ := median(work, sys, "ns/op")
 				bodyBytes := mbs * 1e6 * ns / 1e9 // MB/s is body bytes per second
-				perByte = fmt.Sprintf("%.3f", b/bodyBytes)
+				hostPerByte = fmt.Sprintf("%.3f", b/bodyBytes)
+				if okPB {
+					pluginPerByte = fmt.Sprintf("%.3f", pb/bodyBytes)
+				}
 			}
-			pb, okPB := median(work, sys, "plugin-B/op")
 			pa, okPA := median(work, sys, "plugin-allocs/op")
 			hc, okHC := median(work, sys, "host-cpu-ns/op")
 			pc, okPC := median(work, sys, "plugin-cpu-ns/op")
-			fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", work, sys,
+			hs, okHS := median(work, sys, "host-switches/op")
+			ps, okPS := median(work, sys, "plugin-switches/op")
+			fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", work, sys,
 				dur(hc, okHC), dur(pc, okPC),
-				num(b, true), num(allocs, true), perByte, num(pb, okPB), num(pa, okPA))
+				num(b, true), num(allocs, true), hostPerByte, num(pb, okPB), num(pa, okPA), pluginPerByte,
+				num(hs, okHS), num(ps, okPS))
 		}
 	}
 }

@@ -176,7 +176,7 @@ func (h *HandleHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	// request is that single message; no goroutine is needed.
 	var bodyDone atomic.Bool // the request body was read to its end
 	bodyDone.Store(!hasBody)
-	if err := stream.Send(handleRequestMessage(init, nil, !hasBody)); err != nil && err != io.EOF {
+	if err := stream.Send(handleRequestMessage(&Handle_Request{}, init, nil, !hasBody)); err != nil && err != io.EOF {
 		// Not the plugin's doing (io.EOF would be, and Recv tells how): the
 		// init does not marshal, say a string Init set is not UTF-8.
 		cancel()
@@ -247,8 +247,9 @@ func (h *HandleHost) relay(w http.ResponseWriter, r *http.Request, rc *http.Resp
 		if msg.GetBodyComplete() {
 			return nil
 		}
-		msg, err = stream.Recv()
-		if err != nil {
+		// The next message is received into the same struct: what this one
+		// held has been written, and Unmarshal gives each chunk new memory.
+		if err = stream.RecvMsg(msg); err != nil {
 			if err == io.EOF {
 				err = errors.New("plugin ended the stream before the body was complete")
 			} else {
@@ -402,10 +403,19 @@ func handleHasBody(r *http.Request) bool {
 	return r.ContentLength != 0 || r.RequestURI == ""
 }
 
-// handleRequestMessage builds one request message. chunk must not be
-// changed afterwards: gRPC may read a message after Send returns.
-func handleRequestMessage(init *RequestInit, chunk []byte, complete bool) *Handle_Request {
-	msg := &Handle_Request{}
+// handleRequestMessage resets msg and fills it in as one request message
+// around chunk, without copying chunk.
+//
+// The caller may reuse msg and chunk once Send has returned: grpc-go
+// marshals a message into buffers of its own before Send returns, and the
+// transport and retries send those bytes. Only observers can see the
+// message change afterwards: a stats handler that keeps a Payload after
+// HandleRPC returns (gRPC's stats documentation says to copy it),
+// x/net/trace with grpc.EnableTracing on (it formats messages when a trace
+// page is viewed), and a codec that refers to the message's bytes instead
+// of copying them.
+func handleRequestMessage(msg *Handle_Request, init *RequestInit, chunk []byte, complete bool) *Handle_Request {
+	msg.Reset()
 	if init != nil {
 		msg.Init = init
 	}
@@ -431,6 +441,7 @@ func handleSendBody(stream grpc.BidiStreamingClient[Handle_Request, Handle_Respo
 		bufSize = int(contentLength)
 	}
 	buf := make([]byte, bufSize)
+	msg := &Handle_Request{}
 	for {
 		n, err := body.Read(buf)
 		complete := err == io.EOF
@@ -440,9 +451,11 @@ func handleSendBody(stream grpc.BidiStreamingClient[Handle_Request, Handle_Respo
 		// Bytes that come with an error are still body (a MaxBytesReader
 		// returns the allowed ones with its error), so they go first.
 		if n > 0 || complete {
-			// A fresh copy per message: gRPC may still read a sent message.
-			chunk := slices.Clone(buf[:n])
-			if stream.Send(handleRequestMessage(nil, chunk, complete)) != nil {
+			// msg and buf are filled again once Send has returned. That is safe
+			// for the wire: Send marshals the message into gRPC's own buffers
+			// before it returns (handleRequestMessage says who can still
+			// see the change).
+			if stream.Send(handleRequestMessage(msg, nil, buf[:n], complete)) != nil {
 				return
 			}
 		}
@@ -497,7 +510,7 @@ func handleDecodeResponseHeader(headers []*Header, dst http.Header) {
 
 // handleEncodeRequestHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
-// copied: the caller may change h once the message is built. It also
+// shared with h, which must not change until the message is sent. It also
 // returns the first key whose name or a value is not valid UTF-8, or "":
 // net/http allows such bytes, a proto3 string cannot hold them, and the
 // message would not marshal.
@@ -510,15 +523,16 @@ func handleEncodeRequestHeader(h http.Header) (headers []*Header, invalid string
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	headers = make([]*Header, 0, len(keys))
-	for _, k := range keys {
+	headers = make([]*Header, len(keys))
+	entries := make([]Header, len(keys)) // one allocation for all
+	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
-		header := &Header{}
+		header := &entries[i]
 		header.Key = k
-		header.Values = slices.Clone(h[k])
-		headers = append(headers, header)
+		header.Values = h[k]
+		headers[i] = header
 	}
 	return headers, invalid
 }
@@ -684,13 +698,22 @@ func handleReject(stream grpc.BidiStreamingServer[Handle_Request, Handle_Respons
 		"X-Content-Type-Options": {"nosniff"},
 	})
 	init.Headers = headers
-	return stream.Send(handleResponseMessage(init, []byte(http.StatusText(status)+"\n"), false, true))
+	return stream.Send(handleResponseMessage(&Handle_Response{}, init, []byte(http.StatusText(status)+"\n"), false, true))
 }
 
-// handleResponseMessage builds one response message. chunk must not be
-// changed afterwards: gRPC may read a message after Send returns.
-func handleResponseMessage(init *ResponseInit, chunk []byte, flush, complete bool) *Handle_Response {
-	msg := &Handle_Response{}
+// handleResponseMessage resets msg and fills it in as one response
+// message around chunk, without copying chunk.
+//
+// The caller may reuse msg and chunk once Send has returned: grpc-go
+// marshals a message into buffers of its own before Send returns, and the
+// transport and retries send those bytes. Only observers can see the
+// message change afterwards: a stats handler that keeps a Payload after
+// HandleRPC returns (gRPC's stats documentation says to copy it),
+// x/net/trace with grpc.EnableTracing on (it formats messages when a trace
+// page is viewed), and a codec that refers to the message's bytes instead
+// of copying them.
+func handleResponseMessage(msg *Handle_Response, init *ResponseInit, chunk []byte, flush, complete bool) *Handle_Response {
+	msg.Reset()
 	if init != nil {
 		msg.Init = init
 	}
@@ -815,13 +838,14 @@ type handleBody struct {
 	log    *slog.Logger
 	closed atomic.Bool // set by Close and when the handler returns
 
-	mu        sync.Mutex // held across Recv: one receiver at a time
-	pending   []byte     // the unread rest of the current chunk
-	remaining int64      // bytes the declared length still allows, -1 if unknown
-	complete  bool       // body_complete arrived (or the declared length did)
-	err       error      // what Read returns once pending is empty
-	started   bool       // the first message was accepted
-	warned    bool       // a late init was logged
+	mu        sync.Mutex      // held across Recv: one receiver at a time
+	msg       *Handle_Request // received into, again and again
+	pending   []byte          // the unread rest of the current chunk
+	remaining int64           // bytes the declared length still allows, -1 if unknown
+	complete  bool            // body_complete arrived (or the declared length did)
+	err       error           // what Read returns once pending is empty
+	started   bool            // the first message was accepted
+	warned    bool            // a late init was logged
 }
 
 func (b *handleBody) Read(p []byte) (int, error) {
@@ -851,7 +875,12 @@ func (b *handleBody) Read(p []byte) (int, error) {
 			}
 			continue
 		}
-		msg, err := b.stream.Recv()
+		// Each message is received into the same struct: the previous
+		// chunk has been read, and Unmarshal gives each chunk new memory.
+		if b.msg == nil {
+			b.msg = &Handle_Request{}
+		}
+		msg, err := b.msg, b.stream.RecvMsg(b.msg)
 		if b.closed.Load() {
 			// The handler returned while this read waited, or closed the body.
 			return 0, http.ErrBodyReadAfterClose
@@ -922,12 +951,13 @@ type HandleResponseWriter struct {
 	mu       sync.Mutex
 	init     *ResponseInit // status and header snapshot; nil until fixed
 	initSent bool
-	noBody   bool   // the status allows no body
-	declared int64  // Content-Length of the snapshot, -1 if none
-	written  int64  // body bytes accepted
-	buf      []byte // body bytes not sent yet, fewer than chunkSize
-	ended    bool   // the handler returned: nothing more may be sent
-	err      error  // the first failure; every later call returns it
+	noBody   bool             // the status allows no body
+	declared int64            // Content-Length of the snapshot, -1 if none
+	written  int64            // body bytes accepted
+	buf      []byte           // body bytes not sent yet, fewer than chunkSize
+	msg      *Handle_Response // sent, filled in again for every message
+	ended    bool             // the handler returned: nothing more may be sent
+	err      error            // the first failure; every later call returns it
 }
 
 var (
@@ -1098,13 +1128,17 @@ func (w *HandleResponseWriter) sendLocked(flush, complete bool) error {
 	if !w.initSent {
 		init = w.init
 	}
-	// The buffer goes with the message and is never touched again.
-	msg := handleResponseMessage(init, w.buf, flush, complete)
-	w.buf = nil
-	if err := w.stream.Send(msg); err != nil {
+	// The message and the buffer it refers to are filled again once Send
+	// has returned: by then gRPC has marshalled them
+	// (handleResponseMessage says who can still see the change).
+	if w.msg == nil {
+		w.msg = &Handle_Response{}
+	}
+	if err := w.stream.Send(handleResponseMessage(w.msg, init, w.buf, flush, complete)); err != nil {
 		w.err = err
 		return err
 	}
+	w.buf = w.buf[:0]
 	w.initSent = true
 	return nil
 }
@@ -1129,15 +1163,16 @@ func handleEncodeResponseHeader(h http.Header) (headers []*Header, invalid strin
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	headers = make([]*Header, 0, len(keys))
-	for _, k := range keys {
+	headers = make([]*Header, len(keys))
+	entries := make([]Header, len(keys)) // one allocation for all
+	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
-		header := &Header{}
+		header := &entries[i]
 		header.Key = k
 		header.Values = slices.Clone(h[k])
-		headers = append(headers, header)
+		headers[i] = header
 	}
 	return headers, invalid
 }
@@ -1286,7 +1321,7 @@ func (h *OuterFetchHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	// request is that single message; no goroutine is needed.
 	var bodyDone atomic.Bool // the request body was read to its end
 	bodyDone.Store(!hasBody)
-	if err := stream.Send(outerFetchRequestMessage(init, nil, !hasBody)); err != nil && err != io.EOF {
+	if err := stream.Send(outerFetchRequestMessage(&Outer_FetchRequest{}, init, nil, !hasBody)); err != nil && err != io.EOF {
 		// Not the plugin's doing (io.EOF would be, and Recv tells how): the
 		// init does not marshal, say a string Init set is not UTF-8.
 		cancel()
@@ -1357,8 +1392,9 @@ func (h *OuterFetchHost) relay(w http.ResponseWriter, r *http.Request, rc *http.
 		if msg.GetBodyComplete() {
 			return nil
 		}
-		msg, err = stream.Recv()
-		if err != nil {
+		// The next message is received into the same struct: what this one
+		// held has been written, and Unmarshal gives each chunk new memory.
+		if err = stream.RecvMsg(msg); err != nil {
 			if err == io.EOF {
 				err = errors.New("plugin ended the stream before the body was complete")
 			} else {
@@ -1512,10 +1548,19 @@ func outerFetchHasBody(r *http.Request) bool {
 	return r.ContentLength != 0 || r.RequestURI == ""
 }
 
-// outerFetchRequestMessage builds one request message. chunk must not be
-// changed afterwards: gRPC may read a message after Send returns.
-func outerFetchRequestMessage(init *RequestInit, chunk []byte, complete bool) *Outer_FetchRequest {
-	msg := &Outer_FetchRequest{}
+// outerFetchRequestMessage resets msg and fills it in as one request message
+// around chunk, without copying chunk.
+//
+// The caller may reuse msg and chunk once Send has returned: grpc-go
+// marshals a message into buffers of its own before Send returns, and the
+// transport and retries send those bytes. Only observers can see the
+// message change afterwards: a stats handler that keeps a Payload after
+// HandleRPC returns (gRPC's stats documentation says to copy it),
+// x/net/trace with grpc.EnableTracing on (it formats messages when a trace
+// page is viewed), and a codec that refers to the message's bytes instead
+// of copying them.
+func outerFetchRequestMessage(msg *Outer_FetchRequest, init *RequestInit, chunk []byte, complete bool) *Outer_FetchRequest {
+	msg.Reset()
 	if init != nil {
 		msg.Init = init
 	}
@@ -1541,6 +1586,7 @@ func outerFetchSendBody(stream grpc.BidiStreamingClient[Outer_FetchRequest, Oute
 		bufSize = int(contentLength)
 	}
 	buf := make([]byte, bufSize)
+	msg := &Outer_FetchRequest{}
 	for {
 		n, err := body.Read(buf)
 		complete := err == io.EOF
@@ -1550,9 +1596,11 @@ func outerFetchSendBody(stream grpc.BidiStreamingClient[Outer_FetchRequest, Oute
 		// Bytes that come with an error are still body (a MaxBytesReader
 		// returns the allowed ones with its error), so they go first.
 		if n > 0 || complete {
-			// A fresh copy per message: gRPC may still read a sent message.
-			chunk := slices.Clone(buf[:n])
-			if stream.Send(outerFetchRequestMessage(nil, chunk, complete)) != nil {
+			// msg and buf are filled again once Send has returned. That is safe
+			// for the wire: Send marshals the message into gRPC's own buffers
+			// before it returns (outerFetchRequestMessage says who can still
+			// see the change).
+			if stream.Send(outerFetchRequestMessage(msg, nil, buf[:n], complete)) != nil {
 				return
 			}
 		}
@@ -1607,7 +1655,7 @@ func outerFetchDecodeResponseHeader(headers []*Header, dst http.Header) {
 
 // outerFetchEncodeRequestHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
-// copied: the caller may change h once the message is built. It also
+// shared with h, which must not change until the message is sent. It also
 // returns the first key whose name or a value is not valid UTF-8, or "":
 // net/http allows such bytes, a proto3 string cannot hold them, and the
 // message would not marshal.
@@ -1620,15 +1668,16 @@ func outerFetchEncodeRequestHeader(h http.Header) (headers []*Header, invalid st
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	headers = make([]*Header, 0, len(keys))
-	for _, k := range keys {
+	headers = make([]*Header, len(keys))
+	entries := make([]Header, len(keys)) // one allocation for all
+	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
-		header := &Header{}
+		header := &entries[i]
 		header.Key = k
-		header.Values = slices.Clone(h[k])
-		headers = append(headers, header)
+		header.Values = h[k]
+		headers[i] = header
 	}
 	return headers, invalid
 }
@@ -1792,13 +1841,22 @@ func outerFetchReject(stream grpc.BidiStreamingServer[Outer_FetchRequest, Outer_
 		"X-Content-Type-Options": {"nosniff"},
 	})
 	init.Headers = headers
-	return stream.Send(outerFetchResponseMessage(init, []byte(http.StatusText(status)+"\n"), false, true))
+	return stream.Send(outerFetchResponseMessage(&Outer_FetchResponse{}, init, []byte(http.StatusText(status)+"\n"), false, true))
 }
 
-// outerFetchResponseMessage builds one response message. chunk must not be
-// changed afterwards: gRPC may read a message after Send returns.
-func outerFetchResponseMessage(init *ResponseInit, chunk []byte, flush, complete bool) *Outer_FetchResponse {
-	msg := &Outer_FetchResponse{}
+// outerFetchResponseMessage resets msg and fills it in as one response
+// message around chunk, without copying chunk.
+//
+// The caller may reuse msg and chunk once Send has returned: grpc-go
+// marshals a message into buffers of its own before Send returns, and the
+// transport and retries send those bytes. Only observers can see the
+// message change afterwards: a stats handler that keeps a Payload after
+// HandleRPC returns (gRPC's stats documentation says to copy it),
+// x/net/trace with grpc.EnableTracing on (it formats messages when a trace
+// page is viewed), and a codec that refers to the message's bytes instead
+// of copying them.
+func outerFetchResponseMessage(msg *Outer_FetchResponse, init *ResponseInit, chunk []byte, flush, complete bool) *Outer_FetchResponse {
+	msg.Reset()
 	if init != nil {
 		msg.Init = init
 	}
@@ -1923,13 +1981,14 @@ type outerFetchBody struct {
 	log    *slog.Logger
 	closed atomic.Bool // set by Close and when the handler returns
 
-	mu        sync.Mutex // held across Recv: one receiver at a time
-	pending   []byte     // the unread rest of the current chunk
-	remaining int64      // bytes the declared length still allows, -1 if unknown
-	complete  bool       // body_complete arrived (or the declared length did)
-	err       error      // what Read returns once pending is empty
-	started   bool       // the first message was accepted
-	warned    bool       // a late init was logged
+	mu        sync.Mutex          // held across Recv: one receiver at a time
+	msg       *Outer_FetchRequest // received into, again and again
+	pending   []byte              // the unread rest of the current chunk
+	remaining int64               // bytes the declared length still allows, -1 if unknown
+	complete  bool                // body_complete arrived (or the declared length did)
+	err       error               // what Read returns once pending is empty
+	started   bool                // the first message was accepted
+	warned    bool                // a late init was logged
 }
 
 func (b *outerFetchBody) Read(p []byte) (int, error) {
@@ -1959,7 +2018,12 @@ func (b *outerFetchBody) Read(p []byte) (int, error) {
 			}
 			continue
 		}
-		msg, err := b.stream.Recv()
+		// Each message is received into the same struct: the previous
+		// chunk has been read, and Unmarshal gives each chunk new memory.
+		if b.msg == nil {
+			b.msg = &Outer_FetchRequest{}
+		}
+		msg, err := b.msg, b.stream.RecvMsg(b.msg)
 		if b.closed.Load() {
 			// The handler returned while this read waited, or closed the body.
 			return 0, http.ErrBodyReadAfterClose
@@ -2030,12 +2094,13 @@ type OuterFetchResponseWriter struct {
 	mu       sync.Mutex
 	init     *ResponseInit // status and header snapshot; nil until fixed
 	initSent bool
-	noBody   bool   // the status allows no body
-	declared int64  // Content-Length of the snapshot, -1 if none
-	written  int64  // body bytes accepted
-	buf      []byte // body bytes not sent yet, fewer than chunkSize
-	ended    bool   // the handler returned: nothing more may be sent
-	err      error  // the first failure; every later call returns it
+	noBody   bool                 // the status allows no body
+	declared int64                // Content-Length of the snapshot, -1 if none
+	written  int64                // body bytes accepted
+	buf      []byte               // body bytes not sent yet, fewer than chunkSize
+	msg      *Outer_FetchResponse // sent, filled in again for every message
+	ended    bool                 // the handler returned: nothing more may be sent
+	err      error                // the first failure; every later call returns it
 }
 
 var (
@@ -2206,13 +2271,17 @@ func (w *OuterFetchResponseWriter) sendLocked(flush, complete bool) error {
 	if !w.initSent {
 		init = w.init
 	}
-	// The buffer goes with the message and is never touched again.
-	msg := outerFetchResponseMessage(init, w.buf, flush, complete)
-	w.buf = nil
-	if err := w.stream.Send(msg); err != nil {
+	// The message and the buffer it refers to are filled again once Send
+	// has returned: by then gRPC has marshalled them
+	// (outerFetchResponseMessage says who can still see the change).
+	if w.msg == nil {
+		w.msg = &Outer_FetchResponse{}
+	}
+	if err := w.stream.Send(outerFetchResponseMessage(w.msg, init, w.buf, flush, complete)); err != nil {
 		w.err = err
 		return err
 	}
+	w.buf = w.buf[:0]
 	w.initSent = true
 	return nil
 }
@@ -2237,15 +2306,16 @@ func outerFetchEncodeResponseHeader(h http.Header) (headers []*Header, invalid s
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	headers = make([]*Header, 0, len(keys))
-	for _, k := range keys {
+	headers = make([]*Header, len(keys))
+	entries := make([]Header, len(keys)) // one allocation for all
+	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
-		header := &Header{}
+		header := &entries[i]
 		header.Key = k
 		header.Values = slices.Clone(h[k])
-		headers = append(headers, header)
+		headers[i] = header
 	}
 	return headers, invalid
 }
@@ -2396,7 +2466,7 @@ func (h *PassHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	// request is that single message; no goroutine is needed.
 	var bodyDone atomic.Bool // the request body was read to its end
 	bodyDone.Store(!hasBody)
-	if err := stream.Send(passRequestMessage(init, nil, !hasBody)); err != nil && err != io.EOF {
+	if err := stream.Send(passRequestMessage(&Relay_Up{}, init, nil, !hasBody)); err != nil && err != io.EOF {
 		// Not the plugin's doing (io.EOF would be, and Recv tells how): the
 		// init does not marshal, say a string Init set is not UTF-8.
 		cancel()
@@ -2467,8 +2537,9 @@ func (h *PassHost) relay(w http.ResponseWriter, r *http.Request, rc *http.Respon
 		if msg.GetBodyComplete() {
 			return nil
 		}
-		msg, err = stream.Recv()
-		if err != nil {
+		// The next message is received into the same struct: what this one
+		// held has been written, and Unmarshal gives each chunk new memory.
+		if err = stream.RecvMsg(msg); err != nil {
 			if err == io.EOF {
 				err = errors.New("plugin ended the stream before the body was complete")
 			} else {
@@ -2622,10 +2693,19 @@ func passHasBody(r *http.Request) bool {
 	return r.ContentLength != 0 || r.RequestURI == ""
 }
 
-// passRequestMessage builds one request message. chunk must not be
-// changed afterwards: gRPC may read a message after Send returns.
-func passRequestMessage(init *RequestInit, chunk []byte, complete bool) *Relay_Up {
-	msg := &Relay_Up{}
+// passRequestMessage resets msg and fills it in as one request message
+// around chunk, without copying chunk.
+//
+// The caller may reuse msg and chunk once Send has returned: grpc-go
+// marshals a message into buffers of its own before Send returns, and the
+// transport and retries send those bytes. Only observers can see the
+// message change afterwards: a stats handler that keeps a Payload after
+// HandleRPC returns (gRPC's stats documentation says to copy it),
+// x/net/trace with grpc.EnableTracing on (it formats messages when a trace
+// page is viewed), and a codec that refers to the message's bytes instead
+// of copying them.
+func passRequestMessage(msg *Relay_Up, init *RequestInit, chunk []byte, complete bool) *Relay_Up {
+	msg.Reset()
 	if init != nil {
 		msg.Init = init
 	}
@@ -2651,6 +2731,7 @@ func passSendBody(stream grpc.BidiStreamingClient[Relay_Up, Relay_Down], body io
 		bufSize = int(contentLength)
 	}
 	buf := make([]byte, bufSize)
+	msg := &Relay_Up{}
 	for {
 		n, err := body.Read(buf)
 		complete := err == io.EOF
@@ -2660,9 +2741,11 @@ func passSendBody(stream grpc.BidiStreamingClient[Relay_Up, Relay_Down], body io
 		// Bytes that come with an error are still body (a MaxBytesReader
 		// returns the allowed ones with its error), so they go first.
 		if n > 0 || complete {
-			// A fresh copy per message: gRPC may still read a sent message.
-			chunk := slices.Clone(buf[:n])
-			if stream.Send(passRequestMessage(nil, chunk, complete)) != nil {
+			// msg and buf are filled again once Send has returned. That is safe
+			// for the wire: Send marshals the message into gRPC's own buffers
+			// before it returns (passRequestMessage says who can still
+			// see the change).
+			if stream.Send(passRequestMessage(msg, nil, buf[:n], complete)) != nil {
 				return
 			}
 		}
@@ -2717,7 +2800,7 @@ func passDecodeResponseHeader(headers []*Header, dst http.Header) {
 
 // passEncodeRequestHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
-// copied: the caller may change h once the message is built. It also
+// shared with h, which must not change until the message is sent. It also
 // returns the first key whose name or a value is not valid UTF-8, or "":
 // net/http allows such bytes, a proto3 string cannot hold them, and the
 // message would not marshal.
@@ -2730,15 +2813,16 @@ func passEncodeRequestHeader(h http.Header) (headers []*Header, invalid string) 
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	headers = make([]*Header, 0, len(keys))
-	for _, k := range keys {
+	headers = make([]*Header, len(keys))
+	entries := make([]Header, len(keys)) // one allocation for all
+	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
-		header := &Header{}
+		header := &entries[i]
 		header.Key = k
-		header.Values = slices.Clone(h[k])
-		headers = append(headers, header)
+		header.Values = h[k]
+		headers[i] = header
 	}
 	return headers, invalid
 }
@@ -2904,13 +2988,22 @@ func passReject(stream grpc.BidiStreamingServer[Relay_Up, Relay_Down], status in
 		"X-Content-Type-Options": {"nosniff"},
 	})
 	init.Headers = headers
-	return stream.Send(passResponseMessage(init, []byte(http.StatusText(status)+"\n"), false, true))
+	return stream.Send(passResponseMessage(&Relay_Down{}, init, []byte(http.StatusText(status)+"\n"), false, true))
 }
 
-// passResponseMessage builds one response message. chunk must not be
-// changed afterwards: gRPC may read a message after Send returns.
-func passResponseMessage(init *ResponseInit, chunk []byte, flush, complete bool) *Relay_Down {
-	msg := &Relay_Down{}
+// passResponseMessage resets msg and fills it in as one response
+// message around chunk, without copying chunk.
+//
+// The caller may reuse msg and chunk once Send has returned: grpc-go
+// marshals a message into buffers of its own before Send returns, and the
+// transport and retries send those bytes. Only observers can see the
+// message change afterwards: a stats handler that keeps a Payload after
+// HandleRPC returns (gRPC's stats documentation says to copy it),
+// x/net/trace with grpc.EnableTracing on (it formats messages when a trace
+// page is viewed), and a codec that refers to the message's bytes instead
+// of copying them.
+func passResponseMessage(msg *Relay_Down, init *ResponseInit, chunk []byte, flush, complete bool) *Relay_Down {
+	msg.Reset()
 	if init != nil {
 		msg.Init = init
 	}
@@ -3036,6 +3129,7 @@ type passBody struct {
 	closed atomic.Bool // set by Close and when the handler returns
 
 	mu        sync.Mutex // held across Recv: one receiver at a time
+	msg       *Relay_Up  // received into, again and again
 	pending   []byte     // the unread rest of the current chunk
 	remaining int64      // bytes the declared length still allows, -1 if unknown
 	complete  bool       // body_complete arrived (or the declared length did)
@@ -3071,7 +3165,12 @@ func (b *passBody) Read(p []byte) (int, error) {
 			}
 			continue
 		}
-		msg, err := b.stream.Recv()
+		// Each message is received into the same struct: the previous
+		// chunk has been read, and Unmarshal gives each chunk new memory.
+		if b.msg == nil {
+			b.msg = &Relay_Up{}
+		}
+		msg, err := b.msg, b.stream.RecvMsg(b.msg)
 		if b.closed.Load() {
 			// The handler returned while this read waited, or closed the body.
 			return 0, http.ErrBodyReadAfterClose
@@ -3142,12 +3241,13 @@ type PassResponseWriter struct {
 	mu       sync.Mutex
 	init     *ResponseInit // status and header snapshot; nil until fixed
 	initSent bool
-	noBody   bool   // the status allows no body
-	declared int64  // Content-Length of the snapshot, -1 if none
-	written  int64  // body bytes accepted
-	buf      []byte // body bytes not sent yet, fewer than chunkSize
-	ended    bool   // the handler returned: nothing more may be sent
-	err      error  // the first failure; every later call returns it
+	noBody   bool        // the status allows no body
+	declared int64       // Content-Length of the snapshot, -1 if none
+	written  int64       // body bytes accepted
+	buf      []byte      // body bytes not sent yet, fewer than chunkSize
+	msg      *Relay_Down // sent, filled in again for every message
+	ended    bool        // the handler returned: nothing more may be sent
+	err      error       // the first failure; every later call returns it
 }
 
 var (
@@ -3318,13 +3418,17 @@ func (w *PassResponseWriter) sendLocked(flush, complete bool) error {
 	if !w.initSent {
 		init = w.init
 	}
-	// The buffer goes with the message and is never touched again.
-	msg := passResponseMessage(init, w.buf, flush, complete)
-	w.buf = nil
-	if err := w.stream.Send(msg); err != nil {
+	// The message and the buffer it refers to are filled again once Send
+	// has returned: by then gRPC has marshalled them
+	// (passResponseMessage says who can still see the change).
+	if w.msg == nil {
+		w.msg = &Relay_Down{}
+	}
+	if err := w.stream.Send(passResponseMessage(w.msg, init, w.buf, flush, complete)); err != nil {
 		w.err = err
 		return err
 	}
+	w.buf = w.buf[:0]
 	w.initSent = true
 	return nil
 }
@@ -3349,15 +3453,16 @@ func passEncodeResponseHeader(h http.Header) (headers []*Header, invalid string)
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	headers = make([]*Header, 0, len(keys))
-	for _, k := range keys {
+	headers = make([]*Header, len(keys))
+	entries := make([]Header, len(keys)) // one allocation for all
+	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
-		header := &Header{}
+		header := &entries[i]
 		header.Key = k
 		header.Values = slices.Clone(h[k])
-		headers = append(headers, header)
+		headers[i] = header
 	}
 	return headers, invalid
 }
