@@ -93,9 +93,6 @@ type encoderView struct {
 	Func         string
 	Message      string
 	SkipTrailers bool
-	// CopyValues is set where the message is sent later than it is built,
-	// so that it keeps the values of that moment.
-	CopyValues bool
 	headerView
 }
 
@@ -104,7 +101,7 @@ func (p *pairView) RequestHeaderEncoder() encoderView {
 }
 
 func (p *pairView) ResponseHeaderEncoder() encoderView {
-	return encoderView{Func: p.Private + "EncodeResponseHeader", Message: p.ResponseHeader, SkipTrailers: true, CopyValues: true, headerView: p.ResHeader}
+	return encoderView{Func: p.Private + "EncodeResponseHeader", Message: p.ResponseHeader, SkipTrailers: true, headerView: p.ResHeader}
 }
 
 // bindingView is what the "binding" template prints.

@@ -172,7 +172,7 @@ func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	// request is that single message; no goroutine is needed.
 	var bodyDone atomic.Bool // the request body was read to its end
 	bodyDone.Store(!hasBody)
-	if err := stream.Send(serveHTTPRequestMessage(&ServeHTTPRequest{}, init, nil, !hasBody)); err != nil && err != io.EOF {
+	if err := stream.Send(serveHTTPRequestMessage(init, nil, !hasBody)); err != nil && err != io.EOF {
 		// Not the plugin's doing (io.EOF would be, and Recv tells how): the
 		// init does not marshal, say a string Init set is not UTF-8.
 		cancel()
@@ -247,9 +247,8 @@ func (h *ServeHTTPHost) relay(w http.ResponseWriter, r *http.Request, rc *http.R
 		if msg.GetBodyComplete() {
 			return nil
 		}
-		// The next message is received into the same struct: what this one
-		// held has been written, and Unmarshal gives each chunk new memory.
-		if err = stream.RecvMsg(msg); err != nil {
+		msg, err = stream.Recv()
+		if err != nil {
 			if err == io.EOF {
 				err = errors.New("plugin ended the stream before the body was complete")
 			} else {
@@ -412,19 +411,20 @@ func serveHTTPHasBody(r *http.Request) bool {
 	return r.ContentLength != 0 || r.RequestURI == ""
 }
 
-// serveHTTPRequestMessage resets msg and fills it in as one request message
-// around chunk, without copying chunk.
+// serveHTTPRequestMessage builds one request message around chunk,
+// without copying it.
 //
-// The caller may reuse msg and chunk once Send has returned: grpc-go
-// marshals a message into buffers of its own before Send returns, and the
-// transport and retries send those bytes. Only observers can see the
-// message change afterwards: a stats handler that keeps a Payload after
-// HandleRPC returns (gRPC's stats documentation says to copy it),
-// x/net/trace with grpc.EnableTracing on (it formats messages when a trace
-// page is viewed), and a codec that refers to the message's bytes instead
-// of copying them.
-func serveHTTPRequestMessage(msg *ServeHTTPRequest, init *ServeHTTPRequestInit, chunk []byte, complete bool) *ServeHTTPRequest {
-	msg.Reset()
+// The caller may reuse chunk once Send has returned. The peer never sees
+// it: grpc-go marshals the message into buffers of its own before Send
+// returns (gRPC's proto codec copies the bytes), and its transport and
+// retries send those. Observers of the message can: a stats handler that
+// reads a Payload after HandleRPC returns (gRPC's documentation says to
+// copy it) or while a transparent retry replays the stream, and
+// x/net/trace, which formats messages when its page is viewed. So that
+// the page never reads memory being overwritten, nothing is reused while
+// grpc.EnableTracing is on.
+func serveHTTPRequestMessage(init *ServeHTTPRequestInit, chunk []byte, complete bool) *ServeHTTPRequest {
+	msg := &ServeHTTPRequest{}
 	if init != nil {
 		msg.Init = init
 	}
@@ -450,7 +450,7 @@ func serveHTTPSendBody(stream grpc.BidiStreamingClient[ServeHTTPRequest, ServeHT
 		bufSize = int(contentLength)
 	}
 	buf := make([]byte, bufSize)
-	msg := &ServeHTTPRequest{}
+	tracing := grpc.EnableTracing // see serveHTTPRequestMessage
 	for {
 		n, err := body.Read(buf)
 		complete := err == io.EOF
@@ -460,11 +460,14 @@ func serveHTTPSendBody(stream grpc.BidiStreamingClient[ServeHTTPRequest, ServeHT
 		// Bytes that come with an error are still body (a MaxBytesReader
 		// returns the allowed ones with its error), so they go first.
 		if n > 0 || complete {
-			// msg and buf are filled again once Send has returned. That is safe
-			// for the wire: Send marshals the message into gRPC's own buffers
-			// before it returns (serveHTTPRequestMessage says who can still
-			// see the change).
-			if stream.Send(serveHTTPRequestMessage(msg, nil, buf[:n], complete)) != nil {
+			// buf is filled again once Send has returned, which the peer never
+			// sees: Send marshals the message into gRPC's own buffers before it
+			// returns (serveHTTPRequestMessage says who else could).
+			chunk := buf[:n]
+			if tracing {
+				chunk = slices.Clone(chunk)
+			}
+			if stream.Send(serveHTTPRequestMessage(nil, chunk, complete)) != nil {
 				return
 			}
 		}
@@ -519,7 +522,7 @@ func serveHTTPDecodeResponseHeader(headers []*HTTPHeader, dst http.Header) {
 
 // serveHTTPEncodeRequestHeader converts h to HTTPHeader entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
-// shared with h, which must not change until the message is sent. It also
+// copied: the caller may change h once the message is built. It also
 // returns the first key whose name or a value is not valid UTF-8, or "":
 // net/http allows such bytes, a proto3 string cannot hold them, and the
 // message would not marshal.
@@ -540,7 +543,7 @@ func serveHTTPEncodeRequestHeader(h http.Header) (headers []*HTTPHeader, invalid
 		}
 		header := &entries[i]
 		header.Key = k
-		header.Values = h[k]
+		header.Values = slices.Clone(h[k])
 		headers[i] = header
 	}
 	return headers, invalid

@@ -118,7 +118,7 @@ func (p *ServeHTTPPlugin) Serve(stream grpc.BidiStreamingServer[ServeHTTPRequest
 		p.logger().Warn("httpbridge: bad ServeHTTP request", "error", err)
 		return serveHTTPReject(stream, http.StatusBadRequest)
 	}
-	w := &ServeHTTPResponseWriter{stream: stream, chunkSize: serveHTTPChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger()}
+	w := &ServeHTTPResponseWriter{stream: stream, chunkSize: serveHTTPChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger(), tracing: grpc.EnableTracing}
 
 	ok := p.run(w, r)
 	if ok {
@@ -210,22 +210,23 @@ func serveHTTPReject(stream grpc.BidiStreamingServer[ServeHTTPRequest, ServeHTTP
 		"X-Content-Type-Options": {"nosniff"},
 	})
 	init.Headers = headers
-	return stream.Send(serveHTTPResponseMessage(&ServeHTTPResponse{}, init, []byte(http.StatusText(status)+"\n"), false, true))
+	return stream.Send(serveHTTPResponseMessage(init, []byte(http.StatusText(status)+"\n"), false, true))
 }
 
-// serveHTTPResponseMessage resets msg and fills it in as one response
-// message around chunk, without copying chunk.
+// serveHTTPResponseMessage builds one response message around chunk,
+// without copying it.
 //
-// The caller may reuse msg and chunk once Send has returned: grpc-go
-// marshals a message into buffers of its own before Send returns, and the
-// transport and retries send those bytes. Only observers can see the
-// message change afterwards: a stats handler that keeps a Payload after
-// HandleRPC returns (gRPC's stats documentation says to copy it),
-// x/net/trace with grpc.EnableTracing on (it formats messages when a trace
-// page is viewed), and a codec that refers to the message's bytes instead
-// of copying them.
-func serveHTTPResponseMessage(msg *ServeHTTPResponse, init *ServeHTTPResponseInit, chunk []byte, flush, complete bool) *ServeHTTPResponse {
-	msg.Reset()
+// The caller may reuse chunk once Send has returned. The peer never sees
+// it: grpc-go marshals the message into buffers of its own before Send
+// returns (gRPC's proto codec copies the bytes), and its transport and
+// retries send those. Observers of the message can: a stats handler that
+// reads a Payload after HandleRPC returns (gRPC's documentation says to
+// copy it) or while a transparent retry replays the stream, and
+// x/net/trace, which formats messages when its page is viewed. So that
+// the page never reads memory being overwritten, nothing is reused while
+// grpc.EnableTracing is on.
+func serveHTTPResponseMessage(init *ServeHTTPResponseInit, chunk []byte, flush, complete bool) *ServeHTTPResponse {
+	msg := &ServeHTTPResponse{}
 	if init != nil {
 		msg.Init = init
 	}
@@ -356,14 +357,13 @@ type serveHTTPBody struct {
 	log    *slog.Logger
 	closed atomic.Bool // set by Close and when the handler returns
 
-	mu        sync.Mutex        // held across Recv: one receiver at a time
-	msg       *ServeHTTPRequest // received into, again and again
-	pending   []byte            // the unread rest of the current chunk
-	remaining int64             // bytes the declared length still allows, -1 if unknown
-	complete  bool              // body_complete arrived (or the declared length did)
-	err       error             // what Read returns once pending is empty
-	started   bool              // the first message was accepted
-	warned    bool              // a late init was logged
+	mu        sync.Mutex // held across Recv: one receiver at a time
+	pending   []byte     // the unread rest of the current chunk
+	remaining int64      // bytes the declared length still allows, -1 if unknown
+	complete  bool       // body_complete arrived (or the declared length did)
+	err       error      // what Read returns once pending is empty
+	started   bool       // the first message was accepted
+	warned    bool       // a late init was logged
 }
 
 func (b *serveHTTPBody) Read(p []byte) (int, error) {
@@ -393,12 +393,7 @@ func (b *serveHTTPBody) Read(p []byte) (int, error) {
 			}
 			continue
 		}
-		// Each message is received into the same struct: the previous
-		// chunk has been read, and Unmarshal gives each chunk new memory.
-		if b.msg == nil {
-			b.msg = &ServeHTTPRequest{}
-		}
-		msg, err := b.msg, b.stream.RecvMsg(b.msg)
+		msg, err := b.stream.Recv()
 		if b.closed.Load() {
 			// The handler returned while this read waited, or closed the body.
 			return 0, http.ErrBodyReadAfterClose
@@ -465,17 +460,17 @@ type ServeHTTPResponseWriter struct {
 	chunkSize int
 	header    http.Header
 	log       *slog.Logger
+	tracing   bool // grpc.EnableTracing: sent buffers are not reused
 
 	mu       sync.Mutex
 	init     *ServeHTTPResponseInit // status and header snapshot; nil until fixed
 	initSent bool
-	noBody   bool               // the status allows no body
-	declared int64              // Content-Length of the snapshot, -1 if none
-	written  int64              // body bytes accepted
-	buf      []byte             // body bytes not sent yet, fewer than chunkSize
-	msg      *ServeHTTPResponse // sent, filled in again for every message
-	ended    bool               // the handler returned: nothing more may be sent
-	err      error              // the first failure; every later call returns it
+	noBody   bool   // the status allows no body
+	declared int64  // Content-Length of the snapshot, -1 if none
+	written  int64  // body bytes accepted
+	buf      []byte // body bytes not sent yet, fewer than chunkSize
+	ended    bool   // the handler returned: nothing more may be sent
+	err      error  // the first failure; every later call returns it
 }
 
 var (
@@ -643,17 +638,19 @@ func (w *ServeHTTPResponseWriter) sendLocked(flush, complete bool) error {
 	if !w.initSent {
 		init = w.init
 	}
-	// The message and the buffer it refers to are filled again once Send
-	// has returned: by then gRPC has marshalled them
-	// (serveHTTPResponseMessage says who can still see the change).
-	if w.msg == nil {
-		w.msg = &ServeHTTPResponse{}
-	}
-	if err := w.stream.Send(serveHTTPResponseMessage(w.msg, init, w.buf, flush, complete)); err != nil {
+	msg := serveHTTPResponseMessage(init, w.buf, flush, complete)
+	if err := w.stream.Send(msg); err != nil {
 		w.err = err
 		return err
 	}
-	w.buf = w.buf[:0]
+	// The buffer is filled again once Send has returned, which the host
+	// never sees: gRPC has marshalled the message by then
+	// (serveHTTPResponseMessage says who else could).
+	if w.tracing {
+		w.buf = nil
+	} else {
+		w.buf = w.buf[:0]
+	}
 	w.initSent = true
 	return nil
 }

@@ -176,7 +176,7 @@ func (h *HandleHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	// request is that single message; no goroutine is needed.
 	var bodyDone atomic.Bool // the request body was read to its end
 	bodyDone.Store(!hasBody)
-	if err := stream.Send(handleRequestMessage(&Handle_Request{}, init, nil, !hasBody)); err != nil && err != io.EOF {
+	if err := stream.Send(handleRequestMessage(init, nil, !hasBody)); err != nil && err != io.EOF {
 		// Not the plugin's doing (io.EOF would be, and Recv tells how): the
 		// init does not marshal, say a string Init set is not UTF-8.
 		cancel()
@@ -247,9 +247,8 @@ func (h *HandleHost) relay(w http.ResponseWriter, r *http.Request, rc *http.Resp
 		if msg.GetBodyComplete() {
 			return nil
 		}
-		// The next message is received into the same struct: what this one
-		// held has been written, and Unmarshal gives each chunk new memory.
-		if err = stream.RecvMsg(msg); err != nil {
+		msg, err = stream.Recv()
+		if err != nil {
 			if err == io.EOF {
 				err = errors.New("plugin ended the stream before the body was complete")
 			} else {
@@ -403,19 +402,20 @@ func handleHasBody(r *http.Request) bool {
 	return r.ContentLength != 0 || r.RequestURI == ""
 }
 
-// handleRequestMessage resets msg and fills it in as one request message
-// around chunk, without copying chunk.
+// handleRequestMessage builds one request message around chunk,
+// without copying it.
 //
-// The caller may reuse msg and chunk once Send has returned: grpc-go
-// marshals a message into buffers of its own before Send returns, and the
-// transport and retries send those bytes. Only observers can see the
-// message change afterwards: a stats handler that keeps a Payload after
-// HandleRPC returns (gRPC's stats documentation says to copy it),
-// x/net/trace with grpc.EnableTracing on (it formats messages when a trace
-// page is viewed), and a codec that refers to the message's bytes instead
-// of copying them.
-func handleRequestMessage(msg *Handle_Request, init *RequestInit, chunk []byte, complete bool) *Handle_Request {
-	msg.Reset()
+// The caller may reuse chunk once Send has returned. The peer never sees
+// it: grpc-go marshals the message into buffers of its own before Send
+// returns (gRPC's proto codec copies the bytes), and its transport and
+// retries send those. Observers of the message can: a stats handler that
+// reads a Payload after HandleRPC returns (gRPC's documentation says to
+// copy it) or while a transparent retry replays the stream, and
+// x/net/trace, which formats messages when its page is viewed. So that
+// the page never reads memory being overwritten, nothing is reused while
+// grpc.EnableTracing is on.
+func handleRequestMessage(init *RequestInit, chunk []byte, complete bool) *Handle_Request {
+	msg := &Handle_Request{}
 	if init != nil {
 		msg.Init = init
 	}
@@ -441,7 +441,7 @@ func handleSendBody(stream grpc.BidiStreamingClient[Handle_Request, Handle_Respo
 		bufSize = int(contentLength)
 	}
 	buf := make([]byte, bufSize)
-	msg := &Handle_Request{}
+	tracing := grpc.EnableTracing // see handleRequestMessage
 	for {
 		n, err := body.Read(buf)
 		complete := err == io.EOF
@@ -451,11 +451,14 @@ func handleSendBody(stream grpc.BidiStreamingClient[Handle_Request, Handle_Respo
 		// Bytes that come with an error are still body (a MaxBytesReader
 		// returns the allowed ones with its error), so they go first.
 		if n > 0 || complete {
-			// msg and buf are filled again once Send has returned. That is safe
-			// for the wire: Send marshals the message into gRPC's own buffers
-			// before it returns (handleRequestMessage says who can still
-			// see the change).
-			if stream.Send(handleRequestMessage(msg, nil, buf[:n], complete)) != nil {
+			// buf is filled again once Send has returned, which the peer never
+			// sees: Send marshals the message into gRPC's own buffers before it
+			// returns (handleRequestMessage says who else could).
+			chunk := buf[:n]
+			if tracing {
+				chunk = slices.Clone(chunk)
+			}
+			if stream.Send(handleRequestMessage(nil, chunk, complete)) != nil {
 				return
 			}
 		}
@@ -510,7 +513,7 @@ func handleDecodeResponseHeader(headers []*Header, dst http.Header) {
 
 // handleEncodeRequestHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
-// shared with h, which must not change until the message is sent. It also
+// copied: the caller may change h once the message is built. It also
 // returns the first key whose name or a value is not valid UTF-8, or "":
 // net/http allows such bytes, a proto3 string cannot hold them, and the
 // message would not marshal.
@@ -531,7 +534,7 @@ func handleEncodeRequestHeader(h http.Header) (headers []*Header, invalid string
 		}
 		header := &entries[i]
 		header.Key = k
-		header.Values = h[k]
+		header.Values = slices.Clone(h[k])
 		headers[i] = header
 	}
 	return headers, invalid
@@ -606,7 +609,7 @@ func (p *HandlePlugin) Serve(stream grpc.BidiStreamingServer[Handle_Request, Han
 		p.logger().Warn("httpbridge: bad Handle request", "error", err)
 		return handleReject(stream, http.StatusBadRequest)
 	}
-	w := &HandleResponseWriter{stream: stream, chunkSize: handleChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger()}
+	w := &HandleResponseWriter{stream: stream, chunkSize: handleChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger(), tracing: grpc.EnableTracing}
 
 	ok := p.run(w, r)
 	if ok {
@@ -698,22 +701,23 @@ func handleReject(stream grpc.BidiStreamingServer[Handle_Request, Handle_Respons
 		"X-Content-Type-Options": {"nosniff"},
 	})
 	init.Headers = headers
-	return stream.Send(handleResponseMessage(&Handle_Response{}, init, []byte(http.StatusText(status)+"\n"), false, true))
+	return stream.Send(handleResponseMessage(init, []byte(http.StatusText(status)+"\n"), false, true))
 }
 
-// handleResponseMessage resets msg and fills it in as one response
-// message around chunk, without copying chunk.
+// handleResponseMessage builds one response message around chunk,
+// without copying it.
 //
-// The caller may reuse msg and chunk once Send has returned: grpc-go
-// marshals a message into buffers of its own before Send returns, and the
-// transport and retries send those bytes. Only observers can see the
-// message change afterwards: a stats handler that keeps a Payload after
-// HandleRPC returns (gRPC's stats documentation says to copy it),
-// x/net/trace with grpc.EnableTracing on (it formats messages when a trace
-// page is viewed), and a codec that refers to the message's bytes instead
-// of copying them.
-func handleResponseMessage(msg *Handle_Response, init *ResponseInit, chunk []byte, flush, complete bool) *Handle_Response {
-	msg.Reset()
+// The caller may reuse chunk once Send has returned. The peer never sees
+// it: grpc-go marshals the message into buffers of its own before Send
+// returns (gRPC's proto codec copies the bytes), and its transport and
+// retries send those. Observers of the message can: a stats handler that
+// reads a Payload after HandleRPC returns (gRPC's documentation says to
+// copy it) or while a transparent retry replays the stream, and
+// x/net/trace, which formats messages when its page is viewed. So that
+// the page never reads memory being overwritten, nothing is reused while
+// grpc.EnableTracing is on.
+func handleResponseMessage(init *ResponseInit, chunk []byte, flush, complete bool) *Handle_Response {
+	msg := &Handle_Response{}
 	if init != nil {
 		msg.Init = init
 	}
@@ -838,14 +842,13 @@ type handleBody struct {
 	log    *slog.Logger
 	closed atomic.Bool // set by Close and when the handler returns
 
-	mu        sync.Mutex      // held across Recv: one receiver at a time
-	msg       *Handle_Request // received into, again and again
-	pending   []byte          // the unread rest of the current chunk
-	remaining int64           // bytes the declared length still allows, -1 if unknown
-	complete  bool            // body_complete arrived (or the declared length did)
-	err       error           // what Read returns once pending is empty
-	started   bool            // the first message was accepted
-	warned    bool            // a late init was logged
+	mu        sync.Mutex // held across Recv: one receiver at a time
+	pending   []byte     // the unread rest of the current chunk
+	remaining int64      // bytes the declared length still allows, -1 if unknown
+	complete  bool       // body_complete arrived (or the declared length did)
+	err       error      // what Read returns once pending is empty
+	started   bool       // the first message was accepted
+	warned    bool       // a late init was logged
 }
 
 func (b *handleBody) Read(p []byte) (int, error) {
@@ -875,12 +878,7 @@ func (b *handleBody) Read(p []byte) (int, error) {
 			}
 			continue
 		}
-		// Each message is received into the same struct: the previous
-		// chunk has been read, and Unmarshal gives each chunk new memory.
-		if b.msg == nil {
-			b.msg = &Handle_Request{}
-		}
-		msg, err := b.msg, b.stream.RecvMsg(b.msg)
+		msg, err := b.stream.Recv()
 		if b.closed.Load() {
 			// The handler returned while this read waited, or closed the body.
 			return 0, http.ErrBodyReadAfterClose
@@ -947,17 +945,17 @@ type HandleResponseWriter struct {
 	chunkSize int
 	header    http.Header
 	log       *slog.Logger
+	tracing   bool // grpc.EnableTracing: sent buffers are not reused
 
 	mu       sync.Mutex
 	init     *ResponseInit // status and header snapshot; nil until fixed
 	initSent bool
-	noBody   bool             // the status allows no body
-	declared int64            // Content-Length of the snapshot, -1 if none
-	written  int64            // body bytes accepted
-	buf      []byte           // body bytes not sent yet, fewer than chunkSize
-	msg      *Handle_Response // sent, filled in again for every message
-	ended    bool             // the handler returned: nothing more may be sent
-	err      error            // the first failure; every later call returns it
+	noBody   bool   // the status allows no body
+	declared int64  // Content-Length of the snapshot, -1 if none
+	written  int64  // body bytes accepted
+	buf      []byte // body bytes not sent yet, fewer than chunkSize
+	ended    bool   // the handler returned: nothing more may be sent
+	err      error  // the first failure; every later call returns it
 }
 
 var (
@@ -1128,17 +1126,19 @@ func (w *HandleResponseWriter) sendLocked(flush, complete bool) error {
 	if !w.initSent {
 		init = w.init
 	}
-	// The message and the buffer it refers to are filled again once Send
-	// has returned: by then gRPC has marshalled them
-	// (handleResponseMessage says who can still see the change).
-	if w.msg == nil {
-		w.msg = &Handle_Response{}
-	}
-	if err := w.stream.Send(handleResponseMessage(w.msg, init, w.buf, flush, complete)); err != nil {
+	msg := handleResponseMessage(init, w.buf, flush, complete)
+	if err := w.stream.Send(msg); err != nil {
 		w.err = err
 		return err
 	}
-	w.buf = w.buf[:0]
+	// The buffer is filled again once Send has returned, which the host
+	// never sees: gRPC has marshalled the message by then
+	// (handleResponseMessage says who else could).
+	if w.tracing {
+		w.buf = nil
+	} else {
+		w.buf = w.buf[:0]
+	}
 	w.initSent = true
 	return nil
 }
@@ -1321,7 +1321,7 @@ func (h *OuterFetchHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	// request is that single message; no goroutine is needed.
 	var bodyDone atomic.Bool // the request body was read to its end
 	bodyDone.Store(!hasBody)
-	if err := stream.Send(outerFetchRequestMessage(&Outer_FetchRequest{}, init, nil, !hasBody)); err != nil && err != io.EOF {
+	if err := stream.Send(outerFetchRequestMessage(init, nil, !hasBody)); err != nil && err != io.EOF {
 		// Not the plugin's doing (io.EOF would be, and Recv tells how): the
 		// init does not marshal, say a string Init set is not UTF-8.
 		cancel()
@@ -1392,9 +1392,8 @@ func (h *OuterFetchHost) relay(w http.ResponseWriter, r *http.Request, rc *http.
 		if msg.GetBodyComplete() {
 			return nil
 		}
-		// The next message is received into the same struct: what this one
-		// held has been written, and Unmarshal gives each chunk new memory.
-		if err = stream.RecvMsg(msg); err != nil {
+		msg, err = stream.Recv()
+		if err != nil {
 			if err == io.EOF {
 				err = errors.New("plugin ended the stream before the body was complete")
 			} else {
@@ -1548,19 +1547,20 @@ func outerFetchHasBody(r *http.Request) bool {
 	return r.ContentLength != 0 || r.RequestURI == ""
 }
 
-// outerFetchRequestMessage resets msg and fills it in as one request message
-// around chunk, without copying chunk.
+// outerFetchRequestMessage builds one request message around chunk,
+// without copying it.
 //
-// The caller may reuse msg and chunk once Send has returned: grpc-go
-// marshals a message into buffers of its own before Send returns, and the
-// transport and retries send those bytes. Only observers can see the
-// message change afterwards: a stats handler that keeps a Payload after
-// HandleRPC returns (gRPC's stats documentation says to copy it),
-// x/net/trace with grpc.EnableTracing on (it formats messages when a trace
-// page is viewed), and a codec that refers to the message's bytes instead
-// of copying them.
-func outerFetchRequestMessage(msg *Outer_FetchRequest, init *RequestInit, chunk []byte, complete bool) *Outer_FetchRequest {
-	msg.Reset()
+// The caller may reuse chunk once Send has returned. The peer never sees
+// it: grpc-go marshals the message into buffers of its own before Send
+// returns (gRPC's proto codec copies the bytes), and its transport and
+// retries send those. Observers of the message can: a stats handler that
+// reads a Payload after HandleRPC returns (gRPC's documentation says to
+// copy it) or while a transparent retry replays the stream, and
+// x/net/trace, which formats messages when its page is viewed. So that
+// the page never reads memory being overwritten, nothing is reused while
+// grpc.EnableTracing is on.
+func outerFetchRequestMessage(init *RequestInit, chunk []byte, complete bool) *Outer_FetchRequest {
+	msg := &Outer_FetchRequest{}
 	if init != nil {
 		msg.Init = init
 	}
@@ -1586,7 +1586,7 @@ func outerFetchSendBody(stream grpc.BidiStreamingClient[Outer_FetchRequest, Oute
 		bufSize = int(contentLength)
 	}
 	buf := make([]byte, bufSize)
-	msg := &Outer_FetchRequest{}
+	tracing := grpc.EnableTracing // see outerFetchRequestMessage
 	for {
 		n, err := body.Read(buf)
 		complete := err == io.EOF
@@ -1596,11 +1596,14 @@ func outerFetchSendBody(stream grpc.BidiStreamingClient[Outer_FetchRequest, Oute
 		// Bytes that come with an error are still body (a MaxBytesReader
 		// returns the allowed ones with its error), so they go first.
 		if n > 0 || complete {
-			// msg and buf are filled again once Send has returned. That is safe
-			// for the wire: Send marshals the message into gRPC's own buffers
-			// before it returns (outerFetchRequestMessage says who can still
-			// see the change).
-			if stream.Send(outerFetchRequestMessage(msg, nil, buf[:n], complete)) != nil {
+			// buf is filled again once Send has returned, which the peer never
+			// sees: Send marshals the message into gRPC's own buffers before it
+			// returns (outerFetchRequestMessage says who else could).
+			chunk := buf[:n]
+			if tracing {
+				chunk = slices.Clone(chunk)
+			}
+			if stream.Send(outerFetchRequestMessage(nil, chunk, complete)) != nil {
 				return
 			}
 		}
@@ -1655,7 +1658,7 @@ func outerFetchDecodeResponseHeader(headers []*Header, dst http.Header) {
 
 // outerFetchEncodeRequestHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
-// shared with h, which must not change until the message is sent. It also
+// copied: the caller may change h once the message is built. It also
 // returns the first key whose name or a value is not valid UTF-8, or "":
 // net/http allows such bytes, a proto3 string cannot hold them, and the
 // message would not marshal.
@@ -1676,7 +1679,7 @@ func outerFetchEncodeRequestHeader(h http.Header) (headers []*Header, invalid st
 		}
 		header := &entries[i]
 		header.Key = k
-		header.Values = h[k]
+		header.Values = slices.Clone(h[k])
 		headers[i] = header
 	}
 	return headers, invalid
@@ -1749,7 +1752,7 @@ func (p *OuterFetchPlugin) Serve(stream grpc.BidiStreamingServer[Outer_FetchRequ
 		p.logger().Warn("httpbridge: bad OuterFetch request", "error", err)
 		return outerFetchReject(stream, http.StatusBadRequest)
 	}
-	w := &OuterFetchResponseWriter{stream: stream, chunkSize: outerFetchChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger()}
+	w := &OuterFetchResponseWriter{stream: stream, chunkSize: outerFetchChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger(), tracing: grpc.EnableTracing}
 
 	ok := p.run(w, r)
 	if ok {
@@ -1841,22 +1844,23 @@ func outerFetchReject(stream grpc.BidiStreamingServer[Outer_FetchRequest, Outer_
 		"X-Content-Type-Options": {"nosniff"},
 	})
 	init.Headers = headers
-	return stream.Send(outerFetchResponseMessage(&Outer_FetchResponse{}, init, []byte(http.StatusText(status)+"\n"), false, true))
+	return stream.Send(outerFetchResponseMessage(init, []byte(http.StatusText(status)+"\n"), false, true))
 }
 
-// outerFetchResponseMessage resets msg and fills it in as one response
-// message around chunk, without copying chunk.
+// outerFetchResponseMessage builds one response message around chunk,
+// without copying it.
 //
-// The caller may reuse msg and chunk once Send has returned: grpc-go
-// marshals a message into buffers of its own before Send returns, and the
-// transport and retries send those bytes. Only observers can see the
-// message change afterwards: a stats handler that keeps a Payload after
-// HandleRPC returns (gRPC's stats documentation says to copy it),
-// x/net/trace with grpc.EnableTracing on (it formats messages when a trace
-// page is viewed), and a codec that refers to the message's bytes instead
-// of copying them.
-func outerFetchResponseMessage(msg *Outer_FetchResponse, init *ResponseInit, chunk []byte, flush, complete bool) *Outer_FetchResponse {
-	msg.Reset()
+// The caller may reuse chunk once Send has returned. The peer never sees
+// it: grpc-go marshals the message into buffers of its own before Send
+// returns (gRPC's proto codec copies the bytes), and its transport and
+// retries send those. Observers of the message can: a stats handler that
+// reads a Payload after HandleRPC returns (gRPC's documentation says to
+// copy it) or while a transparent retry replays the stream, and
+// x/net/trace, which formats messages when its page is viewed. So that
+// the page never reads memory being overwritten, nothing is reused while
+// grpc.EnableTracing is on.
+func outerFetchResponseMessage(init *ResponseInit, chunk []byte, flush, complete bool) *Outer_FetchResponse {
+	msg := &Outer_FetchResponse{}
 	if init != nil {
 		msg.Init = init
 	}
@@ -1981,14 +1985,13 @@ type outerFetchBody struct {
 	log    *slog.Logger
 	closed atomic.Bool // set by Close and when the handler returns
 
-	mu        sync.Mutex          // held across Recv: one receiver at a time
-	msg       *Outer_FetchRequest // received into, again and again
-	pending   []byte              // the unread rest of the current chunk
-	remaining int64               // bytes the declared length still allows, -1 if unknown
-	complete  bool                // body_complete arrived (or the declared length did)
-	err       error               // what Read returns once pending is empty
-	started   bool                // the first message was accepted
-	warned    bool                // a late init was logged
+	mu        sync.Mutex // held across Recv: one receiver at a time
+	pending   []byte     // the unread rest of the current chunk
+	remaining int64      // bytes the declared length still allows, -1 if unknown
+	complete  bool       // body_complete arrived (or the declared length did)
+	err       error      // what Read returns once pending is empty
+	started   bool       // the first message was accepted
+	warned    bool       // a late init was logged
 }
 
 func (b *outerFetchBody) Read(p []byte) (int, error) {
@@ -2018,12 +2021,7 @@ func (b *outerFetchBody) Read(p []byte) (int, error) {
 			}
 			continue
 		}
-		// Each message is received into the same struct: the previous
-		// chunk has been read, and Unmarshal gives each chunk new memory.
-		if b.msg == nil {
-			b.msg = &Outer_FetchRequest{}
-		}
-		msg, err := b.msg, b.stream.RecvMsg(b.msg)
+		msg, err := b.stream.Recv()
 		if b.closed.Load() {
 			// The handler returned while this read waited, or closed the body.
 			return 0, http.ErrBodyReadAfterClose
@@ -2090,17 +2088,17 @@ type OuterFetchResponseWriter struct {
 	chunkSize int
 	header    http.Header
 	log       *slog.Logger
+	tracing   bool // grpc.EnableTracing: sent buffers are not reused
 
 	mu       sync.Mutex
 	init     *ResponseInit // status and header snapshot; nil until fixed
 	initSent bool
-	noBody   bool                 // the status allows no body
-	declared int64                // Content-Length of the snapshot, -1 if none
-	written  int64                // body bytes accepted
-	buf      []byte               // body bytes not sent yet, fewer than chunkSize
-	msg      *Outer_FetchResponse // sent, filled in again for every message
-	ended    bool                 // the handler returned: nothing more may be sent
-	err      error                // the first failure; every later call returns it
+	noBody   bool   // the status allows no body
+	declared int64  // Content-Length of the snapshot, -1 if none
+	written  int64  // body bytes accepted
+	buf      []byte // body bytes not sent yet, fewer than chunkSize
+	ended    bool   // the handler returned: nothing more may be sent
+	err      error  // the first failure; every later call returns it
 }
 
 var (
@@ -2271,17 +2269,19 @@ func (w *OuterFetchResponseWriter) sendLocked(flush, complete bool) error {
 	if !w.initSent {
 		init = w.init
 	}
-	// The message and the buffer it refers to are filled again once Send
-	// has returned: by then gRPC has marshalled them
-	// (outerFetchResponseMessage says who can still see the change).
-	if w.msg == nil {
-		w.msg = &Outer_FetchResponse{}
-	}
-	if err := w.stream.Send(outerFetchResponseMessage(w.msg, init, w.buf, flush, complete)); err != nil {
+	msg := outerFetchResponseMessage(init, w.buf, flush, complete)
+	if err := w.stream.Send(msg); err != nil {
 		w.err = err
 		return err
 	}
-	w.buf = w.buf[:0]
+	// The buffer is filled again once Send has returned, which the host
+	// never sees: gRPC has marshalled the message by then
+	// (outerFetchResponseMessage says who else could).
+	if w.tracing {
+		w.buf = nil
+	} else {
+		w.buf = w.buf[:0]
+	}
 	w.initSent = true
 	return nil
 }
@@ -2466,7 +2466,7 @@ func (h *PassHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	// request is that single message; no goroutine is needed.
 	var bodyDone atomic.Bool // the request body was read to its end
 	bodyDone.Store(!hasBody)
-	if err := stream.Send(passRequestMessage(&Relay_Up{}, init, nil, !hasBody)); err != nil && err != io.EOF {
+	if err := stream.Send(passRequestMessage(init, nil, !hasBody)); err != nil && err != io.EOF {
 		// Not the plugin's doing (io.EOF would be, and Recv tells how): the
 		// init does not marshal, say a string Init set is not UTF-8.
 		cancel()
@@ -2537,9 +2537,8 @@ func (h *PassHost) relay(w http.ResponseWriter, r *http.Request, rc *http.Respon
 		if msg.GetBodyComplete() {
 			return nil
 		}
-		// The next message is received into the same struct: what this one
-		// held has been written, and Unmarshal gives each chunk new memory.
-		if err = stream.RecvMsg(msg); err != nil {
+		msg, err = stream.Recv()
+		if err != nil {
 			if err == io.EOF {
 				err = errors.New("plugin ended the stream before the body was complete")
 			} else {
@@ -2693,19 +2692,20 @@ func passHasBody(r *http.Request) bool {
 	return r.ContentLength != 0 || r.RequestURI == ""
 }
 
-// passRequestMessage resets msg and fills it in as one request message
-// around chunk, without copying chunk.
+// passRequestMessage builds one request message around chunk,
+// without copying it.
 //
-// The caller may reuse msg and chunk once Send has returned: grpc-go
-// marshals a message into buffers of its own before Send returns, and the
-// transport and retries send those bytes. Only observers can see the
-// message change afterwards: a stats handler that keeps a Payload after
-// HandleRPC returns (gRPC's stats documentation says to copy it),
-// x/net/trace with grpc.EnableTracing on (it formats messages when a trace
-// page is viewed), and a codec that refers to the message's bytes instead
-// of copying them.
-func passRequestMessage(msg *Relay_Up, init *RequestInit, chunk []byte, complete bool) *Relay_Up {
-	msg.Reset()
+// The caller may reuse chunk once Send has returned. The peer never sees
+// it: grpc-go marshals the message into buffers of its own before Send
+// returns (gRPC's proto codec copies the bytes), and its transport and
+// retries send those. Observers of the message can: a stats handler that
+// reads a Payload after HandleRPC returns (gRPC's documentation says to
+// copy it) or while a transparent retry replays the stream, and
+// x/net/trace, which formats messages when its page is viewed. So that
+// the page never reads memory being overwritten, nothing is reused while
+// grpc.EnableTracing is on.
+func passRequestMessage(init *RequestInit, chunk []byte, complete bool) *Relay_Up {
+	msg := &Relay_Up{}
 	if init != nil {
 		msg.Init = init
 	}
@@ -2731,7 +2731,7 @@ func passSendBody(stream grpc.BidiStreamingClient[Relay_Up, Relay_Down], body io
 		bufSize = int(contentLength)
 	}
 	buf := make([]byte, bufSize)
-	msg := &Relay_Up{}
+	tracing := grpc.EnableTracing // see passRequestMessage
 	for {
 		n, err := body.Read(buf)
 		complete := err == io.EOF
@@ -2741,11 +2741,14 @@ func passSendBody(stream grpc.BidiStreamingClient[Relay_Up, Relay_Down], body io
 		// Bytes that come with an error are still body (a MaxBytesReader
 		// returns the allowed ones with its error), so they go first.
 		if n > 0 || complete {
-			// msg and buf are filled again once Send has returned. That is safe
-			// for the wire: Send marshals the message into gRPC's own buffers
-			// before it returns (passRequestMessage says who can still
-			// see the change).
-			if stream.Send(passRequestMessage(msg, nil, buf[:n], complete)) != nil {
+			// buf is filled again once Send has returned, which the peer never
+			// sees: Send marshals the message into gRPC's own buffers before it
+			// returns (passRequestMessage says who else could).
+			chunk := buf[:n]
+			if tracing {
+				chunk = slices.Clone(chunk)
+			}
+			if stream.Send(passRequestMessage(nil, chunk, complete)) != nil {
 				return
 			}
 		}
@@ -2800,7 +2803,7 @@ func passDecodeResponseHeader(headers []*Header, dst http.Header) {
 
 // passEncodeRequestHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
-// shared with h, which must not change until the message is sent. It also
+// copied: the caller may change h once the message is built. It also
 // returns the first key whose name or a value is not valid UTF-8, or "":
 // net/http allows such bytes, a proto3 string cannot hold them, and the
 // message would not marshal.
@@ -2821,7 +2824,7 @@ func passEncodeRequestHeader(h http.Header) (headers []*Header, invalid string) 
 		}
 		header := &entries[i]
 		header.Key = k
-		header.Values = h[k]
+		header.Values = slices.Clone(h[k])
 		headers[i] = header
 	}
 	return headers, invalid
@@ -2896,7 +2899,7 @@ func (p *PassPlugin) Serve(stream grpc.BidiStreamingServer[Relay_Up, Relay_Down]
 		p.logger().Warn("httpbridge: bad Pass request", "error", err)
 		return passReject(stream, http.StatusBadRequest)
 	}
-	w := &PassResponseWriter{stream: stream, chunkSize: passChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger()}
+	w := &PassResponseWriter{stream: stream, chunkSize: passChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger(), tracing: grpc.EnableTracing}
 
 	ok := p.run(w, r)
 	if ok {
@@ -2988,22 +2991,23 @@ func passReject(stream grpc.BidiStreamingServer[Relay_Up, Relay_Down], status in
 		"X-Content-Type-Options": {"nosniff"},
 	})
 	init.Headers = headers
-	return stream.Send(passResponseMessage(&Relay_Down{}, init, []byte(http.StatusText(status)+"\n"), false, true))
+	return stream.Send(passResponseMessage(init, []byte(http.StatusText(status)+"\n"), false, true))
 }
 
-// passResponseMessage resets msg and fills it in as one response
-// message around chunk, without copying chunk.
+// passResponseMessage builds one response message around chunk,
+// without copying it.
 //
-// The caller may reuse msg and chunk once Send has returned: grpc-go
-// marshals a message into buffers of its own before Send returns, and the
-// transport and retries send those bytes. Only observers can see the
-// message change afterwards: a stats handler that keeps a Payload after
-// HandleRPC returns (gRPC's stats documentation says to copy it),
-// x/net/trace with grpc.EnableTracing on (it formats messages when a trace
-// page is viewed), and a codec that refers to the message's bytes instead
-// of copying them.
-func passResponseMessage(msg *Relay_Down, init *ResponseInit, chunk []byte, flush, complete bool) *Relay_Down {
-	msg.Reset()
+// The caller may reuse chunk once Send has returned. The peer never sees
+// it: grpc-go marshals the message into buffers of its own before Send
+// returns (gRPC's proto codec copies the bytes), and its transport and
+// retries send those. Observers of the message can: a stats handler that
+// reads a Payload after HandleRPC returns (gRPC's documentation says to
+// copy it) or while a transparent retry replays the stream, and
+// x/net/trace, which formats messages when its page is viewed. So that
+// the page never reads memory being overwritten, nothing is reused while
+// grpc.EnableTracing is on.
+func passResponseMessage(init *ResponseInit, chunk []byte, flush, complete bool) *Relay_Down {
+	msg := &Relay_Down{}
 	if init != nil {
 		msg.Init = init
 	}
@@ -3129,7 +3133,6 @@ type passBody struct {
 	closed atomic.Bool // set by Close and when the handler returns
 
 	mu        sync.Mutex // held across Recv: one receiver at a time
-	msg       *Relay_Up  // received into, again and again
 	pending   []byte     // the unread rest of the current chunk
 	remaining int64      // bytes the declared length still allows, -1 if unknown
 	complete  bool       // body_complete arrived (or the declared length did)
@@ -3165,12 +3168,7 @@ func (b *passBody) Read(p []byte) (int, error) {
 			}
 			continue
 		}
-		// Each message is received into the same struct: the previous
-		// chunk has been read, and Unmarshal gives each chunk new memory.
-		if b.msg == nil {
-			b.msg = &Relay_Up{}
-		}
-		msg, err := b.msg, b.stream.RecvMsg(b.msg)
+		msg, err := b.stream.Recv()
 		if b.closed.Load() {
 			// The handler returned while this read waited, or closed the body.
 			return 0, http.ErrBodyReadAfterClose
@@ -3237,17 +3235,17 @@ type PassResponseWriter struct {
 	chunkSize int
 	header    http.Header
 	log       *slog.Logger
+	tracing   bool // grpc.EnableTracing: sent buffers are not reused
 
 	mu       sync.Mutex
 	init     *ResponseInit // status and header snapshot; nil until fixed
 	initSent bool
-	noBody   bool        // the status allows no body
-	declared int64       // Content-Length of the snapshot, -1 if none
-	written  int64       // body bytes accepted
-	buf      []byte      // body bytes not sent yet, fewer than chunkSize
-	msg      *Relay_Down // sent, filled in again for every message
-	ended    bool        // the handler returned: nothing more may be sent
-	err      error       // the first failure; every later call returns it
+	noBody   bool   // the status allows no body
+	declared int64  // Content-Length of the snapshot, -1 if none
+	written  int64  // body bytes accepted
+	buf      []byte // body bytes not sent yet, fewer than chunkSize
+	ended    bool   // the handler returned: nothing more may be sent
+	err      error  // the first failure; every later call returns it
 }
 
 var (
@@ -3418,17 +3416,19 @@ func (w *PassResponseWriter) sendLocked(flush, complete bool) error {
 	if !w.initSent {
 		init = w.init
 	}
-	// The message and the buffer it refers to are filled again once Send
-	// has returned: by then gRPC has marshalled them
-	// (passResponseMessage says who can still see the change).
-	if w.msg == nil {
-		w.msg = &Relay_Down{}
-	}
-	if err := w.stream.Send(passResponseMessage(w.msg, init, w.buf, flush, complete)); err != nil {
+	msg := passResponseMessage(init, w.buf, flush, complete)
+	if err := w.stream.Send(msg); err != nil {
 		w.err = err
 		return err
 	}
-	w.buf = w.buf[:0]
+	// The buffer is filled again once Send has returned, which the host
+	// never sees: gRPC has marshalled the message by then
+	// (passResponseMessage says who else could).
+	if w.tracing {
+		w.buf = nil
+	} else {
+		w.buf = w.buf[:0]
+	}
 	w.initSent = true
 	return nil
 }
