@@ -3,15 +3,14 @@ package conformance
 // The wire is unaffected by chunk buffer reuse. The host's request pump
 // reads the next chunk into the buffer it just sent, and the facade's
 // response writer refills its buffer once Send returns (unless
-// grpc.EnableTracing is on). That is safe only
-// because grpc-go marshals a message before Send returns; if it did not, a
-// later chunk would overwrite an earlier one before the transport wrote
-// it. These tests record, with a stats.Handler on both gRPC ends, every
-// body chunk at the moment it is sent and the moment it is received, and
-// compare them with each other and with what the HTTP client and the
-// plugin's handler sent and got. A codec that referred to body_chunk
-// instead of copying it would make the message-by-message comparison fail:
-// same lengths, other bytes.
+// grpc.EnableTracing is on). That is safe only because grpc-go marshals a
+// message before Send returns; if it did not, a later chunk would
+// overwrite an earlier one before the transport wrote it. These tests
+// record, with a stats.Handler on both gRPC ends, every body chunk at the
+// moment it is sent and the moment it is received, and compare them with
+// each other and with what the HTTP client and the plugin's handler sent
+// and got. A codec that referred to body_chunk instead of copying it would
+// make the message-by-message comparison fail: same lengths, other bytes.
 
 import (
 	"bytes"
@@ -137,21 +136,6 @@ type wireCase struct {
 	client  func(t *testing.T, env *bridgetest.Env) wireSeen      // the HTTP client's
 }
 
-// wireOddReader returns data at most size bytes per Read.
-type wireOddReader struct {
-	data []byte
-	size int
-}
-
-func (r *wireOddReader) Read(p []byte) (int, error) {
-	if len(r.data) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p[:min(len(p), r.size)], r.data)
-	r.data = r.data[n:]
-	return n, nil
-}
-
 // wireReadAll reads r to its end with a buffer of size bytes.
 func wireReadAll(r io.Reader, size int) ([]byte, error) {
 	var all []byte
@@ -194,7 +178,7 @@ func wireCases(body []byte) []wireCase {
 			client: func(t *testing.T, env *bridgetest.Env) wireSeen {
 				ctx, cancel := context.WithTimeout(t.Context(), bridgetest.ExchangeTimeout)
 				defer cancel()
-				req := env.Request(t, ctx, http.MethodPost, "/upload", &wireOddReader{data: body, size: wireClientWrite})
+				req := env.Request(t, ctx, http.MethodPost, "/upload", hostPipeBody(t, 0, hostSplit(body, wireClientWrite)...))
 				req.ContentLength = int64(len(body))
 				return wireSeen{wrote: body, read: wireDo(t, env, req)}
 			},
@@ -258,41 +242,10 @@ func wireCases(body []byte) []wireCase {
 			client: func(t *testing.T, env *bridgetest.Env) wireSeen {
 				ctx, cancel := context.WithTimeout(t.Context(), bridgetest.ExchangeTimeout)
 				defer cancel()
-				pr, pw := io.Pipe()
-				// Do waits for the upload when it fails, so the pipe must
-				// close with the exchange, not after Do.
-				defer context.AfterFunc(ctx, func() { pw.CloseWithError(ctx.Err()) })()
-				defer pw.CloseWithError(errors.New("test over"))
-				uploaded := make(chan wireSeen, 1)
-				go func() {
-					src := &wireOddReader{data: body, size: wireClientWrite}
-					var seen wireSeen
-					buf := make([]byte, wireClientWrite)
-					for {
-						n, _ := src.Read(buf)
-						if n == 0 {
-							break
-						}
-						m, err := pw.Write(buf[:n])
-						seen.wrote = append(seen.wrote, buf[:m]...)
-						if err != nil {
-							seen.err = err
-							break
-						}
-					}
-					pw.Close()
-					uploaded <- seen
-				}()
-				read := wireDo(t, env, env.Request(t, ctx, http.MethodPost, "/echo", pr))
-				seen, ok := bridgetest.WaitFor(t, uploaded, bridgetest.ExchangeTimeout, "the upload to end")
-				if !ok {
-					t.FailNow()
-				}
-				if seen.err != nil {
-					t.Fatalf("client upload failed after %d bytes: %v", len(seen.wrote), seen.err)
-				}
-				seen.read = read
-				return seen
+				// An upload cut short leaves what the handler read and the
+				// chunks recorded on both ends shorter than body.
+				upload := hostPipeBody(t, 0, hostSplit(body, wireClientWrite)...)
+				return wireSeen{wrote: body, read: wireDo(t, env, env.Request(t, ctx, http.MethodPost, "/echo", upload))}
 			},
 		},
 	}
