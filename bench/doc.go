@@ -14,20 +14,42 @@
 //     server, over 127.0.0.1 TCP or a unix socket;
 //   - direct: the plugin's handler called in the host process (the floor).
 //
+// BenchmarkPython does the same for a plugin written in Python: one plain
+// ASGI app, python/app.py, with the Go handler's routes and bytes, run by
+// Debian's /usr/bin/python3 with gen/python on its path:
+//
+//   - py-raw: the raw stream served by grpc.aio (python/raw.py), the
+//     ceiling of any Python plugin over this contract;
+//   - py-bridge: the generated ServeHTTPHost, gRPC over 127.0.0.1 TCP, and
+//     the generated serve_plugin_hooks serving the app (python/plugin.py);
+//   - py-uvicorn: [net/http/httputil.ReverseProxy] to uvicorn serving the
+//     app over 127.0.0.1 TCP (h11 on asyncio's loop, as Debian's package
+//     alone has it), on a listening socket the host passes with --fd.
+//
+// Its plugin-cpu-ns/op and plugin-switches/op are the Python process's,
+// from /proc; the processes get SIGTERM when the tests end.
+//
 // Run them with
 //
 //	go test ./bench -run '^$' -bench Exchange -count 6 | tee bench/results/default.txt
 //	go test ./bench -run '^$' -bench PeakRSS -benchtime 1x -count 3
+//	go test ./bench -run '^$' -bench Python -count 6 | tee bench/results/python.txt
 //
 // and compare with benchstat -col /sys, or with go run ./bench/ratios,
-// which prints the medians and the bridge's ratios to raw and to the proxy.
+// which prints the medians and the bridge's ratios to raw and to the proxy
+// (for Python: to py-raw and to py-uvicorn, against the targets of issue 8).
 // Environment: HTTPBRIDGE_BENCH_GRPC names a gRPC configuration of both
 // processes ("default", or "pool" for the recommended buffer pool; see
 // grpcProfiles); HTTPBRIDGE_BENCH_PPROF=DIR makes the plugin process write
 // its CPU and allocation profiles into DIR; HTTPBRIDGE_BENCH_CHUNK sets the
-// bridge's ChunkSize on both ends.
+// bridge's ChunkSize on both ends (the Python plugin's too);
+// HTTPBRIDGE_BENCH_PYPROF=DIR runs each Python process under cProfile,
+// which writes py-bridge.prof and py-uvicorn.prof into DIR when it stops;
+// HTTPBRIDGE_BENCH_UVICORN adds arguments to uvicorn's, such as
+// "--http httptools --loop uvloop".
 //
 // Plain go test runs only a quick check that every system serves the
-// workloads correctly. BENCHMARKS.md at the repository root has the method,
+// workloads correctly; the Python systems' is skipped when /usr/bin/python3
+// cannot import grpc, google.protobuf and uvicorn, unless CI=true. BENCHMARKS.md at the repository root has the method,
 // the results and the recommended gRPC options.
 package bench

@@ -64,9 +64,19 @@ func TestMain(m *testing.M) {
 		if n := chunkSize(); n > 0 {
 			fmt.Printf("chunk: %d\n", n)
 		}
+		if args := os.Getenv(envUvicorn); args != "" {
+			fmt.Printf("uvicorn: %s\n", args)
+		}
 	}
 	code := m.Run()
 	stopPlugins()
+	// SIGTERM to every Python process, and wait until each has exited.
+	if err := stopPython(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 

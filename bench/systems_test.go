@@ -148,9 +148,22 @@ func (wl workload) wantBody() int64 {
 // system is the host's side of one system.
 type system struct {
 	name    string
-	plugin  *plugin          // nil for direct
-	conn    *grpc.ClientConn // raw only
-	handler http.Handler     // bridge, proxy and direct
+	plugin  *plugin          // the Go plugin; nil for direct and Python
+	py      *pyProc          // the Python process of the py- systems
+	conn    *grpc.ClientConn // raw and bridge, Go and Python
+	handler http.Handler     // all but raw
+}
+
+// pluginStats returns how to read the cumulative figures of the system's
+// plugin process, or nil if it has none.
+func (s *system) pluginStats() func() (pluginStats, error) {
+	switch {
+	case s.plugin != nil:
+		return s.plugin.stats
+	case s.py != nil:
+		return s.py.stats
+	}
+	return nil
 }
 
 var systems struct {
@@ -178,6 +191,9 @@ func getSystem(name string) (*system, error) {
 }
 
 func newSystem(name string) (*system, error) {
+	if strings.HasPrefix(name, "py-") {
+		return newPySystem(name)
+	}
 	s := &system{name: name}
 	kind, transport, _ := strings.Cut(name, "-")
 	if kind == "direct" {
@@ -216,26 +232,32 @@ func newSystem(name string) (*system, error) {
 			s.handler = host
 		}
 	case "proxy":
-		dialer := &net.Dialer{}
-		transport := &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return dialer.DialContext(ctx, network, httpAddr)
-			},
-			// Sized for the concurrency, so that no exchange opens a
-			// connection once the pool is warm.
-			MaxIdleConns:        64,
-			MaxIdleConnsPerHost: 64,
-			DisableCompression:  true,
-		}
-		target := &url.URL{Scheme: "http", Host: "plugin"}
-		s.handler = &httputil.ReverseProxy{
-			Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
-			Transport: transport,
-		}
+		s.handler = newReverseProxy(network, httpAddr)
 	default:
 		return nil, fmt.Errorf("unknown system kind %q", kind)
 	}
 	return s, nil
+}
+
+// newReverseProxy returns the proxy a host would put in front of a plugin's
+// HTTP server at addr.
+func newReverseProxy(network, addr string) *httputil.ReverseProxy {
+	dialer := &net.Dialer{}
+	transport := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, addr)
+		},
+		// Sized for the concurrency, so that no exchange opens a
+		// connection once the pool is warm.
+		MaxIdleConns:        64,
+		MaxIdleConnsPerHost: 64,
+		DisableCompression:  true,
+	}
+	target := &url.URL{Scheme: "http", Host: "plugin"}
+	return &httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		Transport: transport,
+	}
 }
 
 // exchanger runs exchanges of one workload on one system, one at a time.

@@ -9,8 +9,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,48 +35,64 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// pluginLangs are the languages of the example's plugins: each test runs
+// the host with each of them.
+var pluginLangs = []string{"go", "python"}
+
 // TestExample runs the example the way a newcomer does: it builds it,
-// starts the host (which starts the plugin), drives it with curl, and stops
-// it with Ctrl-C. The host listens on 127.0.0.1 only, the plugin on a unix
-// socket.
+// starts the host (which starts the plugin, in Go and then in Python),
+// drives it with curl, and stops it with Ctrl-C. The host listens on
+// 127.0.0.1 only, the plugin on a unix socket. Both plugins must answer
+// alike.
 func TestExample(t *testing.T) {
 	curl := lookPath(t, "curl")
-	ex := startExample(t, buildExample(t))
-	ex.curlPath = curl
+	for _, lang := range pluginLangs {
+		t.Run(lang, func(t *testing.T) {
+			ex := startExample(t, buildExample(t), lang)
+			ex.curlPath = curl
 
-	t.Run("socket", ex.testSocket)
-	t.Run("endpoints", func(t *testing.T) {
-		t.Run("hello", ex.testHello)
-		t.Run("upload", ex.testUpload)
-		t.Run("echo", ex.testEcho)
-		t.Run("download", ex.testDownload)
-		t.Run("events", ex.testEvents)
-		t.Run("panic", ex.testPanic)
-		t.Run("disconnect", ex.testDisconnect)
-	})
-	t.Run("ctrl-c", ex.testCtrlC)
+			t.Run("socket", ex.testSocket)
+			t.Run("endpoints", func(t *testing.T) {
+				// These two first, one request at a time; the others then
+				// run in parallel.
+				t.Run("answers", ex.testAnswers)
+				t.Run("events", ex.testEvents)
+				t.Run("hello", ex.testHello)
+				t.Run("upload", ex.testUpload)
+				t.Run("echo", ex.testEcho)
+				t.Run("download", ex.testDownload)
+				t.Run("panic", ex.testPanic)
+				t.Run("disconnect", ex.testDisconnect)
+			})
+			t.Run("ctrl-c", ex.testCtrlC)
+		})
+	}
 }
 
 // TestExampleHostKilled checks that the plugin does not outlive a host that
 // is killed without a chance to stop it.
 func TestExampleHostKilled(t *testing.T) {
-	ex := startExample(t, buildExample(t))
-	if err := ex.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	ex.log.wait(t, "plugin: the host closed our standard input: stopping", 10*time.Second)
-	// The plugin shares the host's standard error, so the log ends only
-	// when the plugin has exited too.
-	select {
-	case <-ex.exited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the plugin still runs 10s after the host was killed")
-	}
-	ex.log.inOrder(t, "plugin: stopped")
-	// Stopping its server removed the plugin's socket. The host had no
-	// chance to remove the directory, which is left empty.
-	if _, err := os.Lstat(ex.socket); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("the plugin's socket is still there after the plugin stopped (lstat: %v)", err)
+	for _, lang := range pluginLangs {
+		t.Run(lang, func(t *testing.T) {
+			ex := startExample(t, buildExample(t), lang)
+			if err := ex.cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			ex.log.wait(t, "plugin: the host closed our standard input: stopping", 10*time.Second)
+			// The plugin shares the host's standard error, so the log ends
+			// only when the plugin has exited too.
+			select {
+			case <-ex.exited:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the plugin still runs 10s after the host was killed")
+			}
+			ex.log.inOrder(t, "plugin: stopped")
+			// Stopping its server removed the plugin's socket. The host had
+			// no chance to remove the directory, which is left empty.
+			if _, err := os.Lstat(ex.socket); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the plugin's socket is still there after the plugin stopped (lstat: %v)", err)
+			}
+		})
 	}
 }
 
@@ -90,6 +108,38 @@ func lookPath(t *testing.T, name string) string {
 		t.Skipf("%s not found: %v", name, err)
 	}
 	return path
+}
+
+// python is the interpreter that the host runs the Python plugin with by
+// default, and the modules the plugin needs (Debian's python3-grpcio,
+// python3-protobuf and python3-starlette).
+const (
+	python        = "/usr/bin/python3"
+	pythonModules = "grpc, google.protobuf, starlette"
+)
+
+// pythonChecked holds whether python can run the Python plugin, checked once.
+var pythonChecked struct {
+	once sync.Once
+	err  error
+}
+
+// needPython skips the test if python or a module the Python plugin needs is
+// missing. CI installs them, so there it fails the test instead.
+func needPython(t *testing.T) {
+	t.Helper()
+	pythonChecked.once.Do(func() {
+		out, err := exec.Command(python, "-c", "import "+pythonModules).CombinedOutput()
+		if err != nil {
+			pythonChecked.err = fmt.Errorf("%s cannot import %s: %v\n%s", python, pythonModules, err, out)
+		}
+	})
+	if err := pythonChecked.err; err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the Python plugin is tested in CI: %v", err)
+		}
+		t.Skip(err)
+	}
 }
 
 // built is the example's executable, built once for all tests.
@@ -133,10 +183,14 @@ type example struct {
 	err    error         // how it exited; set before exited is closed
 }
 
-func startExample(t *testing.T, exe string) *example {
+// startExample starts the host, which starts the plugin written in lang.
+func startExample(t *testing.T, exe, lang string) *example {
 	t.Helper()
+	if lang == "python" {
+		needPython(t)
+	}
 	ex := &example{exited: make(chan struct{}), tmpDir: t.TempDir()}
-	ex.cmd = exec.Command(exe, "-addr", "127.0.0.1:0")
+	ex.cmd = exec.Command(exe, "-addr", "127.0.0.1:0", "-plugin-lang", lang)
 	// A TMPDIR of its own, so that the test sees what the example leaves
 	// there.
 	ex.cmd.Env = append(os.Environ(), "TMPDIR="+ex.tmpDir)
@@ -239,6 +293,79 @@ func (ex *example) mustCurl(t *testing.T, args ...string) []byte {
 	return out
 }
 
+// index is what /plugins/demo/ answers.
+const index = `httpbridge demo plugin. Endpoints, relative to this page:
+  GET  hello               the plugin context the host filled in
+  POST echo                streams the request body back while reading it
+  POST upload              byte count and SHA-256 of the request body
+  GET  download?size=N     N bytes (byte i is i%251), streamed
+  GET  events?count=N      N server-sent events, one per 100 ms (default 10)
+  GET  panic               a handler that panics
+`
+
+// testAnswers checks the status, headers and body of small answers, down to
+// the errors: the Go and the Python plugin give the same. It runs before the
+// parallel subtests, one request at a time.
+func (ex *example) testAnswers(t *testing.T) {
+	const text = "text/plain; charset=utf-8"
+	// The headers checked; those that a case does not list must be absent.
+	checked := []string{"Content-Type", "Content-Length", "X-Content-Type-Options", "Allow", "Cache-Control"}
+	errorHeader := func(body string, more ...string) map[string]string {
+		h := map[string]string{"Content-Type": text, "Content-Length": strconv.Itoa(len(body)), "X-Content-Type-Options": "nosniff"}
+		for i := 0; i < len(more); i += 2 {
+			h[more[i]] = more[i+1]
+		}
+		return h
+	}
+	for _, c := range []struct {
+		name   string
+		args   []string // curl's, before the URL, and the path after base
+		status int
+		header map[string]string
+		body   string // a regular expression that matches the whole body
+	}{
+		{"index", []string{"/"}, 200, map[string]string{"Content-Type": text, "Content-Length": strconv.Itoa(len(index))}, regexp.QuoteMeta(index)},
+		{"upload", []string{"--data-binary", "abc", "/upload"}, 200, map[string]string{"Content-Type": text, "Content-Length": "89"},
+			"received 3 bytes\nsha256 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n"},
+		{"echo", []string{"--data-binary", "abc", "/echo"}, 200, map[string]string{"Content-Type": "application/octet-stream"}, "abc"},
+		{"download", []string{"/download?size=5"}, 200, map[string]string{"Content-Type": "application/octet-stream", "Content-Length": "5"}, "\x00\x01\x02\x03\x04"},
+		{"events", []string{"/events?count=1"}, 200, map[string]string{"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+			`id: 1\ndata: event 1 of 1 at \d\d:\d\d:\d\d\.\d\d\d\n\n`},
+		{"not-found", []string{"/nope"}, 404, errorHeader("404 page not found\n"), "404 page not found\n"},
+		{"trailing-slash", []string{"/hello/"}, 404, errorHeader("404 page not found\n"), "404 page not found\n"},
+		{"get-only", []string{"--data-binary", "abc", "/hello"}, 405, errorHeader("Method Not Allowed\n", "Allow", "GET, HEAD"), "Method Not Allowed\n"},
+		{"post-only", []string{"/echo"}, 405, errorHeader("Method Not Allowed\n", "Allow", "POST"), "Method Not Allowed\n"},
+		{"bad-size", []string{"/download?size=-1"}, 400, errorHeader("size: want a number of bytes\n"), "size: want a number of bytes\n"},
+		{"bad-count", []string{"/events?count=x"}, 400, errorHeader("count: want a positive number\n"), "count: want a positive number\n"},
+		{"panic", []string{"/panic"}, 500, errorHeader("Internal Server Error\n"), "Internal Server Error\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// --raw keeps a chunked body chunked, as ReadResponse expects it.
+			args := append([]string{"-i", "--raw"}, c.args[:len(c.args)-1]...)
+			out := ex.mustCurl(t, append(args, ex.base+c.args[len(c.args)-1])...)
+			resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(out)), nil)
+			if err != nil {
+				t.Fatalf("curl -i %s: %v in\n%s", strings.Join(c.args, " "), err, out)
+			}
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != c.status {
+				t.Errorf("status %d, want %d", resp.StatusCode, c.status)
+			}
+			for _, key := range checked {
+				if got, want := resp.Header.Get(key), c.header[key]; got != want {
+					t.Errorf("%s: %q, want %q", key, got, want)
+				}
+			}
+			if !regexp.MustCompile(`\A` + c.body + `\z`).Match(body) {
+				t.Errorf("body %q, want one that matches %q", body, c.body)
+			}
+		})
+	}
+}
+
 func (ex *example) testHello(t *testing.T) {
 	t.Parallel()
 	var ids []string
@@ -321,9 +448,10 @@ func (ex *example) testDownload(t *testing.T) {
 }
 
 // testEvents checks that each event reaches curl when the plugin flushes
-// it, not all together when the handler returns.
+// it, not all together when the handler returns. It runs before the
+// parallel subtests, whose transfers could hold up host or plugin for long
+// enough that two events arrive together.
 func (ex *example) testEvents(t *testing.T) {
-	t.Parallel()
 	const count = 5
 	arrivals := ex.streamEvents(t, ex.base+"/events?count="+strconv.Itoa(count), nil)
 	if len(arrivals) != count {

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -31,10 +32,10 @@ const (
 	pluginStopGrace = 10 * time.Second // for the plugin to exit once asked
 )
 
-// runHost starts the plugin, serves it under /plugins/demo/ on addr until
-// SIGINT or SIGTERM, then stops the HTTP server and, last, the plugin, and
-// removes the directory of the plugin's socket.
-func runHost(addr string) error {
+// runHost starts the plugin with pc, serves it under /plugins/demo/ on addr
+// until SIGINT or SIGTERM, then stops the HTTP server and, last, the plugin,
+// and removes the directory of the plugin's socket.
+func runHost(addr string, pc pluginCommand) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	signals := make(chan os.Signal, 1)
@@ -62,11 +63,12 @@ func runHost(addr string) error {
 		os.Exit(1)
 	}()
 
-	exe, err := os.Executable()
+	socket := filepath.Join(dir, "plugin.sock")
+	cmd, err := pc.command(socket)
 	if err != nil {
-		return fmt.Errorf("finding the plugin's executable: %w", err)
+		return err
 	}
-	plugin, err := startPlugin(ctx, exe, filepath.Join(dir, "plugin.sock"))
+	plugin, err := startPlugin(ctx, cmd, socket)
 	if err != nil {
 		return err
 	}
@@ -209,10 +211,76 @@ type pluginProcess struct {
 	err    error         // how it exited; set before exited is closed
 }
 
-// startPlugin runs exe as the plugin, serving on the unix socket at the
-// path socket, and waits for its handshake.
-func startPlugin(ctx context.Context, exe, socket string) (*pluginProcess, error) {
-	cmd := exec.Command(exe, "-plugin", "-socket", socket)
+// pluginLangs are the languages of the plugins the host can start, for
+// -plugin-lang.
+var pluginLangs = []string{"go", "python"}
+
+// The Python plugin, and the folder of the generated modules it imports,
+// relative to the root of the repository.
+const (
+	pythonPlugin  = "example/python/plugin.py"
+	pythonModules = "gen/python"
+)
+
+// pluginCommand says which plugin the host starts.
+type pluginCommand struct {
+	lang   string // one of pluginLangs
+	python string // the Python interpreter, for lang "python"
+}
+
+// command returns the command that runs the plugin, serving on the unix
+// socket at the path socket. Both plugins take the socket as an argument,
+// print the same handshake, and stop when their standard input closes.
+func (pc pluginCommand) command(socket string) (*exec.Cmd, error) {
+	if pc.lang != "python" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("finding the plugin's executable: %w", err)
+		}
+		return exec.Command(exe, "-plugin", "-socket", socket), nil
+	}
+	repo, err := findRepo()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(pc.python, filepath.Join(repo, pythonPlugin), "--socket", socket)
+	path := filepath.Join(repo, pythonModules)
+	if old := os.Getenv("PYTHONPATH"); old != "" {
+		path += string(os.PathListSeparator) + old
+	}
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+path)
+	return cmd, nil
+}
+
+// findRepo returns the root of the repository that holds the Python plugin:
+// the one the example was built from, as the path of this source file then
+// says, or else the working directory or the nearest folder above it that
+// holds the plugin (a build with -trimpath does not know where its source
+// was, and a binary may be run after its source moved).
+func findRepo() (string, error) {
+	var dirs []string
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(filepath.FromSlash(file)) {
+		dirs = append(dirs, filepath.Dir(filepath.Dir(filepath.FromSlash(file))))
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for dir := wd; ; dir = filepath.Dir(dir) {
+			dirs = append(dirs, dir)
+			if filepath.Dir(dir) == dir {
+				break
+			}
+		}
+	}
+	for _, dir := range dirs {
+		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(pythonPlugin))); err == nil {
+			return dir, nil
+		}
+	}
+	return "", fmt.Errorf("cannot find the Python plugin %s in the repository the example was built from, nor in the working directory or above it: run the example in a clone of the repository", pythonPlugin)
+}
+
+// startPlugin runs cmd, the plugin, serving on the unix socket at the path
+// socket, and waits for its handshake.
+func startPlugin(ctx context.Context, cmd *exec.Cmd, socket string) (*pluginProcess, error) {
 	cmd.Stderr = os.Stderr // the plugin's log goes where the host's goes
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

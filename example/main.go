@@ -29,9 +29,22 @@
 // in flight finish for up to 5 seconds, then stops the plugin, which lets its
 // streams finish (grpc GracefulStop), and removes the socket's directory.
 //
+// The plugin can be written in Python instead:
+//
+//	go run ./example -plugin-lang=python
+//
+// runs the same host with the plugin in example/python/plugin.py, a
+// Starlette app with the same routes and answers, served by the generated
+// Python module gen/python/mattermost/pluginapi/v1/hooks_httpbridge.py. The
+// host runs it with /usr/bin/python3 (-python picks another interpreter,
+// which needs grpcio, protobuf and starlette) and PYTHONPATH set to
+// gen/python. It finds both in the repository that the example was built
+// from, or else in the working directory or one above it, so run the example
+// from a clone.
+//
 // Usage:
 //
-//	example [-addr host:port]
+//	example [-addr host:port] [-plugin-lang go|python] [-python path]
 //	example -plugin -socket path
 package main
 
@@ -40,6 +53,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"slices"
 )
 
 // handshake starts the first line the plugin prints on its standard output;
@@ -51,12 +65,17 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "`address` the host serves HTTP on (port 0 picks a free one)")
 	plugin := flag.Bool("plugin", false, "run as the plugin: serve gRPC on the unix socket -socket, print its address, and stop on SIGTERM or when standard input closes (the host starts itself this way)")
 	socket := flag.String("socket", "", "with -plugin, the `path` of the unix socket to create, in a directory only this user can enter")
+	lang := flag.String("plugin-lang", "go", "the `language` of the plugin the host starts: go (this program, run with -plugin) or python (example/python/plugin.py in the repository the example was built from)")
+	python := flag.String("python", "/usr/bin/python3", "with -plugin-lang=python, the Python `interpreter` that runs the plugin; it needs grpcio, protobuf and starlette")
 	flag.Usage = func() {
-		fmt.Fprint(flag.CommandLine.Output(), "Usage: example [-addr host:port] | -plugin -socket path\n\nRuns the httpbridge demo: a host that serves a plugin's HTTP handler under\n/plugins/demo/, and starts the plugin as a child process.\n\n")
+		fmt.Fprint(flag.CommandLine.Output(), "Usage: example [-addr host:port] [-plugin-lang go|python] [-python path] | -plugin -socket path\n\nRuns the httpbridge demo: a host that serves a plugin's HTTP handler under\n/plugins/demo/, and starts the plugin, in Go or Python, as a child process.\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if flag.NArg() > 0 {
+	if flag.NArg() > 0 || !slices.Contains(pluginLangs, *lang) {
+		if flag.NArg() == 0 {
+			fmt.Fprintf(flag.CommandLine.Output(), "-plugin-lang %q: want one of %q\n", *lang, pluginLangs)
+		}
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -68,7 +87,7 @@ func main() {
 		err = runPlugin(*socket)
 	} else {
 		log.SetPrefix("host: ")
-		err = runHost(*addr)
+		err = runHost(*addr, pluginCommand{lang: *lang, python: *python})
 	}
 	if err != nil {
 		log.Print(err)

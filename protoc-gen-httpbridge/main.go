@@ -100,6 +100,9 @@
 //	chunk_size=N  the largest body chunk, in bytes, the generated code sends:
 //	              1 to 4128768 (default 65536)
 //	emit=WHICH    the halves to generate: host, plugin or both (default both)
+//	lang=LANG     go, or python for the plugin side as a Python module,
+//	              x_httpbridge.py beside protoc's x_pb2.py, that serves
+//	              ASGI and WSGI apps (default go)
 //	package_suffix=S
 //	              generate into a package of its own, named <package>S,
 //	              in the folder <package>S beside the messages' files; it
@@ -140,7 +143,8 @@ const usage = `Usage: protoc-gen-httpbridge [--version | --help]
 protoc-gen-httpbridge is a protoc and buf plugin: it reads a
 CodeGeneratorRequest on standard input and writes the generated Go code,
 <name>_httpbridge.pb.go for each .proto file with a ServeHTTP-style message
-pair, as a CodeGeneratorResponse on standard output.
+pair, as a CodeGeneratorResponse on standard output. With lang=python it
+writes the plugin side in Python instead, <name>_httpbridge.py.
 
 Flags:
   -h, --help     print this help and exit
@@ -150,6 +154,9 @@ Parameters (--httpbridge_opt=... or opt: in buf.gen.yaml, comma separated):
   chunk_size=N   largest body chunk in bytes the generated code sends,
                  1 to 4128768 (default 65536)
   emit=WHICH     halves to generate: host, plugin or both (default both)
+  lang=LANG      go, or python for the plugin side as a Python module that
+                 serves ASGI and WSGI apps, beside protoc's _pb2.py files
+                 (default go)
   package_suffix=S
                  generate into a package of its own, named <package>S, in
                  the folder <package>S beside the messages' files; it

@@ -1,9 +1,13 @@
 // Command ratios turns the output of the bench package's BenchmarkExchange
-// into the Markdown tables of BENCHMARKS.md: the median of each metric per
-// workload and system, and the bridge's figures as ratios to raw and to the
-// proxy over the same transport, taken from the same run.
+// and BenchmarkPython into the Markdown tables of BENCHMARKS.md: the median
+// of each metric per workload and system, and the bridge's figures as
+// ratios to raw and to the proxy over the same transport (for Python: to
+// raw over grpc.aio and to uvicorn behind the proxy), taken from the same
+// run. For Python it also checks the ratios against the targets of issue 8:
+// GET latency at most 1.5 times uvicorn's, bulk throughput at least half.
 //
 //	go run ./bench/ratios < bench/results/default.txt
+//	go run ./bench/ratios < bench/results/python.txt
 package main
 
 import (
@@ -17,8 +21,9 @@ import (
 	"strings"
 )
 
-// line matches one result: name, iterations, then value-unit pairs.
-var line = regexp.MustCompile(`^BenchmarkExchange/work=([^/]+)/sys=(\S+?)(-\d+)?\s+\d+\s+(.*)$`)
+// line matches one result: benchmark, workload, system, iterations, then
+// value-unit pairs.
+var line = regexp.MustCompile(`^Benchmark(Exchange|Python)/work=([^/]+)/sys=(\S+?)(-\d+)?\s+\d+\s+(.*)$`)
 
 type key struct{ work, sys, unit string }
 
@@ -40,7 +45,25 @@ func main() {
 		}
 		return (v[len(v)/2-1] + v[len(v)/2]) / 2, true
 	}
+	printed := false
+	if len(works["Exchange"]) > 0 {
+		printExchange(works["Exchange"], median)
+		printed = true
+	}
+	if len(works["Python"]) > 0 {
+		if printed {
+			fmt.Println()
+		}
+		printPython(works["Python"], median)
+	}
+}
 
+// medianFunc returns the median of a metric's samples, false if there are
+// none.
+type medianFunc func(work, sys, unit string) (float64, bool)
+
+// printExchange prints BenchmarkExchange's tables.
+func printExchange(works []string, median medianFunc) {
 	fmt.Println("| workload | transport | metric | raw | bridge | proxy | direct | bridge/raw | bridge/proxy |")
 	fmt.Println("|---|---|---|--:|--:|--:|--:|--:|--:|")
 	for _, work := range works {
@@ -97,6 +120,76 @@ func main() {
 	}
 }
 
+// printPython prints BenchmarkPython's tables: the bridge against raw over
+// grpc.aio and against uvicorn behind the proxy, then the CPU time and
+// allocations of each process. Python's allocations are not measured.
+func printPython(works []string, median medianFunc) {
+	fmt.Println("| workload | metric | py-raw | py-bridge | py-uvicorn | bridge/raw | bridge/uvicorn | target |")
+	fmt.Println("|---|---|--:|--:|--:|--:|--:|---|")
+	for _, work := range works {
+		for _, unit := range metrics(work) {
+			raw, okRaw := median(work, "py-raw", unit)
+			bridge, okBridge := median(work, "py-bridge", unit)
+			uvicorn, okUvicorn := median(work, "py-uvicorn", unit)
+			if !okBridge {
+				continue
+			}
+			f := num
+			if strings.HasSuffix(unit, "ns/op") {
+				f = dur
+			}
+			fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", work, unit,
+				f(raw, okRaw), f(bridge, true), f(uvicorn, okUvicorn),
+				ratio(bridge, raw, okRaw), ratio(bridge, uvicorn, okUvicorn),
+				target(work, unit, bridge, uvicorn, okUvicorn))
+		}
+	}
+
+	fmt.Println()
+	fmt.Println("| workload | system | host CPU/op | Python CPU/op | host B/op | host allocs/op | host switches/op | Python switches/op |")
+	fmt.Println("|---|---|--:|--:|--:|--:|--:|--:|")
+	for _, work := range works {
+		for _, sys := range []string{"py-raw", "py-bridge", "py-uvicorn"} {
+			b, ok := median(work, sys, "B/op")
+			if !ok {
+				continue
+			}
+			allocs, _ := median(work, sys, "allocs/op")
+			hc, okHC := median(work, sys, "host-cpu-ns/op")
+			pc, okPC := median(work, sys, "plugin-cpu-ns/op")
+			hs, okHS := median(work, sys, "host-switches/op")
+			ps, okPS := median(work, sys, "plugin-switches/op")
+			fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", work, sys,
+				dur(hc, okHC), dur(pc, okPC), num(b, true), num(allocs, true),
+				num(hs, okHS), num(ps, okPS))
+		}
+	}
+}
+
+// target checks the bridge against issue 8's targets for Python plugins:
+// GET latency at most 1.5 times uvicorn's behind the proxy, bulk
+// throughput at least half of it. Other figures have none.
+func target(work, unit string, bridge, uvicorn float64, ok bool) string {
+	var want string
+	var met bool
+	r := bridge / uvicorn
+	switch {
+	case unit == "ns/op" && strings.HasPrefix(work, "get-c1"):
+		want, met = "≤ 1.5", r <= 1.5
+	case unit == "MB/s":
+		want, met = "≥ 0.5", r >= 0.5
+	default:
+		return ""
+	}
+	switch {
+	case !ok || uvicorn == 0:
+		return want
+	case met:
+		return want + ": met"
+	}
+	return want + ": missed"
+}
+
 // metrics are the figures compared for a workload; cpu-ns/op is the CPU
 // time of host and plugin together.
 func metrics(work string) []string {
@@ -111,20 +204,22 @@ func metrics(work string) []string {
 	return []string{"MB/s", "cpu-ns/op"}
 }
 
-func parse(r io.Reader) (map[key][]float64, []string, error) {
+// parse returns the samples, and each benchmark's workloads in the order
+// they came. Workloads of the two benchmarks share names but not systems.
+func parse(r io.Reader) (map[key][]float64, map[string][]string, error) {
 	samples := make(map[key][]float64)
-	var works []string
+	works := make(map[string][]string)
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		m := line.FindStringSubmatch(sc.Text())
 		if m == nil {
 			continue
 		}
-		work, sys := m[1], m[2]
-		if !slices.Contains(works, work) {
-			works = append(works, work)
+		bench, work, sys := m[1], m[2], m[3]
+		if !slices.Contains(works[bench], work) {
+			works[bench] = append(works[bench], work)
 		}
-		fields := strings.Fields(m[4])
+		fields := strings.Fields(m[5])
 		cpu, sawCPU := 0.0, false
 		for i := 0; i+1 < len(fields); i += 2 {
 			v, err := strconv.ParseFloat(fields[i], 64)

@@ -296,7 +296,7 @@ func (b *builder) method(f *protogen.File, fm *fileModel, byName map[string]*pai
 	if p == nil {
 		// Messages named as a pair elsewhere get their bridge there.
 		if prefix, ok := b.pairPrefix(in, out); ok {
-			return &rpcBinding{method: method, hostIdent: in.GoIdent.GoImportPath.Ident(prefix + "Host")}
+			return &rpcBinding{method: method, hostIdent: in.GoIdent.GoImportPath.Ident(prefix + "Host"), prefix: prefix, pairFile: in.Desc.ParentFile().Path()}
 		}
 		if in.GoIdent.GoImportPath != f.GoImportPath || out.GoIdent.GoImportPath != f.GoImportPath {
 			b.errs.add(b.rpcError(f, method, "messages %s and %s are not named <P>Request and <P>Response, so their bridge is generated beside the service, which needs them in its Go package %s",
@@ -314,7 +314,7 @@ func (b *builder) method(f *protogen.File, fm *fileModel, byName map[string]*pai
 		byName[pairKey(in, out)] = p
 	}
 	p.methods = append(p.methods, method)
-	return &rpcBinding{method: method, hostIdent: in.GoIdent.GoImportPath.Ident(p.prefix + "Host")}
+	return &rpcBinding{method: method, hostIdent: in.GoIdent.GoImportPath.Ident(p.prefix + "Host"), prefix: p.prefix, pairFile: p.file}
 }
 
 func (b *builder) rpcError(f *protogen.File, m *protogen.Method, format string, args ...any) error {

@@ -23,11 +23,20 @@ const (
 	emitBoth   emitKind = "both"
 )
 
+// langKind selects the language of the generated code.
+type langKind string
+
+const (
+	langGo     langKind = "go"
+	langPython langKind = "python"
+)
+
 // config holds the plugin parameters that are ours; protogen handles the rest
 // (paths=, module=, M...).
 type config struct {
 	chunkSize int
 	emit      emitKind
+	lang      langKind
 	// packageSuffix, when set, puts the bridge in a package of its own
 	// beside the messages' package; see layout.
 	packageSuffix string
@@ -38,7 +47,7 @@ type config struct {
 }
 
 func defaultConfig() *config {
-	return &config{chunkSize: defaultChunkSize, emit: emitBoth}
+	return &config{chunkSize: defaultChunkSize, emit: emitBoth, lang: langGo}
 }
 
 func (c *config) host() bool   { return c.emit != emitPlugin }
@@ -68,6 +77,13 @@ func (c *config) set(name, value string) error {
 		default:
 			return fmt.Errorf("parameter emit=%q: want host, plugin or both", value)
 		}
+	case "lang":
+		switch k := langKind(value); k {
+		case langGo, langPython:
+			c.lang = k
+		default:
+			return fmt.Errorf("parameter lang=%q: want go or python", value)
+		}
 	case "package_suffix":
 		// The suffix ends a package name, so it may hold what an identifier
 		// holds after its first letter.
@@ -76,7 +92,23 @@ func (c *config) set(name, value string) error {
 		}
 		c.packageSuffix = value
 	default:
-		return fmt.Errorf("unknown parameter %q (known: chunk_size, emit, package_suffix, and protogen's paths, module, M, annotate_code, default_api_level, apilevelM)", name)
+		return fmt.Errorf("unknown parameter %q (known: chunk_size, emit, lang, package_suffix, and protogen's paths, module, M, annotate_code, default_api_level, apilevelM)", name)
+	}
+	return nil
+}
+
+// check reports parameters that do not go together; set sees them one at a
+// time.
+func (c *config) check() error {
+	if c.lang != langPython {
+		return nil
+	}
+	// Python gets the plugin side only: hosts are Go servers.
+	if c.emit == emitHost {
+		return fmt.Errorf("parameter emit=host: lang=python generates the plugin side only; leave emit out or give emit=plugin")
+	}
+	if c.packageSuffix != "" {
+		return fmt.Errorf("parameter package_suffix=%q: it places Go packages, and lang=python writes Python modules beside the _pb2.py files; leave it out", c.packageSuffix)
 	}
 	return nil
 }

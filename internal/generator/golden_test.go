@@ -47,14 +47,25 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-func testCase(t *testing.T, dir string) {
-	param := defaultParam
+// caseParam returns the plugin parameter of the case in dir.
+func caseParam(t *testing.T, dir string) string {
+	t.Helper()
 	switch b, err := os.ReadFile(filepath.Join(dir, "param.txt")); {
 	case err == nil:
-		param = strings.TrimSpace(string(b))
+		return strings.TrimSpace(string(b))
 	case !errors.Is(err, fs.ErrNotExist):
 		t.Fatal(err)
 	}
+	return defaultParam
+}
+
+// isPython reports whether the case in dir generates Python.
+func isPython(t *testing.T, dir string) bool {
+	return slices.Contains(strings.Split(caseParam(t, dir), ","), "lang=python")
+}
+
+func testCase(t *testing.T, dir string) {
+	param := caseParam(t, dir)
 	resp := generator.Generate(request(t, dir, protoFiles(t, dir), param))
 	got := outputFiles(t, resp)
 
@@ -96,19 +107,33 @@ func testCase(t *testing.T, dir string) {
 //	go tool -modfile=go.tool.mod buf generate
 //
 // not by -update.
+//
+// The same holds for the Python modules in gen/python, which
+//
+//	go tool -modfile=go.tool.mod buf generate --template buf.gen.python.yaml
+//
+// rewrites.
 func TestGenIsCurrent(t *testing.T) {
-	const protoDir, genDir = "../../proto", "../../gen"
-	resp := generator.Generate(request(t, protoDir, protoFiles(t, protoDir), defaultParam))
-	if resp.Error != nil {
-		t.Fatalf("generating from proto/: %s", resp.GetError())
+	const protoDir = "../../proto"
+	tests := []struct {
+		dir, param, suffix, fix string
+	}{
+		{"../../gen", defaultParam, "_httpbridge.pb.go", "go tool -modfile=go.tool.mod buf generate"},
+		{"../../gen/python", "lang=python", "_httpbridge.py", "go tool -modfile=go.tool.mod buf generate --template buf.gen.python.yaml"},
 	}
-	want := golden.ReadTree(t, genDir)
-	for name := range want {
-		if !strings.HasSuffix(name, "_httpbridge.pb.go") {
-			delete(want, name)
+	for _, tt := range tests {
+		resp := generator.Generate(request(t, protoDir, protoFiles(t, protoDir), tt.param))
+		if resp.Error != nil {
+			t.Fatalf("generating from proto/ with %s: %s", tt.param, resp.GetError())
 		}
+		want := golden.ReadTree(t, tt.dir)
+		for name := range want {
+			if !strings.HasSuffix(name, tt.suffix) || strings.HasPrefix(name, "python/") {
+				delete(want, name)
+			}
+		}
+		compareFiles(t, want, outputFiles(t, resp), tt.fix)
 	}
-	compareFiles(t, want, outputFiles(t, resp), "go tool -modfile=go.tool.mod buf generate")
 }
 
 // TestGoldenCompiles vets the expected output of every case that has some,
@@ -153,8 +178,8 @@ func TestGoldenCompiles(t *testing.T) {
 		}
 		dir := filepath.Join(casesDir, e.Name())
 		goldenFiles := golden.ReadTree(t, filepath.Join(dir, "golden"))
-		if len(goldenFiles) == 0 {
-			continue
+		if len(goldenFiles) == 0 || isPython(t, dir) {
+			continue // TestGoldenPython runs the Python cases
 		}
 		// Each case is a folder of its own: cases may share Go package paths.
 		req := request(t, dir, protoFiles(t, dir), defaultParam)

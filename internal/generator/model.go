@@ -70,6 +70,10 @@ type rpcBinding struct {
 	// hostIdent names the pair's host type, which may live in the package of
 	// the messages rather than the service.
 	hostIdent protogen.GoIdent
+	// prefix names the pair, and pairFile is the .proto file whose
+	// generated code holds its bridge (the Python facades).
+	prefix   string
+	pairFile string
 }
 
 // field says how generated code reads and writes one message field, which

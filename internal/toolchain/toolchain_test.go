@@ -240,6 +240,8 @@ func TestReadme(t *testing.T) {
 		"internal/toolchain/testdata/consumer/buf.gen.yaml":   "README.md",
 		"testdata/minimal/example/minimal/v1/http.proto":      "README.md",
 		"testdata/contract/example/contract/v1/http.proto":    "docs/contract.md",
+		"internal/toolchain/testdata/pyconsumer/buf.gen.yaml": "README.md",
+		"internal/toolchain/testdata/pyconsumer/plugin.py":    "README.md",
 	} {
 		if shown[path] != doc {
 			t.Errorf("%s does not show %s in a block marked <!-- from %s -->", doc, path, path)

@@ -1,0 +1,143 @@
+package generator_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/httpbridge/httpbridge/internal/golden"
+)
+
+// pythonCheck imports every generated module named on its command line,
+// beside protoc's Python output, and builds a message of each direction
+// through every facade's wire: a field name the message lacks fails here,
+// not on a user's first request. Byte-compiling alone would not catch it.
+const pythonCheck = `
+import importlib, sys
+from google.protobuf import symbol_database
+
+db = symbol_database.Default()
+wires = 0
+for name in sys.argv[1:]:
+    module = importlib.import_module(name)
+    for export in module.__all__:
+        getattr(module, export)
+    for export in module.__all__:
+        facade = getattr(module, export)
+        wire = getattr(facade, "_wire", None)
+        if wire is None or not export.endswith("ASGI"):
+            continue
+        head = module._ResponseHead(201, [("x-a", ["1", "2"])])
+        res = wire.response(head, b"body", True, True)
+        assert res.init.status_code == 201 and res.body_chunk == b"body", res
+        assert res.init.headers[0].key == "x-a" and list(res.init.headers[0].values) == ["1", "2"], res
+        # The request of the pair: the input of an rpc returning this
+        # response, or the message named as its partner.
+        response = res.DESCRIPTOR
+        requests = [m.input_type for f in [response.file] for s in f.services_by_name.values() for m in s.methods if m.output_type is response]
+        partner = response.full_name[: -len("Response")] + "Request"
+        if not requests and response.full_name.endswith("Response"):
+            requests = [db.pool.FindMessageTypeByName(partner)]
+        for request in requests:
+            cls = db.GetSymbol(request.full_name)
+            msg = cls()
+            msg.init.method = "POST"
+            msg.init.url = "/a?b=c"
+            header = msg.init.headers.add()
+            header.key, header.values[:] = "X-Y", ["z"]
+            msg.body_chunk, msg.body_complete = b"hi", True
+            got = wire.request_head(msg)
+            assert (got.method, got.url, got.headers) == ("POST", "/a?b=c", [("X-Y", ["z"])]), got
+            assert wire.request_body(msg) == (b"hi", True)
+            assert wire.request_head(cls()) is None
+            wires += 1
+print(wires)
+`
+
+// TestGoldenPython runs the Python golden files: each case's files are
+// byte-compiled and imported beside what protoc's Python generator and
+// grpc_python_plugin make of the same protos, and every pair's messages go
+// through its facade's wire. It needs protoc, grpc_python_plugin and
+// /usr/bin/python3 with grpcio and protobuf; CI installs them, and there a
+// missing one fails the test.
+func TestGoldenPython(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs protoc and python")
+	}
+	protoc := lookTool(t, "protoc")
+	grpcPlugin := lookTool(t, "grpc_python_plugin")
+	python := lookTool(t, "/usr/bin/python3")
+	if out, err := exec.Command(python, "-c", "import grpc, google.protobuf").CombinedOutput(); err != nil {
+		missing(t, "grpcio and protobuf for /usr/bin/python3 (Debian: python3-grpcio, python3-protobuf)", string(out))
+	}
+
+	entries, err := os.ReadDir(casesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := 0
+	for _, e := range entries {
+		dir := filepath.Join(casesDir, e.Name())
+		if !e.IsDir() || !isPython(t, dir) {
+			continue
+		}
+		goldenFiles := golden.ReadTree(t, filepath.Join(dir, "golden"))
+		if len(goldenFiles) == 0 {
+			continue
+		}
+		ran++
+		t.Run(e.Name(), func(t *testing.T) {
+			work := t.TempDir()
+			args := []string{"-I" + dir, "--python_out=" + work, "--grpc_out=" + work, "--plugin=protoc-gen-grpc=" + grpcPlugin}
+			if out, err := exec.Command(protoc, append(args, protoFiles(t, dir)...)...).CombinedOutput(); err != nil {
+				t.Fatalf("protoc: %v\n%s", err, out)
+			}
+			writeFiles(t, work, goldenFiles)
+			var modules []string
+			for name := range goldenFiles {
+				modules = append(modules, strings.ReplaceAll(strings.TrimSuffix(name, ".py"), "/", "."))
+			}
+			slices.Sort(modules)
+			compile := exec.Command(python, "-m", "compileall", "-q", work)
+			if out, err := compile.CombinedOutput(); err != nil {
+				t.Fatalf("byte-compiling: %v\n%s", err, out)
+			}
+			check := exec.Command(python, append([]string{"-c", pythonCheck}, modules...)...)
+			check.Dir = work
+			check.Env = append(os.Environ(), "PYTHONPATH="+work, "PYTHONDONTWRITEBYTECODE=1")
+			out, err := check.CombinedOutput()
+			if err != nil {
+				t.Fatalf("importing %s: %v\n%s", strings.Join(modules, ", "), err, out)
+			}
+			if strings.TrimSpace(string(out)) == "0" {
+				t.Errorf("no request went through a facade's wire")
+			}
+		})
+	}
+	if ran == 0 {
+		t.Fatal("no Python case has golden files")
+	}
+}
+
+// lookTool finds a command the test needs; see missing.
+func lookTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		missing(t, name, err.Error())
+	}
+	return path
+}
+
+// missing skips the test for want of a tool, or fails it under CI=true,
+// since CI installs every tool.
+func missing(t *testing.T, what, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is needed under CI=true: %s", what, why)
+	}
+	t.Skipf("%s is missing: %s", what, why)
+}
