@@ -49,7 +49,7 @@ async def test_scope_from_init():
     plugin_context = hooks_common_pb2.PluginContext(session_id="sess", request_id="req-1", user_agent="ua")
     msg = init(
         "/a%20b/c%2Fd?x=1&y=%20",
-        "post",
+        "POST",
         headers=[("X-Upper", ["A", "B"]), ("Accept", ["*/*"]), ("x-upper", ["C"]), ("X-Empty", [""])],
         host="example.com:8080",
         remote_addr="192.0.2.1:1234",
@@ -88,6 +88,13 @@ async def test_scope_from_init():
     assert ext["init"].plugin_context.request_id == "req-1"
     assert ext["init"].url == "/a%20b/c%2Fd?x=1&y=%20"
     assert "state" not in scope  # no lifespan ran
+
+
+async def test_method_keeps_its_case():
+    """As net/http and the Go facade: "delete" is not DELETE, so a host's
+    check of the exact method cannot be passed by a lower-case one."""
+    scope = await scope_of(init("/", "delete"))
+    assert scope["method"] == "delete"
 
 
 async def test_method_defaults_to_get():
@@ -151,6 +158,9 @@ async def test_utf8_header_value_bytes():
 # url, method -> scheme, path, raw_path, query_string
 TARGETS = [
     ("/a/b?c=d", "GET", "http", "/a/b", b"/a/b", b"c=d"),
+    # As url.ParseRequestURI: the query's escapes are the app's business.
+    ("/x?d=50%", "GET", "http", "/x", b"/x", b"d=50%"),
+    ("/x?q=%zz", "GET", "http", "/x", b"/x", b"q=%zz"),
     # Never read as a host: a host-side check on "/secret" must not be
     # bypassed (F-Q2).
     ("//evil/secret", "GET", "http", "//evil/secret", b"//evil/secret", b""),

@@ -130,10 +130,13 @@ async def test_host_cancel_mid_upload_gives_disconnect_over_grpc():
     gRPC ends the pending read and the app gets http.disconnect."""
     got: List[Any] = []
     ended = asyncio.Event()
+    waiting = asyncio.Event()
 
     async def app(scope, receive, send):
         try:
             while True:
+                if got:
+                    waiting.set()  # receive() below runs up to its read before the test resumes
                 event = await receive()
                 got.append(event)
                 if event["type"] != "http.request" or not event["more_body"]:
@@ -144,11 +147,7 @@ async def test_host_cancel_mid_upload_gives_disconnect_over_grpc():
     async with plugin_server(app, lifespan="off") as stub:
         call = stub.ServeHTTP()
         await call.write(init("/up", "POST", body=b"a", complete=False))
-        for _ in range(200):
-            if got:
-                break
-            await asyncio.sleep(0.005)
-        await asyncio.sleep(0.05)  # the app waits in receive() now
+        await asyncio.wait_for(waiting.wait(), 5)
         call.cancel()
         await asyncio.wait_for(ended.wait(), 5)
     assert got == [{"type": "http.request", "body": b"a", "more_body": True}, DISCONNECT]
@@ -160,11 +159,13 @@ async def test_cancelled_receive_over_grpc():
     grpc.aio then loses the chunk, later reads return EOF at once, and the
     host's next write hangs."""
     got: List[Any] = []
+    timed_out = asyncio.Event()
 
     async def app(scope, receive, send):
         got.append(await receive())
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(receive(), 0.05)
+            await asyncio.wait_for(receive(), 0.05)  # no chunk comes before timed_out
+        timed_out.set()
         while True:
             event = await receive()
             got.append(event)
@@ -176,7 +177,7 @@ async def test_cancelled_receive_over_grpc():
     async with plugin_server(app, lifespan="off") as stub:
         call = stub.ServeHTTP()
         await call.write(init("/up", "POST", body=b"a", complete=False))
-        await asyncio.sleep(0.2)  # the app's wait_for has timed out
+        await asyncio.wait_for(timed_out.wait(), 5)
         outs: List[Out] = []
 
         async def host() -> None:

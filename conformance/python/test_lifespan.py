@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any, List
 
 import pytest
 
-from conftest import FakeContext, Out, bridge, init, response_body, response_start, serve
+from conftest import FakeContext, Out, bridge, init, response_body, response_start, serve, start_task, until
 from mattermost.pluginapi.v1.hooks_httpbridge import PluginHooksBridge
 
 
@@ -153,3 +155,61 @@ async def test_servicer_of_a_wsgi_app_has_no_lifespan(executor):
     assert isinstance(servicer.serve_http, bridge.ServeHTTPWSGI)
     await servicer.startup()
     await servicer.shutdown()
+
+
+async def test_shutdown_ends_a_lifespan_loop_that_never_returns():
+    """A hand-written lifespan loop that answers shutdown and then waits
+    for another event does not hold the server's stop: as with uvicorn,
+    the app need not return once it said shutdown is complete."""
+    replies: List[str] = []
+
+    async def app(scope, receive, send):
+        assert scope["type"] == "lifespan"
+        while True:
+            message = await receive()
+            reply = message["type"] + ".complete"
+            replies.append(reply)
+            await send({"type": reply})
+
+    facade = bridge.ServeHTTPASGI(app, lifespan="on")
+    await facade.startup()
+    await asyncio.wait_for(facade.shutdown(), 10)
+    assert replies == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+async def test_shutdown_waits_for_apps_that_outlived_their_stream():
+    """The host ends the stream once it has the whole response; an app still
+    running then (a background task) finishes before the lifespan shutdown,
+    as uvicorn orders them."""
+    order: List[str] = []
+    gate = asyncio.Event()
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.shutdown":
+                    order.append("lifespan shutdown")
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+        await send(response_start(200))
+        await send(response_body(b"ok"))
+        await gate.wait()
+        order.append("background task done")
+
+    facade = bridge.ServeHTTPASGI(app, lifespan="on")
+    await facade.startup()
+    ctx = FakeContext([init()], eof=False)
+    task = start_task(facade, ctx)
+    await until(lambda: len(ctx.writes) == 1, "the response")
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    shutdown = asyncio.ensure_future(facade.shutdown())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert order == [] and not shutdown.done()
+    gate.set()
+    await asyncio.wait_for(shutdown, 10)
+    assert order == ["background task done", "lifespan shutdown"]

@@ -55,7 +55,7 @@ async def test_environ(executor):
     seen: List[Dict[str, Any]] = []
     msg = init(
         "/caf%C3%A9/a%2Fb?q=%20x&y",
-        "post",
+        "POST",
         headers=[
             ("Content-Type", ["application/json"]),
             ("X-Multi", ["a", "b"]),

@@ -116,7 +116,10 @@ type builder struct {
 	parents map[*protogen.Message]*protogen.Message
 	// used holds the messages that some rpc of the run takes or returns.
 	used map[*protogen.Message]bool
-	errs errorList
+	// python is set when the run generates Python, where messages need no
+	// common Go package and each file is a module of its own.
+	python bool
+	errs   errorList
 }
 
 type checked[T any] struct {
@@ -298,7 +301,7 @@ func (b *builder) method(f *protogen.File, fm *fileModel, byName map[string]*pai
 		if prefix, ok := b.pairPrefix(in, out); ok {
 			return &rpcBinding{method: method, hostIdent: in.GoIdent.GoImportPath.Ident(prefix + "Host"), prefix: prefix, pairFile: in.Desc.ParentFile().Path()}
 		}
-		if in.GoIdent.GoImportPath != f.GoImportPath || out.GoIdent.GoImportPath != f.GoImportPath {
+		if !b.python && (in.GoIdent.GoImportPath != f.GoImportPath || out.GoIdent.GoImportPath != f.GoImportPath) {
 			b.errs.add(b.rpcError(f, method, "messages %s and %s are not named <P>Request and <P>Response, so their bridge is generated beside the service, which needs them in its Go package %s",
 				in.Desc.FullName(), out.Desc.FullName(), f.GoImportPath))
 			return nil
@@ -363,9 +366,17 @@ func (b *builder) checkNames(models []*fileModel) {
 	for _, fm := range models {
 		for _, p := range fm.pairs {
 			k := key{fm.source.GoImportPath, unexported(p.prefix)}
+			if b.python {
+				k.pkg = protogen.GoImportPath(fm.source.Desc.Path())
+			}
 			prev := first[k]
 			if prev == nil {
 				first[k] = p
+				continue
+			}
+			if b.python {
+				b.errs.add(fmt.Errorf("%s: %s: its bridge would be named %s, as is the bridge of %s, and both are generated into the Python module of %s, where classes such as %sASGI would collide: rename one of them",
+					p.file, p.origin, p.prefix, prev.origin, p.file, p.prefix))
 				continue
 			}
 			b.errs.add(fmt.Errorf("%s: %s: its bridge would be named %s, as is the bridge of %s in %s, and both are generated into Go package %s, where declarations such as %sHost would collide: rename one of them",

@@ -43,6 +43,7 @@ func Generate(req *pluginpb.CodeGeneratorRequest) *pluginpb.CodeGeneratorRespons
 // error of the run, one per line.
 func generate(plugin *protogen.Plugin, cfg *config) error {
 	b := newBuilder(plugin)
+	b.python = cfg.lang == langPython
 	var models []*fileModel
 	l := newLayout(plugin, cfg.packageSuffix)
 	for _, f := range plugin.Files {

@@ -16,12 +16,17 @@ import (
 // through every facade's wire: a field name the message lacks fails here,
 // not on a user's first request. Byte-compiling alone would not catch it.
 const pythonCheck = `
-import importlib, sys
+import ast, importlib, sys
 from google.protobuf import symbol_database
 
 db = symbol_database.Default()
 wires = 0
+# The rpcs of every file: a pair's rpc may be declared beside another file.
+files = [importlib.import_module(name[: -len("_httpbridge")] + "_pb2").DESCRIPTOR for name in sys.argv[1:]]
 for name in sys.argv[1:]:
+    # Python 3.9's grammar, the oldest the generated code promises.
+    with open(name.replace(".", "/") + ".py", encoding="utf-8") as source:
+        ast.parse(source.read(), feature_version=(3, 9))
     module = importlib.import_module(name)
     for export in module.__all__:
         getattr(module, export)
@@ -37,7 +42,7 @@ for name in sys.argv[1:]:
         # The request of the pair: the input of an rpc returning this
         # response, or the message named as its partner.
         response = res.DESCRIPTOR
-        requests = [m.input_type for f in [response.file] for s in f.services_by_name.values() for m in s.methods if m.output_type is response]
+        requests = [m.input_type for f in files for s in f.services_by_name.values() for m in s.methods if m.output_type.full_name == response.full_name]
         partner = response.full_name[: -len("Response")] + "Request"
         if not requests and response.full_name.endswith("Response"):
             requests = [db.pool.FindMessageTypeByName(partner)]

@@ -109,6 +109,9 @@ func renderPython(plugin *protogen.Plugin, fm *fileModel, cfg *config) error {
 			services = append(services, s)
 			view.Exports = append(view.Exports, s.Name+"Bridge", s.Serve)
 		}
+		if err := checkPyServicerNames(source, b); err != nil {
+			return err
+		}
 		bridge := module(b.pairFile, "_httpbridge")
 		s.Methods = append(s.Methods, &pyMethodView{
 			Name: string(b.method.Desc.Name()),
@@ -269,4 +272,30 @@ func pyIdentifier(name string) string {
 		return name + "_"
 	}
 	return name
+}
+
+// pyServicerNames are the names the generated servicer defines besides its
+// rpc methods.
+var pyServicerNames = []string{"startup", "shutdown", "_bridges"}
+
+// checkPyServicerNames reports a bridged rpc whose servicer attribute
+// (its snake_case name) or whose own name would take the place of another
+// name of the generated servicer, which Python would do silently.
+func checkPyServicerNames(file string, b *rpcBinding) error {
+	attr := pyIdentifier(snakeCase(string(b.method.Desc.Name())))
+	taken := slices.Clone(pyServicerNames)
+	for _, m := range b.service.Methods {
+		if m != b.method {
+			taken = append(taken, string(m.Desc.Name()))
+		}
+	}
+	switch {
+	case slices.Contains(pyServicerNames, string(b.method.Desc.Name())):
+		return fmt.Errorf("%s: rpc %s: with lang=python, the servicer %sBridge has a method %s of its own: rename the rpc",
+			file, b.method.Desc.FullName(), b.service.Desc.Name(), b.method.Desc.Name())
+	case slices.Contains(taken, attr):
+		return fmt.Errorf("%s: rpc %s: with lang=python, the servicer %sBridge keeps its facade in the attribute %s, which is also the name of a method: rename the rpc",
+			file, b.method.Desc.FullName(), b.service.Desc.Name(), attr)
+	}
+	return nil
 }

@@ -40,7 +40,9 @@ __all__ = [
 
 
 def _is_asgi(app: Any) -> bool:
-    """Tells an ASGI app from a WSGI one, as uvicorn's interface="auto"."""
+    """Tells an ASGI 3 app from a WSGI one: an ASGI app is a coroutine
+    function or has one as __call__. Anything else is taken for WSGI, so an
+    ASGI app wrapped in a plain function needs interface="asgi"."""
     call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", None)
     return inspect.iscoroutinefunction(call)
 
@@ -67,9 +69,8 @@ class HTTPGatewayBridge(service__pb2__grpc.HTTPGatewayServicer):
 
     Args:
         app: the ASGI 3 or WSGI application.
-        interface: "asgi", "wsgi", or "auto" to tell them apart as uvicorn
-            does (an ASGI app is a coroutine function or has one as
-            __call__).
+        interface: "asgi", "wsgi", or "auto": an app that is a coroutine
+            function, or has one as __call__, is ASGI, any other WSGI.
         **options: the options of the ASGI or WSGI facade, such as
             chunk_size, root_path, lifespan (ASGI only) and logger.
     """

@@ -77,8 +77,10 @@ _log = logging.getLogger("httpbridge")
 _DISCONNECT: Dict[str, Any] = {"type": "http.disconnect"}
 
 # What a request target may not hold: control characters, as net/http
-# refuses them, and a "%" that does not start an escape.
-_BAD_TARGET = re.compile(r"[\x00-\x1f\x7f]|%(?![0-9A-Fa-f]{2})")
+# refuses them; and what its path may not hold: a "%" that does not start
+# an escape (url.ParseRequestURI leaves the query's escapes alone).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 # A header name is an RFC 9110 token; a value holds no control
 # character but tab.
@@ -143,7 +145,7 @@ def _parse_target(method: str, target: str) -> Optional[_Target]:
     leaves ("", "?a=b", "api/x") gets its leading "/" back. None means the
     target is malformed: the request gets 400.
     """
-    if _BAD_TARGET.search(target):
+    if _CONTROL.search(target):
         return None
     scheme = "http"
     rest = target
@@ -169,6 +171,8 @@ def _parse_target(method: str, target: str) -> Optional[_Target]:
         else:
             rest = "/" + (target[2:] if target.startswith("./") else target)
     path, _, query = rest.partition("?")
+    if _BAD_ESCAPE.search(path):
+        return None
     return _Target(scheme, path, query)
 
 
@@ -497,15 +501,19 @@ async def _close(request: _Request, context: grpc.aio.ServicerContext, ok: bool)
         else:
             exchange._log.error("httpbridge: app returned without completing its response (path %s)", request_path)
         ok = False
-    if not ok and not exchange.response_complete and not exchange.gone:
-        if exchange.sent_any:
-            # The client has part of the response: end the stream without
-            # body_complete, so the host cuts the response short.
-            context.set_code(grpc.StatusCode.ABORTED)
-            context.set_details("httpbridge: the app failed after the response started")
-        else:
-            await _reject(exchange._wire, context, 500, "Internal Server Error")
-    exchange.end()
+    # Under the send lock, and complete first: a task the app left behind
+    # may still send, and must neither overlap the 500 nor follow it.
+    async with exchange._send_lock:
+        if not ok and not exchange.response_complete and not exchange.gone:
+            exchange.response_complete = True
+            if exchange.sent_any:
+                # The client has part of the response: end the stream without
+                # body_complete, so the host cuts the response short.
+                context.set_code(grpc.StatusCode.ABORTED)
+                context.set_details("httpbridge: the app failed after the response started")
+            else:
+                await _reject(exchange._wire, context, 500, "Internal Server Error")
+        exchange.end()
 
 
 def _chunk_size(configured: int, default: int, limit: int) -> int:
@@ -593,6 +601,8 @@ class _ASGIBridge:
             exchange.cancel()
             if not exchange.receiving:
                 task.cancel()
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
             raise
         await _close(request, context, ok)
 
@@ -615,9 +625,10 @@ class _ASGIBridge:
         extension = {"init": head.init, "context": context}
         scope: Dict[str, Any] = {
             "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            # 2.4: send() raises OSError once the client is gone.
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
             "http_version": _http_version(head),
-            "method": head.method.upper() or "GET",
+            "method": head.method or "GET",
             "scheme": target.scheme,
             "path": urllib.parse.unquote(target.path),
             "raw_path": target.path.encode(),
@@ -645,7 +656,13 @@ class _ASGIBridge:
         await self._lifespan.startup()
 
     async def shutdown(self) -> None:
-        """Runs the app's lifespan shutdown after the server stopped."""
+        """Runs the app's lifespan shutdown after the server stopped.
+
+        As uvicorn does, it first waits for the app's calls that outlived
+        their streams (background tasks, cleanup after the response).
+        """
+        if self._finishing:
+            await asyncio.wait(set(self._finishing))
         if self._lifespan is not None:
             lifespan, self._lifespan = self._lifespan, None
             await lifespan.shutdown()
@@ -669,10 +686,12 @@ class _Lifespan:
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self._state}
         try:
             await self._app(scope, self._events.get, self._send)
+        except asyncio.CancelledError:
+            raise
         except BaseException as err:  # also an app that does not know lifespan
             self._error = err
         finally:
-            await self._replies.put(None)
+            self._replies.put_nowait(None)
 
     async def _send(self, message: ASGIMessage) -> None:
         await self._replies.put(message)
@@ -699,8 +718,14 @@ class _Lifespan:
         reply = await self._exchange("shutdown")
         if reply is not None and reply.get("type") == "lifespan.shutdown.failed":
             self._log.error("httpbridge: ASGI lifespan shutdown failed: %s", reply.get("message", ""))
-        if self._task is not None:
-            await self._task
+        task, self._task = self._task, None
+        if task is not None:
+            # The app said it is done; as with uvicorn, it need not return
+            # (a hand-written loop may wait for another event).
+            done, _ = await asyncio.wait({task}, timeout=1.0)
+            if not done:
+                task.cancel()
+                await asyncio.wait({task})
 
 
 class _WSGIInput:
@@ -927,7 +952,7 @@ class _WSGIBridge:
         server = _host_port(head.host, 443 if target.scheme == "https" else 80) or ("localhost", 80)
         client = _host_port(head.remote_addr, None)
         environ: Dict[str, Any] = {
-            "REQUEST_METHOD": head.method.upper() or "GET",
+            "REQUEST_METHOD": head.method or "GET",
             "SCRIPT_NAME": self.root_path,
             # PEP 3333: native strings hold the bytes as Latin-1.
             "PATH_INFO": urllib.parse.unquote_to_bytes(target.path).decode("latin-1"),
