@@ -50,6 +50,7 @@
 //
 // Plain go test runs only a quick check that every system serves the
 // workloads correctly; the Python systems' is skipped when /usr/bin/python3
-// cannot import grpc, google.protobuf and uvicorn, unless CI=true. BENCHMARKS.md at the repository root has the method,
-// the results and the recommended gRPC options.
+// cannot import grpc, google.protobuf and uvicorn, unless CI is set.
+// BENCHMARKS.md at the repository root has the method, the results and the
+// recommended gRPC options.
 package bench

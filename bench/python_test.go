@@ -41,12 +41,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	pluginapiv1 "github.com/httpbridge/httpbridge/gen/mattermost/pluginapi/v1"
+	"github.com/httpbridge/httpbridge/internal/bridgetest"
 )
 
 const (
-	// pythonPath is Debian's interpreter, which sees Debian's grpcio,
-	// protobuf and uvicorn; the python3 first on PATH may not.
-	pythonPath = "/usr/bin/python3"
 	// envPyProf, if set, is a directory where each Python process writes
 	// its cProfile statistics (py-bridge.prof, py-uvicorn.prof) when it
 	// stops; read them with python3 -m pstats.
@@ -237,34 +235,14 @@ func (p *pacer) Write(b []byte) (int, error) {
 	return n, err
 }
 
-var pyAvailable struct {
-	once sync.Once
-	err  error
-}
-
 // requirePython skips the test unless Debian's Python and its modules are
-// there; with CI=true it fails instead.
+// there, and fails it instead where CI is set.
 func requirePython(tb testing.TB) {
 	tb.Helper()
 	if runtime.GOOS != "linux" {
 		tb.Skip("the Python process's figures need Linux's /proc")
 	}
-	pyAvailable.once.Do(func() {
-		out, err := exec.Command(pythonPath, "-c", "import grpc, google.protobuf, uvicorn").CombinedOutput()
-		if err != nil {
-			if out = bytes.TrimSpace(out); len(out) > 0 {
-				err = fmt.Errorf("%w\n%s", err, out)
-			}
-			pyAvailable.err = fmt.Errorf("%s cannot import grpc, google.protobuf and uvicorn (Debian: apt install python3-grpcio python3-protobuf python3-uvicorn): %w",
-				pythonPath, err)
-		}
-	})
-	if pyAvailable.err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatal(pyAvailable.err)
-		}
-		tb.Skip(pyAvailable.err)
-	}
+	bridgetest.RequirePython(tb, "grpc", "google.protobuf", "uvicorn")
 }
 
 // newPySystem starts the Python process of system name and connects the
@@ -374,7 +352,7 @@ func startPy(name string, args []string, extra *os.File, stdout io.Writer, stder
 	if first := os.Getenv("PYTHONPATH"); first != "" {
 		path = first + string(os.PathListSeparator) + path
 	}
-	cmd := exec.Command(pythonPath, args...)
+	cmd := exec.Command(bridgetest.Python, args...)
 	// No bytecode lands in the tree.
 	cmd.Env = append(os.Environ(), "PYTHONPATH="+path, "PYTHONDONTWRITEBYTECODE=1")
 	if stdout == nil {

@@ -9,8 +9,8 @@ package conformance
 // same Go client through the same kind of Go HTTP/1.1 server.
 //
 // Python means /usr/bin/python3 with Debian's grpcio, protobuf, starlette,
-// uvicorn and flask. Without them the tests are skipped, except under
-// CI=true, where they fail. Each app's processes are started once, for
+// uvicorn and flask. Without them the tests are skipped, except where CI
+// is set, where they fail. Each app's processes are started once, for
 // all of its subtests, and stopped with SIGTERM at cleanup: they must exit
 // with status 0.
 //
@@ -55,9 +55,6 @@ import (
 )
 
 const (
-	// pyInterpreter is Debian's Python, which sees Debian's modules; the
-	// python3 first on PATH may not.
-	pyInterpreter = "/usr/bin/python3"
 	// pyStartTimeout bounds a Python server's start, until it prints its
 	// port.
 	pyStartTimeout = 30 * time.Second
@@ -116,40 +113,6 @@ func pyEnviron(gen string) []string {
 	return append(env, set...)
 }
 
-// pyMissing reports what the tests need and do not find, once.
-var pyMissing = sync.OnceValue(func() error {
-	if _, err := os.Stat(pyInterpreter); err != nil {
-		return err
-	}
-	_, gen, err := pyDirs()
-	if err != nil {
-		return err
-	}
-	script := "import " + strings.Join(pyModules, ", ")
-	cmd := exec.Command(pyInterpreter, "-c", script)
-	cmd.Env = pyEnviron(gen)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s -c %q: %v: %s", pyInterpreter, script, err, bytes.TrimSpace(out))
-	}
-	return nil
-})
-
-// pyRequire skips the test without Python and its modules, unless the
-// environment says CI=true: CI installs them, so there a missing module is
-// a broken setup.
-func pyRequire(t *testing.T) {
-	t.Helper()
-	err := pyMissing()
-	if err == nil {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("Python with %s is required under CI=true: %v", strings.Join(pyModules, ", "), err)
-	}
-	t.Skipf("no Python with %s (%v); CI runs these tests", strings.Join(pyModules, ", "), err)
-}
-
 // pyProcess is a running serve.py.
 type pyProcess struct {
 	name   string
@@ -171,7 +134,7 @@ func pyStart(t *testing.T, server string, app pyApp) *pyProcess {
 	// The context is ours, not t.Context(): that one ends before the
 	// cleanups run, and the servers in front must close first.
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, pyInterpreter, filepath.Join(apps, "serve.py"), "--watch-stdin", server, app.module)
+	cmd := exec.CommandContext(ctx, bridgetest.Python, filepath.Join(apps, "serve.py"), "--watch-stdin", server, app.module)
 	cmd.Env = pyEnviron(gen)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	// After SIGTERM, the time the process has to exit before it is killed.
@@ -410,7 +373,7 @@ func pyPatternSum(n int64) string {
 // ---------------------------------------------------------------------------
 
 func TestPython(t *testing.T) {
-	pyRequire(t)
+	bridgetest.RequirePython(t, pyModules...)
 	for _, app := range pyApps {
 		t.Run(app.name, func(t *testing.T) {
 			bridgetest.LeakCheck(t)

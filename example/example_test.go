@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/httpbridge/httpbridge/internal/bridgetest"
 	_ "github.com/httpbridge/httpbridge/internal/golden" // accept -update
 )
 
@@ -45,7 +46,7 @@ var pluginLangs = []string{"go", "python"}
 // 127.0.0.1 only, the plugin on a unix socket. Both plugins must answer
 // alike.
 func TestExample(t *testing.T) {
-	curl := lookPath(t, "curl")
+	curl := bridgetest.LookPath(t, "curl")
 	for _, lang := range pluginLangs {
 		t.Run(lang, func(t *testing.T) {
 			ex := startExample(t, buildExample(t), lang)
@@ -96,52 +97,6 @@ func TestExampleHostKilled(t *testing.T) {
 	}
 }
 
-// lookPath finds a command the test needs. CI installs them all, so there a
-// missing one fails the test instead of skipping it.
-func lookPath(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is needed in CI: %v", name, err)
-		}
-		t.Skipf("%s not found: %v", name, err)
-	}
-	return path
-}
-
-// python is the interpreter that the host runs the Python plugin with by
-// default, and the modules the plugin needs (Debian's python3-grpcio,
-// python3-protobuf and python3-starlette).
-const (
-	python        = "/usr/bin/python3"
-	pythonModules = "grpc, google.protobuf, starlette"
-)
-
-// pythonChecked holds whether python can run the Python plugin, checked once.
-var pythonChecked struct {
-	once sync.Once
-	err  error
-}
-
-// needPython skips the test if python or a module the Python plugin needs is
-// missing. CI installs them, so there it fails the test instead.
-func needPython(t *testing.T) {
-	t.Helper()
-	pythonChecked.once.Do(func() {
-		out, err := exec.Command(python, "-c", "import "+pythonModules).CombinedOutput()
-		if err != nil {
-			pythonChecked.err = fmt.Errorf("%s cannot import %s: %v\n%s", python, pythonModules, err, out)
-		}
-	})
-	if err := pythonChecked.err; err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the Python plugin is tested in CI: %v", err)
-		}
-		t.Skip(err)
-	}
-}
-
 // built is the example's executable, built once for all tests.
 var built struct {
 	once sync.Once
@@ -151,7 +106,7 @@ var built struct {
 
 func buildExample(t *testing.T) string {
 	t.Helper()
-	goCmd := lookPath(t, "go")
+	goCmd := bridgetest.LookPath(t, "go")
 	built.once.Do(func() {
 		dir, err := os.MkdirTemp("", "httpbridge-example-test-")
 		if err != nil {
@@ -187,7 +142,8 @@ type example struct {
 func startExample(t *testing.T, exe, lang string) *example {
 	t.Helper()
 	if lang == "python" {
-		needPython(t)
+		// The host runs the plugin with Debian's Python by default.
+		bridgetest.RequirePython(t, "grpc", "google.protobuf", "starlette")
 	}
 	ex := &example{exited: make(chan struct{}), tmpDir: t.TempDir()}
 	ex.cmd = exec.Command(exe, "-addr", "127.0.0.1:0", "-plugin-lang", lang)

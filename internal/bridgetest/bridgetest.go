@@ -12,7 +12,9 @@
 //   - a scripted host that drives the plugin's stream directly
 //     ([ScriptedHost], [OpenStream]);
 //   - message builders and framing checks for both directions;
-//   - a goroutine leak check, a log buffer and bounded waits.
+//   - a goroutine leak check, a log buffer and bounded waits;
+//   - the tools tests need, found or skipped alike across packages
+//     ([LookPath], [RequirePython]).
 //
 // Every helper that starts something registers its shutdown with t.Cleanup,
 // so a test only has to call [LeakCheck] first.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/httpbridge/httpbridge/internal/bridgetest"
 	"github.com/httpbridge/httpbridge/internal/golden"
 )
 
@@ -67,17 +68,15 @@ print(wires)
 // grpc_python_plugin make of the same protos, and every pair's messages go
 // through its facade's wire. It needs protoc, grpc_python_plugin and
 // /usr/bin/python3 with grpcio and protobuf; CI installs them, and there a
-// missing one fails the test.
+// missing one fails the test (bridgetest.LookPath).
 func TestGoldenPython(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs protoc and python")
 	}
-	protoc := lookTool(t, "protoc")
-	grpcPlugin := lookTool(t, "grpc_python_plugin")
-	python := lookTool(t, "/usr/bin/python3")
-	if out, err := exec.Command(python, "-c", "import grpc, google.protobuf").CombinedOutput(); err != nil {
-		missing(t, "grpcio and protobuf for /usr/bin/python3 (Debian: python3-grpcio, python3-protobuf)", string(out))
-	}
+	protoc := bridgetest.LookPath(t, "protoc")
+	grpcPlugin := bridgetest.LookPath(t, "grpc_python_plugin")
+	bridgetest.RequirePython(t, "grpc", "google.protobuf")
+	python := bridgetest.Python
 
 	entries, err := os.ReadDir(casesDir)
 	if err != nil {
@@ -125,24 +124,4 @@ func TestGoldenPython(t *testing.T) {
 	if ran == 0 {
 		t.Fatal("no Python case has golden files")
 	}
-}
-
-// lookTool finds a command the test needs; see missing.
-func lookTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		missing(t, name, err.Error())
-	}
-	return path
-}
-
-// missing skips the test for want of a tool, or fails it under CI=true,
-// since CI installs every tool.
-func missing(t *testing.T, what, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is needed under CI=true: %s", what, why)
-	}
-	t.Skipf("%s is missing: %s", what, why)
 }

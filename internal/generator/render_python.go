@@ -2,6 +2,7 @@ package generator
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -139,11 +140,8 @@ func renderPython(plugin *protogen.Plugin, fm *fileModel, cfg *config) error {
 		add(stdlib, "asyncio", "inspect", "signal")
 		add(typing, "Any", "Callable", "Dict", "List", "Optional", "Sequence", "Tuple")
 	}
-	view.Stdlib, view.Typing = sortedKeys(stdlib), sortedKeys(typing)
-	for statement := range imports {
-		view.Imports = append(view.Imports, statement)
-	}
-	slices.Sort(view.Imports)
+	view.Stdlib, view.Typing = slices.Sorted(maps.Keys(stdlib)), slices.Sorted(maps.Keys(typing))
+	view.Imports = slices.Sorted(maps.Keys(imports))
 	slices.Sort(view.Exports)
 
 	tmpl, err := template.New("").Option("missingkey=error").ParseFS(templates.FS, "*.py.tmpl")
@@ -245,15 +243,6 @@ func pyDocstring(c protogen.Comments, fallback, indent string) string {
 	}
 	b.WriteString("\n" + indent + `"""`)
 	return b.String()
-}
-
-func sortedKeys(set map[string]bool) []string {
-	keys := make([]string, 0, len(set))
-	for k := range set {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // pyKeywords are Python's reserved words, which no attribute may be named.

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	pluginapiv1 "github.com/httpbridge/httpbridge/gen/mattermost/pluginapi/v1"
+	"github.com/httpbridge/httpbridge/internal/bridgetest"
 	"github.com/httpbridge/httpbridge/internal/golden"
 )
 
@@ -29,15 +30,9 @@ import (
 // committed in gen/python.
 func TestBufPython(t *testing.T) {
 	t.Parallel()
-	python := lookPath(t, "/usr/bin/python3")
-	lookPath(t, "protoc")
-	lookPath(t, "grpc_python_plugin")
-	if out, err := exec.Command(python, "-c", "import grpc, google.protobuf, starlette").CombinedOutput(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("grpcio, protobuf and starlette are needed in CI (Debian: python3-grpcio python3-protobuf python3-starlette): %v\n%s", err, out)
-		}
-		t.Skipf("/usr/bin/python3 lacks grpcio, protobuf or starlette: %s", out)
-	}
+	bridgetest.LookPath(t, "protoc")
+	bridgetest.LookPath(t, "grpc_python_plugin")
+	bridgetest.RequirePython(t, "grpc", "google.protobuf", "starlette")
 	ts := buildTools(t)
 	dir := filepath.Join(t.TempDir(), "pyconsumer")
 	copyTree(t, filepath.Join("testdata", "pyconsumer"), dir)
@@ -53,7 +48,7 @@ func TestBufPython(t *testing.T) {
 	}
 
 	socket := filepath.Join(dir, "plugin.sock")
-	cmd := exec.Command(python, "plugin.py", "unix:"+socket)
+	cmd := exec.Command(bridgetest.Python, "plugin.py", "unix:"+socket)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(dir, "gen", "python"), "PYTHONDONTWRITEBYTECODE=1")
 	cmd.Stderr = os.Stderr

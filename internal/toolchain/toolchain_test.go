@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/httpbridge/httpbridge/internal/bridgetest"
 	"github.com/httpbridge/httpbridge/internal/golden"
 )
 
@@ -37,7 +38,7 @@ func TestMain(m *testing.M) {
 // give the same files.
 func TestProtoc(t *testing.T) {
 	t.Parallel()
-	protoc := lookPath(t, "protoc")
+	protoc := bridgetest.LookPath(t, "protoc")
 	ts := buildTools(t)
 	if out, err := exec.Command(protoc, "--version").Output(); err == nil {
 		t.Logf("using %s", strings.TrimSpace(string(out)))
@@ -73,7 +74,7 @@ func TestProtoc(t *testing.T) {
 // module, and runs its host and plugin programs together.
 func TestBufConsumer(t *testing.T) {
 	t.Parallel()
-	goCmd := lookPath(t, "go")
+	goCmd := bridgetest.LookPath(t, "go")
 	ts := buildTools(t)
 	dir := filepath.Join(t.TempDir(), "consumer")
 	copyTree(t, filepath.Join("testdata", "consumer"), dir)
@@ -128,7 +129,7 @@ func TestBufConsumer(t *testing.T) {
 // conflict: that is why the bridge must not bring messages of its own.
 func TestStandalone(t *testing.T) {
 	t.Parallel()
-	goCmd := lookPath(t, "go")
+	goCmd := bridgetest.LookPath(t, "go")
 	ts := buildTools(t)
 	dir := filepath.Join(t.TempDir(), "standalone")
 	copyTree(t, filepath.Join("testdata", "standalone"), dir)
@@ -408,20 +409,6 @@ func (ts toolset) env(t *testing.T) []string {
 		"GOWORK=off",
 		"GOFLAGS=-mod=mod",
 	}
-}
-
-// lookPath finds a command the test needs. CI installs them all, so there a
-// missing one fails the test instead of skipping it.
-func lookPath(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is needed in CI: %v", name, err)
-		}
-		t.Skipf("%s not found: %v", name, err)
-	}
-	return path
 }
 
 // run runs a command in dir (the current directory if empty) with env

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"testing"
 
+	"github.com/httpbridge/httpbridge/internal/bridgetest"
 	"github.com/httpbridge/httpbridge/internal/generator"
 )
 
@@ -16,7 +17,7 @@ import (
 // covers the module version it stamps.)
 func TestVersionInEveryBuildMode(t *testing.T) {
 	t.Parallel()
-	goCmd := lookPath(t, "go")
+	goCmd := bridgetest.LookPath(t, "go")
 	root, err := filepath.Abs(repoRoot)
 	if err != nil {
 		t.Fatal(err)
