@@ -9,6 +9,7 @@ package conformance
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,7 +24,7 @@ import (
 const pytestTimeout = 5 * time.Minute
 
 func TestPytest(t *testing.T) {
-	bridgetest.RequirePython(t, "grpc", "google.protobuf", "pytest")
+	bridgetest.RequirePython(t, "grpc", "google.protobuf", "pytest", "hypothesis")
 	wd, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +34,8 @@ func TestPytest(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bridgetest.Python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "conformance/python")
 	cmd.Dir = root
-	cmd.Env = pyEnviron(filepath.Join(root, "gen", "python"))
+	// Hypothesis keeps its files out of the tree.
+	cmd.Env = append(pyEnviron(filepath.Join(root, "gen", "python")), "HYPOTHESIS_STORAGE_DIRECTORY="+t.TempDir())
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		t.Fatalf("pytest did not finish within %v:\n%s", pytestTimeout, out)
@@ -43,4 +45,49 @@ func TestPytest(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	t.Logf("pytest: %s", lines[len(lines)-1])
+}
+
+// TestMypy checks gen/python with mypy --strict against typed stubs of the
+// messages and servicers, written beside a copy of it (bridgetest.Mypy).
+func TestMypy(t *testing.T) {
+	protoc := bridgetest.LookPath(t, "protoc")
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Dir(wd)
+	work := t.TempDir()
+	if err := os.CopyFS(work, os.DirFS(filepath.Join(root, "gen", "python"))); err != nil {
+		t.Fatal(err)
+	}
+	var protos, modules []string
+	err = filepath.WalkDir(filepath.Join(root, "proto"), func(path string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(path, ".proto") {
+			rel, _ := filepath.Rel(filepath.Join(root, "proto"), path)
+			protos = append(protos, filepath.ToSlash(rel))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"-I" + filepath.Join(root, "proto")}, bridgetest.PythonStubArgs(t, work)...)
+	if out, err := exec.Command(protoc, append(args, protos...)...).CombinedOutput(); err != nil {
+		t.Fatalf("protoc: %v\n%s", err, out)
+	}
+	err = filepath.WalkDir(work, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(path, "_httpbridge.py") {
+			rel, _ := filepath.Rel(work, strings.TrimSuffix(path, ".py"))
+			modules = append(modules, strings.ReplaceAll(filepath.ToSlash(rel), "/", "."))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(modules) == 0 {
+		t.Fatal("gen/python has no _httpbridge module")
+	}
+	bridgetest.Mypy(t, work, modules...)
+	t.Logf("mypy --strict: %s", strings.Join(modules, ", "))
 }

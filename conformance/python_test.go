@@ -383,6 +383,7 @@ func TestPython(t *testing.T) {
 			t.Run("full-duplex", func(t *testing.T) { pyFullDuplex(t, env) })
 			t.Run("server-sent-events", func(t *testing.T) { pyServerSentEvents(t, env) })
 			t.Run("client-abort", func(t *testing.T) { pyClientAbort(t, env) })
+			t.Run("background", func(t *testing.T) { pyBackground(t, env) })
 			t.Run("app-exception", func(t *testing.T) { pyAppException(t, env) })
 			t.Run("no-growth", func(t *testing.T) { pyNoGrowth(t, env) })
 		})
@@ -875,6 +876,44 @@ type pyRecord struct {
 	Events []string `json:"events"`
 	Bytes  int      `json:"bytes"`
 	Done   bool     `json:"done"`
+}
+
+// pyBackground checks that the work an app does after a streamed response
+// (Starlette's background task, a step after the last send, Flask's
+// call_on_close) runs for every request: the host ends the stream as soon
+// as it has body_complete, and that must not be taken for a client that
+// left.
+func pyBackground(t *testing.T, env *pyEnv) {
+	const requests = 20
+	targets := []pyTarget{env.bridge, env.oracle}
+	if env.app.wsgi {
+		t.Log("not run under uvicorn: its WSGI middleware never calls the iterable's close()")
+		targets = targets[:1]
+	}
+	for _, tg := range targets {
+		t.Run(tg.side, func(t *testing.T) {
+			ids := make([]string, requests)
+			for i := range ids {
+				ids[i] = pyID()
+				if body := tg.get(t, "/background?id="+ids[i]); len(body) == 0 {
+					t.Fatalf("GET /background: empty body")
+				}
+			}
+			ran := 0
+			for _, id := range ids {
+				var rec pyRecord
+				if err := json.Unmarshal(tg.get(t, "/record?done=1&id="+id), &rec); err != nil {
+					t.Fatal(err)
+				}
+				if rec.Done && slices.Equal(rec.Events, []string{"background"}) {
+					ran++
+				}
+			}
+			if ran != requests {
+				t.Errorf("the background work ran for %d of %d streamed responses", ran, requests)
+			}
+		})
+	}
 }
 
 func pyClientAbort(t *testing.T, env *pyEnv) {

@@ -108,6 +108,14 @@
 //	              in the folder <package>S beside the messages' files; it
 //	              imports the messages' package (default: none, the
 //	              bridge joins the messages' package)
+//	python_imports=STYLE
+//	              with lang=python, how the module imports protoc's
+//	              modules: absolute, as protoc does, or relative
+//	              (from . import x_pb2) (default absolute)
+//	python_package=P
+//	              with lang=python, import protoc's modules through the
+//	              package P, as in from P import x_pb2, for protos compiled
+//	              flat into P (default: none)
 //
 // The parameters paths=, module= and M<file>=<import path> work exactly as
 // they do for protoc-gen-go. An unknown parameter or a bad value is an error.
@@ -162,6 +170,14 @@ Parameters (--httpbridge_opt=... or opt: in buf.gen.yaml, comma separated):
                  the folder <package>S beside the messages' files; it
                  imports the messages' package (default: none, the bridge
                  joins the messages' package)
+  python_imports=STYLE
+                 with lang=python, how the module imports protoc's modules:
+                 absolute, as protoc does, or relative (from . import x_pb2)
+                 (default absolute)
+  python_package=P
+                 with lang=python, import protoc's modules through package
+                 P, as in from P import x_pb2, for protos compiled flat into
+                 P (default: none)
   paths=, module=, M<file>=<import path>
                  as for protoc-gen-go
 

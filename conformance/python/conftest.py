@@ -200,8 +200,9 @@ BAD_REQUEST = rejected(400, "Bad Request")
 # --- the scripted stream ------------------------------------------------------
 
 
-class StreamBroken(Exception):
-    """What FakeContext.write raises once the stream is broken."""
+class StreamBroken(grpc.RpcError):
+    """What FakeContext.write raises once the stream is broken: an error of
+    gRPC's, as grpc.aio's ExecuteBatchError for a cancelled call."""
 
 
 class TooManyOperations(Exception):
@@ -363,6 +364,14 @@ async def serve_asgi(app: Any, messages: Iterable[Any], **options: Any) -> FakeC
 
 def start_task(facade: Any, ctx: FakeContext) -> "asyncio.Task[None]":
     return asyncio.ensure_future(facade.handle(iter(()), ctx))
+
+
+async def cancel_handle(task: "asyncio.Task[None]") -> None:
+    """Cancels a handle() task as grpc.aio does the servicer's on a host's
+    cancel, and waits for it to end so."""
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 1)
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ from conftest import (
     INTERNAL_ERROR,
     FakeContext,
     Out,
-    bridge,
     body_of,
+    bridge,
+    cancel_handle,
     chunk,
     init,
     response_body,
@@ -168,12 +169,6 @@ async def test_concurrent_streams_are_independent():
 # --- cancellation -------------------------------------------------------------
 
 
-async def cancel_handle(task: "asyncio.Task[None]") -> None:
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(task, 1)
-
-
 async def test_cancel_while_the_app_awaits_something_else_cancels_it():
     seen: List[str] = []
     waiting = asyncio.Event()
@@ -224,7 +219,7 @@ async def test_cancel_while_a_write_waits_cancels_the_app():
     async def app(scope, receive, send):
         await send(response_start(200))
         try:
-            await send(response_body(b"blocked"))
+            await send(response_body(b"blocked", more_body=True))
         except asyncio.CancelledError:
             seen.append("cancelled")
             raise
@@ -236,6 +231,33 @@ async def test_cancel_while_a_write_waits_cancels_the_app():
     await cancel_handle(task)
     await until(lambda: seen, "the app to be cancelled")
     assert ctx.writes == []
+
+
+async def test_cancel_while_the_final_write_waits_tells_the_app_by_send():
+    """The final message went to gRPC but the host cancelled before it went
+    out (the client left as the last bytes were due): the app is not
+    cancelled, as it would be after a cancel that ends its response; its
+    send raises OSError, as uvicorn's does for a client gone, and it runs
+    to its end."""
+    seen: List[str] = []
+
+    async def app(scope, receive, send):
+        await send(response_start(200))
+        try:
+            await send(response_body(b"last"))
+        except OSError:
+            seen.append("OSError")
+        await asyncio.sleep(0.01)
+        seen.append("finished")
+
+    ctx = FakeContext([init()], eof=False)
+    ctx.hold_writes()
+    task = start_task(bridge.ServeHTTPASGI(app), ctx)
+    await until(lambda: ctx.writing, "the final write to wait")
+    await cancel_handle(task)
+    ctx.cancel_rpc()
+    await until(lambda: len(seen) == 2, "the app to finish")
+    assert seen == ["OSError", "finished"]
 
 
 @pytest.mark.parametrize("order", ["rpc-then-task", "task-then-rpc"])

@@ -117,6 +117,12 @@ async def test_http_version(major, minor, want):
         ("192.0.2.1:1234", ("192.0.2.1", 1234)),
         ("[2001:db8::1]:443", ("2001:db8::1", 443)),
         ("", None),
+        # Never a None port, which code formats with %d: no port, no client.
+        ("192.0.2.1", None),
+        ("[2001:db8::1]", None),
+        ("@", None),
+        ("192.0.2.1:http", None),
+        ("192.0.2.1:\u0661\u0662", None),
     ],
 )
 async def test_client(remote_addr, want):

@@ -3,6 +3,8 @@ passing the facade options on."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from conftest import FakeContext, Out, bridge, init
@@ -24,6 +26,30 @@ def wsgi_function(environ, start_response):
     return [b"wsgi"]
 
 
+class ASGIPartialCall:
+    """An app whose __call__ is a partialmethod of a coroutine function."""
+
+    async def _serve(self, scope, receive, send, *, body):
+        await asgi_with_option(scope, receive, send, body=body)
+
+    __call__ = functools.partialmethod(_serve, body=b"asgi")
+
+
+def async_decorated(func):
+    """A decorator that keeps __wrapped__ but returns a plain function."""
+
+    @functools.wraps(func)
+    def wrapper(*args):
+        return func(*args)
+
+    return wrapper
+
+
+async def asgi_with_option(scope, receive, send, *, body=b"asgi"):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
 class WSGIClass:
     def __call__(self, environ, start_response):
         return wsgi_function(environ, start_response)
@@ -36,8 +62,25 @@ class WSGIClass:
         (ASGIClass(), bridge.ServeHTTPASGI),
         (wsgi_function, bridge.ServeHTTPWSGI),
         (WSGIClass(), bridge.ServeHTTPWSGI),
+        (functools.partial(asgi_with_option, body=b"asgi"), bridge.ServeHTTPASGI),
+        (functools.partial(ASGIClass()), bridge.ServeHTTPASGI),
+        (functools.partial(functools.partial(asgi_function)), bridge.ServeHTTPASGI),
+        (async_decorated(asgi_function), bridge.ServeHTTPASGI),
+        (functools.partial(wsgi_function), bridge.ServeHTTPWSGI),
+        (ASGIPartialCall(), bridge.ServeHTTPASGI),
     ],
-    ids=["asgi-function", "asgi-instance", "wsgi-function", "wsgi-instance"],
+    ids=[
+        "asgi-function",
+        "asgi-instance",
+        "wsgi-function",
+        "wsgi-instance",
+        "asgi-partial",
+        "asgi-partial-of-instance",
+        "asgi-partial-of-partial",
+        "asgi-unwrapped",
+        "wsgi-partial",
+        "asgi-partialmethod-call",
+    ],
 )
 async def test_interface_auto(app, kind, executor):
     options = {"executor": executor} if kind is bridge.ServeHTTPWSGI else {"lifespan": "off"}

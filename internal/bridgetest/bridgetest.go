@@ -14,7 +14,8 @@
 //   - message builders and framing checks for both directions;
 //   - a goroutine leak check, a log buffer and bounded waits;
 //   - the tools tests need, found or skipped alike across packages
-//     ([LookPath], [RequirePython]).
+//     ([LookPath], [RequirePython]), and protoc's Python output laid out
+//     in a package as Mattermost's Python SDK has it ([PythonPackage]).
 //
 // Every helper that starts something registers its shutdown with t.Cleanup,
 // so a test only has to call [LeakCheck] first.

@@ -36,7 +36,11 @@ func RequirePython(tb testing.TB, modules ...string) {
 	tb.Helper()
 	script := "import " + strings.Join(modules, ", ")
 	check, _ := pythonChecks.LoadOrStore(script, sync.OnceValue(func() error {
-		out, err := exec.Command(Python, "-c", script).CombinedOutput()
+		cmd := exec.Command(Python, "-c", script)
+		// Outside the tree: importing hypothesis writes .hypothesis/ in the
+		// working directory.
+		cmd.Dir = os.TempDir()
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("%s -c %q: %v: %s", Python, script, err, bytes.TrimSpace(out))
 		}

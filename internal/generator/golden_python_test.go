@@ -66,9 +66,15 @@ print(wires)
 // TestGoldenPython runs the Python golden files: each case's files are
 // byte-compiled and imported beside what protoc's Python generator and
 // grpc_python_plugin make of the same protos, and every pair's messages go
-// through its facade's wire. It needs protoc, grpc_python_plugin and
-// /usr/bin/python3 with grpcio and protobuf; CI installs them, and there a
-// missing one fails the test (bridgetest.LookPath).
+// through its facade's wire. A case with python_package or
+// python_imports=relative is laid out inside a package, whose _pb2 modules
+// import each other through it as Mattermost's Python SDK has them do
+// (bridgetest.PythonPackage), so that only imports that work there pass.
+// Then mypy --strict checks the modules against typed stubs of the
+// messages and servicers (bridgetest.Mypy). It needs protoc,
+// grpc_python_plugin, mypy, mypy-protobuf and /usr/bin/python3 with grpcio
+// and protobuf; CI installs them, and there a missing one fails the test
+// (bridgetest.LookPath).
 func TestGoldenPython(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs protoc and python")
@@ -95,14 +101,29 @@ func TestGoldenPython(t *testing.T) {
 		ran++
 		t.Run(e.Name(), func(t *testing.T) {
 			work := t.TempDir()
-			args := []string{"-I" + dir, "--python_out=" + work, "--grpc_out=" + work, "--plugin=protoc-gen-grpc=" + grpcPlugin}
+			// The output root: work itself, or the folder of the package
+			// the case's modules live in.
+			pkg := casePythonPackage(t, dir)
+			root := filepath.Join(work, filepath.FromSlash(strings.ReplaceAll(pkg, ".", "/")))
+			if err := os.MkdirAll(root, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"-I" + dir, "--python_out=" + root, "--grpc_out=" + root, "--plugin=protoc-gen-grpc=" + grpcPlugin}
+			args = append(args, bridgetest.PythonStubArgs(t, root)...)
 			if out, err := exec.Command(protoc, append(args, protoFiles(t, dir)...)...).CombinedOutput(); err != nil {
 				t.Fatalf("protoc: %v\n%s", err, out)
 			}
-			writeFiles(t, work, goldenFiles)
+			if pkg != "" {
+				bridgetest.PythonPackage(t, work, pkg)
+			}
+			writeFiles(t, root, goldenFiles)
 			var modules []string
 			for name := range goldenFiles {
-				modules = append(modules, strings.ReplaceAll(strings.TrimSuffix(name, ".py"), "/", "."))
+				module := strings.ReplaceAll(strings.TrimSuffix(name, ".py"), "/", ".")
+				if pkg != "" {
+					module = pkg + "." + module
+				}
+				modules = append(modules, module)
 			}
 			slices.Sort(modules)
 			compile := exec.Command(python, "-m", "compileall", "-q", work)
@@ -119,9 +140,29 @@ func TestGoldenPython(t *testing.T) {
 			if strings.TrimSpace(string(out)) == "0" {
 				t.Errorf("no request went through a facade's wire")
 			}
+			bridgetest.Mypy(t, work, modules...)
 		})
 	}
 	if ran == 0 {
 		t.Fatal("no Python case has golden files")
 	}
+}
+
+// relativeRoot is the package a python_imports=relative case is laid out
+// in: any name does.
+const relativeRoot = "relative_root.gen"
+
+// casePythonPackage returns the package the output of the case in dir must
+// be in for its imports to work: its python_package, relativeRoot for
+// python_imports=relative, or "" for the top level.
+func casePythonPackage(t *testing.T, dir string) string {
+	for _, p := range strings.Split(caseParam(t, dir), ",") {
+		if pkg, ok := strings.CutPrefix(p, "python_package="); ok {
+			return pkg
+		}
+		if p == "python_imports=relative" {
+			return relativeRoot
+		}
+	}
+	return ""
 }

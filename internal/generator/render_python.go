@@ -3,7 +3,6 @@ package generator
 import (
 	"fmt"
 	"maps"
-	"path"
 	"slices"
 	"strings"
 	"text/template"
@@ -31,6 +30,7 @@ type pyPairView struct {
 	Name      string // ServeHTTP
 	Const     string // SERVE_HTTP, the prefix of module constants
 	ChunkSize string
+	Request   string // the request message class, qualified: alias.ServeHTTPRequest
 	Response  string // the response message class, qualified: alias.ServeHTTPResponse
 
 	// Optional fields of the request init and the response.
@@ -67,12 +67,13 @@ func renderPython(plugin *protogen.Plugin, fm *fileModel, cfg *config) error {
 	// module imports the Python module of a .proto file (suffix "_pb2",
 	// "_pb2_grpc" or "_httpbridge") as protoc's Python generators do, and
 	// returns its alias.
+	self := pyModuleName(source, "_httpbridge")
 	module := func(file, suffix string) string {
-		name, alias, statement := pyModule(file, suffix)
-		if name == pyModuleName(source, "_httpbridge") {
+		name, alias := pyModule(file, suffix)
+		if name == self {
 			return ""
 		}
-		imports[statement] = true
+		imports[pyImportStatement(self, name, alias, cfg)] = true
 		return alias + "."
 	}
 
@@ -83,6 +84,7 @@ func renderPython(plugin *protogen.Plugin, fm *fileModel, cfg *config) error {
 			Name:          p.prefix,
 			Const:         strings.ToUpper(snakeCase(p.prefix)),
 			ChunkSize:     chunkSizeLiteral(cfg.chunkSize),
+			Request:       module(req.message.Desc.ParentFile().Path(), "_pb2") + pyClassPath(req.message),
 			Response:      module(res.message.Desc.ParentFile().Path(), "_pb2") + pyClassPath(res.message),
 			ProtoMajor:    req.protoMajor != nil,
 			ProtoMinor:    req.protoMinor != nil,
@@ -133,11 +135,11 @@ func renderPython(plugin *protogen.Plugin, fm *fileModel, cfg *config) error {
 		}
 	}
 	if len(view.Pairs) > 0 {
-		add(stdlib, "asyncio", "concurrent.futures", "logging", "re", "sys", "urllib.parse")
-		add(typing, "Any", "Awaitable", "Callable", "Dict", "Iterable", "List", "MutableMapping", "NamedTuple", "Optional", "Set", "Tuple")
+		add(stdlib, "asyncio", "concurrent.futures", "enum", "logging", "re", "sys", "urllib.parse")
+		add(typing, "Any", "Awaitable", "Callable", "Coroutine", "Dict", "Iterable", "Iterator", "List", "MutableMapping", "NamedTuple", "NoReturn", "Optional", "Protocol", "Sequence", "Set", "Tuple")
 	}
 	if len(view.Services) > 0 {
-		add(stdlib, "asyncio", "inspect", "signal")
+		add(stdlib, "asyncio", "functools", "inspect", "os", "signal", "threading")
 		add(typing, "Any", "Callable", "Dict", "List", "Optional", "Sequence", "Tuple")
 	}
 	view.Stdlib, view.Typing = slices.Sorted(maps.Keys(stdlib)), slices.Sorted(maps.Keys(typing))
@@ -169,17 +171,60 @@ func pyModuleName(file, suffix string) string {
 	return strings.ReplaceAll(stem, "/", ".") + suffix
 }
 
-// pyModule returns the module of file with suffix, the alias protoc's
-// generators import it under ("_" doubled, "." spelled "_dot_"), and the
-// import statement.
-func pyModule(file, suffix string) (name, alias, statement string) {
+// pyModule returns the module of file with suffix and the alias protoc's
+// generators import it under ("_" doubled, "." spelled "_dot_"). The alias
+// is the same whatever the import statement, so that only the statement
+// depends on python_imports and python_package.
+func pyModule(file, suffix string) (name, alias string) {
 	name = pyModuleName(file, suffix)
-	alias = strings.ReplaceAll(strings.ReplaceAll(name, "_", "__"), ".", "_dot_")
-	dir, base := path.Split(strings.ReplaceAll(name, ".", "/"))
-	if dir == "" {
-		return name, alias, "import " + base + " as " + alias
+	return name, strings.ReplaceAll(strings.ReplaceAll(name, "_", "__"), ".", "_dot_")
+}
+
+// pyImportStatement is the statement with which module importer imports
+// module name under alias; both names are relative to the output root.
+//
+// With python_imports=absolute, the default, it is protoc's: import c_pb2
+// for a module at the root, from a.b import c_pb2 in a package. A
+// python_package prefixes the package (from p.a.b import c_pb2), for an
+// output root that is package p. With python_imports=relative, the root is
+// a package of any name, and the statement climbs from the importer's
+// package to name's: from . import c_pb2 beside it, from ..x import c_pb2
+// from a/b/ to a/x/.
+func pyImportStatement(importer, name, alias string, cfg *config) string {
+	pkg, base := pySplit(name)
+	switch {
+	case cfg.pyImports == pyRelative:
+		from, _ := pySplit(importer)
+		have, want := pyParts(from), pyParts(pkg)
+		common := 0
+		for common < len(have) && common < len(want) && have[common] == want[common] {
+			common++
+		}
+		pkg = strings.Repeat(".", 1+len(have)-common) + strings.Join(want[common:], ".")
+	case cfg.pyPackage != "":
+		pkg = strings.Join(append(pyParts(cfg.pyPackage), pyParts(pkg)...), ".")
 	}
-	return name, alias, "from " + strings.ReplaceAll(strings.TrimSuffix(dir, "/"), "/", ".") + " import " + base + " as " + alias
+	if pkg == "" {
+		return "import " + base + " as " + alias
+	}
+	return "from " + pkg + " import " + base + " as " + alias
+}
+
+// pySplit splits a dotted module name into its package, empty at the root,
+// and its last name.
+func pySplit(name string) (pkg, base string) {
+	if i := strings.LastIndexByte(name, '.'); i >= 0 {
+		return name[:i], name[i+1:]
+	}
+	return "", name
+}
+
+// pyParts returns the names of a dotted package name, none for "".
+func pyParts(pkg string) []string {
+	if pkg == "" {
+		return nil
+	}
+	return strings.Split(pkg, ".")
 }
 
 // pyClassPath is the attribute path of m's class in its _pb2 module: nested
@@ -252,6 +297,7 @@ var pyKeywords = map[string]bool{
 	"else": true, "except": true, "finally": true, "for": true, "from": true, "global": true, "if": true,
 	"import": true, "in": true, "is": true, "lambda": true, "nonlocal": true, "not": true, "or": true,
 	"pass": true, "raise": true, "return": true, "try": true, "while": true, "with": true, "yield": true,
+	"False": true, "None": true, "True": true,
 }
 
 // pyIdentifier makes a snake_case name safe as an attribute: a reserved

@@ -95,7 +95,7 @@ func TestBufConsumer(t *testing.T) {
 	run(t, dir, env, goCmd, "vet", "./...")
 	run(t, dir, env, goCmd, "test", "-count=1", "./...")
 
-	// The programs README.md shows, as two processes.
+	// The programs docs/go.md shows, as two processes.
 	run(t, dir, env, goCmd, "build", "-o", filepath.Join(dir, "bin")+string(filepath.Separator), "./host", "./plugin")
 	plugin := startProgram(t, filepath.Join(dir, "bin", "plugin"+exeSuffix), "-addr", "127.0.0.1:0")
 	pluginAddr := afterLast(plugin.wait(t, "serving gRPC on "), " ")
@@ -201,7 +201,9 @@ func main() {}
 // <!-- from PATH --> is the content of PATH, so that the programs,
 // configuration and protos they show are the ones the tests compile and
 // run, and that the usage README.md shows is what protoc-gen-httpbridge
-// --help prints.
+// --help prints. Its subtests check the snippets that are no copy of a
+// file: the Python ones (see checkPythonSnippets) and the Go ones (see
+// checkGoSnippets).
 func TestReadme(t *testing.T) {
 	t.Parallel()
 	readme, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
@@ -236,18 +238,335 @@ func TestReadme(t *testing.T) {
 		}
 	}
 	for path, doc := range map[string]string{
-		"internal/toolchain/testdata/consumer/host/main.go":   "README.md",
-		"internal/toolchain/testdata/consumer/plugin/main.go": "README.md",
+		"internal/toolchain/testdata/consumer/host/main.go":   "docs/go.md",
+		"internal/toolchain/testdata/consumer/plugin/main.go": "docs/go.md",
 		"internal/toolchain/testdata/consumer/buf.gen.yaml":   "README.md",
-		"testdata/minimal/example/minimal/v1/http.proto":      "README.md",
+		"testdata/minimal/example/minimal/v1/http.proto":      "docs/contract.md",
 		"testdata/contract/example/contract/v1/http.proto":    "docs/contract.md",
-		"internal/toolchain/testdata/pyconsumer/buf.gen.yaml": "README.md",
-		"internal/toolchain/testdata/pyconsumer/plugin.py":    "README.md",
+		"internal/toolchain/testdata/pyconsumer/buf.gen.yaml": "docs/python.md",
+		"internal/toolchain/testdata/pyconsumer/plugin.py":    "docs/python.md",
 	} {
 		if shown[path] != doc {
 			t.Errorf("%s does not show %s in a block marked <!-- from %s -->", doc, path, path)
 		}
 	}
+
+	t.Run("python", checkPythonSnippets)
+	t.Run("go", checkGoSnippets)
+}
+
+// The blocks of the Markdown files that are no copy of a file are checked
+// by what they are:
+//
+//   - a Python block marked <!-- python NAME.py --> is a module: with the
+//     other such blocks of its document beside it and gen/python on its
+//     path, it is imported (not run as __main__), and the Python lines of
+//     a comment <!-- check ... --> right after it run in its namespace, so
+//     that they can call its app and assert what it answers. Marked
+//     <!-- python NAME.py: needs M --> it is imported only where the module
+//     M is installed, and marked <!-- python NAME.py: compile only, WHY -->
+//     it is only compiled;
+//   - every keyword argument that a Python block passes to the generated
+//     serve_plugin_hooks, PluginHooksBridge, ServeHTTPASGI or ServeHTTPWSGI
+//     must be one they take;
+//   - the Go blocks marked <!-- go build --> of a document are compiled
+//     together against gen/, in a package that imports what they use;
+//   - in the documents of snippetDocs every Python and Go block carries
+//     one of these marks or <!-- from PATH -->.
+var (
+	pyBlockRE   = regexp.MustCompile("(?s)<!-- python ([A-Za-z_][A-Za-z0-9_]*\\.py)(?:: ([^\n]*?))? -->\n```python\n(.*?)```\n(?:<!-- check\n(.*?)-->\n)?")
+	goBlockRE   = regexp.MustCompile("(?s)<!-- go build -->\n```go\n(.*?)```\n")
+	fenceOpenRE = regexp.MustCompile("(?m)^```(python|go)\n")
+)
+
+// snippetDocs are the documents whose Python and Go blocks must all be
+// checked: the others may show fragments with placeholders.
+var snippetDocs = []string{"docs/python.md"}
+
+// pendingPythonOptions are options that docs/python.md shows before the
+// generated code in gen/python takes them. Once gen/python takes one, the
+// test fails until it is removed from here, so that the list never hides
+// a misspelt option.
+var pendingPythonOptions = map[string]bool{}
+
+// checkPythonSnippets checks the Python blocks of every document as the
+// comment above pyBlockRE says.
+func checkPythonSnippets(t *testing.T) {
+	t.Parallel()
+	bridgetest.RequirePython(t, "grpc", "google.protobuf")
+	gen, err := filepath.Abs(filepath.Join(repoRoot, "gen", "python"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range markdownFiles(t) {
+		text := readDoc(t, doc)
+		requireMarked(t, doc, text)
+		type block struct {
+			Module string `json:"module"`
+			Mode   string `json:"mode"`  // import, compile, or needs:M
+			Where  string `json:"where"` // the document, for tracebacks
+			Line   int    `json:"line"`  // of the block's first line of code
+			Check  string `json:"check"`
+			Checks int    `json:"check_line"`
+		}
+		var blocks []block
+		dir := t.TempDir()
+		for _, m := range pyBlockRE.FindAllStringSubmatchIndex(text, -1) {
+			name, how, code := text[m[2]:m[3]], "", text[m[6]:m[7]]
+			if m[4] >= 0 {
+				how = text[m[4]:m[5]]
+			}
+			b := block{Module: strings.TrimSuffix(name, ".py"), Mode: "import", Where: doc, Line: lineOf(text, m[6])}
+			switch {
+			case how == "":
+			case strings.HasPrefix(how, "compile only"):
+				b.Mode = "compile"
+			case strings.HasPrefix(how, "needs "):
+				b.Mode = "needs:" + strings.TrimPrefix(how, "needs ")
+			default:
+				t.Errorf("%s:%d: <!-- python %s: %s -->: want nothing, \"needs MODULE\" or \"compile only, WHY\" after the name", doc, lineOf(text, m[0]), name, how)
+				continue
+			}
+			if m[8] >= 0 {
+				b.Check, b.Checks = text[m[8]:m[9]], lineOf(text, m[8])
+			}
+			// Blank lines first, so that the module's line numbers are the
+			// document's.
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(strings.Repeat("\n", b.Line-1)+code), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			blocks = append(blocks, b)
+		}
+		if len(blocks) == 0 {
+			continue
+		}
+		manifest, err := json.Marshal(blocks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "snippets.json"), manifest, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "check_snippets.py"), []byte(pythonSnippetChecker), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(t.Context(), bridgetest.Python, "check_snippets.py", "snippets.json")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "PYTHONPATH="+gen+string(os.PathListSeparator)+dir, "PYTHONDONTWRITEBYTECODE=1")
+		cmd.WaitDelay = time.Second
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Errorf("checking the Python blocks of %s: %v\n%s%s", doc, err, out, stderr.String())
+			continue
+		}
+		for line := range strings.Lines(string(out)) {
+			var r struct {
+				Kind, Where, Text, Call, Option string
+				Options                         []string
+			}
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("the snippet checker printed %q: %v", line, err)
+			}
+			switch r.Kind {
+			case "error":
+				t.Errorf("%s: %s", r.Where, r.Text)
+			case "skip":
+				t.Logf("%s: %s", r.Where, r.Text)
+			case "option":
+				if !pendingPythonOptions[r.Option] {
+					t.Errorf("%s: %s(..., %s=...): the generated %s takes no option %s", r.Where, r.Call, r.Option, r.Call, r.Option)
+				}
+			case "options":
+				for _, o := range r.Options {
+					if pendingPythonOptions[o] {
+						t.Errorf("gen/python takes %s now: remove it from pendingPythonOptions in internal/toolchain/toolchain_test.go", o)
+					}
+				}
+			default:
+				t.Fatalf("the snippet checker printed %q", line)
+			}
+		}
+	}
+}
+
+// pythonSnippetChecker checks the modules that snippets.json lists, in
+// its order, and prints one JSON object a line: an error, a skipped
+// import, a keyword argument that the generated code does not take, and
+// the options it takes.
+const pythonSnippetChecker = `import ast
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+import traceback
+
+from mattermost.pluginapi.v1 import hooks_http_httpbridge as pair
+from mattermost.pluginapi.v1 import hooks_httpbridge as service
+
+
+def say(**fields):
+    print(json.dumps(fields), flush=True)
+
+
+def options(f):
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in inspect.signature(f).parameters.values() if p.kind in kinds}
+
+
+asgi, wsgi = options(pair.ServeHTTPASGI), options(pair.ServeHTTPWSGI)
+takes = {
+    "ServeHTTPASGI": asgi,
+    "ServeHTTPWSGI": wsgi,
+    "PluginHooksBridge": options(service.PluginHooksBridge) | asgi | wsgi,
+    "serve_plugin_hooks": options(service.serve_plugin_hooks) | asgi | wsgi,
+}
+say(kind="options", options=sorted(set().union(*takes.values())))
+
+for block in json.load(open(sys.argv[1])):
+    where = "%s:%d" % (block["where"], block["line"])
+    source = open(block["module"] + ".py").read()
+    try:
+        tree = compile(source, block["where"], "exec", ast.PyCF_ONLY_AST)
+    except SyntaxError:
+        say(kind="error", where=where, text=traceback.format_exc())
+        continue
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            for keyword in node.keywords if name in takes else ():
+                if keyword.arg is not None and keyword.arg not in takes[name]:
+                    say(kind="option", where="%s:%d" % (block["where"], node.lineno), call=name, option=keyword.arg)
+    mode = block["mode"]
+    if mode == "compile":
+        continue
+    if mode.startswith("needs:"):
+        missing = [m.strip() for m in mode[6:].split(",") if importlib.util.find_spec(m.strip()) is None]
+        if missing:
+            say(kind="skip", where=where, text="compiled only: %s is not installed" % ", ".join(missing))
+            continue
+    try:
+        module = importlib.import_module(block["module"])
+        if block["check"]:
+            check = "\n" * (block["check_line"] - 1) + block["check"]
+            exec(compile(check, block["where"], "exec"), vars(module))
+    except BaseException:
+        say(kind="error", where=where, text=traceback.format_exc())
+`
+
+// checkGoSnippets compiles the blocks marked <!-- go build --> of each
+// document against gen/, in one package per document whose file starts
+// with goSnippetHeader: //line comments make the compiler's errors name
+// the document's lines. The package is an overlay in a folder that does
+// not exist, so nothing is written into the repository.
+func checkGoSnippets(t *testing.T) {
+	t.Parallel()
+	goCmd := bridgetest.LookPath(t, "go")
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, doc := range markdownFiles(t) {
+		text := readDoc(t, doc)
+		var src strings.Builder
+		src.WriteString(goSnippetHeader)
+		for _, m := range goBlockRE.FindAllStringSubmatchIndex(text, -1) {
+			fmt.Fprintf(&src, "\n//line %s:%d\n%s", doc, lineOf(text, m[2]), text[m[2]:m[3]])
+		}
+		if src.Len() == len(goSnippetHeader) {
+			continue
+		}
+		dir := t.TempDir()
+		file := filepath.Join(dir, "snippets.go")
+		if err := os.WriteFile(file, []byte(src.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pkg := fmt.Sprintf("internal/toolchain/docsnippets%d", i)
+		overlay, err := json.Marshal(map[string]map[string]string{"Replace": {filepath.Join(root, filepath.FromSlash(pkg), "snippets.go"): file}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "overlay.json"), overlay, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(t.Context(), goCmd, "build", "-overlay", filepath.Join(dir, "overlay.json"), "./"+pkg)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("the Go blocks of %s do not compile: %v\n%s", doc, err, out)
+		}
+	}
+}
+
+// goSnippetHeader starts the package of a document's Go blocks: they are
+// declarations that may use these packages.
+const goSnippetHeader = `package docsnippets
+
+import (
+	"context"
+	"crypto/rand"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pluginapiv1 "github.com/httpbridge/httpbridge/gen/mattermost/pluginapi/v1"
+)
+
+var (
+	_ = context.Background
+	_ = rand.Text
+	_ = log.Printf
+	_ = slog.Default
+	_ = net.SplitHostPort
+	_ = http.NotFound
+	_ = time.Second
+	_ = grpc.NewClient
+	_ = insecure.NewCredentials
+	_ = pluginapiv1.NewPluginHooksClient
+)
+`
+
+// requireMarked reports the Python and Go blocks of a document of
+// snippetDocs that no test checks.
+func requireMarked(t *testing.T, doc, text string) {
+	t.Helper()
+	if !slices.Contains(snippetDocs, doc) {
+		return
+	}
+	for _, m := range fenceOpenRE.FindAllStringSubmatchIndex(text, -1) {
+		before := text[:m[0]]
+		mark := before[strings.LastIndex(strings.TrimSuffix(before, "\n"), "\n")+1:]
+		lang := text[m[2]:m[3]]
+		ok := strings.HasPrefix(mark, "<!-- from ") ||
+			lang == "python" && strings.HasPrefix(mark, "<!-- python ") ||
+			lang == "go" && mark == "<!-- go build -->\n"
+		if !ok {
+			t.Errorf("%s:%d: a %s block that no test checks: mark it <!-- from PATH -->, %s", doc, lineOf(text, m[0]), lang,
+				map[string]string{"python": "<!-- python NAME.py -->", "go": "<!-- go build -->"}[lang])
+		}
+	}
+}
+
+// readDoc returns a Markdown file of the repository.
+func readDoc(t *testing.T, doc string) string {
+	t.Helper()
+	text, err := os.ReadFile(filepath.Join(repoRoot, filepath.FromSlash(doc)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(text)
+}
+
+// lineOf returns the line number of the byte at offset in text.
+func lineOf(text string, offset int) int {
+	return strings.Count(text[:offset], "\n") + 1
 }
 
 // TestDocLinks checks that every relative link in README.md, CHANGELOG.md

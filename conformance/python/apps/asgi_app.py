@@ -5,6 +5,7 @@ support.py for what the apps share.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import urllib.parse
 from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Sequence, Tuple
@@ -277,6 +278,35 @@ async def return_early(req: Request, receive: Receive, send: Send) -> None:
     await body(send, b"partial", more=True)
 
 
+async def background(req: Request, receive: Receive, send: Send) -> None:
+    """Streams three pieces while a second task listens for
+    http.disconnect, as Starlette's StreamingResponse does, then runs a
+    background step that records that it ran."""
+    record = records.new(req.arg("id"))
+
+    async def stream() -> None:
+        await start(send, 200, [TEXT])
+        for piece in (b"one\n", b"two\n", b"three\n"):
+            await body(send, piece, more=True)
+        await body(send, b"")
+
+    async def listen() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    streaming = asyncio.ensure_future(stream())
+    listening = asyncio.ensure_future(listen())
+    done, pending = await asyncio.wait({streaming, listening}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    if streaming in done:
+        streaming.result()
+    await asyncio.sleep(0.01)
+    record.finish("background")
+    await records.changed()
+
+
 async def stats(req: Request, receive: Receive, send: Send) -> None:
     await respond(send, 200, await support.stats_async(), [(b"content-type", b"application/json")])
 
@@ -307,6 +337,7 @@ ROUTES: Dict[str, Route] = {
     "/raise-before": raise_before,
     "/raise-after": raise_after,
     "/return-early": return_early,
+    "/background": background,
     "/stats": stats,
 }
 

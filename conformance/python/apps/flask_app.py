@@ -228,7 +228,8 @@ def abort() -> Response:
             record.add_request(chunk, True)
             records.changed()
     except Exception as err:
-        record.finish(type(err).__name__)
+        # wsgi.input raises an OSError (of a class of the bridge's own).
+        record.finish("OSError" if isinstance(err, OSError) else type(err).__name__)
         records.changed()
         raise
     record.finish("complete")
@@ -254,6 +255,21 @@ def raise_after() -> Response:
         raise RuntimeError("boom after the response started")
 
     return Response(partial(), mimetype="text/plain")
+
+
+@app.route("/background")
+def background() -> Response:
+    """A streamed response whose close runs a step that records that it ran
+    (Flask's call_on_close runs when the server closes the iterable)."""
+    record = records.new(request.args.get("id", ""))
+
+    def finish() -> None:
+        record.finish("background")
+        records.changed()
+
+    response = Response(iter([b"one\n", b"two\n", b"three\n"]), mimetype="text/plain")
+    response.call_on_close(finish)
+    return response
 
 
 @app.route("/stats")

@@ -8,11 +8,13 @@ apps share.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from typing import Any, AsyncIterator, Awaitable, Callable, MutableMapping
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -246,6 +248,19 @@ async def raise_after(request: Request) -> Response:
     return StreamingResponse(partial_then_raise(), media_type="text/plain")
 
 
+async def background(request: Request) -> Response:
+    """A streamed response with a background task, which records that it
+    ran once the response is complete (Starlette runs it then)."""
+    record = records.new(request.query_params.get("id", ""))
+
+    async def finish() -> None:
+        await asyncio.sleep(0.01)
+        record.finish("background")
+        await records.changed()
+
+    return StreamingResponse(three_pieces(), media_type="text/plain", background=BackgroundTask(finish))
+
+
 async def stats(request: Request) -> Response:
     return Response(await support.stats_async(), media_type="application/json")
 
@@ -282,6 +297,7 @@ app = Starlette(
         Route("/record", record),
         Route("/raise-before", raise_before),
         Route("/raise-after", raise_after),
+        Route("/background", background),
         Route("/stats", stats),
     ],
     lifespan=lifespan,

@@ -16,8 +16,11 @@ or later.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
+import os
 import signal
+import threading
 from typing import (
     Any,
     Callable,
@@ -41,10 +44,36 @@ __all__ = [
 
 def _is_asgi(app: Any) -> bool:
     """Tells an ASGI 3 app from a WSGI one: an ASGI app is a coroutine
-    function or has one as __call__. Anything else is taken for WSGI, so an
-    ASGI app wrapped in a plain function needs interface="asgi"."""
-    call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", None)
-    return inspect.iscoroutinefunction(call)
+    function or has one as __call__, once functools.partial and decorators
+    that keep __wrapped__ are seen through. Anything else is taken for
+    WSGI, so an ASGI app wrapped in a plain function needs
+    interface="asgi"."""
+    while isinstance(app, functools.partial):
+        app = app.func
+    app = inspect.unwrap(app)
+    if inspect.isroutine(app):
+        return inspect.iscoroutinefunction(app)
+    call = getattr(app, "__call__", None)
+    while isinstance(call, functools.partial):
+        call = call.func
+    return call is not None and inspect.iscoroutinefunction(inspect.unwrap(call))
+
+
+def _watch_stdin(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> None:
+    """Sets stopping once standard input reaches its end (or fails)."""
+
+    def watch() -> None:
+        try:
+            while os.read(0, 65536):
+                pass
+        except OSError:
+            pass
+        try:
+            loop.call_soon_threadsafe(stopping.set)
+        except RuntimeError:
+            pass  # the loop is closed: serving ended already
+
+    threading.Thread(target=watch, name="httpbridge-stdin", daemon=True).start()
 
 
 def _bridge(app: Any, interface: str, asgi: Any, wsgi: Any, options: Dict[str, Any]) -> Any:
@@ -78,7 +107,9 @@ class HTTPGatewayBridge(service__pb2__grpc.HTTPGatewayServicer):
     def __init__(self, app: Any, *, interface: str = "auto", **options: Any) -> None:
         self.tunnel = _bridge(app, interface, api_dot_http__messages__httpbridge.TunnelASGI, api_dot_http__messages__httpbridge.TunnelWSGI, dict(options))
 
-    async def Tunnel(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+    # grpc.aio runs a coroutine as the method; stubs of the servicer
+    # written for grpcio's threads (mypy-protobuf's) declare an iterator.
+    async def Tunnel(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:  # type: ignore[override]
         """Tunnel carries one HTTP exchange. A comment with a "quote" and a \\d
         reaches the servicer's docstring escaped.
         """
@@ -93,11 +124,12 @@ class HTTPGatewayBridge(service__pb2__grpc.HTTPGatewayServicer):
             if hasattr(bridge, "startup"):
                 await bridge.startup()
 
-    async def shutdown(self) -> None:
-        """Runs the lifespan shutdown of the ASGI apps served."""
+    async def shutdown(self, grace: Optional[float] = None) -> None:
+        """Runs the lifespan shutdown of the ASGI apps served, once their
+        calls that outlived their streams ended or grace seconds passed,
+        and stops the WSGI facades' worker threads."""
         for bridge in self._bridges():
-            if hasattr(bridge, "shutdown"):
-                await bridge.shutdown()
+            await bridge.shutdown(grace)
 
 
 async def serve_http_gateway(
@@ -107,62 +139,68 @@ async def serve_http_gateway(
     interface: str = "auto",
     ready: Optional[Callable[[int], None]] = None,
     server_options: Sequence[Tuple[str, Any]] = (),
+    reuse_port: bool = False,
     grace: Optional[float] = 5.0,
     signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM),
+    stop_on_stdin_close: bool = False,
     **options: Any,
 ) -> None:
-    """Serves app over HTTPGateway on address until signalled or cancelled.
+    """Serves app over HTTPGateway on address until stopped.
 
-    It starts a grpc.aio server without TLS on address ("host:port"; port
-    0 picks a free one), runs the app's lifespan startup first, calls
-    ready with the bound port once serving, and on one of signals or
-    cancellation stops the server (exchanges in progress get grace
-    seconds to finish) and runs the lifespan shutdown.
+    It starts a grpc.aio server without TLS on address, runs the app's
+    lifespan startup first, calls ready with the bound port once serving,
+    and when stopped (one of signals, standard input closed if asked, or
+    cancellation) stops the server, giving exchanges in progress grace
+    seconds to finish, and runs the lifespan shutdown.
 
     Args:
         app: the ASGI 3 or WSGI application.
-        address: where to listen.
+        address: where to listen: "host:port" (port 0 picks a free one,
+            which ready is given) or "unix:/path/to/socket".
         interface: as for HTTPGatewayBridge.
         ready: called with the bound port once the server serves.
-        server_options: gRPC channel arguments of the server.
-        grace: seconds exchanges in progress get when stopping.
+        server_options: gRPC channel arguments of the server, such as
+            ("grpc.max_receive_message_length", n).
+        reuse_port: lets other servers bind the same port (SO_REUSEPORT);
+            off, so that a second plugin on one port fails to start rather
+            than take half of the first one's requests.
+        grace: seconds that exchanges in progress, and then the app's
+            calls that outlived their streams, get when stopping.
         signals: the signals that stop the server. A plugin that its host
-            starts and stops (by closing its standard input, say) leaves
-            out SIGINT, which a terminal's Ctrl-C sends to host and plugin
-            alike, so that the host can finish its requests first.
-        **options: the options of the ASGI or WSGI facade.
+            starts and stops leaves out SIGINT, which a terminal's Ctrl-C
+            sends to host and plugin alike, so that the host can finish
+            its requests first.
+        stop_on_stdin_close: stops the server once standard input reaches
+            its end: a host that starts the plugin with a pipe there and
+            goes away, even killed, takes the plugin with it.
+        **options: the options of the ASGI or WSGI facade, such as
+            chunk_size, root_path and logger; lifespan (ASGI);
+            max_workers and read_timeout (WSGI). Their
+            max_send_message_length comes from server_options.
     """
+    channel_args = list(server_options)
+    for name, value in channel_args:
+        if name == "grpc.max_send_message_length":
+            options.setdefault("max_send_message_length", value)
     servicer = HTTPGatewayBridge(app, interface=interface, **options)
-    server = grpc.aio.server(options=list(server_options))
+    if not any(name == "grpc.so_reuseport" for name, _ in channel_args):
+        channel_args.append(("grpc.so_reuseport", 1 if reuse_port else 0))
+    server = grpc.aio.server(options=channel_args)
     service__pb2__grpc.add_HTTPGatewayServicer_to_server(servicer, server)
     port = server.add_insecure_port(address)
-    await servicer.startup()
     loop = asyncio.get_running_loop()
-    previous_handler = loop.get_exception_handler()
-
-    def exception_handler(loop: asyncio.AbstractEventLoop, context: Dict[str, Any]) -> None:
-        # The host cancels a stream once body_complete arrives; when that
-        # beats the status, grpc.aio before 1.53 fails the status's batch in
-        # a task nobody awaits ("Task exception was never retrieved"). The
-        # response went out whole: nothing is lost, so nothing is logged.
-        error = context.get("exception")
-        if type(error).__name__ == "ExecuteBatchError" and "SendStatusFromServerOperation" in str(error):
-            return
-        if previous_handler is not None:
-            previous_handler(loop, context)
-        else:
-            loop.default_exception_handler(context)
-
-    loop.set_exception_handler(exception_handler)
     stopping = asyncio.Event()
     handled: List[int] = []
-    for signum in signals:
-        try:
-            loop.add_signal_handler(signum, stopping.set)
-            handled.append(signum)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass  # not the main thread, or not a Unix loop
     try:
+        await servicer.startup()
+        for signum in signals:
+            try:
+                loop.add_signal_handler(signum, stopping.set)
+                handled.append(signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or not a Unix loop
+        if stop_on_stdin_close:
+            _watch_stdin(loop, stopping)
         await server.start()
         if ready is not None:
             ready(port)
@@ -171,5 +209,4 @@ async def serve_http_gateway(
         for signum in handled:
             loop.remove_signal_handler(signum)
         await server.stop(grace)
-        await servicer.shutdown()
-        loop.set_exception_handler(previous_handler)
+        await servicer.shutdown(grace)

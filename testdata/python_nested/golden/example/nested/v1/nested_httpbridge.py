@@ -38,22 +38,30 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import enum
+import functools
 import inspect
 import logging
+import os
 import re
 import signal
 import sys
+import threading
 import urllib.parse
 from typing import (
     Any,
     Awaitable,
     Callable,
+    Coroutine,
     Dict,
     Iterable,
+    Iterator,
     List,
     MutableMapping,
     NamedTuple,
+    NoReturn,
     Optional,
+    Protocol,
     Sequence,
     Set,
     Tuple,
@@ -109,6 +117,7 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 # character but tab.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_DIGITS = re.compile(r"[0-9]+")
 
 _Header = Tuple[str, List[str]]
 
@@ -141,6 +150,19 @@ class _Target(NamedTuple):
     scheme: str
     path: str  # percent-encoded, without the query
     query: str
+
+
+class _Stream(Protocol):
+    """What the facades use of a grpc.aio ServicerContext: the stream's
+    reads and writes, and the status it ends with."""
+
+    async def read(self) -> Any: ...
+
+    async def write(self, message: Any) -> None: ...
+
+    def set_code(self, code: grpc.StatusCode) -> None: ...
+
+    def set_details(self, details: str) -> None: ...
 
 
 class _Wire:
@@ -199,7 +221,7 @@ def _parse_target(method: str, target: str) -> Optional[_Target]:
     return _Target(scheme, path, query)
 
 
-def _host_port(address: str, default_port: Optional[int]) -> Optional[Tuple[str, Optional[int]]]:
+def _host_port(address: str, default_port: Optional[int] = None) -> Optional[Tuple[str, Optional[int]]]:
     """Splits "host:port" or "[v6]:port"; None if address is empty."""
     if not address:
         return None
@@ -208,13 +230,31 @@ def _host_port(address: str, default_port: Optional[int]) -> Optional[Tuple[str,
         end = address.find("]")
         if end > 0:
             host = address[1:end]
-            if address[end + 1 : end + 2] == ":" and address[end + 2 :].isdigit():
-                port = int(address[end + 2 :])
+            digits = address[end + 2 :]
+            if address[end + 1 : end + 2] == ":" and _DIGITS.fullmatch(digits):
+                port = int(digits)
     elif address.count(":") == 1:
         name, _, digits = address.partition(":")
-        if digits.isdigit():
+        if _DIGITS.fullmatch(digits):
             host, port = name, int(digits)
     return host, port
+
+
+def _client(remote_addr: str) -> Optional[Tuple[str, int]]:
+    """The scope's client: (host, port), or None without a port (a unix
+    socket, a host that sent no port), as uvicorn does."""
+    parts = _host_port(remote_addr)
+    if parts is None or parts[1] is None:
+        return None
+    return parts[0], parts[1]
+
+
+def _content_length(values: Sequence[str]) -> int:
+    """A response's Content-Length if it holds one value of ASCII digits
+    (RFC 9110 section 8.6), else -1: "²" or "١٢" are no length."""
+    if len(values) == 1 and _DIGITS.fullmatch(values[0].strip(" \t")):
+        return int(values[0])
+    return -1
 
 
 def _response_head(status: Any, headers: Iterable[Tuple[Any, Any]]) -> _ResponseHead:
@@ -245,34 +285,94 @@ def _response_head(status: Any, headers: Iterable[Tuple[Any, Any]]) -> _Response
     return _ResponseHead(status, list(grouped.items()))
 
 
+class _Response(enum.Enum):
+    """Where the response of an exchange is.
+
+    It moves PENDING, STREAMING, FINISHING, COMPLETE in that order, or from
+    PENDING or STREAMING to FAILED or DISCONNECTED, and never back but for
+    a message the stream refused before it went out.
+    """
+
+    PENDING = "nothing sent yet"
+    STREAMING = "a message may have reached the host"
+    FINISHING = "the final message is being written"
+    COMPLETE = "the final message was written"
+    FAILED = "the facade answered 500 or aborted the stream"
+    DISCONNECTED = "the host cancelled the stream before the final message"
+
+
+class _Body(enum.Enum):
+    """Where the request body of an exchange is."""
+
+    ARRIVING = "more may come"
+    SHORT = "body_complete came before the declared length"
+    DELIVERED = "the app got the last chunk"
+    CUT_SHORT = "the stream ended without the whole body"
+
+
+_OVER = (_Response.COMPLETE, _Response.FAILED, _Response.DISCONNECTED)
+
+
+class _ClientDisconnected(OSError):
+    """What send() and wsgi.input raise once the client is gone (ASGI HTTP
+    2.4); an app that lets it escape is not logged as failed."""
+
+
+class _SendFailed(RuntimeError):
+    """What send() raises when the stream refused a message the host did not
+    cause it to refuse (one over the send limit, say); logged once, here."""
+
+
+def _is_grpc_error(err: BaseException) -> bool:
+    """Whether err comes from gRPC refusing a write, rather than from
+    turning the message into bytes (TypeError, EncodeError)."""
+    return isinstance(err, grpc.RpcError) or type(err).__module__.partition(".")[0] == "grpc"
+
+
 class _Exchange:
-    """One HTTP exchange on one stream, in ASGI terms.
+    """One HTTP exchange on one stream: its whole state, in ASGI terms.
 
     receive() and send() are the ASGI callables of the exchange; the WSGI
-    facade drives the same two from its worker thread.
+    facade drives the same two from its worker thread. The state is the
+    response's phase and the request body's; completion is recorded only
+    once the final message was written, so nothing that waits for the end
+    of the exchange (a disconnect listener) can cut that write short.
     """
 
     def __init__(
         self,
         wire: _Wire,
-        context: grpc.aio.ServicerContext,
+        context: _Stream,
         head: _RequestHead,
+        path: str,
         first_chunk: bytes,
         first_complete: bool,
         chunk_size: int,
+        send_limit: int,
         log: logging.Logger,
     ) -> None:
         self._wire = wire
         self._context = context
+        self.path = path  # for logs: never the query, which may hold tokens
         self._chunk_size = chunk_size
+        self._send_limit = send_limit  # the server's, if known; -1 if not
         self._log = log
-        self._read_lock = asyncio.Lock()
-        # Set once receive() has nothing more to give but http.disconnect.
+        self.response = _Response.PENDING
+        self.body = _Body.ARRIVING
+        # The host cancelled the stream, before or after the final message.
+        self._cancelled = False
+        # Set once receive() has nothing more to give but http.disconnect:
+        # the response is over or the body was cut short.
         self._ended = asyncio.Event()
+        self._read_lock = asyncio.Lock()
+        # grpc.aio takes one write at a time, and a body event's chunks
+        # stay together: sends from several tasks wait their turn.
+        self._send_lock = asyncio.Lock()
+        self._receivers = 0  # receive() calls in progress
 
-        # Request side. remaining counts what the declared length still
-        # allows, -1 when unknown: 0 declares no body in a server request,
-        # so a body that arrives anyway has an unknown length.
+        # remaining counts what the declared length still allows, -1 when
+        # unknown: 0 declares no body in a server request, so a body that
+        # arrives anyway has an unknown length.
         declared = head.content_length
         if first_complete and not first_chunk and declared <= 0:
             declared = 0
@@ -282,27 +382,30 @@ class _Exchange:
         self._remaining = declared
         self._chunk = b""
         self._complete = False
-        self._short = False  # body_complete came before the declared length
-        self._delivered = False  # the last http.request went to the app
-        self._truncated = False  # the request stream ended without body_complete
         self._late_init_logged = False
         # The read in progress: grpc.aio cannot take a read back, so a
         # cancelled receive() leaves it to the next one.
         self._reading: Optional[asyncio.Future[Any]] = None
         self._accept(first_chunk, first_complete)
 
-        # Response side.
         self._start: Optional[_ResponseHead] = None
         self._declared = -1  # the ASGI app's Content-Length, if valid
         self._written = 0
-        self.sent_any = False  # a message may have reached the host
-        self.response_complete = False
-        self.response_sent = False  # gRPC took the last message
-        self.gone = False  # the host cancelled the stream
-        self.receiving = 0  # receive() calls in progress
-        # grpc.aio takes one write at a time, and a body event's chunks
-        # stay together: sends from several tasks wait their turn.
-        self._send_lock = asyncio.Lock()
+
+    @property
+    def started(self) -> bool:
+        """Whether a message of the response may have reached the host."""
+        return self.response is not _Response.PENDING and self.response is not _Response.DISCONNECTED
+
+    @property
+    def receiving(self) -> bool:
+        """Whether the app waits in receive()."""
+        return self._receivers > 0
+
+    def _move(self, response: _Response) -> None:
+        self.response = response
+        if response in _OVER:
+            self._ended.set()
 
     def _accept(self, chunk: bytes, complete: bool) -> None:
         if self._remaining >= 0 and len(chunk) >= self._remaining:
@@ -313,12 +416,10 @@ class _Exchange:
             self._remaining -= len(chunk)
             if complete and self._remaining > 0:
                 # Shorter than declared: as with net/http, never a clean end.
-                complete, self._short = False, True
+                complete = False
+                self.body = _Body.SHORT
         self._chunk = chunk
         self._complete = complete
-
-    def _over(self) -> bool:
-        return self.response_complete or self.gone or self._truncated
 
     async def receive(self) -> ASGIMessage:
         """The ASGI receive callable: the next http.request event.
@@ -328,16 +429,17 @@ class _Exchange:
         without it, a cancelled stream, and any call after the response
         give http.disconnect; a call after the whole body waits for one.
         """
-        self.receiving += 1
+        self._receivers += 1
         try:
             async with self._read_lock:
-                while not (self._delivered or self._over()):
+                while self.body in (_Body.ARRIVING, _Body.SHORT) and not self._ended.is_set():
                     if self._chunk or self._complete:
                         chunk, self._chunk = self._chunk, b""
-                        self._delivered = self._complete
+                        if self._complete:
+                            self.body = _Body.DELIVERED
                         return {"type": "http.request", "body": chunk, "more_body": not self._complete}
-                    if self._short:
-                        self._end_request()
+                    if self.body is _Body.SHORT:
+                        self._cut_short()
                         break
                     try:
                         msg = await self._read()
@@ -348,17 +450,16 @@ class _Exchange:
                     if msg is grpc.aio.EOF:
                         # The host half-closed or the stream was cancelled,
                         # before body_complete: the body is cut short.
-                        self._end_request()
+                        self._cut_short()
                         break
                     if self._wire.request_head(msg) is not None and not self._late_init_logged:
                         self._late_init_logged = True
                         self._log.warning("httpbridge: ignoring an init after the first request message")
                     self._accept(*self._wire.request_body(msg))
-            if not self._over():
-                await self._ended.wait()
+            await self._ended.wait()
             return dict(_DISCONNECT)
         finally:
-            self.receiving -= 1
+            self._receivers -= 1
 
     async def _read(self) -> Any:
         """The next request message; EOF if the exchange ended first.
@@ -388,8 +489,8 @@ class _Exchange:
                 reading.exception()  # retrieved: nobody is left to take it
             reading.cancel()
 
-    def _end_request(self) -> None:
-        self._truncated = True
+    def _cut_short(self) -> None:
+        self.body = _Body.CUT_SHORT
         self._ended.set()
 
     async def send(self, message: ASGIMessage) -> None:
@@ -405,13 +506,11 @@ class _Exchange:
             if self._start is not None:
                 raise RuntimeError("ASGI app sent http.response.start twice")
             self._start = _response_head(message.get("status"), message.get("headers", ()))
-            lengths = dict(self._start.headers).get("content-length", [])
-            if len(lengths) == 1 and lengths[0].strip().isdigit():
-                self._declared = int(lengths[0])
+            self._declared = _content_length(dict(self._start.headers).get("content-length", []))
         elif kind == "http.response.body":
             if self._start is None:
                 raise RuntimeError("ASGI app sent http.response.body before http.response.start")
-            if self.response_complete:
+            if self.response in (_Response.FINISHING, _Response.COMPLETE):
                 raise RuntimeError("ASGI app sent http.response.body after the response was complete")
             body = message.get("body", b"")
             if not isinstance(body, (bytes, bytearray, memoryview)):
@@ -435,48 +534,117 @@ class _Exchange:
         self._start = head
 
     async def send_body(self, body: bytes, more: bool) -> None:
+        """Sends body in chunks; without more, its last message completes
+        the response, and the response is complete once it was written."""
         async with self._send_lock:
-            if self.gone:
-                raise OSError("httpbridge: the host cancelled the stream")
-            if self.response_complete:
-                raise RuntimeError("httpbridge: body sent after the response was complete")
+            if self.response is _Response.DISCONNECTED:
+                raise _ClientDisconnected("httpbridge: the host cancelled the stream")
+            if self.response is not _Response.PENDING and self.response is not _Response.STREAMING:
+                raise RuntimeError("httpbridge: body sent after the response ended")
             assert self._start is not None
             size = self._chunk_size
             last = max(len(body) - 1, 0) // size * size
             for at in range(0, last + 1, size):
                 final = at == last
-                head = None if self.sent_any else self._start
+                before = self.response
+                head = self._start if before is _Response.PENDING else None
                 msg = self._wire.response(head, body[at : at + size], final and more, final and not more)
-                self.sent_any = True
-                if final and not more:
-                    self.response_complete = True
-                    self._ended.set()
-                await self._write(msg)
-            self.response_sent = self.response_complete
+                # Before the write: once it starts, the message may reach the host.
+                self.response = _Response.FINISHING if final and not more else _Response.STREAMING
+                # A final write that the app cancels stays FINISHING: gRPC
+                # may still send it, and finish() aborts the stream in
+                # case it does not.
+                await self._write(msg, before)
+            if self.response is _Response.FINISHING:
+                self._move(_Response.COMPLETE)
 
-    async def _write(self, msg: Any) -> None:
+    async def _write(self, msg: Any, before: _Response) -> None:
+        if self._send_limit >= 0:
+            size = msg.ByteSize()
+            if size > self._send_limit:
+                # grpc.aio would refuse it with the error of a cancelled
+                # call, and cancel the call: told apart here, before.
+                self._fail_send(before, f"{size} bytes, over the send limit of {self._send_limit} (max_send_message_length)")
         try:
             await self._context.write(msg)
         except asyncio.CancelledError:
             raise
         except Exception as err:
-            self.cancel()
-            raise OSError("httpbridge: the stream is closed") from err
+            if _is_grpc_error(err):
+                # The call is over: gRPC refuses writes once the host
+                # cancelled, and tells the handler so a moment later.
+                self._move(_Response.DISCONNECTED)
+                raise _ClientDisconnected("httpbridge: the host cancelled the stream") from err
+            self._fail_send(before, repr(err))  # turning it into bytes failed
 
-    def cancel(self) -> None:
-        """Records that the host is gone: receive gives http.disconnect."""
-        self.gone = True
-        self._ended.set()
+    def _fail_send(self, before: _Response, why: str) -> NoReturn:
+        """A message that never went out, through no fault of the host's."""
+        self.response = before
+        self._log.error("httpbridge: could not send a response message (path %s): %s", self.path, why)
+        raise _SendFailed(f"httpbridge: could not send a response message: {why}")
+
+    def cancel(self) -> bool:
+        """Records that the host cancelled the stream.
+
+        True if the response was not over: the client went away, receive()
+        gives http.disconnect and send() raises. Once the final message
+        went to gRPC, the cancel is most likely the host's ordinary end of
+        the stream: only a failure of that write tells the app otherwise.
+        """
+        self._cancelled = True
+        if self.response is not _Response.PENDING and self.response is not _Response.STREAMING:
+            return False
+        self._move(_Response.DISCONNECTED)
         self._stop_reading()
+        return True
 
-    def end(self) -> None:
-        """Ends the exchange once the app returned."""
-        self.response_complete = True
-        self._ended.set()
-        self._stop_reading()
+    async def finish(self, ok: bool) -> None:
+        """Ends the exchange once the app returned (ok) or failed.
+
+        Under the send lock: a task the app left behind may still send, and
+        must neither overlap the 500 nor follow it.
+        """
+        try:
+            async with self._send_lock:
+                await self._end_response(ok)
+        finally:
+            self._ended.set()
+            self._stop_reading()
+
+    async def _end_response(self, ok: bool) -> None:
+        if self.response is _Response.FINISHING:
+            # The app cancelled its own final send: the host may have the
+            # whole response, and then ignores the status; if not, it
+            # cuts the response short.
+            self._log.info("httpbridge: the app cancelled its final send; the stream ends aborted (path %s)", self.path)
+            self._abort()
+            return
+        if self.response is not _Response.PENDING and self.response is not _Response.STREAMING:
+            return
+        if ok and self.body is _Body.CUT_SHORT:
+            # The upload was cut short (the client went away) and the app,
+            # told so by http.disconnect, gave up.
+            self._log.info("httpbridge: request body cut short; the app returned without a response (path %s)", self.path)
+        elif ok:
+            self._log.error("httpbridge: app returned without completing its response (path %s)", self.path)
+        if self.response is _Response.STREAMING:
+            # The client has part of the response: end the stream without
+            # body_complete, so the host cuts it short.
+            self._abort()
+            return
+        self._move(_Response.FAILED)
+        try:
+            await _reject(self._wire, self._context, 500, "Internal Server Error")
+        except Exception as err:  # the stream is gone, or refused a message before
+            self._log.debug("httpbridge: could not send 500 (path %s): %r", self.path, err)
+
+    def _abort(self) -> None:
+        self._move(_Response.FAILED)
+        self._context.set_code(grpc.StatusCode.ABORTED)
+        self._context.set_details("httpbridge: the app failed after the response started")
 
 
-async def _reject(wire: _Wire, context: grpc.aio.ServicerContext, status: int, reason: str) -> None:
+async def _reject(wire: _Wire, context: _Stream, status: int, reason: str) -> None:
     """Answers with a bare status in one message, as net/http's http.Error."""
     head = _ResponseHead(status, [("content-type", ["text/plain; charset=utf-8"]), ("x-content-type-options", ["nosniff"])])
     await context.write(wire.response(head, (reason + "\n").encode(), False, True))
@@ -489,9 +657,11 @@ class _Request(NamedTuple):
 
 
 async def _open(
-    wire: _Wire, context: grpc.aio.ServicerContext, chunk_size: int, log: logging.Logger
+    wire: _Wire, context: _Stream, chunk_size: int, send_limit: int, log: logging.Logger
 ) -> Optional[_Request]:
     """Reads the first message; None if the stream was answered already."""
+    _quiet_late_status(lambda: exchange is None or exchange.response in (_Response.COMPLETE, _Response.FAILED))
+    exchange: Optional[_Exchange] = None
     first = await context.read()
     if first is grpc.aio.EOF:
         log.warning("httpbridge: stream ended before its first message")
@@ -509,34 +679,35 @@ async def _open(
         await _reject(wire, context, 400, "Bad Request")
         return None
     chunk, complete = wire.request_body(first)
-    return _Request(head, target, _Exchange(wire, context, head, chunk, complete, chunk_size, log))
+    exchange = _Exchange(wire, context, head, target.path, chunk, complete, chunk_size, send_limit, log)
+    return _Request(head, target, exchange)
 
 
-async def _close(request: _Request, context: grpc.aio.ServicerContext, ok: bool) -> None:
-    """Finishes the response after the app returned or failed."""
-    exchange = request.exchange
-    if ok and not exchange.response_complete and not exchange.gone:
-        request_path = request.target.path
-        if exchange._truncated:
-            # The upload was cut short (the client went away) and the app,
-            # told so by http.disconnect, gave up: not the app's failure.
-            exchange._log.info("httpbridge: request body cut short; the app returned without a response (path %s)", request_path)
-        else:
-            exchange._log.error("httpbridge: app returned without completing its response (path %s)", request_path)
-        ok = False
-    # Under the send lock, and complete first: a task the app left behind
-    # may still send, and must neither overlap the 500 nor follow it.
-    async with exchange._send_lock:
-        if not ok and not exchange.response_complete and not exchange.gone:
-            exchange.response_complete = True
-            if exchange.sent_any:
-                # The client has part of the response: end the stream without
-                # body_complete, so the host cuts the response short.
-                context.set_code(grpc.StatusCode.ABORTED)
-                context.set_details("httpbridge: the app failed after the response started")
-            else:
-                await _reject(exchange._wire, context, 500, "Internal Server Error")
-        exchange.end()
+def _quiet_late_status(ended_well: Callable[[], bool]) -> None:
+    """Keeps asyncio from reporting grpc.aio's failed status of an exchange
+    that ended well.
+
+    The host cancels a stream once it has body_complete; when that beats
+    the status, grpc.aio before 1.53 fails the status's batch in the RPC's
+    task, which nobody awaits ("Task exception was never retrieved"). The
+    response went out whole, so that error of this task is retrieved here;
+    any other is reported as asyncio would.
+    """
+    task = asyncio.current_task()
+    if task is None:
+        return
+
+    def retrieve(task: "asyncio.Future[Any]") -> None:
+        if task.cancelled() or not ended_well():
+            return
+        err = task.exception()
+        if err is None or "SendStatusFromServerOperation" in str(err):
+            return
+        task.get_loop().call_exception_handler(
+            {"message": "Task exception was never retrieved", "exception": err, "future": task}
+        )
+
+    task.add_done_callback(retrieve)
 
 
 def _chunk_size(configured: int, default: int, limit: int) -> int:
@@ -582,28 +753,37 @@ class _ASGIBridge:
         chunk_size: int = 0,
         root_path: str = "",
         lifespan: str = "auto",
+        max_send_message_length: int = -1,
         logger: Optional[logging.Logger] = None,
     ) -> None:
         if lifespan not in ("auto", "on", "off"):
             raise ValueError(f"lifespan={lifespan!r}: want auto, on or off")
         self.app = app
         self.chunk_size = _chunk_size(chunk_size, self._default_chunk_size, self._max_chunk_size)
+        self.max_send_message_length = max_send_message_length
         self.root_path = root_path
         self.lifespan = lifespan
         self.log = logger or _log
         self.state: Dict[str, Any] = {}
         self._lifespan: Optional[_Lifespan] = None
-        # Apps still running after their response was complete.
+        # Apps still running after their stream ended, and those of them
+        # the facade cancelled.
         self._finishing: Set[asyncio.Future[bool]] = set()
+        self._cancelled: Set[asyncio.Future[bool]] = set()
 
-    async def handle(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+    def _cancel(self, task: "asyncio.Future[bool]") -> None:
+        self._cancelled.add(task)
+        task.add_done_callback(self._cancelled.discard)
+        task.cancel()
+
+    async def handle(self, request_iterator: Any, context: _Stream) -> None:
         """Serves the app on one stream: the body of the servicer method.
 
         Its signature is the servicer method's, so ``ServeHTTP =
         bridge.handle`` in a servicer class serves the app. It reads the
         stream with context.read(), never with request_iterator.
         """
-        request = await _open(self._wire, context, self.chunk_size, self.log)
+        request = await _open(self._wire, context, self.chunk_size, self.max_send_message_length, self.log)
         if request is None:
             return
         exchange = request.exchange
@@ -611,39 +791,42 @@ class _ASGIBridge:
         try:
             ok = await asyncio.shield(task)
         except asyncio.CancelledError:
-            if exchange.response_sent:
-                # The host ends the stream as soon as it has the whole
-                # response, while the app may still run: background tasks,
-                # cleanup, an exception on its way up. It runs to its end,
-                # and its failures are logged.
-                self._finishing.add(task)
-                task.add_done_callback(self._finishing.discard)
-                raise
-            # The host cancelled the stream. An app waiting in receive()
-            # gets http.disconnect from it; any other app is cancelled.
-            exchange.cancel()
-            if not exchange.receiving:
-                task.cancel()
+            # The host cancelled the stream. After the final message that
+            # is its ordinary end, and the app runs on to its end:
+            # background tasks, cleanup, an exception on its way up. Before
+            # it, the client went away: an app waiting in receive() gets
+            # http.disconnect from it, any other app is cancelled.
+            if exchange.cancel() and not exchange.receiving:
+                self._cancel(task)
             self._finishing.add(task)
             task.add_done_callback(self._finishing.discard)
             raise
-        await _close(request, context, ok)
+        try:
+            await exchange.finish(ok)
+        except asyncio.CancelledError:
+            exchange.cancel()  # what the app left running learns of it
+            raise
 
     async def _run(self, scope: MutableMapping[str, Any], request: _Request) -> bool:
+        """Runs the app; False if it failed. Whatever escapes the app is
+        caught here, as uvicorn does, so that every exchange ends."""
         exchange = request.exchange
         try:
             await self.app(scope, exchange.receive, exchange.send)
             return True
+        except (_ClientDisconnected, _SendFailed):
+            return False  # the facade's own, and said already
         except asyncio.CancelledError:
-            if exchange.gone:
-                return False
-            raise
-        except BaseException:
-            if not exchange.gone:
-                self.log.exception("httpbridge: ASGI app failed (path %s)", request.target.path)
+            if asyncio.current_task() not in self._cancelled:
+                # Not the facade's cancel: a task the app shared with an
+                # exchange whose client left, say.
+                self.log.error("httpbridge: ASGI app failed (path %s): cancelled", exchange.path, exc_info=True)
+            return False
+        except Exception:
+            self.log.exception("httpbridge: ASGI app failed (path %s)", exchange.path)
             return False
 
-    def _scope(self, request: _Request, context: grpc.aio.ServicerContext) -> MutableMapping[str, Any]:
+    def _scope(self, request: _Request, context: _Stream) -> MutableMapping[str, Any]:
         head, target = request.head, request.target
         extension = {"init": head.init, "context": context}
         scope: Dict[str, Any] = {
@@ -658,7 +841,7 @@ class _ASGIBridge:
             "query_string": target.query.encode(),
             "root_path": self.root_path,
             "headers": _request_headers(head),
-            "client": _host_port(head.remote_addr, None),
+            "client": _client(head.remote_addr),
             "server": _host_port(head.host, 443 if target.scheme == "https" else 80),
             "extensions": {"httpbridge": extension},
         }
@@ -678,14 +861,23 @@ class _ASGIBridge:
         self._lifespan = _Lifespan(self.app, self.state, self.lifespan == "on", self.log)
         await self._lifespan.startup()
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, grace: Optional[float] = None) -> None:
         """Runs the app's lifespan shutdown after the server stopped.
 
         As uvicorn does, it first waits for the app's calls that outlived
-        their streams (background tasks, cleanup after the response).
+        their streams (background tasks, cleanup after the response): for
+        at most grace seconds if given; then it cancels them, and gives
+        their cleanup one more second at most.
         """
         if self._finishing:
-            await asyncio.wait(set(self._finishing))
+            _, late = await asyncio.wait(set(self._finishing), timeout=grace)
+            if late:
+                self.log.warning("httpbridge: cancelling %d ASGI app calls still running after the grace period", len(late))
+                for task in late:
+                    self._cancel(task)
+                _, stuck = await asyncio.wait(late, timeout=1.0)
+                if stuck:
+                    self.log.error("httpbridge: %d ASGI app calls ignored their cancellation", len(stuck))
         if self._lifespan is not None:
             lifespan, self._lifespan = self._lifespan, None
             await lifespan.shutdown()
@@ -756,12 +948,14 @@ class _WSGIInput:
 
     Each read waits on the event loop for the next chunk, so the app's
     pace sets the upload's. A body cut short raises OSError rather than
-    ending as if complete.
+    ending as if complete, and so does a wait for a chunk longer than the
+    read timeout, so that a stalled upload does not hold a worker thread.
     """
 
-    def __init__(self, exchange: _Exchange, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, exchange: _Exchange, loop: asyncio.AbstractEventLoop, timeout: Optional[float]) -> None:
         self._exchange = exchange
         self._loop = loop
+        self._timeout = timeout
         self._buffer = bytearray()
         self._eof = False
 
@@ -770,9 +964,14 @@ class _WSGIInput:
         if self._eof:
             return False
         while True:
-            event = asyncio.run_coroutine_threadsafe(self._exchange.receive(), self._loop).result()
+            future = asyncio.run_coroutine_threadsafe(self._exchange.receive(), self._loop)
+            try:
+                event = future.result(self._timeout)
+            except concurrent.futures.TimeoutError:
+                future.cancel()  # the read goes on for the next receive()
+                raise OSError(f"httpbridge: no request body for {self._timeout:g} s (read_timeout)") from None
             if event["type"] == "http.disconnect":
-                raise OSError("httpbridge: the request body was cut short")
+                raise _ClientDisconnected("httpbridge: the request body was cut short")
             self._buffer += event["body"]
             if not event["more_body"]:
                 self._eof = True
@@ -835,6 +1034,27 @@ class _WSGIInput:
         return line
 
 
+class _FileWrapper:
+    """wsgi.file_wrapper: a file sent in blocks of at least the chunk size,
+    so a file goes out in as few messages as the chunk size allows."""
+
+    def __init__(self, filelike: Any, block_size: int) -> None:
+        self.filelike = filelike
+        self.block_size = block_size
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            data = self.filelike.read(self.block_size)
+            if not data:
+                return
+            yield data
+
+    def close(self) -> None:
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+
 class _WSGIResponse:
     """start_response and the app's iterable, for the worker thread."""
 
@@ -845,30 +1065,32 @@ class _WSGIResponse:
         self.declared = -1  # Content-Length, if the app set a valid one
         self.written = 0
 
-    def _call(self, coro: Awaitable[None]) -> None:
-        asyncio.run_coroutine_threadsafe(coro, self._loop).result()  # type: ignore[arg-type]
+    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def start_response(self, status: str, headers: List[Tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+    def start_response(
+        self, status: str, headers: List[Tuple[str, str]], exc_info: Optional[Any] = None
+    ) -> Callable[[bytes], None]:
         if exc_info is not None:
             try:
-                if self._exchange.sent_any:
+                if self._exchange.started:
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None
         elif self.started:
             raise RuntimeError("WSGI app called start_response twice without exc_info")
-        code = status[:3]
-        if not isinstance(status, str) or not code.isdigit() or status[3:4] not in ("", " "):
+        if not isinstance(status, str) or not status[:3].isdigit() or not status[:3].isascii() or status[3:4] not in ("", " "):
             raise ValueError(f"WSGI status {status!r}: want three digits and a reason, as in '200 OK'")
         pairs = []
-        self.declared = -1
+        lengths = []
         for name, value in headers:
             if not isinstance(name, str) or not isinstance(value, str):
                 raise TypeError(f"WSGI header {name!r}: want a name and a value of str")
             pairs.append((name.encode("latin-1"), value.encode("latin-1")))
-            if name.lower() == "content-length" and value.strip().isdigit():
-                self.declared = int(value)
-        self._exchange.start(_response_head(int(code), pairs))
+            if name.lower() == "content-length":
+                lengths.append(value)
+        self._exchange.start(_response_head(int(status[:3]), pairs))
+        self.declared = _content_length(lengths)
         self.started = True
         return self.write
 
@@ -891,7 +1113,7 @@ class _WSGIResponse:
     def finish(self) -> None:
         if not self.started:
             raise RuntimeError("WSGI app returned without calling start_response")
-        if not self._exchange.response_complete:
+        if self._exchange.response is not _Response.COMPLETE:
             self._call(self._exchange.send_body(b"", False))
 
 
@@ -909,24 +1131,32 @@ class _WSGIBridge:
         chunk_size: int = 0,
         root_path: str = "",
         executor: Optional[concurrent.futures.Executor] = None,
+        max_workers: int = 64,
+        read_timeout: Optional[float] = 30.0,
+        max_send_message_length: int = -1,
         logger: Optional[logging.Logger] = None,
     ) -> None:
         self.app = app
         self.chunk_size = _chunk_size(chunk_size, self._default_chunk_size, self._max_chunk_size)
+        self.max_send_message_length = max_send_message_length
         self.root_path = root_path
+        self.read_timeout = read_timeout
         self.log = logger or _log
+        self._own_executor = executor is None
         self._executor = executor or concurrent.futures.ThreadPoolExecutor(
-            max_workers=64, thread_name_prefix="httpbridge-wsgi"
+            max_workers=max_workers, thread_name_prefix="httpbridge-wsgi"
         )
 
-    async def handle(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+    async def handle(self, request_iterator: Any, context: _Stream) -> None:
         """Serves the app on one stream: the body of the servicer method.
 
         The app runs in a worker thread of the executor; its reads and
         writes wait on this event loop, so both directions keep gRPC's
-        flow control. A cancelled stream makes them raise OSError.
+        flow control. A cancelled stream makes them raise OSError, and an
+        app whose stream was cancelled before a worker was free is never
+        called.
         """
-        request = await _open(self._wire, context, self.chunk_size, self.log)
+        request = await _open(self._wire, context, self.chunk_size, self.max_send_message_length, self.log)
         if request is None:
             return
         loop = asyncio.get_running_loop()
@@ -935,16 +1165,28 @@ class _WSGIBridge:
         try:
             ok = await asyncio.shield(future)
         except asyncio.CancelledError:
-            # The host ends the stream as soon as it has the whole response:
-            # an app still running then (close(), cleanup) is not told that
-            # the client went away.
-            if not exchange.response_sent:
-                exchange.cancel()
+            # After the final message the app runs on (close(), cleanup)
+            # untold; before it, its reads and writes raise OSError.
+            exchange.cancel()
             raise
-        await _close(request, context, ok)
+        try:
+            await exchange.finish(ok)
+        except asyncio.CancelledError:
+            exchange.cancel()
+            raise
+
+    async def shutdown(self, grace: Optional[float] = None) -> None:
+        """Shuts the worker threads down, if the facade made them; calls
+        that never got a worker are dropped. Call it after the server
+        stopped."""
+        if self._own_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, request: _Request, loop: asyncio.AbstractEventLoop) -> bool:
         exchange = request.exchange
+        if exchange.response is _Response.DISCONNECTED:
+            self.log.info("httpbridge: the host cancelled the stream before a worker was free; the WSGI app was not called (path %s)", exchange.path)
+            return False
         response = _WSGIResponse(exchange, loop)
         result: Optional[Iterable[bytes]] = None
         try:
@@ -953,13 +1195,14 @@ class _WSGIBridge:
                 response.send(data)
             response.finish()
             return True
+        except _ClientDisconnected:
+            if exchange.body is _Body.CUT_SHORT:
+                self.log.info("httpbridge: request body cut short; the WSGI app stopped (path %s)", exchange.path)
+            return False
+        except _SendFailed:
+            return False  # said already
         except BaseException:
-            if exchange._truncated and not exchange.sent_any:
-                # Most likely wsgi.input's OSError for an upload cut short:
-                # the client went away, not the app's failure.
-                self.log.info("httpbridge: request body cut short; the WSGI app stopped (path %s)", request.target.path)
-            elif not exchange.gone:
-                self.log.exception("httpbridge: WSGI app failed (path %s)", request.target.path)
+            self.log.exception("httpbridge: WSGI app failed (path %s)", exchange.path)
             return False
         finally:
             close = getattr(result, "close", None)
@@ -967,13 +1210,16 @@ class _WSGIBridge:
                 try:
                     close()
                 except Exception:
-                    self.log.exception("httpbridge: WSGI iterable's close failed (path %s)", request.target.path)
+                    self.log.exception("httpbridge: WSGI iterable's close failed (path %s)", exchange.path)
+
+    def _file_wrapper(self, filelike: Any, block_size: int = 8192) -> _FileWrapper:
+        return _FileWrapper(filelike, max(block_size, self.chunk_size))
 
     def _environ(self, request: _Request, loop: asyncio.AbstractEventLoop) -> Dict[str, Any]:
         head, target = request.head, request.target
         # PEP 3333 wants a SERVER_NAME even for a request without Host.
         server = _host_port(head.host, 443 if target.scheme == "https" else 80) or ("localhost", 80)
-        client = _host_port(head.remote_addr, None)
+        client = _host_port(head.remote_addr)
         environ: Dict[str, Any] = {
             "REQUEST_METHOD": head.method or "GET",
             "SCRIPT_NAME": self.root_path,
@@ -985,7 +1231,8 @@ class _WSGIBridge:
             "SERVER_PROTOCOL": "HTTP/" + _http_version(head),
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": target.scheme,
-            "wsgi.input": _WSGIInput(request.exchange, loop),
+            "wsgi.input": _WSGIInput(request.exchange, loop, self.read_timeout),
+            "wsgi.file_wrapper": self._file_wrapper,
             "wsgi.input_terminated": True,
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
@@ -1032,7 +1279,7 @@ HANDLE_MAX_CHUNK_SIZE = (4 << 20) - (64 << 10)
 
 class _HandleWire(_Wire):
     @staticmethod
-    def request_head(msg: Any) -> Optional[_RequestHead]:
+    def request_head(msg: example_dot_nested_dot_v1_dot_nested__pb2.Handle.Request) -> Optional[_RequestHead]:
         if not msg.HasField("init"):
             return None
         init = msg.init
@@ -1050,11 +1297,11 @@ class _HandleWire(_Wire):
         )
 
     @staticmethod
-    def request_body(msg: Any) -> Tuple[bytes, bool]:
+    def request_body(msg: example_dot_nested_dot_v1_dot_nested__pb2.Handle.Request) -> Tuple[bytes, bool]:
         return msg.body_chunk, msg.body_complete
 
     @staticmethod
-    def response(head: Optional[_ResponseHead], chunk: bytes, flush: bool, complete: bool) -> Any:
+    def response(head: Optional[_ResponseHead], chunk: bytes, flush: bool, complete: bool) -> example_dot_nested_dot_v1_dot_nested__pb2.Handle.Response:
         msg = example_dot_nested_dot_v1_dot_nested__pb2.Handle.Response()
         if head is not None:
             msg.init.status_code = head.status
@@ -1090,6 +1337,11 @@ class HandleASGI(_ASGIBridge):
         root_path: the scope's root_path, where the host mounts the app.
         lifespan: "auto" runs the lifespan events if the app supports
             them, "on" requires that, "off" never runs them.
+        max_send_message_length: the server's
+            grpc.max_send_message_length, if it sets one: a message over
+            it is the facade's failure (500, or an aborted stream), logged,
+            where gRPC would fail the call as if the host had cancelled.
+            serve_* passes it on from its server_options.
         logger: receives app failures and protocol violations; by default
             the "httpbridge" logger. Records name the path, never the
             query, which may hold tokens.
@@ -1114,7 +1366,14 @@ class HandleWSGI(_WSGIBridge):
         app: the WSGI application.
         chunk_size: as for HandleASGI.
         root_path: the environ's SCRIPT_NAME.
-        executor: runs the app; by default a pool of 64 threads of its own.
+        executor: runs the app; by default a pool of max_workers threads
+            of its own, which shutdown() stops.
+        max_workers: the size of that pool: the most apps that run at
+            once; more requests wait for a free thread.
+        read_timeout: seconds a wsgi.input read may wait for the next
+            chunk before it raises OSError, so that a stalled upload does
+            not hold a thread for ever (None: no limit).
+        max_send_message_length: as for HandleASGI.
         logger: as for HandleASGI.
     """
 
@@ -1135,7 +1394,7 @@ OUTER_FETCH_MAX_CHUNK_SIZE = (4 << 20) - (64 << 10)
 
 class _OuterFetchWire(_Wire):
     @staticmethod
-    def request_head(msg: Any) -> Optional[_RequestHead]:
+    def request_head(msg: example_dot_nested_dot_v1_dot_nested__pb2.Outer.FetchRequest) -> Optional[_RequestHead]:
         if not msg.HasField("init"):
             return None
         init = msg.init
@@ -1153,11 +1412,11 @@ class _OuterFetchWire(_Wire):
         )
 
     @staticmethod
-    def request_body(msg: Any) -> Tuple[bytes, bool]:
+    def request_body(msg: example_dot_nested_dot_v1_dot_nested__pb2.Outer.FetchRequest) -> Tuple[bytes, bool]:
         return msg.body_chunk, msg.body_complete
 
     @staticmethod
-    def response(head: Optional[_ResponseHead], chunk: bytes, flush: bool, complete: bool) -> Any:
+    def response(head: Optional[_ResponseHead], chunk: bytes, flush: bool, complete: bool) -> example_dot_nested_dot_v1_dot_nested__pb2.Outer.FetchResponse:
         msg = example_dot_nested_dot_v1_dot_nested__pb2.Outer.FetchResponse()
         if head is not None:
             msg.init.status_code = head.status
@@ -1193,6 +1452,11 @@ class OuterFetchASGI(_ASGIBridge):
         root_path: the scope's root_path, where the host mounts the app.
         lifespan: "auto" runs the lifespan events if the app supports
             them, "on" requires that, "off" never runs them.
+        max_send_message_length: the server's
+            grpc.max_send_message_length, if it sets one: a message over
+            it is the facade's failure (500, or an aborted stream), logged,
+            where gRPC would fail the call as if the host had cancelled.
+            serve_* passes it on from its server_options.
         logger: receives app failures and protocol violations; by default
             the "httpbridge" logger. Records name the path, never the
             query, which may hold tokens.
@@ -1217,7 +1481,14 @@ class OuterFetchWSGI(_WSGIBridge):
         app: the WSGI application.
         chunk_size: as for OuterFetchASGI.
         root_path: the environ's SCRIPT_NAME.
-        executor: runs the app; by default a pool of 64 threads of its own.
+        executor: runs the app; by default a pool of max_workers threads
+            of its own, which shutdown() stops.
+        max_workers: the size of that pool: the most apps that run at
+            once; more requests wait for a free thread.
+        read_timeout: seconds a wsgi.input read may wait for the next
+            chunk before it raises OSError, so that a stalled upload does
+            not hold a thread for ever (None: no limit).
+        max_send_message_length: as for OuterFetchASGI.
         logger: as for OuterFetchASGI.
     """
 
@@ -1238,7 +1509,7 @@ PASS_MAX_CHUNK_SIZE = (4 << 20) - (64 << 10)
 
 class _PassWire(_Wire):
     @staticmethod
-    def request_head(msg: Any) -> Optional[_RequestHead]:
+    def request_head(msg: example_dot_nested_dot_v1_dot_nested__pb2.Relay.Up) -> Optional[_RequestHead]:
         if not msg.HasField("init"):
             return None
         init = msg.init
@@ -1256,11 +1527,11 @@ class _PassWire(_Wire):
         )
 
     @staticmethod
-    def request_body(msg: Any) -> Tuple[bytes, bool]:
+    def request_body(msg: example_dot_nested_dot_v1_dot_nested__pb2.Relay.Up) -> Tuple[bytes, bool]:
         return msg.body_chunk, msg.body_complete
 
     @staticmethod
-    def response(head: Optional[_ResponseHead], chunk: bytes, flush: bool, complete: bool) -> Any:
+    def response(head: Optional[_ResponseHead], chunk: bytes, flush: bool, complete: bool) -> example_dot_nested_dot_v1_dot_nested__pb2.Relay.Down:
         msg = example_dot_nested_dot_v1_dot_nested__pb2.Relay.Down()
         if head is not None:
             msg.init.status_code = head.status
@@ -1296,6 +1567,11 @@ class PassASGI(_ASGIBridge):
         root_path: the scope's root_path, where the host mounts the app.
         lifespan: "auto" runs the lifespan events if the app supports
             them, "on" requires that, "off" never runs them.
+        max_send_message_length: the server's
+            grpc.max_send_message_length, if it sets one: a message over
+            it is the facade's failure (500, or an aborted stream), logged,
+            where gRPC would fail the call as if the host had cancelled.
+            serve_* passes it on from its server_options.
         logger: receives app failures and protocol violations; by default
             the "httpbridge" logger. Records name the path, never the
             query, which may hold tokens.
@@ -1320,7 +1596,14 @@ class PassWSGI(_WSGIBridge):
         app: the WSGI application.
         chunk_size: as for PassASGI.
         root_path: the environ's SCRIPT_NAME.
-        executor: runs the app; by default a pool of 64 threads of its own.
+        executor: runs the app; by default a pool of max_workers threads
+            of its own, which shutdown() stops.
+        max_workers: the size of that pool: the most apps that run at
+            once; more requests wait for a free thread.
+        read_timeout: seconds a wsgi.input read may wait for the next
+            chunk before it raises OSError, so that a stalled upload does
+            not hold a thread for ever (None: no limit).
+        max_send_message_length: as for PassASGI.
         logger: as for PassASGI.
     """
 
@@ -1331,10 +1614,36 @@ class PassWSGI(_WSGIBridge):
 
 def _is_asgi(app: Any) -> bool:
     """Tells an ASGI 3 app from a WSGI one: an ASGI app is a coroutine
-    function or has one as __call__. Anything else is taken for WSGI, so an
-    ASGI app wrapped in a plain function needs interface="asgi"."""
-    call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", None)
-    return inspect.iscoroutinefunction(call)
+    function or has one as __call__, once functools.partial and decorators
+    that keep __wrapped__ are seen through. Anything else is taken for
+    WSGI, so an ASGI app wrapped in a plain function needs
+    interface="asgi"."""
+    while isinstance(app, functools.partial):
+        app = app.func
+    app = inspect.unwrap(app)
+    if inspect.isroutine(app):
+        return inspect.iscoroutinefunction(app)
+    call = getattr(app, "__call__", None)
+    while isinstance(call, functools.partial):
+        call = call.func
+    return call is not None and inspect.iscoroutinefunction(inspect.unwrap(call))
+
+
+def _watch_stdin(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> None:
+    """Sets stopping once standard input reaches its end (or fails)."""
+
+    def watch() -> None:
+        try:
+            while os.read(0, 65536):
+                pass
+        except OSError:
+            pass
+        try:
+            loop.call_soon_threadsafe(stopping.set)
+        except RuntimeError:
+            pass  # the loop is closed: serving ended already
+
+    threading.Thread(target=watch, name="httpbridge-stdin", daemon=True).start()
 
 
 def _bridge(app: Any, interface: str, asgi: Any, wsgi: Any, options: Dict[str, Any]) -> Any:
@@ -1369,11 +1678,15 @@ class HooksBridge(example_dot_nested_dot_v1_dot_nested__pb2__grpc.HooksServicer)
         self.handle = _bridge(app, interface, HandleASGI, HandleWSGI, dict(options))
         self.pass_ = _bridge(app, interface, PassASGI, PassWSGI, dict(options))
 
-    async def Handle(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+    # grpc.aio runs a coroutine as the method; stubs of the servicer
+    # written for grpcio's threads (mypy-protobuf's) declare an iterator.
+    async def Handle(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:  # type: ignore[override]
         """Handle carries one HTTP exchange of the Handle hook."""
         await self.handle.handle(request_iterator, context)
 
-    async def Pass(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+    # grpc.aio runs a coroutine as the method; stubs of the servicer
+    # written for grpcio's threads (mypy-protobuf's) declare an iterator.
+    async def Pass(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:  # type: ignore[override]
         """Pass carries one HTTP exchange, relayed."""
         await self.pass_.handle(request_iterator, context)
 
@@ -1386,11 +1699,12 @@ class HooksBridge(example_dot_nested_dot_v1_dot_nested__pb2__grpc.HooksServicer)
             if hasattr(bridge, "startup"):
                 await bridge.startup()
 
-    async def shutdown(self) -> None:
-        """Runs the lifespan shutdown of the ASGI apps served."""
+    async def shutdown(self, grace: Optional[float] = None) -> None:
+        """Runs the lifespan shutdown of the ASGI apps served, once their
+        calls that outlived their streams ended or grace seconds passed,
+        and stops the WSGI facades' worker threads."""
         for bridge in self._bridges():
-            if hasattr(bridge, "shutdown"):
-                await bridge.shutdown()
+            await bridge.shutdown(grace)
 
 
 async def serve_hooks(
@@ -1400,62 +1714,68 @@ async def serve_hooks(
     interface: str = "auto",
     ready: Optional[Callable[[int], None]] = None,
     server_options: Sequence[Tuple[str, Any]] = (),
+    reuse_port: bool = False,
     grace: Optional[float] = 5.0,
     signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM),
+    stop_on_stdin_close: bool = False,
     **options: Any,
 ) -> None:
-    """Serves app over Hooks on address until signalled or cancelled.
+    """Serves app over Hooks on address until stopped.
 
-    It starts a grpc.aio server without TLS on address ("host:port"; port
-    0 picks a free one), runs the app's lifespan startup first, calls
-    ready with the bound port once serving, and on one of signals or
-    cancellation stops the server (exchanges in progress get grace
-    seconds to finish) and runs the lifespan shutdown.
+    It starts a grpc.aio server without TLS on address, runs the app's
+    lifespan startup first, calls ready with the bound port once serving,
+    and when stopped (one of signals, standard input closed if asked, or
+    cancellation) stops the server, giving exchanges in progress grace
+    seconds to finish, and runs the lifespan shutdown.
 
     Args:
         app: the ASGI 3 or WSGI application.
-        address: where to listen.
+        address: where to listen: "host:port" (port 0 picks a free one,
+            which ready is given) or "unix:/path/to/socket".
         interface: as for HooksBridge.
         ready: called with the bound port once the server serves.
-        server_options: gRPC channel arguments of the server.
-        grace: seconds exchanges in progress get when stopping.
+        server_options: gRPC channel arguments of the server, such as
+            ("grpc.max_receive_message_length", n).
+        reuse_port: lets other servers bind the same port (SO_REUSEPORT);
+            off, so that a second plugin on one port fails to start rather
+            than take half of the first one's requests.
+        grace: seconds that exchanges in progress, and then the app's
+            calls that outlived their streams, get when stopping.
         signals: the signals that stop the server. A plugin that its host
-            starts and stops (by closing its standard input, say) leaves
-            out SIGINT, which a terminal's Ctrl-C sends to host and plugin
-            alike, so that the host can finish its requests first.
-        **options: the options of the ASGI or WSGI facade.
+            starts and stops leaves out SIGINT, which a terminal's Ctrl-C
+            sends to host and plugin alike, so that the host can finish
+            its requests first.
+        stop_on_stdin_close: stops the server once standard input reaches
+            its end: a host that starts the plugin with a pipe there and
+            goes away, even killed, takes the plugin with it.
+        **options: the options of the ASGI or WSGI facade, such as
+            chunk_size, root_path and logger; lifespan (ASGI);
+            max_workers and read_timeout (WSGI). Their
+            max_send_message_length comes from server_options.
     """
+    channel_args = list(server_options)
+    for name, value in channel_args:
+        if name == "grpc.max_send_message_length":
+            options.setdefault("max_send_message_length", value)
     servicer = HooksBridge(app, interface=interface, **options)
-    server = grpc.aio.server(options=list(server_options))
+    if not any(name == "grpc.so_reuseport" for name, _ in channel_args):
+        channel_args.append(("grpc.so_reuseport", 1 if reuse_port else 0))
+    server = grpc.aio.server(options=channel_args)
     example_dot_nested_dot_v1_dot_nested__pb2__grpc.add_HooksServicer_to_server(servicer, server)
     port = server.add_insecure_port(address)
-    await servicer.startup()
     loop = asyncio.get_running_loop()
-    previous_handler = loop.get_exception_handler()
-
-    def exception_handler(loop: asyncio.AbstractEventLoop, context: Dict[str, Any]) -> None:
-        # The host cancels a stream once body_complete arrives; when that
-        # beats the status, grpc.aio before 1.53 fails the status's batch in
-        # a task nobody awaits ("Task exception was never retrieved"). The
-        # response went out whole: nothing is lost, so nothing is logged.
-        error = context.get("exception")
-        if type(error).__name__ == "ExecuteBatchError" and "SendStatusFromServerOperation" in str(error):
-            return
-        if previous_handler is not None:
-            previous_handler(loop, context)
-        else:
-            loop.default_exception_handler(context)
-
-    loop.set_exception_handler(exception_handler)
     stopping = asyncio.Event()
     handled: List[int] = []
-    for signum in signals:
-        try:
-            loop.add_signal_handler(signum, stopping.set)
-            handled.append(signum)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass  # not the main thread, or not a Unix loop
     try:
+        await servicer.startup()
+        for signum in signals:
+            try:
+                loop.add_signal_handler(signum, stopping.set)
+                handled.append(signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or not a Unix loop
+        if stop_on_stdin_close:
+            _watch_stdin(loop, stopping)
         await server.start()
         if ready is not None:
             ready(port)
@@ -1464,5 +1784,4 @@ async def serve_hooks(
         for signum in handled:
             loop.remove_signal_handler(signum)
         await server.stop(grace)
-        await servicer.shutdown()
-        loop.set_exception_handler(previous_handler)
+        await servicer.shutdown(grace)
