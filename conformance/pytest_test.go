@@ -9,15 +9,16 @@ package conformance
 
 import (
 	"context"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/httpbridge/httpbridge/internal/bridgetest"
+	"github.com/httpbridge/httpbridge/internal/golden"
 )
 
 // pytestTimeout bounds the whole pytest run; it takes a few seconds.
@@ -61,33 +62,24 @@ func TestMypy(t *testing.T) {
 		t.Fatal(err)
 	}
 	var protos, modules []string
-	err = filepath.WalkDir(filepath.Join(root, "proto"), func(path string, d fs.DirEntry, err error) error {
-		if err == nil && strings.HasSuffix(path, ".proto") {
-			rel, _ := filepath.Rel(filepath.Join(root, "proto"), path)
-			protos = append(protos, filepath.ToSlash(rel))
+	for name := range golden.ReadTree(t, filepath.Join(root, "proto")) {
+		if strings.HasSuffix(name, ".proto") {
+			protos = append(protos, name)
 		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	args := append([]string{"-I" + filepath.Join(root, "proto")}, bridgetest.PythonStubArgs(t, work)...)
 	if out, err := exec.Command(protoc, append(args, protos...)...).CombinedOutput(); err != nil {
 		t.Fatalf("protoc: %v\n%s", err, out)
 	}
-	err = filepath.WalkDir(work, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && strings.HasSuffix(path, "_httpbridge.py") {
-			rel, _ := filepath.Rel(work, strings.TrimSuffix(path, ".py"))
-			modules = append(modules, strings.ReplaceAll(filepath.ToSlash(rel), "/", "."))
+	for name := range golden.ReadTree(t, work) {
+		if strings.HasSuffix(name, "_httpbridge.py") {
+			modules = append(modules, bridgetest.PythonModule(name))
 		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	if len(modules) == 0 {
 		t.Fatal("gen/python has no _httpbridge module")
 	}
+	slices.Sort(modules)
 	bridgetest.Mypy(t, work, modules...)
 	t.Logf("mypy --strict: %s", strings.Join(modules, ", "))
 }

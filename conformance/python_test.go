@@ -883,14 +883,20 @@ type pyRecord struct {
 // call_on_close) runs for every request: the host ends the stream as soon
 // as it has body_complete, and that must not be taken for a client that
 // left.
+// targets returns the bridge and uvicorn, or the bridge alone for a WSGI
+// app, which uvicorn's WSGI middleware serves otherwise for the reason why.
+func (env *pyEnv) targets(t *testing.T, why string) []pyTarget {
+	t.Helper()
+	if env.app.wsgi {
+		t.Logf("not run under uvicorn: %s", why)
+		return []pyTarget{env.bridge}
+	}
+	return []pyTarget{env.bridge, env.oracle}
+}
+
 func pyBackground(t *testing.T, env *pyEnv) {
 	const requests = 20
-	targets := []pyTarget{env.bridge, env.oracle}
-	if env.app.wsgi {
-		t.Log("not run under uvicorn: its WSGI middleware never calls the iterable's close()")
-		targets = targets[:1]
-	}
-	for _, tg := range targets {
+	for _, tg := range env.targets(t, "its WSGI middleware never calls the iterable's close()") {
 		t.Run(tg.side, func(t *testing.T) {
 			ids := make([]string, requests)
 			for i := range ids {
@@ -926,12 +932,7 @@ func pyClientAbort(t *testing.T, env *pyEnv) {
 	case "flask":
 		wantEnd = []string{"OSError"}
 	}
-	targets := []pyTarget{env.bridge, env.oracle}
-	if env.app.wsgi {
-		t.Log("not run under uvicorn: its WSGI middleware reads the whole upload before it calls the app")
-		targets = targets[:1]
-	}
-	for _, tg := range targets {
+	for _, tg := range env.targets(t, "its WSGI middleware reads the whole upload before it calls the app") {
 		t.Run(tg.side, func(t *testing.T) {
 			id := pyID()
 			ctx, cancel := context.WithTimeout(t.Context(), bridgetest.ExchangeTimeout)

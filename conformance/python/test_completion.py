@@ -315,6 +315,18 @@ async def test_local_send_failure_is_an_error_not_a_disconnect(caplog, limit):
 # --- lifespan shutdown and the grace period ----------------------------------
 
 
+async def outlive_the_stream(app: Any) -> Any:
+    """Serves app on one stream until its response went out, then cancels
+    the stream as the host does; returns the facade, where the app may
+    still run."""
+    facade = bridge.ServeHTTPASGI(app, lifespan="off")
+    ctx = FakeContext([init()], eof=False)
+    task = start_task(facade, ctx)
+    await until(lambda: ctx.writes, "the response")
+    await cancel_handle(task)
+    return facade
+
+
 async def test_shutdown_waits_at_most_the_grace_period(caplog):
     cancelled: List[str] = []
 
@@ -327,11 +339,7 @@ async def test_shutdown_waits_at_most_the_grace_period(caplog):
             cancelled.append("cancelled")
             raise
 
-    facade = bridge.ServeHTTPASGI(app, lifespan="off")
-    ctx = FakeContext([init("/slow")], eof=False)
-    task = start_task(facade, ctx)
-    await until(lambda: ctx.writes, "the response")
-    await cancel_handle(task)
+    facade = await outlive_the_stream(app)
     with caplog.at_level(logging.WARNING, logger="httpbridge"):
         await asyncio.wait_for(facade.shutdown(grace=0.05), 2)
     assert cancelled == ["cancelled"]
@@ -442,11 +450,7 @@ async def test_shutdown_returns_when_an_app_ignores_its_cancellation(caplog):
             except asyncio.CancelledError:
                 pass  # a loop that swallows its cancellation
 
-    facade = bridge.ServeHTTPASGI(app, lifespan="off")
-    ctx = FakeContext([init("/stubborn")], eof=False)
-    task = start_task(facade, ctx)
-    await until(lambda: ctx.writes, "the response")
-    await cancel_handle(task)
+    facade = await outlive_the_stream(app)
     with caplog.at_level(logging.WARNING, logger="httpbridge"):
         await asyncio.wait_for(facade.shutdown(grace=0.01), 5)
     assert "ignored their cancellation" in caplog.text

@@ -84,6 +84,13 @@ func writeInit(tb testing.TB, dir string) {
 	}
 }
 
+// PythonModule is the dotted name of the Python module or stub at the
+// slash-separated path rel below an import root: a/b/x_pb2.py and
+// a/b/x_pb2.pyi are a.b.x_pb2.
+func PythonModule(rel string) string {
+	return strings.ReplaceAll(strings.TrimSuffix(strings.TrimSuffix(rel, ".pyi"), ".py"), "/", ".")
+}
+
 // PythonStubArgs are the protoc arguments that write typed stubs beside the
 // Python modules in out: protoc's own .pyi files for the _pb2 modules, and
 // mypy-protobuf's (Debian's mypy-protobuf) for the _pb2_grpc ones, which
@@ -115,15 +122,14 @@ func Mypy(tb testing.TB, root string, modules ...string) {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		name := strings.TrimSuffix(strings.TrimSuffix(path, ".py"), ".pyi")
-		if !strings.HasSuffix(name, "_pb2") && !strings.HasSuffix(name, "_pb2_grpc") {
-			return nil
-		}
-		rel, err := filepath.Rel(root, name)
+		rel, err := filepath.Rel(root, path)
 		if err != nil {
 			return err
 		}
-		module := strings.ReplaceAll(filepath.ToSlash(rel), "/", ".")
+		module := PythonModule(filepath.ToSlash(rel))
+		if !strings.HasSuffix(module, "_pb2") && !strings.HasSuffix(module, "_pb2_grpc") {
+			return nil
+		}
 		if !slices.Contains(generated, module) {
 			generated = append(generated, module)
 		}

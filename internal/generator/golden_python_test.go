@@ -119,7 +119,7 @@ func TestGoldenPython(t *testing.T) {
 			writeFiles(t, root, goldenFiles)
 			var modules []string
 			for name := range goldenFiles {
-				module := strings.ReplaceAll(strings.TrimSuffix(name, ".py"), "/", ".")
+				module := bridgetest.PythonModule(name)
 				if pkg != "" {
 					module = pkg + "." + module
 				}

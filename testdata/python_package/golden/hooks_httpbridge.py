@@ -48,15 +48,18 @@ def _is_asgi(app: Any) -> bool:
     that keep __wrapped__ are seen through. Anything else is taken for
     WSGI, so an ASGI app wrapped in a plain function needs
     interface="asgi"."""
-    while isinstance(app, functools.partial):
-        app = app.func
-    app = inspect.unwrap(app)
+    app = _unwrap(app)
     if inspect.isroutine(app):
         return inspect.iscoroutinefunction(app)
     call = getattr(app, "__call__", None)
-    while isinstance(call, functools.partial):
-        call = call.func
-    return call is not None and inspect.iscoroutinefunction(inspect.unwrap(call))
+    return call is not None and inspect.iscoroutinefunction(_unwrap(call))
+
+
+def _unwrap(func: Any) -> Any:
+    """What functools.partial and decorators keeping __wrapped__ wrap."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    return inspect.unwrap(func)
 
 
 def _watch_stdin(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> None:

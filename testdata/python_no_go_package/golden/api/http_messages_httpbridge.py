@@ -369,7 +369,8 @@ class _Exchange:
 
     @property
     def started(self) -> bool:
-        """Whether a message of the response may have reached the host."""
+        """Whether the response started and the host is still there: only
+        then does start_response's exc_info raise again."""
         return self.response is not _Response.PENDING and self.response is not _Response.DISCONNECTED
 
     @property
@@ -577,11 +578,15 @@ class _Exchange:
         """Ends the exchange once the app returned (ok) or failed.
 
         Under the send lock: a task the app left behind may still send, and
-        must neither overlap the 500 nor follow it.
+        must neither overlap the 500 nor follow it. A host that cancels
+        meanwhile is recorded, so that such a task learns of it.
         """
         try:
             async with self._send_lock:
                 await self._end_response(ok)
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
         finally:
             self._ended.set()
             self._stop_reading()
@@ -635,8 +640,8 @@ async def _open(
     wire: _Wire, context: _Stream, chunk_size: int, send_limit: int, log: logging.Logger
 ) -> Optional[_Request]:
     """Reads the first message; None if the stream was answered already."""
+    exchange: Optional[_Exchange] = None  # until then, the answers are _reject's
     _quiet_late_status(lambda: exchange is None or exchange.response in (_Response.COMPLETE, _Response.FAILED))
-    exchange: Optional[_Exchange] = None
     first = await context.read()
     if first is grpc.aio.EOF:
         log.warning("httpbridge: stream ended before its first message")
@@ -776,11 +781,7 @@ class _ASGIBridge:
             self._finishing.add(task)
             task.add_done_callback(self._finishing.discard)
             raise
-        try:
-            await exchange.finish(ok)
-        except asyncio.CancelledError:
-            exchange.cancel()  # what the app left running learns of it
-            raise
+        await exchange.finish(ok)
 
     async def _run(self, scope: MutableMapping[str, Any], request: _Request) -> bool:
         """Runs the app; False if it failed. Whatever escapes the app is
@@ -1144,11 +1145,7 @@ class _WSGIBridge:
             # untold; before it, its reads and writes raise OSError.
             exchange.cancel()
             raise
-        try:
-            await exchange.finish(ok)
-        except asyncio.CancelledError:
-            exchange.cancel()
-            raise
+        await exchange.finish(ok)
 
     async def shutdown(self, grace: Optional[float] = None) -> None:
         """Shuts the worker threads down, if the facade made them; calls
