@@ -50,11 +50,22 @@ const (
 	// stops; read them with python3 -m pstats.
 	envPyProf = "HTTPBRIDGE_BENCH_PYPROF"
 	// envUvicorn, if set, holds more arguments for uvicorn, such as
-	// "--http httptools --loop uvloop" where those are installed. By
-	// default uvicorn runs as Debian's package alone has it: h11 on
-	// asyncio's own event loop, the loop the bridge's grpc.aio uses.
+	// "--http httptools" where that is installed. By default uvicorn runs
+	// h11, the HTTP parser Debian's package has by itself.
 	envUvicorn = "HTTPBRIDGE_BENCH_UVICORN"
+	// envPyLoop is the event loop of every Python process, as uvicorn's
+	// --loop: "auto" (the default) is uvloop's where it is installed, as
+	// for run_plugin_hooks and uvicorn alike; "asyncio" is asyncio's own.
+	envPyLoop = "HTTPBRIDGE_BENCH_LOOP"
 )
+
+// pyLoop is the event loop the Python processes run, from envPyLoop.
+func pyLoop() string {
+	if loop := os.Getenv(envPyLoop); loop != "" {
+		return loop
+	}
+	return "auto"
+}
 
 // pySystemNames are the Python systems, in report order.
 var pySystemNames = []string{"py-raw", "py-bridge", "py-uvicorn"}
@@ -354,7 +365,7 @@ func startPy(name string, args []string, extra *os.File, stdout io.Writer, stder
 	}
 	cmd := exec.Command(bridgetest.Python, args...)
 	// No bytecode lands in the tree.
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+path, "PYTHONDONTWRITEBYTECODE=1")
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+path, "PYTHONDONTWRITEBYTECODE=1", envPyLoop+"="+pyLoop())
 	if stdout == nil {
 		stdout = stderr
 	}
@@ -437,7 +448,7 @@ func startPyUvicorn() (*pyProc, string, error) {
 	}
 	args := []string{
 		"-m", "uvicorn", "--fd", "3", "--app-dir", "python",
-		"--http", "h11", "--loop", "asyncio", "--lifespan", "on",
+		"--http", "h11", "--loop", pyLoop(), "--lifespan", "on",
 		// Quiet, and keep-alive longer than a run, as for the Go server.
 		"--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "3600",
 	}

@@ -31,21 +31,30 @@ func TestPytest(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := filepath.Dir(wd) // the tests run in conformance/
-	ctx, cancel := context.WithTimeout(t.Context(), pytestTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bridgetest.Python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "conformance/python")
-	cmd.Dir = root
-	// Hypothesis keeps its files out of the tree.
-	cmd.Env = append(pyEnviron(filepath.Join(root, "gen", "python")), "HYPOTHESIS_STORAGE_DIRECTORY="+t.TempDir())
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		t.Fatalf("pytest did not finish within %v:\n%s", pytestTimeout, out)
+	// Under both event loops that run_plugin_hooks picks from: asyncio's,
+	// and uvloop's where it is installed (conftest.py's HTTPBRIDGE_LOOP).
+	for _, loop := range []string{"asyncio", "uvloop"} {
+		t.Run("loop="+loop, func(t *testing.T) {
+			if loop == "uvloop" {
+				bridgetest.RequirePython(t, "uvloop")
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), pytestTimeout)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bridgetest.Python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "conformance/python")
+			cmd.Dir = root
+			// Hypothesis keeps its files out of the tree.
+			cmd.Env = append(pyEnviron(filepath.Join(root, "gen", "python")), "HYPOTHESIS_STORAGE_DIRECTORY="+t.TempDir(), "HTTPBRIDGE_LOOP="+loop)
+			out, err := cmd.CombinedOutput()
+			if ctx.Err() != nil {
+				t.Fatalf("pytest did not finish within %v:\n%s", pytestTimeout, out)
+			}
+			if err != nil {
+				t.Fatalf("pytest conformance/python failed (%v):\n%s", err, out)
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			t.Logf("pytest: %s", lines[len(lines)-1])
+		})
 	}
-	if err != nil {
-		t.Fatalf("pytest conformance/python failed (%v):\n%s", err, out)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	t.Logf("pytest: %s", lines[len(lines)-1])
 }
 
 // TestMypy checks gen/python with mypy --strict against typed stubs of the

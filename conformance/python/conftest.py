@@ -10,7 +10,8 @@ fail).
 
 Test functions may be coroutines: this conftest runs each one in a fresh
 event loop (no pytest-asyncio needed), bounded by TEST_TIMEOUT, and fails a
-test that leaves a task running behind it.
+test that leaves a task running behind it. HTTPBRIDGE_LOOP=uvloop makes
+that uvloop's loop, as run_plugin_hooks picks it when uvloop is installed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ from mattermost.pluginapi.v1 import hooks_http_pb2 as pb  # noqa: E402
 
 EOF = grpc.aio.EOF
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    if os.environ.get("HTTPBRIDGE_LOOP", "asyncio") == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 # How long one test may run; a bridge that hangs fails instead of blocking
 # the suite.
 TEST_TIMEOUT = 10.0
@@ -54,7 +63,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Optional[bool]:
         return None
     names = inspect.signature(func).parameters
     kwargs = {name: value for name, value in pyfuncitem.funcargs.items() if name in names}
-    asyncio.run(_run_test(func, kwargs))
+    with asyncio.Runner(loop_factory=_new_loop) as runner:
+        runner.run(_run_test(func, kwargs))
     return True
 
 
@@ -372,6 +382,18 @@ async def cancel_handle(task: "asyncio.Task[None]") -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 1)
+
+
+async def end_stream(task: "asyncio.Task[None]") -> None:
+    """What the host does once it has body_complete: it cancels the stream,
+    which grpc.aio turns into a cancel of the servicer's task if that still
+    runs; the facade's returns once the final message was written."""
+    if not task.done():
+        task.cancel()
+    try:
+        await asyncio.wait_for(task, 1)
+    except asyncio.CancelledError:
+        pass
 
 
 @pytest.fixture

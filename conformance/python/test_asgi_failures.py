@@ -17,6 +17,7 @@ from conftest import (
     body_of,
     bridge,
     cancel_handle,
+    end_stream,
     chunk,
     init,
     response_body,
@@ -219,17 +220,22 @@ async def test_cancel_while_a_write_waits_cancels_the_app():
     async def app(scope, receive, send):
         await send(response_start(200))
         try:
-            await send(response_body(b"blocked", more_body=True))
+            # One in flight, one waiting, and the third waits for room.
+            for _ in range(3):
+                await send(response_body(b"full", more_body=True))
         except asyncio.CancelledError:
             seen.append("cancelled")
             raise
 
     ctx = FakeContext([init()], eof=False)
     ctx.hold_writes()
-    task = start_task(bridge.ServeHTTPASGI(app), ctx)
+    task = start_task(bridge.ServeHTTPASGI(app, chunk_size=4), ctx)
     await until(lambda: ctx.writing, "the write to wait")
+    await settle()
     await cancel_handle(task)
     await until(lambda: seen, "the app to be cancelled")
+    ctx.cancel_rpc()  # and the write in flight fails, as grpc.aio's does
+    await settle()
     assert ctx.writes == []
 
 
@@ -382,7 +388,7 @@ async def test_cancel_after_the_whole_response_lets_the_app_finish():
     ctx = FakeContext([init()], eof=False)
     task = start_task(bridge.ServeHTTPASGI(app), ctx)
     await until(lambda: len(ctx.writes) == 1, "the response")
-    await cancel_handle(task)
+    await end_stream(task)
     gate.set()
     await until(lambda: done, "the app to finish")
     assert done == ["finished"]

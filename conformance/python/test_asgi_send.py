@@ -161,16 +161,17 @@ async def test_streamed_events_each_flushed():
 
 
 async def test_empty_more_body_is_flush_only():
-    ctx = await serve_asgi(
-        replying_app(
-            response_start(200),
-            response_body(b"", more_body=True),
-            response_body(b"x", more_body=True),
-            response_body(b"", more_body=True),
-            response_body(b""),
-        ),
-        [init()],
-    )
+    """An empty body event with more_body=True is a flush of its own when
+    no write is in flight (the app waits for each one to land here)."""
+
+    async def app(scope, receive, send):
+        await send(response_start(200))
+        for body in (b"", b"x", b""):
+            await send(response_body(body, more_body=True))
+            await settle(0)
+        await send(response_body(b""))
+
+    ctx = await serve_asgi(app, [init()])
     assert ctx.outs == [
         Out(200, [], b"", True, False),
         Out(None, None, b"x", True, False),
@@ -422,7 +423,9 @@ async def test_failed_write_makes_later_sends_raise_oserror():
 
     async def app(scope, receive, send):
         await send(response_start(200))
-        for data in (b"a", b"b"):
+        await send(response_body(b"a", more_body=True))  # in flight: it returns
+        await settle(0)  # the write lands, refused
+        for data in (b"b", b"c"):
             try:
                 await send(response_body(data, more_body=True))
             except Exception as err:
@@ -436,3 +439,93 @@ async def test_failed_write_makes_later_sends_raise_oserror():
     assert after == [{"type": "http.disconnect"}]
     assert ctx.writes == [] and ctx.write_calls == 1
     assert ctx.code is None
+
+
+# --- write-behind -------------------------------------------------------------
+
+
+async def test_write_behind_holds_one_write_in_flight_and_one_chunk_waiting():
+    """send() with more_body=True returns while one message is in flight
+    and at most one chunk's worth waits behind it; the next event waits
+    for room. Each write that lands sends what waits at once."""
+    returned: List[int] = []
+
+    async def app(scope, receive, send):
+        await send(response_start(200))
+        for i in range(5):
+            await send(response_body(b"%4d" % i, more_body=True))
+            returned.append(i)
+        await send(response_body(b""))
+
+    ctx = FakeContext([init()])
+    ctx.hold_writes()
+    task = start_task(bridge.ServeHTTPASGI(app, chunk_size=4), ctx)
+    for landed in range(4):
+        await until(lambda: ctx.writing == 1, "a write in flight")
+        await settle()
+        # Written, one in flight, and one waiting: that many sends returned.
+        assert (len(ctx.writes), returned) == (landed, list(range(landed + 2)))
+        ctx.release_writes()
+    ctx.free_writes()
+    await asyncio.wait_for(task, 1)
+    assert [(o.body, o.flush, o.complete) for o in ctx.outs] == [(b"%4d" % i, True, False) for i in range(5)] + [(b"", False, True)]
+
+
+async def test_write_behind_joins_the_events_that_wait():
+    """Events that come while a write is in flight go out together, in one
+    flushed message, as soon as it lands; the final message waits for
+    them, and send() of it returns once it was written."""
+    ctx = FakeContext([init()])
+    ctx.hold_writes()
+    app = replying_app(
+        response_start(200),
+        response_body(b"a", more_body=True),
+        response_body(b"b", more_body=True),
+        response_body(b"c", more_body=True),
+        response_body(b"!"),
+    )
+    task = start_task(bridge.ServeHTTPASGI(app), ctx)
+    await until(lambda: ctx.writing == 1, "the first write")
+    await settle()
+    assert ctx.write_calls == 1
+    ctx.free_writes()
+    await asyncio.wait_for(task, 1)
+    assert ctx.outs == [
+        Out(200, [], b"a", True, False),
+        Out(None, None, b"bc", True, False),
+        Out(None, None, b"!", False, True),
+    ]
+
+
+async def test_write_behind_paced_events_go_out_one_by_one():
+    """An app that sends its next event only once the client has the one
+    before (a paced event stream) gets each in a message of its own."""
+
+    async def app(scope, receive, send):
+        await send(response_start(200))
+        for i in range(4):
+            await send(response_body(b"event %d" % i, more_body=True))
+            await until(lambda: len(ctx.writes) == i + 1, "the event to reach the host")
+        await send(response_body(b""))
+
+    ctx = FakeContext([init()])
+    ctx.write_yields = 2
+    await serve(bridge.ServeHTTPASGI(app), ctx)
+    assert [(o.body, o.flush) for o in ctx.outs] == [(b"event %d" % i, True) for i in range(4)] + [(b"", False)]
+
+
+async def test_write_behind_sends_what_waits_before_a_failure_aborts():
+    """An app that fails after its sends returned: what they left waiting
+    still goes out, then the stream ends aborted."""
+
+    async def app(scope, receive, send):
+        await send(response_start(200))
+        await send(response_body(b"a", more_body=True))
+        await send(response_body(b"b", more_body=True))
+        raise RuntimeError("boom")
+
+    ctx = FakeContext([init()])
+    ctx.write_yields = 1
+    await serve(bridge.ServeHTTPASGI(app), ctx)
+    assert [(o.body, o.complete) for o in ctx.outs] == [(b"a", False), (b"b", False)]
+    assert ctx.code == grpc.StatusCode.ABORTED

@@ -20,6 +20,7 @@ from conftest import (
     Out,
     bridge,
     cancel_handle,
+    end_stream,
     init,
     response_body,
     response_start,
@@ -77,12 +78,13 @@ async def test_streamed_response_then_host_cancel_runs_the_background_task(write
     task = start_task(bridge.ServeHTTPASGI(streaming_app(ran, gate)), ctx)
     await until(lambda: any(o.complete for o in ctx.outs), "the final message")
     ctx.cancel_rpc()
-    await cancel_handle(task)
+    await end_stream(task)
     gate.set()
     await until(lambda: ran, "the background task")
     assert ran == ["background"]
-    assert [o.body for o in ctx.outs] == [b"0", b"1", b"2", b""]
-    assert ctx.outs[-1].complete
+    # Events that met a write in flight went out together (write-behind).
+    assert b"".join(o.body for o in ctx.outs) == b"012"
+    assert ctx.outs[-1].complete and ctx.outs[-1].body == b""
 
 
 async def test_receive_waits_while_the_final_write_is_in_flight():
@@ -323,7 +325,7 @@ async def outlive_the_stream(app: Any) -> Any:
     ctx = FakeContext([init()], eof=False)
     task = start_task(facade, ctx)
     await until(lambda: ctx.writes, "the response")
-    await cancel_handle(task)
+    await end_stream(task)
     return facade
 
 
@@ -432,7 +434,7 @@ async def test_the_app_timing_out_its_final_send_still_runs_its_background_work(
     final = bridge.ServeHTTPASGI._wire.response(None, b"end", False, True)
     ctx.free_writes()
     await ctx.write(final)
-    await cancel_handle(task)
+    await end_stream(task)
     gate.set()
     await until(lambda: len(ran) == 2, "the background work")
     assert ran == ["timed out", "background"]
@@ -456,3 +458,27 @@ async def test_shutdown_returns_when_an_app_ignores_its_cancellation(caplog):
     assert "ignored their cancellation" in caplog.text
     stop.set()
     await settle()
+
+
+async def test_the_stream_ends_with_the_response_while_the_app_runs_on():
+    """The RPC returns once the final message was written, with no error
+    status, and does not wait for what the app does after it: the host
+    gets the stream's end at once, and the app's background work runs on
+    until shutdown() has waited for it."""
+    ran: List[str] = []
+    gate = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(response_start(200))
+        await send(response_body(b"ok"))
+        await gate.wait()
+        ran.append("background")
+
+    facade = bridge.ServeHTTPASGI(app, lifespan="off")
+    ctx = await serve(facade, FakeContext([init()], eof=False))
+    assert ctx.code is None
+    assert [(o.body, o.complete) for o in ctx.outs] == [(b"ok", True)]
+    assert ran == []
+    gate.set()
+    await asyncio.wait_for(facade.shutdown(grace=1), 2)
+    assert ran == ["background"]

@@ -44,6 +44,7 @@ type pyServiceView struct {
 	Servicer string // the generated servicer base class, qualified
 	Register string // the function that adds a servicer to a server, qualified
 	Serve    string // serve_plugin_hooks
+	Run      string // run_plugin_hooks
 	Methods  []*pyMethodView
 }
 
@@ -107,10 +108,11 @@ func renderPython(plugin *protogen.Plugin, fm *fileModel, cfg *config) error {
 				Servicer: grpcModule + string(b.service.Desc.Name()) + "Servicer",
 				Register: grpcModule + "add_" + string(b.service.Desc.Name()) + "Servicer_to_server",
 				Serve:    "serve_" + snakeCase(string(b.service.Desc.Name())),
+				Run:      "run_" + snakeCase(string(b.service.Desc.Name())),
 			}
 			byService[b.service] = s
 			services = append(services, s)
-			view.Exports = append(view.Exports, s.Name+"Bridge", s.Serve)
+			view.Exports = append(view.Exports, s.Name+"Bridge", s.Serve, s.Run)
 		}
 		if err := checkPyServicerNames(source, b); err != nil {
 			return err
@@ -139,8 +141,8 @@ func renderPython(plugin *protogen.Plugin, fm *fileModel, cfg *config) error {
 		add(typing, "Any", "Awaitable", "Callable", "Coroutine", "Dict", "Iterable", "Iterator", "List", "MutableMapping", "NamedTuple", "NoReturn", "Optional", "Protocol", "Sequence", "Set", "Tuple")
 	}
 	if len(view.Services) > 0 {
-		add(stdlib, "asyncio", "functools", "inspect", "os", "signal", "threading")
-		add(typing, "Any", "Callable", "Dict", "List", "Optional", "Sequence", "Tuple")
+		add(stdlib, "asyncio", "ctypes", "functools", "importlib", "inspect", "os", "signal", "sys", "threading")
+		add(typing, "Any", "Callable", "Coroutine", "Dict", "List", "Optional", "Sequence", "Tuple")
 	}
 	view.Stdlib, view.Typing = slices.Sorted(maps.Keys(stdlib)), slices.Sorted(maps.Keys(typing))
 	view.Imports = slices.Sorted(maps.Keys(imports))

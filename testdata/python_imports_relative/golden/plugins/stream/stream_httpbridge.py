@@ -92,7 +92,11 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 # character but tab.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_DIGITS = re.compile(r"[0-9]+")
+
+# Response header names seen before, checked and lower-cased: apps send the
+# same few names on every response. Bounded, for apps that make names up.
+_NAMES: Dict[bytes, str] = {}
+_NAMES_MAX = 512
 
 _Header = Tuple[str, List[str]]
 
@@ -206,11 +210,11 @@ def _host_port(address: str, default_port: Optional[int] = None) -> Optional[Tup
         if end > 0:
             host = address[1:end]
             digits = address[end + 2 :]
-            if address[end + 1 : end + 2] == ":" and _DIGITS.fullmatch(digits):
+            if address[end + 1 : end + 2] == ":" and _is_digits(digits):
                 port = int(digits)
     elif address.count(":") == 1:
         name, _, digits = address.partition(":")
-        if _DIGITS.fullmatch(digits):
+        if _is_digits(digits):
             host, port = name, int(digits)
     return host, port
 
@@ -224,12 +228,31 @@ def _client(remote_addr: str) -> Optional[Tuple[str, int]]:
     return parts[0], parts[1]
 
 
+def _is_digits(text: str) -> bool:
+    """Whether text is one or more ASCII digits: "²" or "١٢" are not."""
+    return text.isascii() and text.isdigit()
+
+
 def _content_length(values: Sequence[str]) -> int:
     """A response's Content-Length if it holds one value of ASCII digits
     (RFC 9110 section 8.6), else -1: "²" or "١٢" are no length."""
-    if len(values) == 1 and _DIGITS.fullmatch(values[0].strip(" \t")):
+    if len(values) == 1 and _is_digits(values[0].strip(" \t")):
         return int(values[0])
     return -1
+
+
+def _header_name(name: Any, value: Any) -> str:
+    """Checks a response header's name, and that it and its value are
+    bytes; returns the name lower-cased."""
+    if not isinstance(name, (bytes, bytearray)) or not isinstance(value, (bytes, bytearray)):
+        raise TypeError(f"response header {name!r}: want a name and a value of bytes")
+    key = bytes(name).decode("latin-1")
+    if not _TOKEN.fullmatch(key):
+        raise ValueError(f"response header name {key!r} is not an HTTP token")
+    key = key.lower()
+    if type(name) is bytes and len(_NAMES) < _NAMES_MAX:
+        _NAMES[name] = key
+    return key
 
 
 def _response_head(status: Any, headers: Iterable[Tuple[Any, Any]]) -> _ResponseHead:
@@ -243,18 +266,17 @@ def _response_head(status: Any, headers: Iterable[Tuple[Any, Any]]) -> _Response
         raise ValueError(f"response status {status!r}: want an int from 100 to 999")
     grouped: Dict[str, List[str]] = {}
     for name, value in headers:
-        if not isinstance(name, (bytes, bytearray)) or not isinstance(value, (bytes, bytearray)):
-            raise TypeError(f"response header {name!r}: want a name and a value of bytes")
-        key = bytes(name).decode("latin-1")
-        if not _TOKEN.fullmatch(key):
-            raise ValueError(f"response header name {key!r} is not an HTTP token")
+        key = _NAMES.get(name) if type(name) is bytes else None
+        if key is None or not isinstance(value, (bytes, bytearray)):
+            key = _header_name(name, value)
         try:
-            text = bytes(value).decode("utf-8")
+            text = value.decode("utf-8")
         except UnicodeDecodeError:
             raise ValueError(f"response header {key!r}: value is not UTF-8, which the bridge cannot carry") from None
-        if _BAD_VALUE.search(text):
+        # Printable text holds no control character: the search is for
+        # the rest (a tab, say, which is allowed).
+        if not text.isprintable() and _BAD_VALUE.search(text):
             raise ValueError(f"response header {key!r}: value holds a control character")
-        key = key.lower()
         if key != "trailer":
             grouped.setdefault(key, []).append(text)
     return _ResponseHead(status, list(grouped.items()))
@@ -339,6 +361,10 @@ class _Exchange:
         # Set once receive() has nothing more to give but http.disconnect:
         # the response is over or the body was cut short.
         self._ended = asyncio.Event()
+        # Set once the stream has nothing more to carry: the final message
+        # was written, or finish() ended the exchange. The RPC returns
+        # then, while what the app does after its response runs on.
+        self.settled = asyncio.Event()
         self._read_lock = asyncio.Lock()
         # grpc.aio takes one write at a time, and a body event's chunks
         # stay together: sends from several tasks wait their turn.
@@ -366,6 +392,16 @@ class _Exchange:
         self._start: Optional[_ResponseHead] = None
         self._declared = -1  # the ASGI app's Content-Length, if valid
         self._written = 0
+        # Write-behind: the write in flight, if any, and the pieces that
+        # wait for it (None: no message waits; []: a flush alone waits),
+        # at most one chunk's worth; they go out the moment it lands, with
+        # a flush if they end a body event.
+        self._flight: Optional[asyncio.Future[None]] = None
+        self._waiting: Optional[List[bytes]] = None
+        self._waiting_size = 0
+        self._waiting_flush = False
+        self._flight_error: Optional[BaseException] = None
+        self._landed_signal: Optional[asyncio.Future[None]] = None  # for _landing
 
     @property
     def started(self) -> bool:
@@ -382,6 +418,8 @@ class _Exchange:
         self.response = response
         if response in _OVER:
             self._ended.set()
+            if response is _Response.COMPLETE:
+                self.settled.set()
 
     def _accept(self, chunk: bytes, complete: bool) -> None:
         if self._remaining >= 0 and len(chunk) >= self._remaining:
@@ -482,7 +520,7 @@ class _Exchange:
             if self._start is not None:
                 raise RuntimeError("ASGI app sent http.response.start twice")
             self._start = _response_head(message.get("status"), message.get("headers", ()))
-            self._declared = _content_length(dict(self._start.headers).get("content-length", []))
+            self._declared = _content_length(next((v for k, v in self._start.headers if k == "content-length"), []))
         elif kind == "http.response.body":
             if self._start is None:
                 raise RuntimeError("ASGI app sent http.response.body before http.response.start")
@@ -509,38 +547,117 @@ class _Exchange:
         """Sets or, before anything was sent, replaces the status and headers."""
         self._start = head
 
-    async def send_body(self, body: bytes, more: bool) -> None:
+    async def send_body(self, body: bytes, more: bool, through: bool = False) -> None:
         """Sends body in chunks; without more, its last message completes
-        the response, and the response is complete once it was written."""
+        the response, and the response is complete once it was written.
+
+        With more, it returns once body is written, in flight, or waiting
+        for the write in flight, with at most one chunk's worth waiting:
+        as a server writing to a socket, the app prepares its next event
+        while gRPC sends this one, and events that come while a write is
+        in flight go out together, flushed, as soon as it lands. With
+        through, it returns only once body was written (WSGI's items).
+        """
         async with self._send_lock:
-            if self.response is _Response.DISCONNECTED:
-                raise _ClientDisconnected("httpbridge: the host cancelled the stream")
-            if self.response is not _Response.PENDING and self.response is not _Response.STREAMING:
-                raise RuntimeError("httpbridge: body sent after the response ended")
-            assert self._start is not None
+            self._check_open()
             size = self._chunk_size
             last = max(len(body) - 1, 0) // size * size
             for at in range(0, last + 1, size):
-                final = at == last
-                before = self.response
-                head = self._start if before is _Response.PENDING else None
-                msg = self._wire.response(head, body[at : at + size], final and more, final and not more)
-                # Before the write: once it starts, the message may reach the host.
-                self.response = _Response.FINISHING if final and not more else _Response.STREAMING
-                # A final write that the app cancels stays FINISHING: gRPC
-                # may still send it, and finish() aborts the stream in
-                # case it does not.
-                await self._write(msg, before)
-            if self.response is _Response.FINISHING:
-                self._move(_Response.COMPLETE)
+                piece = body[at : at + size]
+                if at == last and not more:
+                    await self._send_final(piece)
+                    return
+                while self._waiting is not None and self._waiting_size + len(piece) > size:
+                    await self._landing()  # room for one chunk only
+                if self._waiting is None:
+                    self._waiting = []
+                if piece:
+                    self._waiting.append(piece)
+                    self._waiting_size += len(piece)
+                self._waiting_flush = self._waiting_flush or at == last
+                if self._flight is None:
+                    self._take_off()
+            if through:
+                await self._drain()
+                self._check_open()
 
-    async def _write(self, msg: Any, before: _Response) -> None:
+    def _check_open(self) -> None:
+        """Raises unless the response may still go on: the host cancelled,
+        a write failed, or the response ended."""
+        if self._flight_error is not None:
+            raise self._flight_error
+        if self.response is _Response.DISCONNECTED:
+            raise _ClientDisconnected("httpbridge: the host cancelled the stream")
+        if self.response is not _Response.PENDING and self.response is not _Response.STREAMING:
+            raise RuntimeError("httpbridge: body sent after the response ended")
+
+    async def _landing(self) -> None:
+        """Waits for the write in flight to land; never cancels it."""
+        if self._flight is not None:
+            if self._landed_signal is None:
+                self._landed_signal = asyncio.get_running_loop().create_future()
+            await self._landed_signal
+        self._check_open()
+
+    def _take_off(self) -> None:
+        """Writes the waiting pieces, flushed, in a task of their own."""
+        assert self._waiting is not None and self._start is not None
+        pieces, flush = self._waiting, self._waiting_flush
+        self._waiting, self._waiting_size, self._waiting_flush = None, 0, False
+        before = self.response
+        head = self._start if before is _Response.PENDING else None
+        msg = self._wire.response(head, b"".join(pieces), flush, False)
+        self._check_size(msg, before)
+        self.response = _Response.STREAMING  # before the write: it may reach the host
+        self._flight = asyncio.get_running_loop().create_task(self._write(msg, before))
+        self._flight.add_done_callback(self._landed)
+
+    def _landed(self, flight: "asyncio.Future[None]") -> None:
+        self._flight = None
+        err = flight.exception() if not flight.cancelled() else asyncio.CancelledError()
+        if err is not None:
+            self._flight_error = err  # the app's next send raises it
+        elif self._waiting is not None and self.response is _Response.STREAMING:
+            try:
+                self._take_off()
+            except _SendFailed as failed:
+                self._flight_error = failed
+        signal, self._landed_signal = self._landed_signal, None
+        if signal is not None and not signal.done():  # cancelled with its waiter
+            signal.set_result(None)
+
+    async def _drain(self) -> None:
+        """Waits until the writes that sends left behind have landed."""
+        while self._flight is not None:
+            try:
+                await self._landing()
+            except Exception:
+                return  # a write failed: there is nothing more to wait for
+
+    async def _send_final(self, piece: bytes) -> None:
+        """Writes the final message once everything before it landed."""
+        await self._drain()
+        self._check_open()
+        before = self.response
+        head = self._start if before is _Response.PENDING else None
+        msg = self._wire.response(head, piece, False, True)
+        self._check_size(msg, before)
+        # Before the write: once it starts, the message may reach the host.
+        # A final write that the app cancels stays FINISHING: gRPC may
+        # still send it, and finish() aborts the stream in case it does not.
+        self.response = _Response.FINISHING
+        await self._write(msg, before)
+        self._move(_Response.COMPLETE)
+
+    def _check_size(self, msg: Any, before: _Response) -> None:
         if self._send_limit >= 0:
             size = msg.ByteSize()
             if size > self._send_limit:
                 # grpc.aio would refuse it with the error of a cancelled
                 # call, and cancel the call: told apart here, before.
                 self._fail_send(before, f"{size} bytes, over the send limit of {self._send_limit} (max_send_message_length)")
+
+    async def _write(self, msg: Any, before: _Response) -> None:
         try:
             await self._context.write(msg)
         except asyncio.CancelledError:
@@ -590,8 +707,13 @@ class _Exchange:
         finally:
             self._ended.set()
             self._stop_reading()
+            self.settled.set()
 
     async def _end_response(self, ok: bool) -> None:
+        if self.response is _Response.STREAMING:
+            # What the app sent before it returned or failed goes out
+            # first, unless the host is gone.
+            await self._drain()
         if self.response is _Response.FINISHING:
             # The app cancelled its own final send: the host may have the
             # whole response, and then ignores the status; if not, it
@@ -748,10 +870,10 @@ class _ASGIBridge:
         self._lifespan: Optional[_Lifespan] = None
         # Apps still running after their stream ended, and those of them
         # the facade cancelled.
-        self._finishing: Set[asyncio.Future[bool]] = set()
-        self._cancelled: Set[asyncio.Future[bool]] = set()
+        self._finishing: Set[asyncio.Future[None]] = set()
+        self._cancelled: Set[asyncio.Future[None]] = set()
 
-    def _cancel(self, task: "asyncio.Future[bool]") -> None:
+    def _cancel(self, task: "asyncio.Future[None]") -> None:
         self._cancelled.add(task)
         task.add_done_callback(self._cancelled.discard)
         task.cancel()
@@ -767,26 +889,38 @@ class _ASGIBridge:
         if request is None:
             return
         exchange = request.exchange
-        task = asyncio.ensure_future(self._run(self._scope(request, context), request))
+        # The app runs in a task of its own, so that the host's cancel of
+        # the RPC reaches it only as the facade decides. The RPC waits for
+        # the response, not for the app: the stream ends as soon as the
+        # final message was written.
+        task = asyncio.ensure_future(self._serve(self._scope(request, context), exchange))
         try:
-            ok = await asyncio.shield(task)
+            await exchange.settled.wait()
         except asyncio.CancelledError:
-            # The host cancelled the stream. After the final message that
-            # is its ordinary end, and the app runs on to its end:
-            # background tasks, cleanup, an exception on its way up. Before
-            # it, the client went away: an app waiting in receive() gets
-            # http.disconnect from it, any other app is cancelled.
+            # The host cancelled the stream. After the final message went
+            # to gRPC that is its ordinary end, and the app runs on to its
+            # end: background tasks, cleanup, an exception on its way up.
+            # Before it, the client went away: an app waiting in receive()
+            # gets http.disconnect from it, any other app is cancelled.
             if exchange.cancel() and not exchange.receiving:
                 self._cancel(task)
-            self._finishing.add(task)
-            task.add_done_callback(self._finishing.discard)
+            self._outlive(task)
             raise
-        await exchange.finish(ok)
+        if not task.done():
+            self._outlive(task)
 
-    async def _run(self, scope: MutableMapping[str, Any], request: _Request) -> bool:
+    def _outlive(self, task: "asyncio.Future[None]") -> None:
+        """Keeps an app that outlives its stream for shutdown() to wait for."""
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _serve(self, scope: MutableMapping[str, Any], exchange: _Exchange) -> None:
+        """Runs the app, then ends the exchange as the app left it."""
+        await exchange.finish(await self._run(scope, exchange))
+
+    async def _run(self, scope: MutableMapping[str, Any], exchange: _Exchange) -> bool:
         """Runs the app; False if it failed. Whatever escapes the app is
         caught here, as uvicorn does, so that every exchange ends."""
-        exchange = request.exchange
         try:
             await self.app(scope, exchange.receive, exchange.send)
             return True
@@ -1084,7 +1218,7 @@ class _WSGIResponse:
             raise ValueError(f"WSGI app wrote more than its Content-Length of {self.declared} bytes")
         self.written += len(data)
         # With a declared length, the byte that reaches it ends the body.
-        self._call(self._exchange.send_body(bytes(data), self.written != self.declared))
+        self._call(self._exchange.send_body(bytes(data), self.written != self.declared, through=True))
 
     def finish(self) -> None:
         if not self.started:
