@@ -5,12 +5,14 @@
 """ASGI and WSGI apps served over the HTTP bridge streams of hooks.proto.
 
 PluginHooksBridge is a PluginHooks servicer that serves an ASGI or WSGI app over
-its bridged rpcs; to run a plugin with nothing else::
+its bridged rpcs, and PluginHooksThreadedBridge one for grpcio's synchronous
+server that serves a WSGI app; to run a plugin with nothing else (a WSGI
+app is served from grpcio's synchronous server)::
 
     asyncio.run(serve_plugin_hooks(app, "127.0.0.1:50051"))
 
-Depends on grpcio (grpc.aio) and protobuf 3.20 or later only; Python 3.9
-or later.
+Depends on grpcio (grpc.aio, and grpc.server for WSGI apps) and protobuf
+3.20 or later only; Python 3.9 or later.
 """
 
 from __future__ import annotations
@@ -184,9 +186,8 @@ class PluginHooksBridge(hooks__pb2__grpc.PluginHooksServicer):
 
 
 class PluginHooksThreadedBridge(hooks__pb2__grpc.PluginHooksServicer):
-    """A PluginHooks servicer for grpcio's synchronous server (grpc.server)
-    that serves a WSGI app over
-    ServeHTTP.
+    """A PluginHooks servicer that serves a WSGI app over
+    ServeHTTP, for grpcio's synchronous server (grpc.server).
 
     Subclass it to implement the service's other methods. Register it with
     add_PluginHooksServicer_to_server on a server with at least max_workers
@@ -195,13 +196,15 @@ class PluginHooksThreadedBridge(hooks__pb2__grpc.PluginHooksServicer):
 
     Args:
         app: the WSGI application (an ASGI app needs PluginHooksBridge).
+        interface: "wsgi", or "auto", which refuses an app that looks like
+            ASGI (a coroutine function, or one as __call__).
         **options: the options of the threaded WSGI facade, such as
             chunk_size, root_path, max_workers, read_timeout and logger.
     """
 
-    def __init__(self, app: Any, **options: Any) -> None:
-        if _is_asgi(app):
-            raise TypeError("httpbridge: an ASGI app: serve it with PluginHooksBridge on a grpc.aio server")
+    def __init__(self, app: Any, *, interface: str = "auto", **options: Any) -> None:
+        if interface not in ("auto", "wsgi") or (interface == "auto" and _is_asgi(app)):
+            raise TypeError("httpbridge: not a WSGI app: serve an ASGI app with PluginHooksBridge on a grpc.aio server")
         options.pop("lifespan", None)
         self.serve_http = hooks__http__httpbridge.ServeHTTPThreadedWSGI(app, **options)
         self.max_workers = self.serve_http.max_workers
@@ -274,7 +277,7 @@ async def serve_plugin_hooks(
     if interface == "wsgi" or (interface == "auto" and not _is_asgi(app)):
         # On grpcio's synchronous server: no event loop between the app's
         # threads and gRPC.
-        threaded = PluginHooksThreadedBridge(app, **options)
+        threaded = PluginHooksThreadedBridge(app, interface=interface, **options)
         await _serve_threaded(threaded, hooks__pb2__grpc.add_PluginHooksServicer_to_server, address, channel_args, reuse_port, ready, grace, signals, stop_on_stdin_close)
         return
     servicer = PluginHooksBridge(app, interface=interface, **options)

@@ -9,7 +9,9 @@ the host, and the response streams back, in full duplex. The facades here
 serve an ordinary app over such a stream from a grpc.aio servicer:
 
 - RelayASGI serves an ASGI 3 app (Starlette, FastAPI, Django's ASGI
-  handler) and RelayWSGI a WSGI app (Flask) over Relay streams.
+  handler) and RelayWSGI a WSGI app (Flask) over Relay streams;
+  RelayThreadedWSGI serves a WSGI app from a servicer of grpcio's
+  synchronous server (grpc.server) instead.
 
 The app reads the request body as it arrives, with at most one chunk held
 here, so gRPC's flow control paces the upload to the app. What the app
@@ -22,12 +24,14 @@ ends the stream without completing the body, so the client sees the
 response cut short rather than a clean end.
 
 EdgeBridge is a Edge servicer that serves an ASGI or WSGI app over
-its bridged rpcs; to run a plugin with nothing else::
+its bridged rpcs, and EdgeThreadedBridge one for grpcio's synchronous
+server that serves a WSGI app; to run a plugin with nothing else (a WSGI
+app is served from grpcio's synchronous server)::
 
     asyncio.run(serve_edge(app, "127.0.0.1:50051"))
 
-Depends on grpcio (grpc.aio) and protobuf 3.20 or later only; Python 3.9
-or later.
+Depends on grpcio (grpc.aio, and grpc.server for WSGI apps) and protobuf
+3.20 or later only; Python 3.9 or later.
 """
 
 from __future__ import annotations
@@ -1474,6 +1478,8 @@ class _ThreadedExchange:
             msg = self._reading.result(self._read_timeout)
         except concurrent.futures.TimeoutError:
             raise OSError(f"httpbridge: no request body for {self._read_timeout:g} s (read_timeout)") from None
+        except concurrent.futures.CancelledError:  # dropped by shutdown()
+            msg = None
         self._reading = None
         return msg
 
@@ -1979,9 +1985,8 @@ class EdgeBridge(svc__pb2__grpc.EdgeServicer):
 
 
 class EdgeThreadedBridge(svc__pb2__grpc.EdgeServicer):
-    """A Edge servicer for grpcio's synchronous server (grpc.server)
-    that serves a WSGI app over
-    Relay.
+    """A Edge servicer that serves a WSGI app over
+    Relay, for grpcio's synchronous server (grpc.server).
 
     Subclass it to implement the service's other methods. Register it with
     add_EdgeServicer_to_server on a server with at least max_workers
@@ -1990,13 +1995,15 @@ class EdgeThreadedBridge(svc__pb2__grpc.EdgeServicer):
 
     Args:
         app: the WSGI application (an ASGI app needs EdgeBridge).
+        interface: "wsgi", or "auto", which refuses an app that looks like
+            ASGI (a coroutine function, or one as __call__).
         **options: the options of the threaded WSGI facade, such as
             chunk_size, root_path, max_workers, read_timeout and logger.
     """
 
-    def __init__(self, app: Any, **options: Any) -> None:
-        if _is_asgi(app):
-            raise TypeError("httpbridge: an ASGI app: serve it with EdgeBridge on a grpc.aio server")
+    def __init__(self, app: Any, *, interface: str = "auto", **options: Any) -> None:
+        if interface not in ("auto", "wsgi") or (interface == "auto" and _is_asgi(app)):
+            raise TypeError("httpbridge: not a WSGI app: serve an ASGI app with EdgeBridge on a grpc.aio server")
         options.pop("lifespan", None)
         self.relay = RelayThreadedWSGI(app, **options)
         self.max_workers = self.relay.max_workers
@@ -2069,7 +2076,7 @@ async def serve_edge(
     if interface == "wsgi" or (interface == "auto" and not _is_asgi(app)):
         # On grpcio's synchronous server: no event loop between the app's
         # threads and gRPC.
-        threaded = EdgeThreadedBridge(app, **options)
+        threaded = EdgeThreadedBridge(app, interface=interface, **options)
         await _serve_threaded(threaded, svc__pb2__grpc.add_EdgeServicer_to_server, address, channel_args, reuse_port, ready, grace, signals, stop_on_stdin_close)
         return
     servicer = EdgeBridge(app, interface=interface, **options)

@@ -9,7 +9,9 @@ the host, and the response streams back, in full duplex. The facades here
 serve an ordinary app over such a stream from a grpc.aio servicer:
 
 - ServeHTTPASGI serves an ASGI 3 app (Starlette, FastAPI, Django's ASGI
-  handler) and ServeHTTPWSGI a WSGI app (Flask) over ServeHTTP streams.
+  handler) and ServeHTTPWSGI a WSGI app (Flask) over ServeHTTP streams;
+  ServeHTTPThreadedWSGI serves a WSGI app from a servicer of grpcio's
+  synchronous server (grpc.server) instead.
 
 The app reads the request body as it arrives, with at most one chunk held
 here, so gRPC's flow control paces the upload to the app. What the app
@@ -21,8 +23,8 @@ byte went out gets 500 Internal Server Error, and one that fails after it
 ends the stream without completing the body, so the client sees the
 response cut short rather than a clean end.
 
-Depends on grpcio (grpc.aio) and protobuf 3.20 or later only; Python 3.9
-or later.
+Depends on grpcio (grpc.aio, and grpc.server for WSGI apps) and protobuf
+3.20 or later only; Python 3.9 or later.
 """
 
 from __future__ import annotations
@@ -1461,6 +1463,8 @@ class _ThreadedExchange:
             msg = self._reading.result(self._read_timeout)
         except concurrent.futures.TimeoutError:
             raise OSError(f"httpbridge: no request body for {self._read_timeout:g} s (read_timeout)") from None
+        except concurrent.futures.CancelledError:  # dropped by shutdown()
+            msg = None
         self._reading = None
         return msg
 

@@ -9,11 +9,17 @@ the host, and the response streams back, in full duplex. The facades here
 serve an ordinary app over such a stream from a grpc.aio servicer:
 
 - HandleASGI serves an ASGI 3 app (Starlette, FastAPI, Django's ASGI
-  handler) and HandleWSGI a WSGI app (Flask) over Handle streams.
+  handler) and HandleWSGI a WSGI app (Flask) over Handle streams;
+  HandleThreadedWSGI serves a WSGI app from a servicer of grpcio's
+  synchronous server (grpc.server) instead.
 - OuterFetchASGI serves an ASGI 3 app (Starlette, FastAPI, Django's ASGI
-  handler) and OuterFetchWSGI a WSGI app (Flask) over OuterFetch streams.
+  handler) and OuterFetchWSGI a WSGI app (Flask) over OuterFetch streams;
+  OuterFetchThreadedWSGI serves a WSGI app from a servicer of grpcio's
+  synchronous server (grpc.server) instead.
 - PassASGI serves an ASGI 3 app (Starlette, FastAPI, Django's ASGI
-  handler) and PassWSGI a WSGI app (Flask) over Pass streams.
+  handler) and PassWSGI a WSGI app (Flask) over Pass streams;
+  PassThreadedWSGI serves a WSGI app from a servicer of grpcio's
+  synchronous server (grpc.server) instead.
 
 The app reads the request body as it arrives, with at most one chunk held
 here, so gRPC's flow control paces the upload to the app. What the app
@@ -26,12 +32,14 @@ ends the stream without completing the body, so the client sees the
 response cut short rather than a clean end.
 
 HooksBridge is a Hooks servicer that serves an ASGI or WSGI app over
-its bridged rpcs; to run a plugin with nothing else::
+its bridged rpcs, and HooksThreadedBridge one for grpcio's synchronous
+server that serves a WSGI app; to run a plugin with nothing else (a WSGI
+app is served from grpcio's synchronous server)::
 
     asyncio.run(serve_hooks(app, "127.0.0.1:50051"))
 
-Depends on grpcio (grpc.aio) and protobuf 3.20 or later only; Python 3.9
-or later.
+Depends on grpcio (grpc.aio, and grpc.server for WSGI apps) and protobuf
+3.20 or later only; Python 3.9 or later.
 """
 
 from __future__ import annotations
@@ -1488,6 +1496,8 @@ class _ThreadedExchange:
             msg = self._reading.result(self._read_timeout)
         except concurrent.futures.TimeoutError:
             raise OSError(f"httpbridge: no request body for {self._read_timeout:g} s (read_timeout)") from None
+        except concurrent.futures.CancelledError:  # dropped by shutdown()
+            msg = None
         self._reading = None
         return msg
 
@@ -2294,9 +2304,8 @@ class HooksBridge(example_dot_nested_dot_v1_dot_nested__pb2__grpc.HooksServicer)
 
 
 class HooksThreadedBridge(example_dot_nested_dot_v1_dot_nested__pb2__grpc.HooksServicer):
-    """A Hooks servicer for grpcio's synchronous server (grpc.server)
-    that serves a WSGI app over
-    Handle, Pass.
+    """A Hooks servicer that serves a WSGI app over
+    Handle, Pass, for grpcio's synchronous server (grpc.server).
 
     Subclass it to implement the service's other methods. Register it with
     add_HooksServicer_to_server on a server with at least max_workers
@@ -2305,13 +2314,15 @@ class HooksThreadedBridge(example_dot_nested_dot_v1_dot_nested__pb2__grpc.HooksS
 
     Args:
         app: the WSGI application (an ASGI app needs HooksBridge).
+        interface: "wsgi", or "auto", which refuses an app that looks like
+            ASGI (a coroutine function, or one as __call__).
         **options: the options of the threaded WSGI facade, such as
             chunk_size, root_path, max_workers, read_timeout and logger.
     """
 
-    def __init__(self, app: Any, **options: Any) -> None:
-        if _is_asgi(app):
-            raise TypeError("httpbridge: an ASGI app: serve it with HooksBridge on a grpc.aio server")
+    def __init__(self, app: Any, *, interface: str = "auto", **options: Any) -> None:
+        if interface not in ("auto", "wsgi") or (interface == "auto" and _is_asgi(app)):
+            raise TypeError("httpbridge: not a WSGI app: serve an ASGI app with HooksBridge on a grpc.aio server")
         options.pop("lifespan", None)
         self.handle = HandleThreadedWSGI(app, **options)
         self.pass_ = PassThreadedWSGI(app, **options)
@@ -2389,7 +2400,7 @@ async def serve_hooks(
     if interface == "wsgi" or (interface == "auto" and not _is_asgi(app)):
         # On grpcio's synchronous server: no event loop between the app's
         # threads and gRPC.
-        threaded = HooksThreadedBridge(app, **options)
+        threaded = HooksThreadedBridge(app, interface=interface, **options)
         await _serve_threaded(threaded, example_dot_nested_dot_v1_dot_nested__pb2__grpc.add_HooksServicer_to_server, address, channel_args, reuse_port, ready, grace, signals, stop_on_stdin_close)
         return
     servicer = HooksBridge(app, interface=interface, **options)
