@@ -1333,12 +1333,13 @@ class _ThreadedExchange:
 
     Three threads take part. The server's thread runs :meth:`messages`,
     whose items gRPC writes one at a time, asking for the next only once
-    the previous one was written. The app's worker thread reads the body
-    (:meth:`read_chunk`), hands messages over (:meth:`send_body`, which
-    waits until gRPC wrote them, so a slow client paces the app) and ends
-    the exchange (:meth:`finish`). gRPC's own thread reports the end of the
-    RPC (:meth:`cancel`). Completion is recorded once the final message was
-    written.
+    the previous one was written (grpc/_server.py's _send_response waits
+    for the write's completion) and while the RPC is active. The app's
+    worker thread reads the body (:meth:`read_chunk`), hands messages over
+    (:meth:`send_body`, which waits until gRPC wrote them, so a slow client
+    paces the app) and ends the exchange (:meth:`finish`). gRPC's own
+    thread reports the end of the RPC (:meth:`cancel`). Completion is
+    recorded once the final message was written.
     """
 
     def __init__(
