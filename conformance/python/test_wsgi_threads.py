@@ -205,3 +205,34 @@ async def test_requests_beyond_the_threads_wait_for_one():
         results = await asyncio.wait_for(asyncio.gather(*calls), 10)
     assert [code for _, code in results] == [grpc.StatusCode.OK] * 8
     assert all(outs[-1].body == b"ok" and outs[-1].complete for outs, _ in results)
+
+
+async def test_a_slow_client_paces_the_app():
+    """grpcio's synchronous server asks for the next message only once the
+    last one was written, and a write waits for HTTP/2 flow control: a host
+    that stops reading stops the app after gRPC's windows are full (about
+    4 MiB on grpcio 1.51), not after the whole body."""
+    yielded = [0]
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+
+        def items():
+            for _ in range(4096):  # 256 MiB
+                yielded[0] += 1
+                yield b"x" * 65536
+
+        return items()
+
+    async with threaded_server(app) as stub:
+        call = stub.ServeHTTP()
+        await call.write(init("/download"))
+        for _ in range(4):
+            await call.read()
+        # Until the app stands still for 0.3 s, however loaded the machine.
+        seen, still = -1, 0
+        while still < 3 and yielded[0] < 256:
+            await asyncio.sleep(0.1)
+            seen, still = yielded[0], still + 1 if yielded[0] == seen else 0
+        assert yielded[0] < 256, f"the app yielded {yielded[0]} items of 64 KiB to a host that read 4"
+        call.cancel()
