@@ -12,6 +12,15 @@ package bench
 //   - py-uvicorn: httputil.ReverseProxy to uvicorn serving the app over
 //     127.0.0.1 TCP, on a listening socket the host passes it (--fd 3).
 //
+// BenchmarkPythonWSGI does the same for the app as WSGI, python/wsgi_app.py:
+//
+//   - py-wsgi: the generated ServeHTTPHost, and python/wsgi_plugin.py
+//     running serve_plugin_hooks, which serves a WSGI app from grpcio's
+//     synchronous server (ServeHTTPThreadedWSGI);
+//   - py-wsgi-aio: the same with the grpc.aio WSGI facade (ServeHTTPWSGI
+//     on a grpc.aio server), what serve_plugin_hooks did before;
+//   - py-wsgi-uvicorn: the proxy to uvicorn --interface wsgi.
+//
 // The host side, the workloads and the figures are BenchmarkExchange's;
 // plugin-cpu-ns/op and plugin-switches/op are the Python process's, read
 // from /proc.
@@ -29,6 +38,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,6 +80,14 @@ func pyLoop() string {
 // pySystemNames are the Python systems, in report order.
 var pySystemNames = []string{"py-raw", "py-bridge", "py-uvicorn"}
 
+// pyWSGISystemNames are the Python systems of the WSGI app, in report
+// order: the threaded facade between the grpc.aio one and uvicorn's, so
+// that a run alternates the two facades.
+var pyWSGISystemNames = []string{"py-wsgi-aio", "py-wsgi", "py-wsgi-uvicorn"}
+
+// pyWSGIWorkloads are the workloads the WSGI systems run.
+var pyWSGIWorkloads = pickWorkloads("upload-64MiB", "download-64MiB", "get-c1", "get-c32")
+
 // pyWorkloads are the workloads of BenchmarkExchange that the Python
 // systems run: bulk both ways, latency, concurrency and events.
 var pyWorkloads = pickWorkloads("upload-64MiB", "download-64MiB", "get-c1", "get-c32", "events-1000")
@@ -109,6 +127,26 @@ func BenchmarkPython(b *testing.B) {
 	}
 }
 
+// BenchmarkPythonWSGI runs the WSGI app's workloads through the bridge
+// from grpcio's synchronous server and from grpc.aio, and under uvicorn
+// --interface wsgi behind the proxy.
+func BenchmarkPythonWSGI(b *testing.B) {
+	requirePython(b)
+	for _, wl := range pyWSGIWorkloads {
+		b.Run("work="+wl.name, func(b *testing.B) {
+			for _, name := range pyWSGISystemNames {
+				b.Run("sys="+name, func(b *testing.B) {
+					sys, err := getSystem(name)
+					if err != nil {
+						b.Fatal(err)
+					}
+					runExchanges(b, sys, wl)
+				})
+			}
+		})
+	}
+}
+
 // TestPythonSystems checks, with small bodies, that the Python systems
 // serve every workload correctly, and that the app's events reach the host
 // one by one, as the app sends them.
@@ -121,7 +159,7 @@ func TestPythonSystems(t *testing.T) {
 		{name: "get", kind: "get", size: int64(len(small))},
 		{name: "events", kind: "events", size: 10},
 	}
-	for _, name := range pySystemNames {
+	for _, name := range slices.Concat(pySystemNames, pyWSGISystemNames) {
 		t.Run(name, func(t *testing.T) {
 			sys, err := getSystem(name)
 			if err != nil {
@@ -282,8 +320,31 @@ func newPySystem(name string) (*system, error) {
 			host.ChunkSize = chunkSize()
 			s.handler = host
 		}
-	case "py-uvicorn":
-		p, addr, err := startPyUvicorn()
+	case "py-wsgi", "py-wsgi-aio":
+		how := "threads"
+		if name == "py-wsgi-aio" {
+			how = "aio"
+		}
+		p, port, err := startPyWSGI(name, how)
+		if err != nil {
+			return nil, err
+		}
+		s.py = p
+		opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, grpcProfiles[runProfile()].dial...)
+		conn, err := grpc.NewClient(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), opts...)
+		if err != nil {
+			return nil, err
+		}
+		s.conn = conn
+		host := pluginapiv1.NewPluginHooksServeHTTPHost(pluginapiv1.NewPluginHooksClient(conn))
+		host.ChunkSize = chunkSize()
+		s.handler = host
+	case "py-uvicorn", "py-wsgi-uvicorn":
+		app := "app:app"
+		if name == "py-wsgi-uvicorn" {
+			app = "wsgi_app:app"
+		}
+		p, addr, err := startPyUvicorn(name, app)
 		if err != nil {
 			return nil, err
 		}
@@ -426,9 +487,33 @@ func startPyBridge() (*pyPlugin, error) {
 	}
 }
 
-// startPyUvicorn starts uvicorn on a socket that listens already, and
-// returns its address.
-func startPyUvicorn() (*pyProc, string, error) {
+// startPyWSGI starts python/wsgi_plugin.py, serving the WSGI app the way
+// how says ("threads" or "aio"), and returns its port.
+func startPyWSGI(name, how string) (*pyProc, int, error) {
+	stderr := &logBuffer{}
+	out := &firstLine{line: make(chan string, 1), rest: stderr}
+	proc, err := startPy(name, []string{filepath.Join("python", "wsgi_plugin.py"), how}, nil, out, stderr)
+	if err != nil {
+		return nil, 0, err
+	}
+	select {
+	case line := <-out.line:
+		port, err := strconv.Atoi(strings.TrimSpace(line))
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s printed %q, want its port", name, line)
+		}
+		return proc, port, nil
+	case <-proc.done:
+		return nil, 0, fmt.Errorf("%s exited before it served: %v%s", name, proc.err, proc.stderr.tail())
+	case <-time.After(60 * time.Second):
+		return nil, 0, fmt.Errorf("%s did not print its port within 60s%s", name, proc.stderr.tail())
+	}
+}
+
+// startPyUvicorn starts uvicorn serving app ("module:attribute" of
+// python/; a WSGI one for py-wsgi-uvicorn) on a socket that listens
+// already, and returns its address.
+func startPyUvicorn(name, app string) (*pyProc, string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, "", err
@@ -448,13 +533,18 @@ func startPyUvicorn() (*pyProc, string, error) {
 	}
 	args := []string{
 		"-m", "uvicorn", "--fd", "3", "--app-dir", "python",
-		"--http", "h11", "--loop", pyLoop(), "--lifespan", "on",
+		"--http", "h11", "--loop", pyLoop(),
 		// Quiet, and keep-alive longer than a run, as for the Go server.
 		"--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "3600",
 	}
+	if name == "py-wsgi-uvicorn" {
+		args = append(args, "--interface", "wsgi", "--lifespan", "off")
+	} else {
+		args = append(args, "--lifespan", "on")
+	}
 	args = append(args, strings.Fields(os.Getenv(envUvicorn))...)
-	args = append(args, "app:app")
-	p, err := startPy("py-uvicorn", args, f, nil, &logBuffer{})
+	args = append(args, app)
+	p, err := startPy(name, args, f, nil, &logBuffer{})
 	if err != nil {
 		return nil, "", err
 	}

@@ -1076,7 +1076,8 @@ const (
 	// every one of them (in and out) would grow the RSS by twice the
 	// margin.
 	pyEchoSize = 32 << 10
-	// pyWSGIWorkers is the size of ServeHTTPWSGI's default worker pool.
+	// pyWSGIWorkers is max_workers' default: the size of each of the
+	// threaded WSGI facade's pools (the server's, the app's, the readers').
 	pyWSGIWorkers = 64
 )
 
@@ -1149,12 +1150,14 @@ func pyNoGrowth(t *testing.T, env *pyEnv) {
 	afterSequential := stats()
 	concurrent(pyConcurrent)
 	afterConcurrent := stats()
-	// The WSGI bridge's worker pool starts threads as requests queue, up to
-	// its 64 (besides a few of gRPC's): a WSGI plugin may grow to that
-	// many, an ASGI one not at all.
+	// serve_plugin_hooks serves a WSGI app from grpcio's synchronous
+	// server: its pool, the app's and the readers' (uploads with a
+	// read_timeout) start threads as requests come, up to max_workers (64)
+	// each, besides a few of gRPC's; a WSGI plugin may grow to that many,
+	// an ASGI one not at all.
 	maxThreads := base.Threads
 	if env.app.wsgi {
-		maxThreads = max(maxThreads, pyWSGIWorkers+8)
+		maxThreads = max(maxThreads, 3*pyWSGIWorkers+8)
 	}
 	t.Logf("plugin after warm-up %+v, after %d sequential %+v, after %d concurrent %+v",
 		base, pySequential, afterSequential, pyConcurrent, afterConcurrent)

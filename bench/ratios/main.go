@@ -5,9 +5,12 @@
 // raw over grpc.aio and to uvicorn behind the proxy), taken from the same
 // run. For Python it also checks the ratios against the targets of issue 8:
 // GET latency at most 1.5 times uvicorn's, bulk throughput at least half.
+// BenchmarkPythonWSGI's tables compare the threaded WSGI facade with the
+// grpc.aio one and with uvicorn --interface wsgi.
 //
 //	go run ./bench/ratios < bench/results/default.txt
 //	go run ./bench/ratios < bench/results/python.txt
+//	go run ./bench/ratios < bench/results/python-wsgi.txt
 package main
 
 import (
@@ -23,7 +26,7 @@ import (
 
 // line matches one result: benchmark, workload, system, iterations, then
 // value-unit pairs.
-var line = regexp.MustCompile(`^Benchmark(Exchange|Python)/work=([^/]+)/sys=(\S+?)(-\d+)?\s+\d+\s+(.*)$`)
+var line = regexp.MustCompile(`^Benchmark(Exchange|PythonWSGI|Python)/work=([^/]+)/sys=(\S+?)(-\d+)?\s+\d+\s+(.*)$`)
 
 type key struct{ work, sys, unit string }
 
@@ -55,6 +58,13 @@ func main() {
 			fmt.Println()
 		}
 		printPython(works["Python"], median)
+		printed = true
+	}
+	if len(works["PythonWSGI"]) > 0 {
+		if printed {
+			fmt.Println()
+		}
+		printPythonWSGI(works["PythonWSGI"], median)
 	}
 }
 
@@ -162,6 +172,49 @@ func printPython(works []string, median medianFunc) {
 			fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", work, sys,
 				dur(hc, okHC), dur(pc, okPC), num(b, true), num(allocs, true),
 				num(hs, okHS), num(ps, okPS))
+		}
+	}
+}
+
+// printPythonWSGI prints BenchmarkPythonWSGI's tables: the threaded WSGI
+// facade against the grpc.aio one and against uvicorn --interface wsgi
+// behind the proxy, then the CPU time of each process.
+func printPythonWSGI(works []string, median medianFunc) {
+	fmt.Println("| workload | metric | py-wsgi-aio | py-wsgi | py-wsgi-uvicorn | wsgi/aio | wsgi/uvicorn | target |")
+	fmt.Println("|---|---|--:|--:|--:|--:|--:|---|")
+	for _, work := range works {
+		for _, unit := range metrics(work) {
+			aio, okAio := median(work, "py-wsgi-aio", unit)
+			threads, ok := median(work, "py-wsgi", unit)
+			uvicorn, okUvicorn := median(work, "py-wsgi-uvicorn", unit)
+			if !ok {
+				continue
+			}
+			f := num
+			if strings.HasSuffix(unit, "ns/op") {
+				f = dur
+			}
+			fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", work, unit,
+				f(aio, okAio), f(threads, true), f(uvicorn, okUvicorn),
+				ratio(threads, aio, okAio), ratio(threads, uvicorn, okUvicorn),
+				target(work, unit, threads, uvicorn, okUvicorn))
+		}
+	}
+
+	fmt.Println()
+	fmt.Println("| workload | system | host CPU/op | Python CPU/op | host switches/op | Python switches/op |")
+	fmt.Println("|---|---|--:|--:|--:|--:|")
+	for _, work := range works {
+		for _, sys := range []string{"py-wsgi-aio", "py-wsgi", "py-wsgi-uvicorn"} {
+			hc, okHC := median(work, sys, "host-cpu-ns/op")
+			if !okHC {
+				continue
+			}
+			pc, okPC := median(work, sys, "plugin-cpu-ns/op")
+			hs, okHS := median(work, sys, "host-switches/op")
+			ps, okPS := median(work, sys, "plugin-switches/op")
+			fmt.Printf("| %s | %s | %s | %s | %s | %s |\n", work, sys,
+				dur(hc, okHC), dur(pc, okPC), num(hs, okHS), num(ps, okPS))
 		}
 	}
 }

@@ -21,7 +21,8 @@ import concurrent.futures
 import inspect
 import os
 import sys
-from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+import threading
+from typing import Any, Callable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import pytest
 
@@ -259,6 +260,7 @@ class FakeContext:
         self.code: Optional[grpc.StatusCode] = None
         self.details: Optional[str] = None
         self.events: List[Tuple[str, Any]] = []  # ("read", msg) and ("write", Out), in order
+        self.on_cancel: List[Callable[[], None]] = []  # told of cancel_rpc(), as SyncRPC is
 
     # The test's side.
 
@@ -302,6 +304,8 @@ class FakeContext:
         self._read_broken = True
         self._inbox.put_nowait(EOF)
         self.break_stream(StreamBroken("rpc cancelled"))
+        for hook in self.on_cancel:
+            hook()
 
     @property
     def outs(self) -> List[Out]:
@@ -410,3 +414,167 @@ def response_start(status: int = 200, headers: Sequence[Tuple[bytes, bytes]] = (
 
 def response_body(body: bytes = b"", more_body: bool = False) -> dict:
     return {"type": "http.response.body", "body": body, "more_body": more_body}
+
+
+# --- grpcio's synchronous server, over the scripted stream ----------------------
+
+
+class SyncRPC:
+    """One RPC of grpcio's synchronous server (grpc/_server.py, 1.51), played
+    over a FakeContext: the request iterator and the servicer context that
+    a threaded facade's handle() gets, and the server's loop that writes
+    what it yields.
+
+    As grpcio does: next() on the iterator waits for a message, ends with
+    StopIteration at EOF and raises grpc.RpcError once the RPC was
+    cancelled; the server asks the generator for its next message only once
+    the previous one was written, and stops asking (dropping the generator)
+    once the RPC is no longer active; callbacks run once the RPC ended,
+    cancelled or with its status; set_code() after the status is ignored.
+    A cancel is the host's: ctx.cancel_rpc(), the handle() task cancelled,
+    or a write that fails.
+    """
+
+    def __init__(self, ctx: FakeContext, loop: asyncio.AbstractEventLoop) -> None:
+        self._ctx = ctx
+        self._loop = loop
+        self._lock = threading.Lock()
+        self.cancelled = False
+        self.statused = False
+        self._callbacks: Optional[List[Callable[[], None]]] = []
+        self._pending: "set[concurrent.futures.Future[Any]]" = set()
+        ctx.on_cancel.append(self.cancel)
+
+    # The request iterator.
+
+    def __iter__(self) -> "SyncRPC":
+        return self
+
+    def __next__(self) -> Any:
+        if self.cancelled:
+            raise grpc.RpcError()
+        if self.statused:
+            raise StopIteration
+        future = asyncio.run_coroutine_threadsafe(self._ctx.read(), self._loop)
+        with self._lock:
+            self._pending.add(future)
+        try:
+            msg = future.result()
+        except concurrent.futures.CancelledError:
+            msg = EOF
+        finally:
+            with self._lock:
+                self._pending.discard(future)
+        if self.cancelled:
+            raise grpc.RpcError()
+        if msg is EOF:
+            raise StopIteration
+        return msg
+
+    # The servicer context.
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        with self._lock:
+            if self._callbacks is None:
+                return False
+            self._callbacks.append(callback)
+            return True
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        if not self.statused:
+            self._ctx.set_code(code)
+
+    def set_details(self, details: str) -> None:
+        if not self.statused:
+            self._ctx.set_details(details)
+
+    # The server.
+
+    def _end(self) -> None:
+        with self._lock:
+            callbacks, self._callbacks = self._callbacks, None
+            pending = list(self._pending)
+        for future in pending:
+            future.cancel()
+        for callback in callbacks or ():
+            callback()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self._end()
+
+    def serve(self, handle: Callable[[Any, Any], Iterator[Any]]) -> None:
+        """The server's thread: writes what handle() yields."""
+        responses = handle(self, self)
+        try:
+            for msg in responses:
+                if self.cancelled:
+                    break
+                future = asyncio.run_coroutine_threadsafe(self._ctx.write(msg), self._loop)
+                with self._lock:
+                    self._pending.add(future)
+                try:
+                    future.result()
+                except (Exception, concurrent.futures.CancelledError):
+                    self.cancel()
+                finally:
+                    with self._lock:
+                        self._pending.discard(future)
+                if self.cancelled:
+                    break
+        finally:
+            responses.close()  # what dropping it does in CPython
+        if not self.cancelled:
+            self.statused = True
+            self._end()
+
+
+class Threaded:
+    """A threaded WSGI facade made to look like a grpc.aio one for the tests:
+    handle() plays one SyncRPC over the FakeContext in a thread of its own,
+    and raises CancelledError at once when cancelled, as grpc.aio's
+    handler would."""
+
+    def __init__(self, facade: Any) -> None:
+        self.facade = facade
+        self.chunk_size = facade.chunk_size
+
+    async def handle(self, request_iterator: Any, ctx: FakeContext) -> None:
+        loop = asyncio.get_running_loop()
+        rpc = SyncRPC(ctx, loop)
+        done: "asyncio.Future[None]" = loop.create_future()
+
+        def run() -> None:
+            try:
+                rpc.serve(self.facade.handle)
+            except BaseException as err:  # grpcio would log it and fail the RPC
+                settle_done(lambda: done.done() or done.set_exception(err))
+            else:
+                settle_done(lambda: done.done() or done.set_result(None))
+
+        def settle_done(how: Callable[[], Any]) -> None:
+            try:
+                loop.call_soon_threadsafe(how)
+            except RuntimeError:
+                pass  # the test is over and its loop closed
+
+        threading.Thread(target=run, name="test-grpc-server", daemon=True).start()
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            rpc.cancel()
+            raise
+
+    async def shutdown(self, grace: Optional[float] = None) -> None:
+        self.facade.shutdown(grace)
+
+
+WSGI_KINDS = ["aio", "threads"]
+
+
+def wsgi_facade(kind: str, app: Any, **options: Any) -> Any:
+    """A WSGI facade of kind "aio" (ServeHTTPWSGI) or "threads"
+    (ServeHTTPThreadedWSGI, wrapped in Threaded)."""
+    if kind == "threads":
+        return Threaded(bridge.ServeHTTPThreadedWSGI(app, **options))
+    return bridge.ServeHTTPWSGI(app, **options)

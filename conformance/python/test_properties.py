@@ -1,5 +1,5 @@
-"""Property-based tests of the ASGI and WSGI facades: fuzzed like the Go
-side's FuzzPlugin (issue 17, section 6).
+"""Property-based tests of the ASGI and WSGI facades, the threaded WSGI one
+too: fuzzed like the Go side's FuzzPlugin (issue 17, section 6).
 
 Hypothesis draws, for each exchange:
 
@@ -100,7 +100,7 @@ finally:
         os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = _saved_storage
 hypothesis.configuration.set_hypothesis_home_dir(_STORAGE)
 
-from conftest import INTERNAL_ERROR, FakeContext, Out, StreamBroken, bridge, chunk, init, out, pb  # noqa: E402
+from conftest import INTERNAL_ERROR, FakeContext, Out, StreamBroken, bridge, chunk, init, out, pb, wsgi_facade  # noqa: E402
 
 # --- settings -----------------------------------------------------------------
 
@@ -801,18 +801,26 @@ def run_asgi(host: Host, plan: AsgiPlan) -> Report:
     return asyncio.run(exchange(host, make, None))
 
 
-def run_wsgi(host: Host, plan: WsgiPlan) -> Report:
+def run_wsgi(host: Host, plan: WsgiPlan, kind: str = "aio") -> Report:
+    """One exchange with the WSGI facade of kind: "aio" (ServeHTTPWSGI) or
+    "threads" (ServeHTTPThreadedWSGI on conftest's SyncRPC)."""
     workers = Workers()
+    made: List[Any] = []
     try:
 
         def make(log: AppLog, side: HostSide) -> Any:
-            return bridge.ServeHTTPWSGI(
-                WsgiApp(plan, log, side.end_reason), chunk_size=host.chunk_size, executor=workers, logger=QUIET
+            facade = wsgi_facade(
+                kind, WsgiApp(plan, log, side.end_reason), chunk_size=host.chunk_size, executor=workers, logger=QUIET
             )
+            made.append(facade)
+            return facade
 
         return asyncio.run(exchange(host, make, workers))
     finally:
         workers.shutdown(wait=False, cancel_futures=True)
+        if kind == "threads":
+            for facade in made:
+                facade.facade.shutdown()
 
 
 # --- the properties -----------------------------------------------------------
@@ -938,3 +946,11 @@ def test_wsgi_apps(host: Host, app: WsgiPlan) -> None:
     """ServeHTTPWSGI over random host streams, with random app behaviours
     in its worker thread."""
     check(run_wsgi(host, app))
+
+
+@SETTINGS
+@given(host=hosts(), app=wsgi_plans())
+def test_threaded_wsgi_apps(host: Host, app: WsgiPlan) -> None:
+    """ServeHTTPThreadedWSGI over the same random host streams, played as
+    grpcio's synchronous server would, with the same app behaviours."""
+    check(run_wsgi(host, app, "threads"))

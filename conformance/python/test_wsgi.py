@@ -1,6 +1,10 @@
-"""The WSGI facade: environ, wsgi.input streaming from the stream on demand,
+"""The WSGI facades: environ, wsgi.input streaming from the stream on demand,
 each item of the app's iterable sent and flushed, start_response with
-exc_info, close(), and the same failure rules as ASGI."""
+exc_info, close(), and the same failure rules as ASGI.
+
+Every test runs against both facades: ServeHTTPWSGI on the grpc.aio
+stream, and ServeHTTPThreadedWSGI played as grpcio's synchronous server
+would (conftest's SyncRPC) over the same scripted stream."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import pytest
 
 from conftest import (
     INTERNAL_ERROR,
+    WSGI_KINDS,
     FakeContext,
     Out,
     body_of,
@@ -28,11 +33,33 @@ from conftest import (
     shape,
     start_task,
     until,
+    wsgi_facade,
 )
 
+# The facade the tests of this module serve with, set by the kind fixture.
+KIND = "aio"
+_made: List[Any] = []
 
-def wsgi(app: Callable[..., Any], executor: Any, **options: Any) -> bridge.ServeHTTPWSGI:
-    return bridge.ServeHTTPWSGI(app, executor=executor, **options)
+
+@pytest.fixture(autouse=True, params=WSGI_KINDS)
+def kind(request: Any) -> Iterator[str]:
+    global KIND
+    KIND = request.param
+    yield KIND
+    for facade in _made:
+        if KIND == "threads":
+            facade.facade.shutdown()
+    _made.clear()
+
+
+def make(app: Callable[..., Any], **options: Any) -> Any:
+    facade = wsgi_facade(KIND, app, **options)
+    _made.append(facade)
+    return facade
+
+
+def wsgi(app: Callable[..., Any], executor: Any, **options: Any) -> Any:
+    return make(app, executor=executor, **options)
 
 
 async def serve_wsgi(app: Callable[..., Any], executor: Any, messages: List[Any], **options: Any) -> FakeContext:
@@ -340,7 +367,7 @@ async def test_items_wait_for_their_writes(executor):
     ctx.hold_writes()
     task = start_task(wsgi(app, executor), ctx)
     for n in range(3):
-        await until(lambda: ctx.writing, "a write to wait")
+        await until(lambda: ctx.writing and len(ctx.writes) == n, "a write to wait")
         await settle()
         assert (asked, len(ctx.writes)) == (list(range(n + 1)), n)
         ctx.release_writes()
@@ -611,6 +638,9 @@ async def test_write_failure_raises_oserror_in_the_app(executor):
     ctx = FakeContext([init()])
     ctx.break_stream()
     await serve(wsgi(app, executor), ctx)
+    # The threaded facade frees the server's thread as soon as the host
+    # is gone, while the app runs on.
+    await until(lambda: log, "the app to close its iterable")
     assert errors == [OSError]
     assert log == ["closed"]
     assert ctx.writes == [] and ctx.code is None
@@ -759,7 +789,7 @@ async def test_max_workers_bounds_the_threads_and_shutdown_stops_them():
         start_response("200 OK", [])
         return [b"ok"]
 
-    facade = bridge.ServeHTTPWSGI(app, max_workers=2)
+    facade = make(app, max_workers=2)
     contexts = [FakeContext([init(f"/{i}")]) for i in range(4)]
     tasks = [start_task(facade, ctx) for ctx in contexts]
     await until(lambda: len(peak) == 2, "two apps to run")

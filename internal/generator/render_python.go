@@ -53,7 +53,10 @@ type pyMethodView struct {
 	Attr string // serve_http, the servicer attribute holding its facade
 	ASGI string // the facade classes, qualified
 	WSGI string
-	Doc  string // the method's docstring, indented for the method body
+	// Threaded is the facade of the synchronous servicer, for WSGI apps
+	// on grpcio's synchronous server.
+	Threaded string
+	Doc      string // the method's docstring, indented for the method body
 }
 
 // renderPython writes <file>_httpbridge.py for fm; it writes nothing when
@@ -95,7 +98,7 @@ func renderPython(plugin *protogen.Plugin, fm *fileModel, cfg *config) error {
 			ContentLength: req.contentLength != nil,
 			Flush:         res.flush != nil,
 		})
-		view.Exports = append(view.Exports, p.prefix+"ASGI", p.prefix+"WSGI", strings.ToUpper(snakeCase(p.prefix))+"_CHUNK_SIZE", strings.ToUpper(snakeCase(p.prefix))+"_MAX_CHUNK_SIZE")
+		view.Exports = append(view.Exports, p.prefix+"ASGI", p.prefix+"WSGI", p.prefix+"ThreadedWSGI", strings.ToUpper(snakeCase(p.prefix))+"_CHUNK_SIZE", strings.ToUpper(snakeCase(p.prefix))+"_MAX_CHUNK_SIZE")
 	}
 	var services []*pyServiceView
 	byService := map[*protogen.Service]*pyServiceView{}
@@ -112,18 +115,19 @@ func renderPython(plugin *protogen.Plugin, fm *fileModel, cfg *config) error {
 			}
 			byService[b.service] = s
 			services = append(services, s)
-			view.Exports = append(view.Exports, s.Name+"Bridge", s.Serve, s.Run)
+			view.Exports = append(view.Exports, s.Name+"Bridge", s.Name+"ThreadedBridge", s.Serve, s.Run)
 		}
 		if err := checkPyServicerNames(source, b); err != nil {
 			return err
 		}
 		bridge := module(b.pairFile, "_httpbridge")
 		s.Methods = append(s.Methods, &pyMethodView{
-			Name: string(b.method.Desc.Name()),
-			Attr: pyIdentifier(snakeCase(string(b.method.Desc.Name()))),
-			ASGI: bridge + b.prefix + "ASGI",
-			WSGI: bridge + b.prefix + "WSGI",
-			Doc:  pyDocstring(b.method.Comments.Leading, "Serves the app over one "+string(b.method.Desc.Name())+" stream.", "        "),
+			Name:     string(b.method.Desc.Name()),
+			Attr:     pyIdentifier(snakeCase(string(b.method.Desc.Name()))),
+			ASGI:     bridge + b.prefix + "ASGI",
+			WSGI:     bridge + b.prefix + "WSGI",
+			Threaded: bridge + b.prefix + "ThreadedWSGI",
+			Doc:      pyDocstring(b.method.Comments.Leading, "Serves the app over one "+string(b.method.Desc.Name())+" stream.", "        "),
 		})
 	}
 	view.Services = services
@@ -137,12 +141,12 @@ func renderPython(plugin *protogen.Plugin, fm *fileModel, cfg *config) error {
 		}
 	}
 	if len(view.Pairs) > 0 {
-		add(stdlib, "asyncio", "concurrent.futures", "enum", "logging", "re", "sys", "urllib.parse")
+		add(stdlib, "asyncio", "concurrent.futures", "enum", "logging", "re", "sys", "threading", "urllib.parse")
 		add(typing, "Any", "Awaitable", "Callable", "Coroutine", "Dict", "Iterable", "Iterator", "List", "MutableMapping", "NamedTuple", "NoReturn", "Optional", "Protocol", "Sequence", "Set", "Tuple")
 	}
 	if len(view.Services) > 0 {
-		add(stdlib, "asyncio", "ctypes", "functools", "importlib", "inspect", "os", "signal", "sys", "threading")
-		add(typing, "Any", "Callable", "Coroutine", "Dict", "List", "Optional", "Sequence", "Tuple")
+		add(stdlib, "asyncio", "concurrent.futures", "ctypes", "functools", "importlib", "inspect", "os", "signal", "sys", "threading")
+		add(typing, "Any", "Callable", "Coroutine", "Dict", "Iterator", "List", "Optional", "Sequence", "Tuple")
 	}
 	view.Stdlib, view.Typing = slices.Sorted(maps.Keys(stdlib)), slices.Sorted(maps.Keys(typing))
 	view.Imports = slices.Sorted(maps.Keys(imports))

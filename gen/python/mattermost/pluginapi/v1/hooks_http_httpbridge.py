@@ -9,7 +9,9 @@ the host, and the response streams back, in full duplex. The facades here
 serve an ordinary app over such a stream from a grpc.aio servicer:
 
 - ServeHTTPASGI serves an ASGI 3 app (Starlette, FastAPI, Django's ASGI
-  handler) and ServeHTTPWSGI a WSGI app (Flask) over ServeHTTP streams.
+  handler) and ServeHTTPWSGI a WSGI app (Flask) over ServeHTTP streams;
+  ServeHTTPThreadedWSGI serves a WSGI app from a servicer of grpcio's
+  synchronous server (grpc.server) instead.
 
 The app reads the request body as it arrives, with at most one chunk held
 here, so gRPC's flow control paces the upload to the app. What the app
@@ -21,8 +23,8 @@ byte went out gets 500 Internal Server Error, and one that fails after it
 ends the stream without completing the body, so the client sees the
 response cut short rather than a clean end.
 
-Depends on grpcio (grpc.aio) and protobuf 3.20 or later only; Python 3.9
-or later.
+Depends on grpcio (grpc.aio, and grpc.server for WSGI apps) and protobuf
+3.20 or later only; Python 3.9 or later.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import enum
 import logging
 import re
 import sys
+import threading
 import urllib.parse
 from typing import (
     Any,
@@ -62,6 +65,7 @@ __all__ = [
     "SERVE_HTTP_CHUNK_SIZE",
     "SERVE_HTTP_MAX_CHUNK_SIZE",
     "ServeHTTPASGI",
+    "ServeHTTPThreadedWSGI",
     "ServeHTTPWSGI",
     "WSGIApp",
 ]
@@ -1053,19 +1057,33 @@ class _Lifespan:
                 await asyncio.wait({task})
 
 
+class _WSGIExchange(Protocol):
+    """What the WSGI pieces use of an exchange, the grpc.aio facade's
+    _Exchange or the threaded facade's _ThreadedExchange."""
+
+    path: str
+    body: _Body
+
+    @property
+    def started(self) -> bool: ...
+
+    def start(self, head: _ResponseHead) -> None: ...
+
+    def body_allowed(self) -> bool: ...
+
+
 class _WSGIInput:
     """wsgi.input: the request body, read from the stream on demand.
 
-    Each read waits on the event loop for the next chunk, so the app's
-    pace sets the upload's. A body cut short raises OSError rather than
-    ending as if complete, and so does a wait for a chunk longer than the
-    read timeout, so that a stalled upload does not hold a worker thread.
+    Each read asks next_chunk for the next chunk, which waits for the next
+    request message, so the app's pace sets the upload's. next_chunk
+    returns (chunk, more) and raises OSError for a body cut short, or
+    after a wait longer than the read timeout, so that a stalled upload
+    does not hold a worker thread.
     """
 
-    def __init__(self, exchange: _Exchange, loop: asyncio.AbstractEventLoop, timeout: Optional[float]) -> None:
-        self._exchange = exchange
-        self._loop = loop
-        self._timeout = timeout
+    def __init__(self, next_chunk: Callable[[], Tuple[bytes, bool]]) -> None:
+        self._next_chunk = next_chunk
         self._buffer = bytearray()
         self._eof = False
 
@@ -1074,19 +1092,12 @@ class _WSGIInput:
         if self._eof:
             return False
         while True:
-            future = asyncio.run_coroutine_threadsafe(self._exchange.receive(), self._loop)
-            try:
-                event = future.result(self._timeout)
-            except concurrent.futures.TimeoutError:
-                future.cancel()  # the read goes on for the next receive()
-                raise OSError(f"httpbridge: no request body for {self._timeout:g} s (read_timeout)") from None
-            if event["type"] == "http.disconnect":
-                raise _ClientDisconnected("httpbridge: the request body was cut short")
-            self._buffer += event["body"]
-            if not event["more_body"]:
+            chunk, more = self._next_chunk()
+            self._buffer += chunk
+            if not more:
                 self._eof = True
                 return True
-            if event["body"]:
+            if chunk:
                 return True
 
     def read(self, size: Optional[int] = -1) -> bytes:
@@ -1166,17 +1177,19 @@ class _FileWrapper:
 
 
 class _WSGIResponse:
-    """start_response and the app's iterable, for the worker thread."""
+    """start_response and the app's iterable, for the app's thread.
 
-    def __init__(self, exchange: _Exchange, loop: asyncio.AbstractEventLoop) -> None:
+    send_body(data, more) sends data at once, in chunks, and returns once
+    it went out; without more it is the end of the response.
+    """
+
+    def __init__(self, exchange: _WSGIExchange, send_body: Callable[[bytes, bool], None]) -> None:
         self._exchange = exchange
-        self._loop = loop
+        self._send_body = send_body
         self.started = False
+        self.ended = False  # the final message was handed to send_body
         self.declared = -1  # Content-Length, if the app set a valid one
         self.written = 0
-
-    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
-        asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def start_response(
         self, status: str, headers: List[Tuple[str, str]], exc_info: Optional[Any] = None
@@ -1218,13 +1231,122 @@ class _WSGIResponse:
             raise ValueError(f"WSGI app wrote more than its Content-Length of {self.declared} bytes")
         self.written += len(data)
         # With a declared length, the byte that reaches it ends the body.
-        self._call(self._exchange.send_body(bytes(data), self.written != self.declared, through=True))
+        more = self.written != self.declared
+        self.ended = not more
+        self._send_body(bytes(data), more)
 
     def finish(self) -> None:
         if not self.started:
             raise RuntimeError("WSGI app returned without calling start_response")
-        if self._exchange.response is not _Response.COMPLETE:
-            self._call(self._exchange.send_body(b"", False))
+        if not self.ended:
+            self.ended = True
+            self._send_body(b"", False)
+
+
+def _run_wsgi(app: WSGIApp, environ: Dict[str, Any], response: _WSGIResponse, exchange: _WSGIExchange, log: logging.Logger) -> bool:
+    """Runs app on one exchange in the calling thread: True if it completed
+    its response, False if it failed (logged here) or the client left.
+    The iterable's close() is always called."""
+    result: Optional[Iterable[bytes]] = None
+    try:
+        result = app(environ, response.start_response)
+        for data in result:
+            response.send(data)
+        response.finish()
+        return True
+    except _ClientDisconnected:
+        if exchange.body is _Body.CUT_SHORT:
+            log.info("httpbridge: request body cut short; the WSGI app stopped (path %s)", exchange.path)
+        return False
+    except _SendFailed:
+        return False  # said already
+    except BaseException:
+        log.exception("httpbridge: WSGI app failed (path %s)", exchange.path)
+        return False
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("httpbridge: WSGI iterable's close failed (path %s)", exchange.path)
+
+
+def _wsgi_environ(
+    head: _RequestHead,
+    target: _Target,
+    content_length: int,
+    root_path: str,
+    wsgi_input: _WSGIInput,
+    file_wrapper: Callable[..., _FileWrapper],
+) -> Dict[str, Any]:
+    """The environ of a request (PEP 3333); content_length is the body's
+    as the exchange counts it: -1 if unknown."""
+    # PEP 3333 wants a SERVER_NAME even for a request without Host.
+    server = _host_port(head.host, 443 if target.scheme == "https" else 80) or ("localhost", 80)
+    client = _host_port(head.remote_addr)
+    environ: Dict[str, Any] = {
+        "REQUEST_METHOD": head.method or "GET",
+        "SCRIPT_NAME": root_path,
+        # PEP 3333: native strings hold the bytes as Latin-1.
+        "PATH_INFO": urllib.parse.unquote_to_bytes(target.path).decode("latin-1"),
+        "QUERY_STRING": target.query.encode().decode("latin-1"),
+        "SERVER_NAME": server[0],
+        "SERVER_PORT": str(server[1] or ""),
+        "SERVER_PROTOCOL": "HTTP/" + _http_version(head),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": target.scheme,
+        "wsgi.input": wsgi_input,
+        "wsgi.file_wrapper": file_wrapper,
+        "wsgi.input_terminated": True,
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "httpbridge.init": head.init,
+    }
+    if client is not None:
+        environ["REMOTE_ADDR"] = client[0]
+        if client[1] is not None:
+            environ["REMOTE_PORT"] = str(client[1])
+    # PEP 3333: the request's Content-Length, if any; a request with
+    # neither a body nor the header (a GET) has none.
+    if content_length > 0 or (content_length == 0 and any(key.lower() == "content-length" for key, _ in head.headers)):
+        environ["CONTENT_LENGTH"] = str(content_length)
+    for name, value in _request_headers(head):
+        if b"_" in name:
+            # "X_User" and "X-User" would share HTTP_X_USER, so a client
+            # could pass for a header the host sets or removes: such
+            # names are dropped, as gunicorn, nginx and Django do.
+            continue
+        key = name.decode("latin-1").upper().replace("-", "_")
+        text = value.decode("latin-1")
+        if key == "CONTENT_TYPE":
+            environ["CONTENT_TYPE"] = text
+            continue
+        if key == "CONTENT_LENGTH":
+            continue
+        key = "HTTP_" + key
+        environ[key] = environ[key] + "," + text if key in environ else text
+    return environ
+
+
+def _aio_chunks(exchange: _Exchange, loop: asyncio.AbstractEventLoop, timeout: Optional[float]) -> Callable[[], Tuple[bytes, bool]]:
+    """wsgi.input's source for the grpc.aio facade: each chunk is the next
+    receive() of the exchange, run on the event loop."""
+
+    def next_chunk() -> Tuple[bytes, bool]:
+        future = asyncio.run_coroutine_threadsafe(exchange.receive(), loop)
+        try:
+            event = future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()  # the read goes on for the next receive()
+            raise OSError(f"httpbridge: no request body for {timeout:g} s (read_timeout)") from None
+        if event["type"] == "http.disconnect":
+            raise _ClientDisconnected("httpbridge: the request body was cut short")
+        return event["body"], event["more_body"]
+
+    return next_chunk
 
 
 class _WSGIBridge:
@@ -1293,84 +1415,408 @@ class _WSGIBridge:
         if exchange.response is _Response.DISCONNECTED:
             self.log.info("httpbridge: the host cancelled the stream before a worker was free; the WSGI app was not called (path %s)", exchange.path)
             return False
-        response = _WSGIResponse(exchange, loop)
-        result: Optional[Iterable[bytes]] = None
-        try:
-            result = self.app(self._environ(request, loop), response.start_response)
-            for data in result:
-                response.send(data)
-            response.finish()
-            return True
-        except _ClientDisconnected:
-            if exchange.body is _Body.CUT_SHORT:
-                self.log.info("httpbridge: request body cut short; the WSGI app stopped (path %s)", exchange.path)
-            return False
-        except _SendFailed:
-            return False  # said already
-        except BaseException:
-            self.log.exception("httpbridge: WSGI app failed (path %s)", exchange.path)
-            return False
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:
-                    self.log.exception("httpbridge: WSGI iterable's close failed (path %s)", exchange.path)
+
+        def send_body(data: bytes, more: bool) -> None:
+            asyncio.run_coroutine_threadsafe(exchange.send_body(data, more, through=True), loop).result()
+
+        environ = _wsgi_environ(
+            request.head,
+            request.target,
+            exchange.content_length,
+            self.root_path,
+            _WSGIInput(_aio_chunks(exchange, loop, self.read_timeout)),
+            self._file_wrapper,
+        )
+        return _run_wsgi(self.app, environ, _WSGIResponse(exchange, send_body), exchange, self.log)
 
     def _file_wrapper(self, filelike: Any, block_size: int = 8192) -> _FileWrapper:
         return _FileWrapper(filelike, max(block_size, self.chunk_size))
 
-    def _environ(self, request: _Request, loop: asyncio.AbstractEventLoop) -> Dict[str, Any]:
-        head, target = request.head, request.target
-        # PEP 3333 wants a SERVER_NAME even for a request without Host.
-        server = _host_port(head.host, 443 if target.scheme == "https" else 80) or ("localhost", 80)
-        client = _host_port(head.remote_addr)
-        environ: Dict[str, Any] = {
-            "REQUEST_METHOD": head.method or "GET",
-            "SCRIPT_NAME": self.root_path,
-            # PEP 3333: native strings hold the bytes as Latin-1.
-            "PATH_INFO": urllib.parse.unquote_to_bytes(target.path).decode("latin-1"),
-            "QUERY_STRING": target.query.encode().decode("latin-1"),
-            "SERVER_NAME": server[0],
-            "SERVER_PORT": str(server[1] or ""),
-            "SERVER_PROTOCOL": "HTTP/" + _http_version(head),
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": target.scheme,
-            "wsgi.input": _WSGIInput(request.exchange, loop, self.read_timeout),
-            "wsgi.file_wrapper": self._file_wrapper,
-            "wsgi.input_terminated": True,
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": False,
-            "wsgi.run_once": False,
-            "httpbridge.init": head.init,
-        }
-        if client is not None:
-            environ["REMOTE_ADDR"] = client[0]
-            if client[1] is not None:
-                environ["REMOTE_PORT"] = str(client[1])
-        # PEP 3333: the request's Content-Length, if any; a request with
-        # neither a body nor the header (a GET) has none.
-        declared = request.exchange.content_length
-        if declared > 0 or (declared == 0 and any(key.lower() == "content-length" for key, _ in head.headers)):
-            environ["CONTENT_LENGTH"] = str(declared)
-        for name, value in _request_headers(request.head):
-            if b"_" in name:
-                # "X_User" and "X-User" would share HTTP_X_USER, so a client
-                # could pass for a header the host sets or removes: such
-                # names are dropped, as gunicorn, nginx and Django do.
-                continue
-            key = name.decode("latin-1").upper().replace("-", "_")
-            text = value.decode("latin-1")
-            if key == "CONTENT_TYPE":
-                environ["CONTENT_TYPE"] = text
-                continue
-            if key == "CONTENT_LENGTH":
-                continue
-            key = "HTTP_" + key
-            environ[key] = environ[key] + "," + text if key in environ else text
-        return environ
+
+class _SyncContext(Protocol):
+    """What the threaded facade uses of a grpc.ServicerContext of grpcio's
+    synchronous server: the end of the RPC, and the status it ends with."""
+
+    def add_callback(self, callback: Callable[[], None]) -> bool: ...
+
+    def set_code(self, code: grpc.StatusCode) -> None: ...
+
+    def set_details(self, details: str) -> None: ...
+
+
+def _rejection(wire: _Wire, status: int, reason: str) -> Any:
+    """A bare status in one message, as net/http's http.Error."""
+    head = _ResponseHead(status, [("content-type", ["text/plain; charset=utf-8"]), ("x-content-type-options", ["nosniff"])])
+    return wire.response(head, (reason + "\n").encode(), False, True)
+
+
+def _next_or_none(requests: Iterator[Any]) -> Optional[Any]:
+    """The next request message; None once the stream ended, whether the
+    host half-closed (StopIteration) or cancelled (grpc.RpcError)."""
+    try:
+        return next(requests)
+    except StopIteration:
+        return None
+    except Exception:  # the stream broke: what came is all there is
+        return None
+
+
+class _ThreadedExchange:
+    """One HTTP exchange on one stream of grpcio's synchronous server: its
+    whole state, behind one condition.
+
+    Three threads take part. The server's thread runs :meth:`messages`,
+    whose items gRPC writes one at a time, asking for the next only once
+    the previous one was written (grpc/_server.py's _send_response waits
+    for the write's completion) and while the RPC is active. The app's
+    worker thread reads the body (:meth:`read_chunk`), hands messages over
+    (:meth:`send_body`, which waits until gRPC wrote them, so a slow client
+    paces the app) and ends the exchange (:meth:`finish`). gRPC's own
+    thread reports the end of the RPC (:meth:`cancel`). Completion is
+    recorded once the final message was written.
+    """
+
+    def __init__(
+        self,
+        wire: _Wire,
+        requests: Iterator[Any],
+        context: _SyncContext,
+        head: _RequestHead,
+        path: str,
+        first_chunk: bytes,
+        first_complete: bool,
+        chunk_size: int,
+        send_limit: int,
+        reader: Optional[concurrent.futures.Executor],
+        read_timeout: Optional[float],
+        log: logging.Logger,
+    ) -> None:
+        self._wire = wire
+        self._requests = requests
+        self._context = context
+        self.path = path  # for logs: never the query, which may hold tokens
+        self._chunk_size = chunk_size
+        self._send_limit = send_limit  # the server's, if known; -1 if not
+        self._reader = reader  # reads with a timeout; None: no timeout
+        self._read_timeout = read_timeout
+        self._log = log
+        self._cond = threading.Condition()
+        self.response = _Response.PENDING
+        self.body = _Body.ARRIVING
+        self._cancelled = False  # the RPC ended: the host cancelled, or it is over
+        self._outbox: List[Any] = []  # messages for the server's thread to yield
+        self._queued = 0  # messages handed over so far
+        self._written = 0  # of those, the ones gRPC wrote
+        self._done = False  # the app's thread is through with the exchange
+        self._start: Optional[_ResponseHead] = None
+
+        # As _Exchange: remaining counts what the declared length still
+        # allows, -1 when unknown.
+        declared = head.content_length
+        if first_complete and not first_chunk and declared <= 0:
+            declared = 0
+        elif declared <= 0:
+            declared = -1
+        self.content_length = declared
+        self._remaining = declared
+        self._chunk = b""
+        self._complete = False
+        self._late_init_logged = False
+        self._reading: Optional[concurrent.futures.Future[Optional[Any]]] = None
+        self._accept(first_chunk, first_complete)
+
+    @property
+    def started(self) -> bool:
+        """Whether the response started and the host is still there: only
+        then does start_response's exc_info raise again."""
+        return self.response is not _Response.PENDING and self.response is not _Response.DISCONNECTED
+
+    def start(self, head: _ResponseHead) -> None:
+        """Sets or, before anything was sent, replaces the status and headers."""
+        self._start = head
+
+    def body_allowed(self) -> bool:
+        """Whether the response's status allows a body (not 204 or 304)."""
+        return self._start is None or self._start.status not in (204, 304)
+
+    # The request body, read by the app's thread.
+
+    def _accept(self, chunk: bytes, complete: bool) -> None:
+        if self._remaining >= 0 and len(chunk) >= self._remaining:
+            if len(chunk) > self._remaining:
+                self._log.warning("httpbridge: request body is longer than its content_length; the excess is dropped")
+            chunk, complete = chunk[: self._remaining], True
+        if self._remaining >= 0:
+            self._remaining -= len(chunk)
+            if complete and self._remaining > 0:
+                # Shorter than declared: as with net/http, never a clean end.
+                complete = False
+                self.body = _Body.SHORT
+        self._chunk = chunk
+        self._complete = complete
+
+    def read_chunk(self) -> Tuple[bytes, bool]:
+        """The next chunk of the body and whether more may come, reading
+        the next request message only when none is held. Raises OSError
+        for a body cut short, a host that left, or a wait longer than the
+        read timeout."""
+        while True:
+            if self._chunk or self._complete:
+                chunk, self._chunk = self._chunk, b""
+                if self._complete:
+                    self.body = _Body.DELIVERED
+                return chunk, not self._complete
+            if self.body is not _Body.ARRIVING or self.response in _OVER:
+                if self.body is not _Body.DELIVERED:
+                    self.body = _Body.CUT_SHORT
+                raise _ClientDisconnected("httpbridge: the request body was cut short")
+            msg = self._read()
+            if msg is None:
+                # The host half-closed or cancelled before body_complete.
+                self.body = _Body.CUT_SHORT
+                raise _ClientDisconnected("httpbridge: the request body was cut short")
+            if self._wire.request_head(msg) is not None and not self._late_init_logged:
+                self._late_init_logged = True
+                self._log.warning("httpbridge: ignoring an init after the first request message")
+            self._accept(*self._wire.request_body(msg))
+
+    def _read(self) -> Optional[Any]:
+        """The next request message, None at the end of the stream.
+
+        gRPC's request iterator cannot wait with a timeout, so with one the
+        read runs in a reader thread, and a read that timed out is left to
+        the next call, as a message cannot be taken back.
+        """
+        if self._reader is None:
+            return _next_or_none(self._requests)
+        if self._reading is None:
+            try:
+                self._reading = self._reader.submit(_next_or_none, self._requests)
+            except RuntimeError:  # the facade was shut down
+                return None
+        try:
+            msg = self._reading.result(self._read_timeout)
+        except concurrent.futures.TimeoutError:
+            raise OSError(f"httpbridge: no request body for {self._read_timeout:g} s (read_timeout)") from None
+        except concurrent.futures.CancelledError:  # dropped by shutdown()
+            msg = None
+        self._reading = None
+        return msg
+
+    # The response, sent by the app's thread and written by the server's.
+
+    def send_body(self, body: bytes, more: bool) -> None:
+        """Sends body in chunks of at most the chunk size, each once the
+        one before was written, and returns once the last was written;
+        without more, the last completes the response, and the app's
+        thread goes on while it is written."""
+        with self._cond:
+            if self.response is not _Response.PENDING and self.response is not _Response.STREAMING:
+                if self.response is _Response.DISCONNECTED:
+                    raise _ClientDisconnected("httpbridge: the host cancelled the stream")
+                raise RuntimeError("httpbridge: body sent after the response ended")
+            assert self._start is not None
+            size = self._chunk_size
+            last = max(len(body) - 1, 0) // size * size
+            for at in range(0, last + 1, size):
+                if self._host_left():
+                    raise _ClientDisconnected("httpbridge: the host cancelled the stream")
+                final = at == last
+                before = self.response
+                head = self._start if before is _Response.PENDING else None
+                msg = self._wire.response(head, body[at : at + size], final and more, final and not more)
+                if self._send_limit >= 0:
+                    length = msg.ByteSize()
+                    if length > self._send_limit:
+                        # grpcio would fail the call as if the host had
+                        # cancelled: told apart here, before.
+                        self._fail_send(before, f"{length} bytes, over the send limit of {self._send_limit} (max_send_message_length)")
+                self.response = _Response.FINISHING if final and not more else _Response.STREAMING
+                self._outbox.append(msg)
+                self._queued += 1
+                self._cond.notify_all()
+                if final and not more:
+                    return  # messages() records completion once it was written
+                queued = self._queued
+                while self._written < queued and not self._cancelled:
+                    self._cond.wait()
+                if self._written < queued:
+                    raise _ClientDisconnected("httpbridge: the host cancelled the stream")
+
+    def _host_left(self) -> bool:
+        # A method, as cancel() may change the response during a wait.
+        return self.response is _Response.DISCONNECTED
+
+    def _fail_send(self, before: _Response, why: str) -> NoReturn:
+        """A message that never went out, through no fault of the host's."""
+        self.response = before
+        self._log.error("httpbridge: could not send a response message (path %s): %s", self.path, why)
+        raise _SendFailed(f"httpbridge: could not send a response message: {why}")
+
+    def messages(self) -> Iterator[Any]:
+        """The response messages, for gRPC to write: the server's thread
+        waits here for each, and ends the stream once the app's thread is
+        through, or at once when the host left."""
+        while True:
+            with self._cond:
+                while not self._outbox and not self._done and not self._cancelled:
+                    self._cond.wait()
+                if self._cancelled or not self._outbox:
+                    return
+                msg = self._outbox.pop(0)
+            yield msg
+            # gRPC asks for the next message once this one was written and
+            # only while the RPC is active.
+            with self._cond:
+                self._written += 1
+                if self.response is _Response.FINISHING and self._written == self._queued:
+                    self.response = _Response.COMPLETE
+                self._cond.notify_all()
+
+    def cancel(self) -> None:
+        """Records that the RPC ended (gRPC's callback), or that the server
+        stopped asking for messages: a response not over is then cut off,
+        and the app's writes and reads raise OSError."""
+        with self._cond:
+            self._cancelled = True
+            if self.response is _Response.PENDING or self.response is _Response.STREAMING:
+                self.response = _Response.DISCONNECTED
+            self._cond.notify_all()
+
+    def finish(self, ok: bool) -> None:
+        """Ends the exchange once the app returned (ok) or failed: a
+        response not begun becomes 500, one begun but not complete ends
+        the stream aborted."""
+        with self._cond:
+            try:
+                if self.response is _Response.PENDING or self.response is _Response.STREAMING:
+                    if ok and self.body is _Body.CUT_SHORT:
+                        self._log.info("httpbridge: request body cut short; the app returned without a response (path %s)", self.path)
+                    elif ok:
+                        self._log.error("httpbridge: app returned without completing its response (path %s)", self.path)
+                    if self.response is _Response.STREAMING:
+                        # The client has part of the response: end the
+                        # stream without body_complete, so the host cuts it short.
+                        self.response = _Response.FAILED
+                        self._context.set_code(grpc.StatusCode.ABORTED)
+                        self._context.set_details("httpbridge: the app failed after the response started")
+                    else:
+                        self.response = _Response.FAILED
+                        self._outbox.append(_rejection(self._wire, 500, "Internal Server Error"))
+            finally:
+                self._done = True
+                self._cond.notify_all()
+
+
+class _ThreadedWSGIBridge:
+    """The threaded WSGI facade of one message pair; see the pair's subclass."""
+
+    _wire: _Wire
+    _default_chunk_size: int
+    _max_chunk_size: int
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        chunk_size: int = 0,
+        root_path: str = "",
+        executor: Optional[concurrent.futures.Executor] = None,
+        max_workers: int = 64,
+        read_timeout: Optional[float] = 30.0,
+        max_send_message_length: int = -1,
+        logger: Optional[logging.Logger] = None,
+    ) -> None:
+        self.app = app
+        self.chunk_size = _chunk_size(chunk_size, self._default_chunk_size, self._max_chunk_size)
+        self.max_send_message_length = max_send_message_length
+        self.root_path = root_path
+        self.read_timeout = read_timeout
+        self.max_workers = max_workers
+        self.log = logger or _log
+        self._own_executor = executor is None
+        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="httpbridge-wsgi"
+        )
+        self._reader: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        if read_timeout is not None:
+            self._reader = concurrent.futures.ThreadPoolExecutor(
+                max_workers=max_workers, thread_name_prefix="httpbridge-wsgi-read"
+            )
+
+    def handle(self, request_iterator: Iterator[Any], context: _SyncContext) -> Iterator[Any]:
+        """Serves the app on one stream: what the servicer method of a
+        grpc.server returns, the response messages.
+
+        The app runs in a worker thread of the executor while the server's
+        thread writes what it sends; each send waits until gRPC wrote it,
+        and the body is read from request_iterator as the app reads, so
+        both directions keep gRPC's flow control. An app whose stream was
+        cancelled before a worker was free is never called.
+        """
+        try:
+            first = next(request_iterator)
+        except StopIteration:
+            self.log.warning("httpbridge: stream ended before its first message")
+            yield _rejection(self._wire, 500, "Internal Server Error")
+            return
+        except Exception:  # grpc.RpcError: the host cancelled already
+            return
+        head = self._wire.request_head(first)
+        if head is None:
+            self.log.warning("httpbridge: first request message has no init")
+            yield _rejection(self._wire, 500, "Internal Server Error")
+            return
+        target = _parse_target(head.method or "GET", head.url)
+        if target is None:
+            # Without the target, whose query may hold a token.
+            self.log.warning("httpbridge: bad request: invalid request target")
+            yield _rejection(self._wire, 400, "Bad Request")
+            return
+        chunk, complete = self._wire.request_body(first)
+        exchange = _ThreadedExchange(
+            self._wire, request_iterator, context, head, target.path, chunk, complete,
+            self.chunk_size, self.max_send_message_length, self._reader, self.read_timeout, self.log,
+        )
+        if not context.add_callback(exchange.cancel):
+            exchange.cancel()  # the RPC is over already
+        try:
+            self._executor.submit(self._run, exchange, head, target)
+        except RuntimeError:  # shut down
+            self.log.warning("httpbridge: the WSGI facade was shut down; answering 503 (path %s)", exchange.path)
+            yield _rejection(self._wire, 503, "Service Unavailable")
+            return
+        try:
+            yield from exchange.messages()
+        finally:
+            # Also when gRPC stops asking for messages (the RPC ended) and
+            # the generator is closed: the app learns that the host left.
+            exchange.cancel()
+
+    def shutdown(self, grace: Optional[float] = None) -> None:
+        """Shuts the worker threads down, if the facade made them; calls
+        that never got a worker are dropped. Call it after the server
+        stopped."""
+        if self._own_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._reader is not None:
+            self._reader.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self, exchange: _ThreadedExchange, head: _RequestHead, target: _Target) -> None:
+        ok = False
+        try:
+            if exchange.response is _Response.DISCONNECTED:
+                self.log.info("httpbridge: the host cancelled the stream before a worker was free; the WSGI app was not called (path %s)", exchange.path)
+                return
+            environ = _wsgi_environ(
+                head, target, exchange.content_length, self.root_path, _WSGIInput(exchange.read_chunk), self._file_wrapper
+            )
+            ok = _run_wsgi(self.app, environ, _WSGIResponse(exchange, exchange.send_body), exchange, self.log)
+        finally:
+            exchange.finish(ok)
+
+    def _file_wrapper(self, filelike: Any, block_size: int = 8192) -> _FileWrapper:
+        return _FileWrapper(filelike, max(block_size, self.chunk_size))
 
 
 # ServeHTTP
@@ -1481,6 +1927,38 @@ class ServeHTTPWSGI(_WSGIBridge):
         read_timeout: seconds a wsgi.input read may wait for the next
             chunk before it raises OSError, so that a stalled upload does
             not hold a thread for ever (None: no limit).
+        max_send_message_length: as for ServeHTTPASGI.
+        logger: as for ServeHTTPASGI.
+    """
+
+    _wire = _ServeHTTPWire()
+    _default_chunk_size = SERVE_HTTP_CHUNK_SIZE
+    _max_chunk_size = SERVE_HTTP_MAX_CHUNK_SIZE
+
+
+class ServeHTTPThreadedWSGI(_ThreadedWSGIBridge):
+    """Serves a WSGI app over ServeHTTP streams of grpcio's synchronous
+    server (grpc.server), with no event loop in between.
+
+    Create one per app and return :meth:`handle` from the servicer's
+    method, or assign it there: ``ServeHTTP = bridge.handle``; call
+    :meth:`shutdown` after the server stopped. The app runs in a worker
+    thread of its own while the server's thread writes what it sends;
+    otherwise it is served as by ServeHTTPWSGI: wsgi.input reads the body
+    as it arrives, each item the app's iterable yields (and each write())
+    is sent and flushed as it comes, and waits until gRPC wrote it.
+
+    Args:
+        app: the WSGI application.
+        chunk_size: as for ServeHTTPASGI.
+        root_path: the environ's SCRIPT_NAME.
+        executor: runs the app; by default a pool of max_workers threads
+            of its own, which shutdown() stops.
+        max_workers: the size of that pool. Give the server's pool as
+            many threads: each exchange holds one of each.
+        read_timeout: as for ServeHTTPWSGI. A read then waits in a reader
+            thread, of a pool of max_workers; None reads in the app's
+            thread.
         max_send_message_length: as for ServeHTTPASGI.
         logger: as for ServeHTTPASGI.
     """

@@ -5,17 +5,20 @@
 """ASGI and WSGI apps served over the HTTP bridge streams of plugins/metrics/metrics.proto.
 
 MetricsBridge is a Metrics servicer that serves an ASGI or WSGI app over
-its bridged rpcs; to run a plugin with nothing else::
+its bridged rpcs, and MetricsThreadedBridge one for grpcio's synchronous
+server that serves a WSGI app; to run a plugin with nothing else (a WSGI
+app is served from grpcio's synchronous server)::
 
     run_metrics(app, "127.0.0.1:50051")
 
-Depends on grpcio (grpc.aio) and protobuf 3.20 or later only; Python 3.9
-or later.
+Depends on grpcio (grpc.aio, and grpc.server for WSGI apps) and protobuf
+3.20 or later only; Python 3.9 or later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ctypes
 import functools
 import importlib
@@ -29,6 +32,7 @@ from typing import (
     Callable,
     Coroutine,
     Dict,
+    Iterator,
     List,
     Optional,
     Sequence,
@@ -43,6 +47,7 @@ from ..stream import stream_httpbridge as plugins_dot_stream_dot_stream__httpbri
 
 __all__ = [
     "MetricsBridge",
+    "MetricsThreadedBridge",
     "run_metrics",
     "serve_metrics",
 ]
@@ -157,6 +162,53 @@ def _bridge(app: Any, interface: str, asgi: Any, wsgi: Any, options: Dict[str, A
     raise ValueError(f"interface={interface!r}: want auto, asgi or wsgi")
 
 
+async def _serve_threaded(
+    servicer: Any,
+    register: Callable[[Any, grpc.Server], None],
+    address: str,
+    channel_args: List[Tuple[str, Any]],
+    reuse_port: bool,
+    ready: Optional[Callable[[int], None]],
+    grace: Optional[float],
+    signals: Sequence[int],
+    stop_on_stdin_close: bool,
+) -> None:
+    """serve_*'s server for a WSGI app: grpcio's synchronous server, with
+    as many threads as the facade, stopped as serve_* stops its own."""
+    if not any(name == "grpc.so_reuseport" for name, _ in channel_args):
+        channel_args.append(("grpc.so_reuseport", 1 if reuse_port else 0))
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=servicer.max_workers, thread_name_prefix="httpbridge-grpc")
+    server = grpc.server(pool, options=channel_args)
+    register(servicer, server)
+    port = server.add_insecure_port(address)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    handled: List[int] = []
+    try:
+        for signum in signals:
+            try:
+                loop.add_signal_handler(signum, stopping.set)
+                handled.append(signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or not a Unix loop
+        if stop_on_stdin_close:
+            _watch_stdin(loop, stopping)
+        server.start()
+        if ready is not None:
+            ready(port)
+        await stopping.wait()
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+
+        def stop() -> None:
+            server.stop(grace).wait()
+
+        await loop.run_in_executor(None, stop)
+        servicer.shutdown(grace)
+        pool.shutdown(wait=False)
+
+
 class MetricsBridge(plugins_dot_metrics_dot_metrics__pb2__grpc.MetricsServicer):
     """A Metrics servicer that serves an ASGI or WSGI app over
     ServeMetrics, Tail.
@@ -207,6 +259,48 @@ class MetricsBridge(plugins_dot_metrics_dot_metrics__pb2__grpc.MetricsServicer):
             await bridge.shutdown(grace)
 
 
+class MetricsThreadedBridge(plugins_dot_metrics_dot_metrics__pb2__grpc.MetricsServicer):
+    """A Metrics servicer that serves a WSGI app over
+    ServeMetrics, Tail, for grpcio's synchronous server (grpc.server).
+
+    Subclass it to implement the service's other methods. Register it with
+    add_MetricsServicer_to_server on a server with at least max_workers
+    threads, and call :meth:`shutdown` after the server stopped;
+    :func:`serve_metrics` does all that for a WSGI app.
+
+    Args:
+        app: the WSGI application (an ASGI app needs MetricsBridge).
+        interface: "wsgi", or "auto", which refuses an app that looks like
+            ASGI (a coroutine function, or one as __call__).
+        **options: the options of the threaded WSGI facade, such as
+            chunk_size, root_path, max_workers, read_timeout and logger.
+    """
+
+    def __init__(self, app: Any, *, interface: str = "auto", **options: Any) -> None:
+        if interface not in ("auto", "wsgi") or (interface == "auto" and _is_asgi(app)):
+            raise TypeError("httpbridge: not a WSGI app: serve an ASGI app with MetricsBridge on a grpc.aio server")
+        options.pop("lifespan", None)
+        self.serve_metrics = hooks__http__httpbridge.ServeHTTPThreadedWSGI(app, **options)
+        self.tail = plugins_dot_stream_dot_stream__httpbridge.TailThreadedWSGI(app, **options)
+        self.max_workers = self.serve_metrics.max_workers
+
+    def ServeMetrics(self, request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        """Serves the app over one ServeMetrics stream."""
+        return self.serve_metrics.handle(request_iterator, context)
+
+    def Tail(self, request_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        """Serves the app over one Tail stream."""
+        return self.tail.handle(request_iterator, context)
+
+    def _bridges(self) -> List[Any]:
+        return [self.serve_metrics, self.tail]
+
+    def shutdown(self, grace: Optional[float] = None) -> None:
+        """Stops the facades' worker threads."""
+        for bridge in self._bridges():
+            bridge.shutdown(grace)
+
+
 async def serve_metrics(
     app: Any,
     address: str,
@@ -227,7 +321,9 @@ async def serve_metrics(
     lifespan startup first, calls ready with the bound port once serving,
     and when stopped (one of signals, standard input closed if asked, or
     cancellation) stops the server, giving exchanges in progress grace
-    seconds to finish, and runs the lifespan shutdown.
+    seconds to finish, and runs the lifespan shutdown. A WSGI app is
+    served from grpcio's synchronous server instead, by
+    MetricsThreadedBridge, with max_workers threads.
 
     Args:
         app: the ASGI 3 or WSGI application.
@@ -266,6 +362,12 @@ async def serve_metrics(
     for name, value in channel_args:
         if name == "grpc.max_send_message_length":
             options.setdefault("max_send_message_length", value)
+    if interface == "wsgi" or (interface == "auto" and not _is_asgi(app)):
+        # On grpcio's synchronous server: no event loop between the app's
+        # threads and gRPC.
+        threaded = MetricsThreadedBridge(app, interface=interface, **options)
+        await _serve_threaded(threaded, plugins_dot_metrics_dot_metrics__pb2__grpc.add_MetricsServicer_to_server, address, channel_args, reuse_port, ready, grace, signals, stop_on_stdin_close)
+        return
     servicer = MetricsBridge(app, interface=interface, **options)
     if not any(name == "grpc.so_reuseport" for name, _ in channel_args):
         channel_args.append(("grpc.so_reuseport", 1 if reuse_port else 0))
