@@ -39,8 +39,8 @@
 // which prints the medians and the bridge's ratios to raw and to the proxy
 // (for Python: to py-raw and to py-uvicorn, against the targets of issue 8).
 // Environment: HTTPBRIDGE_BENCH_GRPC names a gRPC configuration of both
-// processes ("default", or "pool" for the recommended buffer pool; see
-// grpcProfiles); HTTPBRIDGE_BENCH_PPROF=DIR makes the plugin process write
+// processes ("default", "pool" for the recommended buffer pool, "workers"
+// for grpc.NumStreamWorkers on the plugin's server; see grpcProfiles); HTTPBRIDGE_BENCH_PPROF=DIR makes the plugin process write
 // its CPU and allocation profiles into DIR; HTTPBRIDGE_BENCH_CHUNK sets the
 // bridge's ChunkSize on both ends (the Python plugin's too);
 // HTTPBRIDGE_BENCH_PYPROF=DIR runs each Python process under cProfile,

@@ -489,6 +489,112 @@ func TestFacadeF16RepeatedHeadersAndLateInit(t *testing.T) {
 	}
 }
 
+// F-Q5: the request's header is the handler's to change. The values of all
+// keys share one allocation in the facade; appending to one key's values
+// must not overwrite the next key's, and changing a value must not change
+// the init that ServeHTTPRequestInitFromContext returns.
+func TestFacadeRequestHeaderIsTheHandlers(t *testing.T) {
+	bridgetest.LeakCheck(t)
+	type view struct {
+		Header http.Header
+		Init   http.Header
+	}
+	seen := make(chan view, 1)
+	init := bridgetest.ReqInit(http.MethodGet, "/")
+	init.Headers = []*pluginapiv1.HTTPHeader{
+		{Key: "a", Values: []string{"1", "2"}},
+		{Key: "B", Values: []string{"3"}},
+		{Key: "None"},
+		{Key: "A", Values: []string{"4"}},
+		{Key: "Empty", Values: []string{""}},
+	}
+	ex := facadeServe(t, func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header
+		h["B"] = append(h["B"], "added to B")
+		h["Empty"] = append(h["Empty"], "added to Empty")
+		h["A"][0] = "changed"
+		got, _ := pluginapiv1.ServeHTTPRequestInitFromContext(r.Context())
+		seen <- view{h.Clone(), facadeHeader(got.GetHeaders())}
+	}, &bridgetest.RequestMsg{Init: init, BodyComplete: true})
+	facadeWantResponse(t, ex, 200, "")
+	got, ok := bridgetest.WaitFor(t, seen, bridgetest.Promptly, "handler")
+	if !ok {
+		return
+	}
+	want := view{
+		Header: http.Header{"A": {"changed", "2", "4"}, "B": {"3", "added to B"}, "None": nil, "Empty": {"", "added to Empty"}},
+		Init:   http.Header{"A": {"1", "2", "4"}, "B": {"3"}, "Empty": {""}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("handler saw %v\nwant         %v", got, want)
+	}
+}
+
+// F-Q10: r.Close as net/http's server sets it, from every Connection value
+// and the protocol version.
+func TestFacadeRequestClose(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		minor      int32
+		connection []string
+		want       bool
+	}{
+		{"http1.1", 1, nil, false},
+		{"http1.1-keep-alive", 1, []string{"keep-alive"}, false},
+		{"http1.1-close-in-a-list", 1, []string{"keep-alive, Close"}, true},
+		{"http1.1-close-in-a-second-value", 1, []string{"x", " close "}, true},
+		{"http1.1-empty-tokens", 1, []string{",,"}, false},
+		{"http1.0", 0, nil, true},
+		{"http1.0-keep-alive", 0, []string{"foo,Keep-Alive"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bridgetest.LeakCheck(t)
+			seen := make(chan bool, 1)
+			init := bridgetest.ReqInit(http.MethodGet, "/")
+			init.Proto, init.ProtoMinor = "HTTP/1."+strconv.Itoa(int(tc.minor)), tc.minor
+			for _, v := range tc.connection {
+				init.Headers = append(init.Headers, &pluginapiv1.HTTPHeader{Key: "Connection", Values: []string{v}})
+			}
+			ex := facadeServe(t, func(w http.ResponseWriter, r *http.Request) {
+				seen <- r.Close
+			}, &bridgetest.RequestMsg{Init: init, BodyComplete: true})
+			facadeWantResponse(t, ex, 200, "")
+			if got, ok := bridgetest.WaitFor(t, seen, bridgetest.Promptly, "handler"); ok && got != tc.want {
+				t.Errorf("r.Close = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// F-Q12: a context derived from the request's ends with it, carries the
+// init, and tells why it ended.
+func TestFacadeDerivedRequestContext(t *testing.T) {
+	bridgetest.LeakCheck(t)
+	type view struct {
+		init         bool
+		err, cause   error
+		requestCause error
+	}
+	seen := make(chan view, 1)
+	ex := facadeServe(t, func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithCancel(r.Context())
+		go func() {
+			defer cancel()
+			<-ctx.Done() // the handler has returned
+			_, ok := pluginapiv1.ServeHTTPRequestInitFromContext(ctx)
+			seen <- view{ok, ctx.Err(), context.Cause(ctx), context.Cause(r.Context())}
+		}()
+		io.WriteString(w, "ok")
+	}, facadeGET("/"))
+	facadeWantResponse(t, ex, 200, "ok")
+	if got, ok := bridgetest.WaitFor(t, seen, bridgetest.Promptly, "the derived context to end"); ok {
+		want := view{init: true, err: context.Canceled, cause: context.Canceled, requestCause: context.Canceled}
+		if got != want {
+			t.Errorf("derived context after the handler returned: %+v, want %+v", got, want)
+		}
+	}
+}
+
 // ---------------------------------------------------------------------------
 // 4.3 ResponseWriter: headers and status.
 

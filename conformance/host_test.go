@@ -404,6 +404,61 @@ func TestH01BodylessRequestInit(t *testing.T) {
 	}
 }
 
+// H-Q1: the init's header values are the host's own copy, one allocation
+// for all keys. An Init that appends to one key's values and edits them
+// changes neither the next key's values nor the request's header.
+func TestHostInitHeaderValuesAreCopies(t *testing.T) {
+	for _, hv := range bridgetest.HTTPVersions {
+		t.Run(string(hv), func(t *testing.T) {
+			bridgetest.LeakCheck(t)
+			script, records := bridgetest.Recording(hostOK())
+			seen := make(chan hostServerRequest, 1)
+			afterInit := make(chan http.Header, 1)
+			e := newHostEnvWith(t, hostSetup{cfg: bridgetest.Config{
+				HTTPVersion: hv,
+				SetupHost: func(h *pluginapiv1.ServeHTTPHost) {
+					h.Init = func(r *http.Request, init *pluginapiv1.ServeHTTPRequestInit) {
+						for _, header := range init.Headers {
+							if len(header.Values) > 0 {
+								header.Values[0] = "edited"
+							}
+							header.Values = append(header.Values, "added")
+						}
+						afterInit <- r.Header.Clone()
+					}
+				},
+				Wrap: hostCapture(seen),
+			}}, script)
+
+			ctx, cancel := context.WithTimeout(t.Context(), bridgetest.ExchangeTimeout)
+			defer cancel()
+			req := e.Request(t, ctx, http.MethodGet, "/", nil)
+			req.Header["Accept"] = []string{"a", "b"}
+			req.Header["Accept-Language"] = []string{"c"}
+			req.Header["X-Empty"] = []string{""}
+			if res := e.RoundTrip(t, req); res.Status != 200 {
+				t.Errorf("client got %d, want 200", res.Status)
+			}
+			rec := hostRecord(t, records)
+			sr, ok := bridgetest.WaitFor(t, seen, bridgetest.Promptly, "the server request")
+			if !ok || len(rec.Msgs) == 0 {
+				t.FailNow()
+			}
+			want := http.Header{}
+			for key, values := range sr.header {
+				want[key] = append([]string{"edited"}, values[1:]...)
+				want[key] = append(want[key], "added")
+			}
+			if got := hostDecodeHeaders(rec.Msgs[0].GetInit().GetHeaders()); !reflect.DeepEqual(got, want) {
+				t.Errorf("plugin got headers %v, want %v", got, want)
+			}
+			if got, ok := bridgetest.WaitFor(t, afterInit, bridgetest.Promptly, "Init"); ok && !reflect.DeepEqual(got, sr.header) {
+				t.Errorf("after Init edited the init, the request's header is %v, want %v", got, sr.header)
+			}
+		})
+	}
+}
+
 // H02: a 100-byte body with Content-Length.
 func TestH02SmallBodyFraming(t *testing.T) {
 	for _, hv := range bridgetest.HTTPVersions {

@@ -521,20 +521,28 @@ func handleEncodeRequestHeader(h http.Header) (headers []*Header, invalid string
 	if len(h) == 0 {
 		return nil, ""
 	}
-	keys := make([]string, 0, len(h))
+	var array [16]string // room for the usual number of keys without an allocation
+	keys := array[:0]
+	n := 0 // values
 	for k := range h {
 		keys = append(keys, k)
+		n += len(h[k])
 	}
 	slices.Sort(keys)
 	headers = make([]*Header, len(keys))
 	entries := make([]Header, len(keys)) // one allocation for all
+	// One allocation for all values too. Each entry's slice is capped at
+	// its own values, so appending to one cannot overwrite the next.
+	all := make([]string, 0, n)
 	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
 		header := &entries[i]
 		header.Key = k
-		header.Values = slices.Clone(h[k])
+		start := len(all)
+		all = append(all, h[k]...)
+		header.Values = all[start:len(all):len(all)]
 		headers[i] = header
 	}
 	return headers, invalid
@@ -602,14 +610,21 @@ func (p *HandlePlugin) Serve(stream grpc.BidiStreamingServer[Handle_Request, Han
 		return handleReject(stream, http.StatusInternalServerError)
 	}
 
-	ctx, cancel := context.WithCancel(context.WithValue(stream.Context(), handleInitKey{}, init))
+	x := &handleExchange{}
+	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	r, body, err := handleNewRequest(ctx, stream, init, first, p.logger())
+	x.ctx = handleRequestContext{Context: ctx, init: init}
+	r, body, err := handleNewRequest(x, stream, init, first, p.logger())
 	if err != nil {
 		p.logger().Warn("httpbridge: bad Handle request", "error", err)
 		return handleReject(stream, http.StatusBadRequest)
 	}
-	w := &HandleResponseWriter{stream: stream, chunkSize: handleChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger(), tracing: grpc.EnableTracing}
+	// Field by field: a composite literal of the writer would take a
+	// temporary copy on this frame, which is on the stack during every
+	// Recv and Send, and deeper stacks cost the stream goroutine copies.
+	w := &x.w
+	w.stream, w.chunkSize, w.header = stream, handleChunkSize(p.ChunkSize), make(http.Header)
+	w.log, w.tracing = p.logger(), grpc.EnableTracing
 
 	ok := p.run(w, r)
 	if ok {
@@ -630,6 +645,35 @@ func (p *HandlePlugin) Serve(stream grpc.BidiStreamingServer[Handle_Request, Han
 		body.end()
 	}
 	return err
+}
+
+// handleExchange is what one stream needs besides its messages, in one
+// allocation instead of one each: every exchange, even a 2-byte GET, needs
+// them all, and each allocation costs the plugin CPU and collector work.
+type handleExchange struct {
+	ctx  handleRequestContext
+	req  http.Request
+	body handleBody // unused when the request has no body
+	w    HandleResponseWriter
+}
+
+// handleRequestContext is the request's context: the stream's,
+// cancelled when the handler returns, with the init as a value. It does what
+// context.WithValue would, without an allocation of its own. Every other key,
+// context's own included, goes to the cancellable context, so contexts
+// derived from it find that one as their parent and Cause sees its cause.
+type handleRequestContext struct {
+	context.Context
+	init *RequestInit
+}
+
+// Value returns the init for handleInitKey and asks the parent for any
+// other key.
+func (c *handleRequestContext) Value(key any) any {
+	if key == (handleInitKey{}) {
+		return c.init
+	}
+	return c.Context.Value(key)
 }
 
 // run calls the handler and reports whether it returned normally. A panic is
@@ -718,6 +762,13 @@ func handleReject(stream grpc.BidiStreamingServer[Handle_Request, Handle_Respons
 // grpc.EnableTracing is on.
 func handleResponseMessage(init *ResponseInit, chunk []byte, flush, complete bool) *Handle_Response {
 	msg := &Handle_Response{}
+	handleFillResponse(msg, init, chunk, flush, complete)
+	return msg
+}
+
+// handleFillResponse sets the fields of msg, a new message, as
+// handleResponseMessage describes.
+func handleFillResponse(msg *Handle_Response, init *ResponseInit, chunk []byte, flush, complete bool) {
 	if init != nil {
 		msg.Init = init
 	}
@@ -728,40 +779,40 @@ func handleResponseMessage(init *ResponseInit, chunk []byte, flush, complete boo
 	if complete {
 		msg.BodyComplete = true
 	}
-	return msg
 }
 
-// handleNewRequest rebuilds the HTTP request the host received. The
-// body is nil when the request has none (r.Body is then [http.NoBody]).
-func handleNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[Handle_Request, Handle_Response], init *RequestInit, first *Handle_Request, log *slog.Logger) (*http.Request, *handleBody, error) {
+// handleNewRequest rebuilds the HTTP request the host received, in x
+// and with x.ctx as its context. The body is nil when the request has none
+// (r.Body is then [http.NoBody]).
+func handleNewRequest(x *handleExchange, stream grpc.BidiStreamingServer[Handle_Request, Handle_Response], init *RequestInit, first *Handle_Request, log *slog.Logger) (*http.Request, *handleBody, error) {
 	u, err := handleParseURL(init.GetMethod(), init.GetUrl())
 	if err != nil {
 		return nil, nil, err
 	}
-	r := &http.Request{
+	r := &x.req
+	*r = http.Request{
 		Method:     init.GetMethod(),
 		URL:        u,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
-		Header:     make(http.Header),
+		Header:     handleRequestHeader(init.GetHeaders()),
 		Host:       u.Host,
 		RequestURI: init.GetUrl(),
 	}
 	if r.Method == "" {
 		r.Method = http.MethodGet
 	}
-	for _, header := range init.GetHeaders() {
-		key := http.CanonicalHeaderKey(header.GetKey())
-		r.Header[key] = append(r.Header[key], header.GetValues()...)
-	}
 	r.Close = handleWantsClose(r)
+	// The context field can only be set by WithContext, which returns a
+	// copy; copied back, that copy does not outlive this line.
+	*r = *r.WithContext(&x.ctx)
 
 	chunk, complete := first.GetBodyChunk(), first.GetBodyComplete()
 	declared := int64(-1)
 	if complete && len(chunk) == 0 && declared <= 0 {
 		r.Body = http.NoBody
-		return r.WithContext(ctx), nil, nil
+		return r, nil, nil
 	}
 	// In a server request 0 means "no body"; a body that arrives anyway has
 	// an unknown length.
@@ -772,10 +823,37 @@ func handleNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[Handl
 	if declared < 0 && r.ProtoMajor == 1 {
 		r.TransferEncoding = []string{"chunked"}
 	}
-	body := &handleBody{stream: stream, log: log, remaining: declared}
+	body := &x.body
+	*body = handleBody{stream: stream, log: log, remaining: declared}
 	body.accept(first)
 	r.Body = body
-	return r.WithContext(ctx), body, nil
+	return r, body, nil
+}
+
+// handleRequestHeader converts the init's header entries to the
+// request's header: keys canonicalized, values in order, repeated keys
+// added up. The values of all keys share one allocation; each key's slice
+// is capped at its own values, so that appending to one reallocates it
+// instead of overwriting the next key's.
+func handleRequestHeader(headers []*Header) http.Header {
+	n := 0
+	for _, header := range headers {
+		n += len(header.GetValues())
+	}
+	all := make([]string, 0, n)
+	h := make(http.Header, len(headers))
+	for _, header := range headers {
+		key := http.CanonicalHeaderKey(header.GetKey())
+		values := header.GetValues()
+		if prev := h[key]; prev != nil || len(values) == 0 {
+			h[key] = append(prev, values...)
+			continue
+		}
+		start := len(all)
+		all = append(all, values...)
+		h[key] = all[start:len(all):len(all)]
+	}
+	return h
 }
 
 // handleParseURL reads the url field of a request with the given
@@ -822,7 +900,11 @@ func handleParseURL(method, target string) (*url.URL, error) {
 func handleWantsClose(r *http.Request) bool {
 	keepAlive := false
 	for _, value := range r.Header["Connection"] {
-		for _, token := range strings.Split(value, ",") {
+		// Token by token, without a slice of them: browsers send
+		// "Connection: keep-alive" on every request.
+		for more := true; more; {
+			var token string
+			token, value, more = strings.Cut(value, ",")
 			switch token = strings.TrimSpace(token); {
 			case strings.EqualFold(token, "close"):
 				return true
@@ -947,6 +1029,11 @@ type HandleResponseWriter struct {
 	log       *slog.Logger
 	tracing   bool // grpc.EnableTracing: sent buffers are not reused
 
+	// The first message and its init, allocated with the writer because
+	// every response sends them: each is filled and sent once.
+	first     Handle_Response
+	firstInit ResponseInit
+
 	mu       sync.Mutex
 	init     *ResponseInit // status and header snapshot; nil until fixed
 	initSent bool
@@ -998,7 +1085,7 @@ func (w *HandleResponseWriter) writeHeaderLocked(code int) {
 		}
 	}
 	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
-	init := &ResponseInit{}
+	init := &w.firstInit
 	init.StatusCode = int32(code)
 	headers, invalid := handleEncodeResponseHeader(w.header)
 	init.Headers = headers
@@ -1122,11 +1209,13 @@ func (w *HandleResponseWriter) sendLocked(flush, complete bool) error {
 	if w.err != nil {
 		return w.err
 	}
-	var init *ResponseInit
-	if !w.initSent {
-		init = w.init
+	var msg *Handle_Response
+	if w.initSent {
+		msg = handleResponseMessage(nil, w.buf, flush, complete)
+	} else {
+		msg = &w.first
+		handleFillResponse(msg, w.init, w.buf, flush, complete)
 	}
-	msg := handleResponseMessage(init, w.buf, flush, complete)
 	if err := w.stream.Send(msg); err != nil {
 		w.err = err
 		return err
@@ -1153,7 +1242,9 @@ func handleEncodeResponseHeader(h http.Header) (headers []*Header, invalid strin
 	if len(h) == 0 {
 		return nil, ""
 	}
-	keys := make([]string, 0, len(h))
+	var array [16]string // room for the usual number of keys without an allocation
+	keys := array[:0]
+	n := 0 // values
 	for k := range h {
 		// Trailers cannot cross the stream; declaring them would make the
 		// host's server announce trailers that never come.
@@ -1161,17 +1252,23 @@ func handleEncodeResponseHeader(h http.Header) (headers []*Header, invalid strin
 			continue
 		}
 		keys = append(keys, k)
+		n += len(h[k])
 	}
 	slices.Sort(keys)
 	headers = make([]*Header, len(keys))
 	entries := make([]Header, len(keys)) // one allocation for all
+	// One allocation for all values too. Each entry's slice is capped at
+	// its own values, so appending to one cannot overwrite the next.
+	all := make([]string, 0, n)
 	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
 		header := &entries[i]
 		header.Key = k
-		header.Values = slices.Clone(h[k])
+		start := len(all)
+		all = append(all, h[k]...)
+		header.Values = all[start:len(all):len(all)]
 		headers[i] = header
 	}
 	return headers, invalid
@@ -1666,20 +1763,28 @@ func outerFetchEncodeRequestHeader(h http.Header) (headers []*Header, invalid st
 	if len(h) == 0 {
 		return nil, ""
 	}
-	keys := make([]string, 0, len(h))
+	var array [16]string // room for the usual number of keys without an allocation
+	keys := array[:0]
+	n := 0 // values
 	for k := range h {
 		keys = append(keys, k)
+		n += len(h[k])
 	}
 	slices.Sort(keys)
 	headers = make([]*Header, len(keys))
 	entries := make([]Header, len(keys)) // one allocation for all
+	// One allocation for all values too. Each entry's slice is capped at
+	// its own values, so appending to one cannot overwrite the next.
+	all := make([]string, 0, n)
 	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
 		header := &entries[i]
 		header.Key = k
-		header.Values = slices.Clone(h[k])
+		start := len(all)
+		all = append(all, h[k]...)
+		header.Values = all[start:len(all):len(all)]
 		headers[i] = header
 	}
 	return headers, invalid
@@ -1745,14 +1850,21 @@ func (p *OuterFetchPlugin) Serve(stream grpc.BidiStreamingServer[Outer_FetchRequ
 		return outerFetchReject(stream, http.StatusInternalServerError)
 	}
 
-	ctx, cancel := context.WithCancel(context.WithValue(stream.Context(), outerFetchInitKey{}, init))
+	x := &outerFetchExchange{}
+	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	r, body, err := outerFetchNewRequest(ctx, stream, init, first, p.logger())
+	x.ctx = outerFetchRequestContext{Context: ctx, init: init}
+	r, body, err := outerFetchNewRequest(x, stream, init, first, p.logger())
 	if err != nil {
 		p.logger().Warn("httpbridge: bad OuterFetch request", "error", err)
 		return outerFetchReject(stream, http.StatusBadRequest)
 	}
-	w := &OuterFetchResponseWriter{stream: stream, chunkSize: outerFetchChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger(), tracing: grpc.EnableTracing}
+	// Field by field: a composite literal of the writer would take a
+	// temporary copy on this frame, which is on the stack during every
+	// Recv and Send, and deeper stacks cost the stream goroutine copies.
+	w := &x.w
+	w.stream, w.chunkSize, w.header = stream, outerFetchChunkSize(p.ChunkSize), make(http.Header)
+	w.log, w.tracing = p.logger(), grpc.EnableTracing
 
 	ok := p.run(w, r)
 	if ok {
@@ -1773,6 +1885,35 @@ func (p *OuterFetchPlugin) Serve(stream grpc.BidiStreamingServer[Outer_FetchRequ
 		body.end()
 	}
 	return err
+}
+
+// outerFetchExchange is what one stream needs besides its messages, in one
+// allocation instead of one each: every exchange, even a 2-byte GET, needs
+// them all, and each allocation costs the plugin CPU and collector work.
+type outerFetchExchange struct {
+	ctx  outerFetchRequestContext
+	req  http.Request
+	body outerFetchBody // unused when the request has no body
+	w    OuterFetchResponseWriter
+}
+
+// outerFetchRequestContext is the request's context: the stream's,
+// cancelled when the handler returns, with the init as a value. It does what
+// context.WithValue would, without an allocation of its own. Every other key,
+// context's own included, goes to the cancellable context, so contexts
+// derived from it find that one as their parent and Cause sees its cause.
+type outerFetchRequestContext struct {
+	context.Context
+	init *RequestInit
+}
+
+// Value returns the init for outerFetchInitKey and asks the parent for any
+// other key.
+func (c *outerFetchRequestContext) Value(key any) any {
+	if key == (outerFetchInitKey{}) {
+		return c.init
+	}
+	return c.Context.Value(key)
 }
 
 // run calls the handler and reports whether it returned normally. A panic is
@@ -1861,6 +2002,13 @@ func outerFetchReject(stream grpc.BidiStreamingServer[Outer_FetchRequest, Outer_
 // grpc.EnableTracing is on.
 func outerFetchResponseMessage(init *ResponseInit, chunk []byte, flush, complete bool) *Outer_FetchResponse {
 	msg := &Outer_FetchResponse{}
+	outerFetchFillResponse(msg, init, chunk, flush, complete)
+	return msg
+}
+
+// outerFetchFillResponse sets the fields of msg, a new message, as
+// outerFetchResponseMessage describes.
+func outerFetchFillResponse(msg *Outer_FetchResponse, init *ResponseInit, chunk []byte, flush, complete bool) {
 	if init != nil {
 		msg.Init = init
 	}
@@ -1871,40 +2019,40 @@ func outerFetchResponseMessage(init *ResponseInit, chunk []byte, flush, complete
 	if complete {
 		msg.BodyComplete = true
 	}
-	return msg
 }
 
-// outerFetchNewRequest rebuilds the HTTP request the host received. The
-// body is nil when the request has none (r.Body is then [http.NoBody]).
-func outerFetchNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[Outer_FetchRequest, Outer_FetchResponse], init *RequestInit, first *Outer_FetchRequest, log *slog.Logger) (*http.Request, *outerFetchBody, error) {
+// outerFetchNewRequest rebuilds the HTTP request the host received, in x
+// and with x.ctx as its context. The body is nil when the request has none
+// (r.Body is then [http.NoBody]).
+func outerFetchNewRequest(x *outerFetchExchange, stream grpc.BidiStreamingServer[Outer_FetchRequest, Outer_FetchResponse], init *RequestInit, first *Outer_FetchRequest, log *slog.Logger) (*http.Request, *outerFetchBody, error) {
 	u, err := outerFetchParseURL(init.GetMethod(), init.GetUrl())
 	if err != nil {
 		return nil, nil, err
 	}
-	r := &http.Request{
+	r := &x.req
+	*r = http.Request{
 		Method:     init.GetMethod(),
 		URL:        u,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
-		Header:     make(http.Header),
+		Header:     outerFetchRequestHeader(init.GetHeaders()),
 		Host:       u.Host,
 		RequestURI: init.GetUrl(),
 	}
 	if r.Method == "" {
 		r.Method = http.MethodGet
 	}
-	for _, header := range init.GetHeaders() {
-		key := http.CanonicalHeaderKey(header.GetKey())
-		r.Header[key] = append(r.Header[key], header.GetValues()...)
-	}
 	r.Close = outerFetchWantsClose(r)
+	// The context field can only be set by WithContext, which returns a
+	// copy; copied back, that copy does not outlive this line.
+	*r = *r.WithContext(&x.ctx)
 
 	chunk, complete := first.GetBodyChunk(), first.GetBodyComplete()
 	declared := int64(-1)
 	if complete && len(chunk) == 0 && declared <= 0 {
 		r.Body = http.NoBody
-		return r.WithContext(ctx), nil, nil
+		return r, nil, nil
 	}
 	// In a server request 0 means "no body"; a body that arrives anyway has
 	// an unknown length.
@@ -1915,10 +2063,37 @@ func outerFetchNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[O
 	if declared < 0 && r.ProtoMajor == 1 {
 		r.TransferEncoding = []string{"chunked"}
 	}
-	body := &outerFetchBody{stream: stream, log: log, remaining: declared}
+	body := &x.body
+	*body = outerFetchBody{stream: stream, log: log, remaining: declared}
 	body.accept(first)
 	r.Body = body
-	return r.WithContext(ctx), body, nil
+	return r, body, nil
+}
+
+// outerFetchRequestHeader converts the init's header entries to the
+// request's header: keys canonicalized, values in order, repeated keys
+// added up. The values of all keys share one allocation; each key's slice
+// is capped at its own values, so that appending to one reallocates it
+// instead of overwriting the next key's.
+func outerFetchRequestHeader(headers []*Header) http.Header {
+	n := 0
+	for _, header := range headers {
+		n += len(header.GetValues())
+	}
+	all := make([]string, 0, n)
+	h := make(http.Header, len(headers))
+	for _, header := range headers {
+		key := http.CanonicalHeaderKey(header.GetKey())
+		values := header.GetValues()
+		if prev := h[key]; prev != nil || len(values) == 0 {
+			h[key] = append(prev, values...)
+			continue
+		}
+		start := len(all)
+		all = append(all, values...)
+		h[key] = all[start:len(all):len(all)]
+	}
+	return h
 }
 
 // outerFetchParseURL reads the url field of a request with the given
@@ -1965,7 +2140,11 @@ func outerFetchParseURL(method, target string) (*url.URL, error) {
 func outerFetchWantsClose(r *http.Request) bool {
 	keepAlive := false
 	for _, value := range r.Header["Connection"] {
-		for _, token := range strings.Split(value, ",") {
+		// Token by token, without a slice of them: browsers send
+		// "Connection: keep-alive" on every request.
+		for more := true; more; {
+			var token string
+			token, value, more = strings.Cut(value, ",")
 			switch token = strings.TrimSpace(token); {
 			case strings.EqualFold(token, "close"):
 				return true
@@ -2090,6 +2269,11 @@ type OuterFetchResponseWriter struct {
 	log       *slog.Logger
 	tracing   bool // grpc.EnableTracing: sent buffers are not reused
 
+	// The first message and its init, allocated with the writer because
+	// every response sends them: each is filled and sent once.
+	first     Outer_FetchResponse
+	firstInit ResponseInit
+
 	mu       sync.Mutex
 	init     *ResponseInit // status and header snapshot; nil until fixed
 	initSent bool
@@ -2141,7 +2325,7 @@ func (w *OuterFetchResponseWriter) writeHeaderLocked(code int) {
 		}
 	}
 	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
-	init := &ResponseInit{}
+	init := &w.firstInit
 	init.StatusCode = int32(code)
 	headers, invalid := outerFetchEncodeResponseHeader(w.header)
 	init.Headers = headers
@@ -2265,11 +2449,13 @@ func (w *OuterFetchResponseWriter) sendLocked(flush, complete bool) error {
 	if w.err != nil {
 		return w.err
 	}
-	var init *ResponseInit
-	if !w.initSent {
-		init = w.init
+	var msg *Outer_FetchResponse
+	if w.initSent {
+		msg = outerFetchResponseMessage(nil, w.buf, flush, complete)
+	} else {
+		msg = &w.first
+		outerFetchFillResponse(msg, w.init, w.buf, flush, complete)
 	}
-	msg := outerFetchResponseMessage(init, w.buf, flush, complete)
 	if err := w.stream.Send(msg); err != nil {
 		w.err = err
 		return err
@@ -2296,7 +2482,9 @@ func outerFetchEncodeResponseHeader(h http.Header) (headers []*Header, invalid s
 	if len(h) == 0 {
 		return nil, ""
 	}
-	keys := make([]string, 0, len(h))
+	var array [16]string // room for the usual number of keys without an allocation
+	keys := array[:0]
+	n := 0 // values
 	for k := range h {
 		// Trailers cannot cross the stream; declaring them would make the
 		// host's server announce trailers that never come.
@@ -2304,17 +2492,23 @@ func outerFetchEncodeResponseHeader(h http.Header) (headers []*Header, invalid s
 			continue
 		}
 		keys = append(keys, k)
+		n += len(h[k])
 	}
 	slices.Sort(keys)
 	headers = make([]*Header, len(keys))
 	entries := make([]Header, len(keys)) // one allocation for all
+	// One allocation for all values too. Each entry's slice is capped at
+	// its own values, so appending to one cannot overwrite the next.
+	all := make([]string, 0, n)
 	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
 		header := &entries[i]
 		header.Key = k
-		header.Values = slices.Clone(h[k])
+		start := len(all)
+		all = append(all, h[k]...)
+		header.Values = all[start:len(all):len(all)]
 		headers[i] = header
 	}
 	return headers, invalid
@@ -2811,20 +3005,28 @@ func passEncodeRequestHeader(h http.Header) (headers []*Header, invalid string) 
 	if len(h) == 0 {
 		return nil, ""
 	}
-	keys := make([]string, 0, len(h))
+	var array [16]string // room for the usual number of keys without an allocation
+	keys := array[:0]
+	n := 0 // values
 	for k := range h {
 		keys = append(keys, k)
+		n += len(h[k])
 	}
 	slices.Sort(keys)
 	headers = make([]*Header, len(keys))
 	entries := make([]Header, len(keys)) // one allocation for all
+	// One allocation for all values too. Each entry's slice is capped at
+	// its own values, so appending to one cannot overwrite the next.
+	all := make([]string, 0, n)
 	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
 		header := &entries[i]
 		header.Key = k
-		header.Values = slices.Clone(h[k])
+		start := len(all)
+		all = append(all, h[k]...)
+		header.Values = all[start:len(all):len(all)]
 		headers[i] = header
 	}
 	return headers, invalid
@@ -2892,14 +3094,21 @@ func (p *PassPlugin) Serve(stream grpc.BidiStreamingServer[Relay_Up, Relay_Down]
 		return passReject(stream, http.StatusInternalServerError)
 	}
 
-	ctx, cancel := context.WithCancel(context.WithValue(stream.Context(), passInitKey{}, init))
+	x := &passExchange{}
+	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	r, body, err := passNewRequest(ctx, stream, init, first, p.logger())
+	x.ctx = passRequestContext{Context: ctx, init: init}
+	r, body, err := passNewRequest(x, stream, init, first, p.logger())
 	if err != nil {
 		p.logger().Warn("httpbridge: bad Pass request", "error", err)
 		return passReject(stream, http.StatusBadRequest)
 	}
-	w := &PassResponseWriter{stream: stream, chunkSize: passChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger(), tracing: grpc.EnableTracing}
+	// Field by field: a composite literal of the writer would take a
+	// temporary copy on this frame, which is on the stack during every
+	// Recv and Send, and deeper stacks cost the stream goroutine copies.
+	w := &x.w
+	w.stream, w.chunkSize, w.header = stream, passChunkSize(p.ChunkSize), make(http.Header)
+	w.log, w.tracing = p.logger(), grpc.EnableTracing
 
 	ok := p.run(w, r)
 	if ok {
@@ -2920,6 +3129,35 @@ func (p *PassPlugin) Serve(stream grpc.BidiStreamingServer[Relay_Up, Relay_Down]
 		body.end()
 	}
 	return err
+}
+
+// passExchange is what one stream needs besides its messages, in one
+// allocation instead of one each: every exchange, even a 2-byte GET, needs
+// them all, and each allocation costs the plugin CPU and collector work.
+type passExchange struct {
+	ctx  passRequestContext
+	req  http.Request
+	body passBody // unused when the request has no body
+	w    PassResponseWriter
+}
+
+// passRequestContext is the request's context: the stream's,
+// cancelled when the handler returns, with the init as a value. It does what
+// context.WithValue would, without an allocation of its own. Every other key,
+// context's own included, goes to the cancellable context, so contexts
+// derived from it find that one as their parent and Cause sees its cause.
+type passRequestContext struct {
+	context.Context
+	init *RequestInit
+}
+
+// Value returns the init for passInitKey and asks the parent for any
+// other key.
+func (c *passRequestContext) Value(key any) any {
+	if key == (passInitKey{}) {
+		return c.init
+	}
+	return c.Context.Value(key)
 }
 
 // run calls the handler and reports whether it returned normally. A panic is
@@ -3008,6 +3246,13 @@ func passReject(stream grpc.BidiStreamingServer[Relay_Up, Relay_Down], status in
 // grpc.EnableTracing is on.
 func passResponseMessage(init *ResponseInit, chunk []byte, flush, complete bool) *Relay_Down {
 	msg := &Relay_Down{}
+	passFillResponse(msg, init, chunk, flush, complete)
+	return msg
+}
+
+// passFillResponse sets the fields of msg, a new message, as
+// passResponseMessage describes.
+func passFillResponse(msg *Relay_Down, init *ResponseInit, chunk []byte, flush, complete bool) {
 	if init != nil {
 		msg.Init = init
 	}
@@ -3018,40 +3263,40 @@ func passResponseMessage(init *ResponseInit, chunk []byte, flush, complete bool)
 	if complete {
 		msg.BodyComplete = true
 	}
-	return msg
 }
 
-// passNewRequest rebuilds the HTTP request the host received. The
-// body is nil when the request has none (r.Body is then [http.NoBody]).
-func passNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[Relay_Up, Relay_Down], init *RequestInit, first *Relay_Up, log *slog.Logger) (*http.Request, *passBody, error) {
+// passNewRequest rebuilds the HTTP request the host received, in x
+// and with x.ctx as its context. The body is nil when the request has none
+// (r.Body is then [http.NoBody]).
+func passNewRequest(x *passExchange, stream grpc.BidiStreamingServer[Relay_Up, Relay_Down], init *RequestInit, first *Relay_Up, log *slog.Logger) (*http.Request, *passBody, error) {
 	u, err := passParseURL(init.GetMethod(), init.GetUrl())
 	if err != nil {
 		return nil, nil, err
 	}
-	r := &http.Request{
+	r := &x.req
+	*r = http.Request{
 		Method:     init.GetMethod(),
 		URL:        u,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
-		Header:     make(http.Header),
+		Header:     passRequestHeader(init.GetHeaders()),
 		Host:       u.Host,
 		RequestURI: init.GetUrl(),
 	}
 	if r.Method == "" {
 		r.Method = http.MethodGet
 	}
-	for _, header := range init.GetHeaders() {
-		key := http.CanonicalHeaderKey(header.GetKey())
-		r.Header[key] = append(r.Header[key], header.GetValues()...)
-	}
 	r.Close = passWantsClose(r)
+	// The context field can only be set by WithContext, which returns a
+	// copy; copied back, that copy does not outlive this line.
+	*r = *r.WithContext(&x.ctx)
 
 	chunk, complete := first.GetBodyChunk(), first.GetBodyComplete()
 	declared := int64(-1)
 	if complete && len(chunk) == 0 && declared <= 0 {
 		r.Body = http.NoBody
-		return r.WithContext(ctx), nil, nil
+		return r, nil, nil
 	}
 	// In a server request 0 means "no body"; a body that arrives anyway has
 	// an unknown length.
@@ -3062,10 +3307,37 @@ func passNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[Relay_U
 	if declared < 0 && r.ProtoMajor == 1 {
 		r.TransferEncoding = []string{"chunked"}
 	}
-	body := &passBody{stream: stream, log: log, remaining: declared}
+	body := &x.body
+	*body = passBody{stream: stream, log: log, remaining: declared}
 	body.accept(first)
 	r.Body = body
-	return r.WithContext(ctx), body, nil
+	return r, body, nil
+}
+
+// passRequestHeader converts the init's header entries to the
+// request's header: keys canonicalized, values in order, repeated keys
+// added up. The values of all keys share one allocation; each key's slice
+// is capped at its own values, so that appending to one reallocates it
+// instead of overwriting the next key's.
+func passRequestHeader(headers []*Header) http.Header {
+	n := 0
+	for _, header := range headers {
+		n += len(header.GetValues())
+	}
+	all := make([]string, 0, n)
+	h := make(http.Header, len(headers))
+	for _, header := range headers {
+		key := http.CanonicalHeaderKey(header.GetKey())
+		values := header.GetValues()
+		if prev := h[key]; prev != nil || len(values) == 0 {
+			h[key] = append(prev, values...)
+			continue
+		}
+		start := len(all)
+		all = append(all, values...)
+		h[key] = all[start:len(all):len(all)]
+	}
+	return h
 }
 
 // passParseURL reads the url field of a request with the given
@@ -3112,7 +3384,11 @@ func passParseURL(method, target string) (*url.URL, error) {
 func passWantsClose(r *http.Request) bool {
 	keepAlive := false
 	for _, value := range r.Header["Connection"] {
-		for _, token := range strings.Split(value, ",") {
+		// Token by token, without a slice of them: browsers send
+		// "Connection: keep-alive" on every request.
+		for more := true; more; {
+			var token string
+			token, value, more = strings.Cut(value, ",")
 			switch token = strings.TrimSpace(token); {
 			case strings.EqualFold(token, "close"):
 				return true
@@ -3237,6 +3513,11 @@ type PassResponseWriter struct {
 	log       *slog.Logger
 	tracing   bool // grpc.EnableTracing: sent buffers are not reused
 
+	// The first message and its init, allocated with the writer because
+	// every response sends them: each is filled and sent once.
+	first     Relay_Down
+	firstInit ResponseInit
+
 	mu       sync.Mutex
 	init     *ResponseInit // status and header snapshot; nil until fixed
 	initSent bool
@@ -3288,7 +3569,7 @@ func (w *PassResponseWriter) writeHeaderLocked(code int) {
 		}
 	}
 	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
-	init := &ResponseInit{}
+	init := &w.firstInit
 	init.StatusCode = int32(code)
 	headers, invalid := passEncodeResponseHeader(w.header)
 	init.Headers = headers
@@ -3412,11 +3693,13 @@ func (w *PassResponseWriter) sendLocked(flush, complete bool) error {
 	if w.err != nil {
 		return w.err
 	}
-	var init *ResponseInit
-	if !w.initSent {
-		init = w.init
+	var msg *Relay_Down
+	if w.initSent {
+		msg = passResponseMessage(nil, w.buf, flush, complete)
+	} else {
+		msg = &w.first
+		passFillResponse(msg, w.init, w.buf, flush, complete)
 	}
-	msg := passResponseMessage(init, w.buf, flush, complete)
 	if err := w.stream.Send(msg); err != nil {
 		w.err = err
 		return err
@@ -3443,7 +3726,9 @@ func passEncodeResponseHeader(h http.Header) (headers []*Header, invalid string)
 	if len(h) == 0 {
 		return nil, ""
 	}
-	keys := make([]string, 0, len(h))
+	var array [16]string // room for the usual number of keys without an allocation
+	keys := array[:0]
+	n := 0 // values
 	for k := range h {
 		// Trailers cannot cross the stream; declaring them would make the
 		// host's server announce trailers that never come.
@@ -3451,17 +3736,23 @@ func passEncodeResponseHeader(h http.Header) (headers []*Header, invalid string)
 			continue
 		}
 		keys = append(keys, k)
+		n += len(h[k])
 	}
 	slices.Sort(keys)
 	headers = make([]*Header, len(keys))
 	entries := make([]Header, len(keys)) // one allocation for all
+	// One allocation for all values too. Each entry's slice is capped at
+	// its own values, so appending to one cannot overwrite the next.
+	all := make([]string, 0, n)
 	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
 		header := &entries[i]
 		header.Key = k
-		header.Values = slices.Clone(h[k])
+		start := len(all)
+		all = append(all, h[k]...)
+		header.Values = all[start:len(all):len(all)]
 		headers[i] = header
 	}
 	return headers, invalid

@@ -526,20 +526,28 @@ func fetchEncodeRequestHeader(h http.Header) (headers []*Header, invalid string)
 	if len(h) == 0 {
 		return nil, ""
 	}
-	keys := make([]string, 0, len(h))
+	var array [16]string // room for the usual number of keys without an allocation
+	keys := array[:0]
+	n := 0 // values
 	for k := range h {
 		keys = append(keys, k)
+		n += len(h[k])
 	}
 	slices.Sort(keys)
 	headers = make([]*Header, len(keys))
 	entries := make([]Header, len(keys)) // one allocation for all
+	// One allocation for all values too. Each entry's slice is capped at
+	// its own values, so appending to one cannot overwrite the next.
+	all := make([]string, 0, n)
 	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
 		header := &entries[i]
 		header.SetKey(k)
-		header.SetValues(slices.Clone(h[k]))
+		start := len(all)
+		all = append(all, h[k]...)
+		header.SetValues(all[start:len(all):len(all)])
 		headers[i] = header
 	}
 	return headers, invalid
@@ -605,14 +613,21 @@ func (p *FetchPlugin) Serve(stream grpc.BidiStreamingServer[FetchRequest, FetchR
 		return fetchReject(stream, http.StatusInternalServerError)
 	}
 
-	ctx, cancel := context.WithCancel(context.WithValue(stream.Context(), fetchInitKey{}, init))
+	x := &fetchExchange{}
+	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	r, body, err := fetchNewRequest(ctx, stream, init, first, p.logger())
+	x.ctx = fetchRequestContext{Context: ctx, init: init}
+	r, body, err := fetchNewRequest(x, stream, init, first, p.logger())
 	if err != nil {
 		p.logger().Warn("httpbridge: bad Fetch request", "error", err)
 		return fetchReject(stream, http.StatusBadRequest)
 	}
-	w := &FetchResponseWriter{stream: stream, chunkSize: fetchChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger(), tracing: grpc.EnableTracing}
+	// Field by field: a composite literal of the writer would take a
+	// temporary copy on this frame, which is on the stack during every
+	// Recv and Send, and deeper stacks cost the stream goroutine copies.
+	w := &x.w
+	w.stream, w.chunkSize, w.header = stream, fetchChunkSize(p.ChunkSize), make(http.Header)
+	w.log, w.tracing = p.logger(), grpc.EnableTracing
 
 	ok := p.run(w, r)
 	if ok {
@@ -633,6 +648,35 @@ func (p *FetchPlugin) Serve(stream grpc.BidiStreamingServer[FetchRequest, FetchR
 		body.end()
 	}
 	return err
+}
+
+// fetchExchange is what one stream needs besides its messages, in one
+// allocation instead of one each: every exchange, even a 2-byte GET, needs
+// them all, and each allocation costs the plugin CPU and collector work.
+type fetchExchange struct {
+	ctx  fetchRequestContext
+	req  http.Request
+	body fetchBody // unused when the request has no body
+	w    FetchResponseWriter
+}
+
+// fetchRequestContext is the request's context: the stream's,
+// cancelled when the handler returns, with the init as a value. It does what
+// context.WithValue would, without an allocation of its own. Every other key,
+// context's own included, goes to the cancellable context, so contexts
+// derived from it find that one as their parent and Cause sees its cause.
+type fetchRequestContext struct {
+	context.Context
+	init *FetchRequestInit
+}
+
+// Value returns the init for fetchInitKey and asks the parent for any
+// other key.
+func (c *fetchRequestContext) Value(key any) any {
+	if key == (fetchInitKey{}) {
+		return c.init
+	}
+	return c.Context.Value(key)
 }
 
 // run calls the handler and reports whether it returned normally. A panic is
@@ -721,6 +765,13 @@ func fetchReject(stream grpc.BidiStreamingServer[FetchRequest, FetchResponse], s
 // grpc.EnableTracing is on.
 func fetchResponseMessage(init *FetchResponseInit, chunk []byte, flush, complete bool) *FetchResponse {
 	msg := &FetchResponse{}
+	fetchFillResponse(msg, init, chunk, flush, complete)
+	return msg
+}
+
+// fetchFillResponse sets the fields of msg, a new message, as
+// fetchResponseMessage describes.
+func fetchFillResponse(msg *FetchResponse, init *FetchResponseInit, chunk []byte, flush, complete bool) {
 	if init != nil {
 		msg.SetInit(init)
 	}
@@ -733,40 +784,40 @@ func fetchResponseMessage(init *FetchResponseInit, chunk []byte, flush, complete
 	if complete {
 		msg.SetBodyComplete(true)
 	}
-	return msg
 }
 
-// fetchNewRequest rebuilds the HTTP request the host received. The
-// body is nil when the request has none (r.Body is then [http.NoBody]).
-func fetchNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[FetchRequest, FetchResponse], init *FetchRequestInit, first *FetchRequest, log *slog.Logger) (*http.Request, *fetchBody, error) {
+// fetchNewRequest rebuilds the HTTP request the host received, in x
+// and with x.ctx as its context. The body is nil when the request has none
+// (r.Body is then [http.NoBody]).
+func fetchNewRequest(x *fetchExchange, stream grpc.BidiStreamingServer[FetchRequest, FetchResponse], init *FetchRequestInit, first *FetchRequest, log *slog.Logger) (*http.Request, *fetchBody, error) {
 	u, err := fetchParseURL(init.GetMethod(), init.GetUrl())
 	if err != nil {
 		return nil, nil, err
 	}
-	r := &http.Request{
+	r := &x.req
+	*r = http.Request{
 		Method:     init.GetMethod(),
 		URL:        u,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
-		Header:     make(http.Header),
+		Header:     fetchRequestHeader(init.GetHeaders()),
 		Host:       u.Host,
 		RequestURI: init.GetUrl(),
 	}
 	if r.Method == "" {
 		r.Method = http.MethodGet
 	}
-	for _, header := range init.GetHeaders() {
-		key := http.CanonicalHeaderKey(header.GetKey())
-		r.Header[key] = append(r.Header[key], header.GetValues()...)
-	}
 	r.Close = fetchWantsClose(r)
+	// The context field can only be set by WithContext, which returns a
+	// copy; copied back, that copy does not outlive this line.
+	*r = *r.WithContext(&x.ctx)
 
 	chunk, complete := first.GetBodyChunk(), first.GetBodyComplete()
 	declared := init.GetContentLength()
 	if complete && len(chunk) == 0 && declared <= 0 {
 		r.Body = http.NoBody
-		return r.WithContext(ctx), nil, nil
+		return r, nil, nil
 	}
 	// In a server request 0 means "no body"; a body that arrives anyway has
 	// an unknown length.
@@ -777,10 +828,37 @@ func fetchNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[FetchR
 	if declared < 0 && r.ProtoMajor == 1 {
 		r.TransferEncoding = []string{"chunked"}
 	}
-	body := &fetchBody{stream: stream, log: log, remaining: declared}
+	body := &x.body
+	*body = fetchBody{stream: stream, log: log, remaining: declared}
 	body.accept(first)
 	r.Body = body
-	return r.WithContext(ctx), body, nil
+	return r, body, nil
+}
+
+// fetchRequestHeader converts the init's header entries to the
+// request's header: keys canonicalized, values in order, repeated keys
+// added up. The values of all keys share one allocation; each key's slice
+// is capped at its own values, so that appending to one reallocates it
+// instead of overwriting the next key's.
+func fetchRequestHeader(headers []*Header) http.Header {
+	n := 0
+	for _, header := range headers {
+		n += len(header.GetValues())
+	}
+	all := make([]string, 0, n)
+	h := make(http.Header, len(headers))
+	for _, header := range headers {
+		key := http.CanonicalHeaderKey(header.GetKey())
+		values := header.GetValues()
+		if prev := h[key]; prev != nil || len(values) == 0 {
+			h[key] = append(prev, values...)
+			continue
+		}
+		start := len(all)
+		all = append(all, values...)
+		h[key] = all[start:len(all):len(all)]
+	}
+	return h
 }
 
 // fetchParseURL reads the url field of a request with the given
@@ -827,7 +905,11 @@ func fetchParseURL(method, target string) (*url.URL, error) {
 func fetchWantsClose(r *http.Request) bool {
 	keepAlive := false
 	for _, value := range r.Header["Connection"] {
-		for _, token := range strings.Split(value, ",") {
+		// Token by token, without a slice of them: browsers send
+		// "Connection: keep-alive" on every request.
+		for more := true; more; {
+			var token string
+			token, value, more = strings.Cut(value, ",")
 			switch token = strings.TrimSpace(token); {
 			case strings.EqualFold(token, "close"):
 				return true
@@ -952,6 +1034,11 @@ type FetchResponseWriter struct {
 	log       *slog.Logger
 	tracing   bool // grpc.EnableTracing: sent buffers are not reused
 
+	// The first message and its init, allocated with the writer because
+	// every response sends them: each is filled and sent once.
+	first     FetchResponse
+	firstInit FetchResponseInit
+
 	mu       sync.Mutex
 	init     *FetchResponseInit // status and header snapshot; nil until fixed
 	initSent bool
@@ -1003,7 +1090,7 @@ func (w *FetchResponseWriter) writeHeaderLocked(code int) {
 		}
 	}
 	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
-	init := &FetchResponseInit{}
+	init := &w.firstInit
 	init.SetStatusCode(int32(code))
 	headers, invalid := fetchEncodeResponseHeader(w.header)
 	init.SetHeaders(headers)
@@ -1124,11 +1211,13 @@ func (w *FetchResponseWriter) sendLocked(flush, complete bool) error {
 	if w.err != nil {
 		return w.err
 	}
-	var init *FetchResponseInit
-	if !w.initSent {
-		init = w.init
+	var msg *FetchResponse
+	if w.initSent {
+		msg = fetchResponseMessage(nil, w.buf, flush, complete)
+	} else {
+		msg = &w.first
+		fetchFillResponse(msg, w.init, w.buf, flush, complete)
 	}
-	msg := fetchResponseMessage(init, w.buf, flush, complete)
 	if err := w.stream.Send(msg); err != nil {
 		w.err = err
 		return err
@@ -1155,7 +1244,9 @@ func fetchEncodeResponseHeader(h http.Header) (headers []*Header, invalid string
 	if len(h) == 0 {
 		return nil, ""
 	}
-	keys := make([]string, 0, len(h))
+	var array [16]string // room for the usual number of keys without an allocation
+	keys := array[:0]
+	n := 0 // values
 	for k := range h {
 		// Trailers cannot cross the stream; declaring them would make the
 		// host's server announce trailers that never come.
@@ -1163,17 +1254,23 @@ func fetchEncodeResponseHeader(h http.Header) (headers []*Header, invalid string
 			continue
 		}
 		keys = append(keys, k)
+		n += len(h[k])
 	}
 	slices.Sort(keys)
 	headers = make([]*Header, len(keys))
 	entries := make([]Header, len(keys)) // one allocation for all
+	// One allocation for all values too. Each entry's slice is capped at
+	// its own values, so appending to one cannot overwrite the next.
+	all := make([]string, 0, n)
 	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
 		header := &entries[i]
 		header.SetKey(k)
-		header.SetValues(slices.Clone(h[k]))
+		start := len(all)
+		all = append(all, h[k]...)
+		header.SetValues(all[start:len(all):len(all)])
 		headers[i] = header
 	}
 	return headers, invalid

@@ -534,20 +534,28 @@ func exchangeEncodeRequestHeader(h http.Header) (headers []*TunnelHeader, invali
 	if len(h) == 0 {
 		return nil, ""
 	}
-	keys := make([]string, 0, len(h))
+	var array [16]string // room for the usual number of keys without an allocation
+	keys := array[:0]
+	n := 0 // values
 	for k := range h {
 		keys = append(keys, k)
+		n += len(h[k])
 	}
 	slices.Sort(keys)
 	headers = make([]*TunnelHeader, len(keys))
 	entries := make([]TunnelHeader, len(keys)) // one allocation for all
+	// One allocation for all values too. Each entry's slice is capped at
+	// its own values, so appending to one cannot overwrite the next.
+	all := make([]string, 0, n)
 	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
 		header := &entries[i]
 		header.Key = k
-		header.Values = slices.Clone(h[k])
+		start := len(all)
+		all = append(all, h[k]...)
+		header.Values = all[start:len(all):len(all)]
 		headers[i] = header
 	}
 	return headers, invalid
@@ -615,14 +623,21 @@ func (p *ExchangePlugin) Serve(stream grpc.BidiStreamingServer[TunnelUpload, Tun
 		return exchangeReject(stream, http.StatusInternalServerError)
 	}
 
-	ctx, cancel := context.WithCancel(context.WithValue(stream.Context(), exchangeInitKey{}, init))
+	x := &exchangeExchange{}
+	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	r, body, err := exchangeNewRequest(ctx, stream, init, first, p.logger())
+	x.ctx = exchangeRequestContext{Context: ctx, init: init}
+	r, body, err := exchangeNewRequest(x, stream, init, first, p.logger())
 	if err != nil {
 		p.logger().Warn("httpbridge: bad Exchange request", "error", err)
 		return exchangeReject(stream, http.StatusBadRequest)
 	}
-	w := &ExchangeResponseWriter{stream: stream, chunkSize: exchangeChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger(), tracing: grpc.EnableTracing}
+	// Field by field: a composite literal of the writer would take a
+	// temporary copy on this frame, which is on the stack during every
+	// Recv and Send, and deeper stacks cost the stream goroutine copies.
+	w := &x.w
+	w.stream, w.chunkSize, w.header = stream, exchangeChunkSize(p.ChunkSize), make(http.Header)
+	w.log, w.tracing = p.logger(), grpc.EnableTracing
 
 	ok := p.run(w, r)
 	if ok {
@@ -643,6 +658,35 @@ func (p *ExchangePlugin) Serve(stream grpc.BidiStreamingServer[TunnelUpload, Tun
 		body.end()
 	}
 	return err
+}
+
+// exchangeExchange is what one stream needs besides its messages, in one
+// allocation instead of one each: every exchange, even a 2-byte GET, needs
+// them all, and each allocation costs the plugin CPU and collector work.
+type exchangeExchange struct {
+	ctx  exchangeRequestContext
+	req  http.Request
+	body exchangeBody // unused when the request has no body
+	w    ExchangeResponseWriter
+}
+
+// exchangeRequestContext is the request's context: the stream's,
+// cancelled when the handler returns, with the init as a value. It does what
+// context.WithValue would, without an allocation of its own. Every other key,
+// context's own included, goes to the cancellable context, so contexts
+// derived from it find that one as their parent and Cause sees its cause.
+type exchangeRequestContext struct {
+	context.Context
+	init *TunnelRequestHead
+}
+
+// Value returns the init for exchangeInitKey and asks the parent for any
+// other key.
+func (c *exchangeRequestContext) Value(key any) any {
+	if key == (exchangeInitKey{}) {
+		return c.init
+	}
+	return c.Context.Value(key)
 }
 
 // run calls the handler and reports whether it returned normally. A panic is
@@ -731,6 +775,13 @@ func exchangeReject(stream grpc.BidiStreamingServer[TunnelUpload, TunnelDownload
 // grpc.EnableTracing is on.
 func exchangeResponseMessage(init *TunnelResponseHead, chunk []byte, flush, complete bool) *TunnelDownload {
 	msg := &TunnelDownload{}
+	exchangeFillResponse(msg, init, chunk, flush, complete)
+	return msg
+}
+
+// exchangeFillResponse sets the fields of msg, a new message, as
+// exchangeResponseMessage describes.
+func exchangeFillResponse(msg *TunnelDownload, init *TunnelResponseHead, chunk []byte, flush, complete bool) {
 	if init != nil {
 		msg.Init = init
 	}
@@ -743,23 +794,24 @@ func exchangeResponseMessage(init *TunnelResponseHead, chunk []byte, flush, comp
 	if complete {
 		msg.BodyComplete = true
 	}
-	return msg
 }
 
-// exchangeNewRequest rebuilds the HTTP request the host received. The
-// body is nil when the request has none (r.Body is then [http.NoBody]).
-func exchangeNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[TunnelUpload, TunnelDownload], init *TunnelRequestHead, first *TunnelUpload, log *slog.Logger) (*http.Request, *exchangeBody, error) {
+// exchangeNewRequest rebuilds the HTTP request the host received, in x
+// and with x.ctx as its context. The body is nil when the request has none
+// (r.Body is then [http.NoBody]).
+func exchangeNewRequest(x *exchangeExchange, stream grpc.BidiStreamingServer[TunnelUpload, TunnelDownload], init *TunnelRequestHead, first *TunnelUpload, log *slog.Logger) (*http.Request, *exchangeBody, error) {
 	u, err := exchangeParseURL(init.GetMethod(), init.GetUrl())
 	if err != nil {
 		return nil, nil, err
 	}
-	r := &http.Request{
+	r := &x.req
+	*r = http.Request{
 		Method:     init.GetMethod(),
 		URL:        u,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
-		Header:     make(http.Header),
+		Header:     exchangeRequestHeader(init.GetHeaders()),
 		Host:       init.GetHost(),
 		RemoteAddr: init.GetRemoteAddr(),
 		RequestURI: init.GetRequestUri(),
@@ -770,17 +822,16 @@ func exchangeNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[Tun
 	if proto, major, minor := init.GetProto(), int(init.GetProtoMajor()), int(init.GetProtoMinor()); proto != "" || major != 0 || minor != 0 {
 		r.Proto, r.ProtoMajor, r.ProtoMinor = proto, major, minor
 	}
-	for _, header := range init.GetHeaders() {
-		key := http.CanonicalHeaderKey(header.GetKey())
-		r.Header[key] = append(r.Header[key], header.GetValues()...)
-	}
 	r.Close = exchangeWantsClose(r)
+	// The context field can only be set by WithContext, which returns a
+	// copy; copied back, that copy does not outlive this line.
+	*r = *r.WithContext(&x.ctx)
 
 	chunk, complete := first.GetBodyChunk(), first.GetBodyComplete()
 	declared := init.GetContentLength()
 	if complete && len(chunk) == 0 && declared <= 0 {
 		r.Body = http.NoBody
-		return r.WithContext(ctx), nil, nil
+		return r, nil, nil
 	}
 	// In a server request 0 means "no body"; a body that arrives anyway has
 	// an unknown length.
@@ -791,10 +842,37 @@ func exchangeNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[Tun
 	if declared < 0 && r.ProtoMajor == 1 {
 		r.TransferEncoding = []string{"chunked"}
 	}
-	body := &exchangeBody{stream: stream, log: log, remaining: declared}
+	body := &x.body
+	*body = exchangeBody{stream: stream, log: log, remaining: declared}
 	body.accept(first)
 	r.Body = body
-	return r.WithContext(ctx), body, nil
+	return r, body, nil
+}
+
+// exchangeRequestHeader converts the init's header entries to the
+// request's header: keys canonicalized, values in order, repeated keys
+// added up. The values of all keys share one allocation; each key's slice
+// is capped at its own values, so that appending to one reallocates it
+// instead of overwriting the next key's.
+func exchangeRequestHeader(headers []*TunnelHeader) http.Header {
+	n := 0
+	for _, header := range headers {
+		n += len(header.GetValues())
+	}
+	all := make([]string, 0, n)
+	h := make(http.Header, len(headers))
+	for _, header := range headers {
+		key := http.CanonicalHeaderKey(header.GetKey())
+		values := header.GetValues()
+		if prev := h[key]; prev != nil || len(values) == 0 {
+			h[key] = append(prev, values...)
+			continue
+		}
+		start := len(all)
+		all = append(all, values...)
+		h[key] = all[start:len(all):len(all)]
+	}
+	return h
 }
 
 // exchangeParseURL reads the url field of a request with the given
@@ -841,7 +919,11 @@ func exchangeParseURL(method, target string) (*url.URL, error) {
 func exchangeWantsClose(r *http.Request) bool {
 	keepAlive := false
 	for _, value := range r.Header["Connection"] {
-		for _, token := range strings.Split(value, ",") {
+		// Token by token, without a slice of them: browsers send
+		// "Connection: keep-alive" on every request.
+		for more := true; more; {
+			var token string
+			token, value, more = strings.Cut(value, ",")
 			switch token = strings.TrimSpace(token); {
 			case strings.EqualFold(token, "close"):
 				return true
@@ -966,6 +1048,11 @@ type ExchangeResponseWriter struct {
 	log       *slog.Logger
 	tracing   bool // grpc.EnableTracing: sent buffers are not reused
 
+	// The first message and its init, allocated with the writer because
+	// every response sends them: each is filled and sent once.
+	first     TunnelDownload
+	firstInit TunnelResponseHead
+
 	mu       sync.Mutex
 	init     *TunnelResponseHead // status and header snapshot; nil until fixed
 	initSent bool
@@ -1017,7 +1104,7 @@ func (w *ExchangeResponseWriter) writeHeaderLocked(code int) {
 		}
 	}
 	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
-	init := &TunnelResponseHead{}
+	init := &w.firstInit
 	init.StatusCode = int32(code)
 	headers, invalid := exchangeEncodeResponseHeader(w.header)
 	init.Headers = headers
@@ -1138,11 +1225,13 @@ func (w *ExchangeResponseWriter) sendLocked(flush, complete bool) error {
 	if w.err != nil {
 		return w.err
 	}
-	var init *TunnelResponseHead
-	if !w.initSent {
-		init = w.init
+	var msg *TunnelDownload
+	if w.initSent {
+		msg = exchangeResponseMessage(nil, w.buf, flush, complete)
+	} else {
+		msg = &w.first
+		exchangeFillResponse(msg, w.init, w.buf, flush, complete)
 	}
-	msg := exchangeResponseMessage(init, w.buf, flush, complete)
 	if err := w.stream.Send(msg); err != nil {
 		w.err = err
 		return err
@@ -1169,7 +1258,9 @@ func exchangeEncodeResponseHeader(h http.Header) (headers []*TunnelHeader, inval
 	if len(h) == 0 {
 		return nil, ""
 	}
-	keys := make([]string, 0, len(h))
+	var array [16]string // room for the usual number of keys without an allocation
+	keys := array[:0]
+	n := 0 // values
 	for k := range h {
 		// Trailers cannot cross the stream; declaring them would make the
 		// host's server announce trailers that never come.
@@ -1177,17 +1268,23 @@ func exchangeEncodeResponseHeader(h http.Header) (headers []*TunnelHeader, inval
 			continue
 		}
 		keys = append(keys, k)
+		n += len(h[k])
 	}
 	slices.Sort(keys)
 	headers = make([]*TunnelHeader, len(keys))
 	entries := make([]TunnelHeader, len(keys)) // one allocation for all
+	// One allocation for all values too. Each entry's slice is capped at
+	// its own values, so appending to one cannot overwrite the next.
+	all := make([]string, 0, n)
 	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
 		header := &entries[i]
 		header.Key = k
-		header.Values = slices.Clone(h[k])
+		start := len(all)
+		all = append(all, h[k]...)
+		header.Values = all[start:len(all):len(all)]
 		headers[i] = header
 	}
 	return headers, invalid

@@ -533,20 +533,28 @@ func serveHTTPEncodeRequestHeader(h http.Header) (headers []*v1.HTTPHeader, inva
 	if len(h) == 0 {
 		return nil, ""
 	}
-	keys := make([]string, 0, len(h))
+	var array [16]string // room for the usual number of keys without an allocation
+	keys := array[:0]
+	n := 0 // values
 	for k := range h {
 		keys = append(keys, k)
+		n += len(h[k])
 	}
 	slices.Sort(keys)
 	headers = make([]*v1.HTTPHeader, len(keys))
 	entries := make([]v1.HTTPHeader, len(keys)) // one allocation for all
+	// One allocation for all values too. Each entry's slice is capped at
+	// its own values, so appending to one cannot overwrite the next.
+	all := make([]string, 0, n)
 	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
 		header := &entries[i]
 		header.Key = k
-		header.Values = slices.Clone(h[k])
+		start := len(all)
+		all = append(all, h[k]...)
+		header.Values = all[start:len(all):len(all)]
 		headers[i] = header
 	}
 	return headers, invalid
@@ -612,14 +620,21 @@ func (p *ServeHTTPPlugin) Serve(stream grpc.BidiStreamingServer[v1.ServeHTTPRequ
 		return serveHTTPReject(stream, http.StatusInternalServerError)
 	}
 
-	ctx, cancel := context.WithCancel(context.WithValue(stream.Context(), serveHTTPInitKey{}, init))
+	x := &serveHTTPExchange{}
+	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	r, body, err := serveHTTPNewRequest(ctx, stream, init, first, p.logger())
+	x.ctx = serveHTTPRequestContext{Context: ctx, init: init}
+	r, body, err := serveHTTPNewRequest(x, stream, init, first, p.logger())
 	if err != nil {
 		p.logger().Warn("httpbridge: bad ServeHTTP request", "error", err)
 		return serveHTTPReject(stream, http.StatusBadRequest)
 	}
-	w := &ServeHTTPResponseWriter{stream: stream, chunkSize: serveHTTPChunkSize(p.ChunkSize), header: make(http.Header), log: p.logger(), tracing: grpc.EnableTracing}
+	// Field by field: a composite literal of the writer would take a
+	// temporary copy on this frame, which is on the stack during every
+	// Recv and Send, and deeper stacks cost the stream goroutine copies.
+	w := &x.w
+	w.stream, w.chunkSize, w.header = stream, serveHTTPChunkSize(p.ChunkSize), make(http.Header)
+	w.log, w.tracing = p.logger(), grpc.EnableTracing
 
 	ok := p.run(w, r)
 	if ok {
@@ -640,6 +655,35 @@ func (p *ServeHTTPPlugin) Serve(stream grpc.BidiStreamingServer[v1.ServeHTTPRequ
 		body.end()
 	}
 	return err
+}
+
+// serveHTTPExchange is what one stream needs besides its messages, in one
+// allocation instead of one each: every exchange, even a 2-byte GET, needs
+// them all, and each allocation costs the plugin CPU and collector work.
+type serveHTTPExchange struct {
+	ctx  serveHTTPRequestContext
+	req  http.Request
+	body serveHTTPBody // unused when the request has no body
+	w    ServeHTTPResponseWriter
+}
+
+// serveHTTPRequestContext is the request's context: the stream's,
+// cancelled when the handler returns, with the init as a value. It does what
+// context.WithValue would, without an allocation of its own. Every other key,
+// context's own included, goes to the cancellable context, so contexts
+// derived from it find that one as their parent and Cause sees its cause.
+type serveHTTPRequestContext struct {
+	context.Context
+	init *v1.ServeHTTPRequestInit
+}
+
+// Value returns the init for serveHTTPInitKey and asks the parent for any
+// other key.
+func (c *serveHTTPRequestContext) Value(key any) any {
+	if key == (serveHTTPInitKey{}) {
+		return c.init
+	}
+	return c.Context.Value(key)
 }
 
 // run calls the handler and reports whether it returned normally. A panic is
@@ -728,6 +772,13 @@ func serveHTTPReject(stream grpc.BidiStreamingServer[v1.ServeHTTPRequest, v1.Ser
 // grpc.EnableTracing is on.
 func serveHTTPResponseMessage(init *v1.ServeHTTPResponseInit, chunk []byte, flush, complete bool) *v1.ServeHTTPResponse {
 	msg := &v1.ServeHTTPResponse{}
+	serveHTTPFillResponse(msg, init, chunk, flush, complete)
+	return msg
+}
+
+// serveHTTPFillResponse sets the fields of msg, a new message, as
+// serveHTTPResponseMessage describes.
+func serveHTTPFillResponse(msg *v1.ServeHTTPResponse, init *v1.ServeHTTPResponseInit, chunk []byte, flush, complete bool) {
 	if init != nil {
 		msg.Init = init
 	}
@@ -740,23 +791,24 @@ func serveHTTPResponseMessage(init *v1.ServeHTTPResponseInit, chunk []byte, flus
 	if complete {
 		msg.BodyComplete = true
 	}
-	return msg
 }
 
-// serveHTTPNewRequest rebuilds the HTTP request the host received. The
-// body is nil when the request has none (r.Body is then [http.NoBody]).
-func serveHTTPNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[v1.ServeHTTPRequest, v1.ServeHTTPResponse], init *v1.ServeHTTPRequestInit, first *v1.ServeHTTPRequest, log *slog.Logger) (*http.Request, *serveHTTPBody, error) {
+// serveHTTPNewRequest rebuilds the HTTP request the host received, in x
+// and with x.ctx as its context. The body is nil when the request has none
+// (r.Body is then [http.NoBody]).
+func serveHTTPNewRequest(x *serveHTTPExchange, stream grpc.BidiStreamingServer[v1.ServeHTTPRequest, v1.ServeHTTPResponse], init *v1.ServeHTTPRequestInit, first *v1.ServeHTTPRequest, log *slog.Logger) (*http.Request, *serveHTTPBody, error) {
 	u, err := serveHTTPParseURL(init.GetMethod(), init.GetUrl())
 	if err != nil {
 		return nil, nil, err
 	}
-	r := &http.Request{
+	r := &x.req
+	*r = http.Request{
 		Method:     init.GetMethod(),
 		URL:        u,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
-		Header:     make(http.Header),
+		Header:     serveHTTPRequestHeader(init.GetHeaders()),
 		Host:       init.GetHost(),
 		RemoteAddr: init.GetRemoteAddr(),
 		RequestURI: init.GetRequestUri(),
@@ -767,17 +819,16 @@ func serveHTTPNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[v1
 	if proto, major, minor := init.GetProto(), int(init.GetProtoMajor()), int(init.GetProtoMinor()); proto != "" || major != 0 || minor != 0 {
 		r.Proto, r.ProtoMajor, r.ProtoMinor = proto, major, minor
 	}
-	for _, header := range init.GetHeaders() {
-		key := http.CanonicalHeaderKey(header.GetKey())
-		r.Header[key] = append(r.Header[key], header.GetValues()...)
-	}
 	r.Close = serveHTTPWantsClose(r)
+	// The context field can only be set by WithContext, which returns a
+	// copy; copied back, that copy does not outlive this line.
+	*r = *r.WithContext(&x.ctx)
 
 	chunk, complete := first.GetBodyChunk(), first.GetBodyComplete()
 	declared := init.GetContentLength()
 	if complete && len(chunk) == 0 && declared <= 0 {
 		r.Body = http.NoBody
-		return r.WithContext(ctx), nil, nil
+		return r, nil, nil
 	}
 	// In a server request 0 means "no body"; a body that arrives anyway has
 	// an unknown length.
@@ -788,10 +839,37 @@ func serveHTTPNewRequest(ctx context.Context, stream grpc.BidiStreamingServer[v1
 	if declared < 0 && r.ProtoMajor == 1 {
 		r.TransferEncoding = []string{"chunked"}
 	}
-	body := &serveHTTPBody{stream: stream, log: log, remaining: declared}
+	body := &x.body
+	*body = serveHTTPBody{stream: stream, log: log, remaining: declared}
 	body.accept(first)
 	r.Body = body
-	return r.WithContext(ctx), body, nil
+	return r, body, nil
+}
+
+// serveHTTPRequestHeader converts the init's header entries to the
+// request's header: keys canonicalized, values in order, repeated keys
+// added up. The values of all keys share one allocation; each key's slice
+// is capped at its own values, so that appending to one reallocates it
+// instead of overwriting the next key's.
+func serveHTTPRequestHeader(headers []*v1.HTTPHeader) http.Header {
+	n := 0
+	for _, header := range headers {
+		n += len(header.GetValues())
+	}
+	all := make([]string, 0, n)
+	h := make(http.Header, len(headers))
+	for _, header := range headers {
+		key := http.CanonicalHeaderKey(header.GetKey())
+		values := header.GetValues()
+		if prev := h[key]; prev != nil || len(values) == 0 {
+			h[key] = append(prev, values...)
+			continue
+		}
+		start := len(all)
+		all = append(all, values...)
+		h[key] = all[start:len(all):len(all)]
+	}
+	return h
 }
 
 // serveHTTPParseURL reads the url field of a request with the given
@@ -838,7 +916,11 @@ func serveHTTPParseURL(method, target string) (*url.URL, error) {
 func serveHTTPWantsClose(r *http.Request) bool {
 	keepAlive := false
 	for _, value := range r.Header["Connection"] {
-		for _, token := range strings.Split(value, ",") {
+		// Token by token, without a slice of them: browsers send
+		// "Connection: keep-alive" on every request.
+		for more := true; more; {
+			var token string
+			token, value, more = strings.Cut(value, ",")
 			switch token = strings.TrimSpace(token); {
 			case strings.EqualFold(token, "close"):
 				return true
@@ -963,6 +1045,11 @@ type ServeHTTPResponseWriter struct {
 	log       *slog.Logger
 	tracing   bool // grpc.EnableTracing: sent buffers are not reused
 
+	// The first message and its init, allocated with the writer because
+	// every response sends them: each is filled and sent once.
+	first     v1.ServeHTTPResponse
+	firstInit v1.ServeHTTPResponseInit
+
 	mu       sync.Mutex
 	init     *v1.ServeHTTPResponseInit // status and header snapshot; nil until fixed
 	initSent bool
@@ -1014,7 +1101,7 @@ func (w *ServeHTTPResponseWriter) writeHeaderLocked(code int) {
 		}
 	}
 	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
-	init := &v1.ServeHTTPResponseInit{}
+	init := &w.firstInit
 	init.StatusCode = int32(code)
 	headers, invalid := serveHTTPEncodeResponseHeader(w.header)
 	init.Headers = headers
@@ -1135,11 +1222,13 @@ func (w *ServeHTTPResponseWriter) sendLocked(flush, complete bool) error {
 	if w.err != nil {
 		return w.err
 	}
-	var init *v1.ServeHTTPResponseInit
-	if !w.initSent {
-		init = w.init
+	var msg *v1.ServeHTTPResponse
+	if w.initSent {
+		msg = serveHTTPResponseMessage(nil, w.buf, flush, complete)
+	} else {
+		msg = &w.first
+		serveHTTPFillResponse(msg, w.init, w.buf, flush, complete)
 	}
-	msg := serveHTTPResponseMessage(init, w.buf, flush, complete)
 	if err := w.stream.Send(msg); err != nil {
 		w.err = err
 		return err
@@ -1166,7 +1255,9 @@ func serveHTTPEncodeResponseHeader(h http.Header) (headers []*v1.HTTPHeader, inv
 	if len(h) == 0 {
 		return nil, ""
 	}
-	keys := make([]string, 0, len(h))
+	var array [16]string // room for the usual number of keys without an allocation
+	keys := array[:0]
+	n := 0 // values
 	for k := range h {
 		// Trailers cannot cross the stream; declaring them would make the
 		// host's server announce trailers that never come.
@@ -1174,17 +1265,23 @@ func serveHTTPEncodeResponseHeader(h http.Header) (headers []*v1.HTTPHeader, inv
 			continue
 		}
 		keys = append(keys, k)
+		n += len(h[k])
 	}
 	slices.Sort(keys)
 	headers = make([]*v1.HTTPHeader, len(keys))
 	entries := make([]v1.HTTPHeader, len(keys)) // one allocation for all
+	// One allocation for all values too. Each entry's slice is capped at
+	// its own values, so appending to one cannot overwrite the next.
+	all := make([]string, 0, n)
 	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
 		header := &entries[i]
 		header.Key = k
-		header.Values = slices.Clone(h[k])
+		start := len(all)
+		all = append(all, h[k]...)
+		header.Values = all[start:len(all):len(all)]
 		headers[i] = header
 	}
 	return headers, invalid

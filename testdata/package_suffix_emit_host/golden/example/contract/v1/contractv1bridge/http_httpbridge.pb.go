@@ -531,20 +531,28 @@ func serveHTTPEncodeRequestHeader(h http.Header) (headers []*v1.HTTPHeader, inva
 	if len(h) == 0 {
 		return nil, ""
 	}
-	keys := make([]string, 0, len(h))
+	var array [16]string // room for the usual number of keys without an allocation
+	keys := array[:0]
+	n := 0 // values
 	for k := range h {
 		keys = append(keys, k)
+		n += len(h[k])
 	}
 	slices.Sort(keys)
 	headers = make([]*v1.HTTPHeader, len(keys))
 	entries := make([]v1.HTTPHeader, len(keys)) // one allocation for all
+	// One allocation for all values too. Each entry's slice is capped at
+	// its own values, so appending to one cannot overwrite the next.
+	all := make([]string, 0, n)
 	for i, k := range keys {
 		if invalid == "" && (!utf8.ValidString(k) || slices.ContainsFunc(h[k], func(v string) bool { return !utf8.ValidString(v) })) {
 			invalid = k
 		}
 		header := &entries[i]
 		header.Key = k
-		header.Values = slices.Clone(h[k])
+		start := len(all)
+		all = append(all, h[k]...)
+		header.Values = all[start:len(all):len(all)]
 		headers[i] = header
 	}
 	return headers, invalid
