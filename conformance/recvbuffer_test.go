@@ -54,12 +54,16 @@ func (p *poisonPool) Put(b *[]byte) {
 // one HTTP/2 frame each (the host then keeps gRPC's own buffer) or span
 // several (it copies them into a buffer of the stream), into a host whose
 // gRPC client takes its receive buffers from a poisonPool. Every body must
-// arrive as the handler wrote it.
+// arrive as the handler wrote it, also when the host's codec is not used
+// (tracing, or an Open that drops the host's call option).
 func TestHostReleasesBuffersAfterWrite(t *testing.T) {
 	tests := []struct {
 		name    string
 		writes  []int // sizes of the handler's writes, each flushed
 		tracing bool  // grpc.EnableTracing: messages are copies
+		// dropOpts: Open ignores the host's call option, so gRPC's codec
+		// decodes, and copies.
+		dropOpts bool
 	}{
 		{name: "one byte chunks", writes: repeatSize(1, 200)},
 		{name: "chunks in one frame", writes: repeatSize(10_000, 100)},
@@ -67,6 +71,7 @@ func TestHostReleasesBuffersAfterWrite(t *testing.T) {
 		{name: "chunks over the chunk size", writes: repeatSize(200_000, 10)},
 		{name: "mixed", writes: []int{1, 16_000, 70_000, 3, 16_384, 16_379, 64 << 10, 5, 1_000_000, 2}},
 		{name: "mixed with tracing", writes: []int{1, 16_000, 70_000, 3, 64 << 10, 5}, tracing: true},
+		{name: "mixed, Open drops the codec", writes: []int{1, 16_000, 70_000, 3, 64 << 10, 5}, dropOpts: true},
 	}
 	for _, tt := range tests {
 		for _, v := range []bridgetest.HTTPVersion{bridgetest.HTTP1, bridgetest.HTTP2} {
@@ -100,6 +105,14 @@ func TestHostReleasesBuffersAfterWrite(t *testing.T) {
 					}),
 					PluginOptions: bridgetest.PluginOptions{
 						DialOptions: []grpc.DialOption{experimental.WithBufferPool(pool)},
+					},
+					SetupHost: func(h *pluginapiv1.ServeHTTPHost) {
+						if tt.dropOpts {
+							open := h.Open
+							h.Open = func(ctx context.Context, _ ...grpc.CallOption) (bridgetest.ClientStream, error) {
+								return open(ctx)
+							}
+						}
 					},
 				})
 				res := env.Get(t, "/download")
