@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -166,7 +167,9 @@ func (r *recvRecorder) HandleRPC(_ context.Context, s stats.RPCStats) {
 // TestHostDecodesResponsesAsProto sends response messages in wire forms that
 // gRPC's own codec decodes with proto.Unmarshal (a repeated body_chunk,
 // unknown fields around it, a body_chunk of the wrong wire type) and
-// requires the host to see the same messages and write the same body.
+// requires the host to see the same messages and write the same body. The
+// host's codec must not change the wire either: the plugin sees the content
+// type of gRPC's default codec, application/grpc.
 func TestHostDecodesResponsesAsProto(t *testing.T) {
 	const (
 		initField     = 1
@@ -205,7 +208,10 @@ func TestHostDecodesResponsesAsProto(t *testing.T) {
 			bridgetest.LeakCheck(t)
 			raw := append([][]byte{init}, tt.messages...)
 			rec := &recvRecorder{}
+			contentType := make(chan []string, 1)
 			plugin := &bridgetest.ScriptedPlugin{Script: func(stream bridgetest.ServerStream) error {
+				md, _ := metadata.FromIncomingContext(stream.Context())
+				contentType <- md.Get("content-type")
 				for _, b := range raw {
 					// An empty message with the wire form as its unknown
 					// fields marshals to exactly those bytes.
@@ -227,6 +233,9 @@ func TestHostDecodesResponsesAsProto(t *testing.T) {
 			res := env.Get(t, "/")
 			if res.Status != http.StatusOK || res.ReadErr != nil || string(res.Body) != tt.body {
 				t.Errorf("got status %d, read error %v, body %q; want a complete 200 with %q", res.Status, res.ReadErr, bridgetest.Abbreviate(res.Body, 40), bridgetest.Abbreviate([]byte(tt.body), 40))
+			}
+			if got := <-contentType; !slices.Equal(got, []string{"application/grpc"}) {
+				t.Errorf("plugin saw content-type %q, want [application/grpc]", got)
 			}
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
