@@ -2,6 +2,7 @@ package generator
 
 import (
 	"google.golang.org/protobuf/compiler/protogen"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/gofeaturespb"
 )
 
@@ -81,6 +82,7 @@ type rpcBinding struct {
 type field struct {
 	goName string
 	style  accessStyle
+	number protoreflect.FieldNumber
 }
 
 type accessStyle int
@@ -99,7 +101,12 @@ func newField(m *protogen.Message, f *protogen.Field) field {
 	case f.Desc.HasPresence() && f.Message == nil && !f.Desc.IsList() && f.Desc.Kind() != bytesKind:
 		style = accessPointer
 	}
-	return field{goName: f.GoName, style: style}
+	return field{goName: f.GoName, style: style, number: f.Desc.Number()}
+}
+
+// Number is the field's number, for code that reads the wire form itself.
+func (f field) Number() int32 {
+	return int32(f.number)
 }
 
 // Get is the expression that reads the field of recv; getters exist at every

@@ -13,25 +13,30 @@ import (
 
 // imports maps the package names templates call, as in {{http "Request"}},
 // to import paths. Everything generated code imports is listed here: the
-// standard library and grpc, nothing else.
+// standard library, grpc and protobuf (which the messages need anyway),
+// nothing else.
 var imports = map[string]protogen.GoImportPath{
-	"atomic":  "sync/atomic",
-	"codes":   "google.golang.org/grpc/codes",
-	"context": "context",
-	"errors":  "errors",
-	"fmt":     "fmt",
-	"grpc":    "google.golang.org/grpc",
-	"http":    "net/http",
-	"io":      "io",
-	"runtime": "runtime",
-	"slices":  "slices",
-	"slog":    "log/slog",
-	"status":  "google.golang.org/grpc/status",
-	"strconv": "strconv",
-	"strings": "strings",
-	"sync":    "sync",
-	"url":     "net/url",
-	"utf8":    "unicode/utf8",
+	"atomic":    "sync/atomic",
+	"codes":     "google.golang.org/grpc/codes",
+	"context":   "context",
+	"encoding":  "google.golang.org/grpc/encoding",
+	"errors":    "errors",
+	"fmt":       "fmt",
+	"grpc":      "google.golang.org/grpc",
+	"http":      "net/http",
+	"io":        "io",
+	"mem":       "google.golang.org/grpc/mem",
+	"proto":     "google.golang.org/protobuf/proto",
+	"protowire": "google.golang.org/protobuf/encoding/protowire",
+	"runtime":   "runtime",
+	"slices":    "slices",
+	"slog":      "log/slog",
+	"status":    "google.golang.org/grpc/status",
+	"strconv":   "strconv",
+	"strings":   "strings",
+	"sync":      "sync",
+	"url":       "net/url",
+	"utf8":      "unicode/utf8",
 }
 
 // parseTemplates binds the templates to g, so that every package they name

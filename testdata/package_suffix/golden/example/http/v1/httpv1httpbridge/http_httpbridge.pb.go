@@ -12,7 +12,11 @@ import (
 	v1 "golden/package_suffix/example/http/v1"
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
+	encoding "google.golang.org/grpc/encoding"
+	mem "google.golang.org/grpc/mem"
 	status "google.golang.org/grpc/status"
+	protowire "google.golang.org/protobuf/encoding/protowire"
+	proto "google.golang.org/protobuf/proto"
 	io "io"
 	slog "log/slog"
 	http "net/http"
@@ -28,7 +32,8 @@ import (
 
 // This is a compile-time assertion that this generated file is compatible
 // with the grpc package it is being compiled against: it needs generic
-// streams, so gRPC-Go v1.64.0 or later. The code also needs Go 1.21 or later.
+// streams, and the host needs the mem package and ForceCodecV2 of gRPC-Go
+// v1.66.0 or later. The code also needs Go 1.21 or later.
 const _ = grpc.SupportPackageIsVersion9
 
 // ServeHTTPChunkSize is the largest body chunk the ServeHTTP bridge sends in one
@@ -71,7 +76,9 @@ var ErrServeHTTPAborted = errors.New("httpbridge: ServeHTTP response aborted aft
 // ServeHTTPResponse is one message of the response direction.
 type ServeHTTPHost struct {
 	// Open starts one stream; set it to the client's method value, such as
-	// client.ServeHTTP.
+	// client.ServeHTTP. Forward passes it a call option that sets the
+	// stream's codec, so that body chunks are not copied; an Open of your
+	// own should pass opts on (without them the stream works, and copies).
 	Open func(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[v1.ServeHTTPRequest, v1.ServeHTTPResponse], error)
 
 	// ChunkSize bounds the request body chunk of one message. Zero or less
@@ -160,7 +167,12 @@ func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 
-	stream, err := h.Open(ctx)
+	// The stream's own codec hands relay body chunks that alias the bytes
+	// gRPC received, instead of copies; see serveHTTPResponseCodec. If
+	// Open drops the option, gRPC's codec copies as usual.
+	codec := &serveHTTPResponseCodec{}
+	defer codec.release()
+	stream, err := h.Open(ctx, grpc.ForceCodecV2(codec))
 	if err != nil {
 		err = fmt.Errorf("httpbridge: open ServeHTTP stream: %w", err)
 		h.fail(w, r, http.StatusServiceUnavailable, err, !hasBody)
@@ -279,6 +291,117 @@ func (h *ServeHTTPHost) relay(w http.ResponseWriter, r *http.Request, rc *http.R
 			h.logger().Warn("httpbridge: ignoring ServeHTTP init after the first response message", "path", r.URL.Path)
 		}
 	}
+}
+
+// serveHTTPResponseCodec is the codec of one host stream: gRPC's own
+// ("proto", as registered) for everything but v1.ServeHTTPResponse, which it
+// decodes with body_chunk aliasing the received bytes. gRPC's proto codec
+// copies every chunk out of its receive buffers into a new slice, and the
+// host only writes it to the ResponseWriter, so that copy and its garbage
+// were most of the host's CPU per downloaded byte.
+//
+// The bytes of a message stay valid until the stream's next message is
+// decoded, or the stream's Forward returns: relay writes a chunk before it
+// receives again, and a ResponseWriter must not retain what it was given.
+// Nothing else may keep a received message: gRPC says to copy the Payload
+// a stats handler is given, and a stream interceptor must too. While
+// grpc.EnableTracing is on, the trace pages may format a message at any
+// time, so messages are decoded as gRPC's codec does, into copies.
+//
+// Relay calls Recv from one goroutine, and Marshal keeps no state, so the
+// codec needs no lock.
+type serveHTTPResponseCodec struct {
+	// held is gRPC's buffer of a message that arrived in one piece, which
+	// the message aliases; freed when the next one is decoded or Forward
+	// returns.
+	held mem.BufferSlice
+	// buf holds a message that arrived in pieces (a 64 KiB chunk spans
+	// several HTTP/2 frames) and is reused for the next one.
+	buf []byte
+}
+
+// Marshal is gRPC's: a sent message is copied before Send returns.
+func (c *serveHTTPResponseCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return encoding.GetCodecV2("proto").Marshal(v)
+}
+
+// Unmarshal decodes a response message in place, in one piece, and keeps
+// those bytes until the next call.
+func (c *serveHTTPResponseCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	msg, ok := v.(*v1.ServeHTTPResponse)
+	if !ok || grpc.EnableTracing {
+		return encoding.GetCodecV2("proto").Unmarshal(data, v)
+	}
+	c.release()
+	var b []byte
+	if len(data) == 1 {
+		data.Ref() // gRPC frees its own reference when Unmarshal returns
+		c.held = data
+		b = data[0].ReadOnlyData()
+	} else {
+		n := data.Len()
+		if cap(c.buf) < n {
+			c.buf = make([]byte, n)
+		}
+		b = c.buf[:n]
+		data.CopyTo(b)
+	}
+	return serveHTTPUnmarshalResponse(b, msg)
+}
+
+// Name is empty so that the stream's content type stays application/grpc,
+// as with gRPC's default codec, rather than application/grpc+proto.
+func (c *serveHTTPResponseCodec) Name() string {
+	return ""
+}
+
+// release lets gRPC reuse the buffer that the last message aliases.
+func (c *serveHTTPResponseCodec) release() {
+	if c.held != nil {
+		c.held.Free()
+		c.held = nil
+	}
+}
+
+// serveHTTPUnmarshalResponse decodes b into msg as proto.Unmarshal would,
+// except that body_chunk aliases b: protobuf-go copies every bytes field it
+// decodes. Each body_chunk is taken from the wire by hand, and the bytes
+// around it are merged into msg with proto in their order, so that the
+// last occurrence of a field still wins.
+func serveHTTPUnmarshalResponse(b []byte, msg *v1.ServeHTTPResponse) error {
+	proto.Reset(msg)
+	merge := func(part []byte) error {
+		if len(part) == 0 {
+			return nil
+		}
+		return proto.UnmarshalOptions{Merge: true}.Unmarshal(part, msg)
+	}
+	start := 0 // of the bytes not merged yet
+	for i := 0; i < len(b); {
+		num, typ, n := protowire.ConsumeTag(b[i:])
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		if num != 2 || typ != protowire.BytesType {
+			m := protowire.ConsumeFieldValue(num, typ, b[i+n:])
+			if m < 0 {
+				return protowire.ParseError(m)
+			}
+			i += n + m
+			continue
+		}
+		chunk, m := protowire.ConsumeBytes(b[i+n:])
+		if m < 0 {
+			return protowire.ParseError(m)
+		}
+		if err := merge(b[start:i]); err != nil {
+			return err
+		}
+		msg.BodyChunk = chunk
+		i += n + m
+		start = i
+	}
+	return merge(b[start:])
 }
 
 // fail answers a failure that happened before the response started.
