@@ -29,6 +29,12 @@
 // Its plugin-cpu-ns/op and plugin-switches/op are the Python process's,
 // from /proc; the processes get SIGTERM when the tests end.
 //
+// python/facade.py measures the ASGI facade alone, without gRPC: the app
+// served from an in-memory stream against raw's handler on the same stream,
+// in CPU time per exchange (TestPythonFacadeAlone runs it briefly):
+//
+//	PYTHONPATH=gen/python:bench/python /usr/bin/python3 bench/python/facade.py 3000
+//
 // Run them with
 //
 //	go test ./bench -run '^$' -bench Exchange -count 6 | tee bench/results/default.txt
@@ -43,10 +49,14 @@
 // for grpc.NumStreamWorkers on the plugin's server; see grpcProfiles); HTTPBRIDGE_BENCH_PPROF=DIR makes the plugin process write
 // its CPU and allocation profiles into DIR; HTTPBRIDGE_BENCH_CHUNK sets the
 // bridge's ChunkSize on both ends (the Python plugin's too);
+// HTTPBRIDGE_BENCH_LOOP is the Python processes' event loop, as uvicorn's
+// --loop ("auto", the default, is uvloop's where installed, for the bridge
+// and uvicorn alike; "asyncio"); HTTPBRIDGE_BENCH_MMAP is the Python
+// plugin's mmap_threshold;
 // HTTPBRIDGE_BENCH_PYPROF=DIR runs each Python process under cProfile,
 // which writes py-bridge.prof and py-uvicorn.prof into DIR when it stops;
 // HTTPBRIDGE_BENCH_UVICORN adds arguments to uvicorn's, such as
-// "--http httptools --loop uvloop".
+// "--http httptools".
 //
 // Plain go test runs only a quick check that every system serves the
 // workloads correctly; the Python systems' is skipped when /usr/bin/python3

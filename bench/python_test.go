@@ -659,3 +659,32 @@ func (f *firstLine) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// TestPythonFacadeAlone runs python/facade.py, the ASGI facade's own cost
+// without gRPC, for a few rounds: it checks every exchange's bytes, and
+// prints one benchmark line per workload and handler.
+func TestPythonFacadeAlone(t *testing.T) {
+	requirePython(t)
+	var out bytes.Buffer
+	p, err := startPy("py-facade", []string{filepath.Join("python", "facade.py"), "20"}, nil, &out, &logBuffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(time.Minute):
+		t.Fatal("facade.py did not end within a minute")
+	}
+	if p.err != nil {
+		t.Fatalf("facade.py: %v%s", p.err, p.stderr.tail())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("facade.py printed %d lines, want 4:\n%s", len(lines), out.String())
+	}
+	for _, line := range lines {
+		if !strings.HasPrefix(line, "BenchmarkFacade/work=") || !strings.HasSuffix(line, " ns/op") {
+			t.Errorf("not a benchmark line: %q", line)
+		}
+	}
+}

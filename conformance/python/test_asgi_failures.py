@@ -17,8 +17,8 @@ from conftest import (
     body_of,
     bridge,
     cancel_handle,
-    end_stream,
     chunk,
+    end_stream,
     init,
     response_body,
     response_start,
@@ -392,3 +392,17 @@ async def test_cancel_after_the_whole_response_lets_the_app_finish():
     gate.set()
     await until(lambda: done, "the app to finish")
     assert done == ["finished"]
+
+
+class NotAnException(BaseException):
+    """What a task group raises as a BaseExceptionGroup, say: no Exception."""
+
+
+async def test_a_base_exception_from_the_app_is_500_and_logged(caplog):
+    async def app(scope, receive, send):
+        raise NotAnException("boom")
+
+    with caplog.at_level(logging.ERROR, logger="httpbridge"):
+        ctx = await serve_asgi(app, [init()])
+    assert ctx.outs == INTERNAL_ERROR
+    assert "ASGI app failed" in caplog.text and "NotAnException" in caplog.text

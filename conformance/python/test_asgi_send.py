@@ -529,3 +529,90 @@ async def test_write_behind_sends_what_waits_before_a_failure_aborts():
     await serve(bridge.ServeHTTPASGI(app), ctx)
     assert [(o.body, o.complete) for o in ctx.outs] == [(b"a", False), (b"b", False)]
     assert ctx.code == grpc.StatusCode.ABORTED
+
+
+async def test_write_behind_a_send_that_timed_out_leaves_the_next_one_whole():
+    """A send() given up while it waited for room (asyncio.wait_for, an
+    anyio cancel scope) does not spoil the waits of the sends after it."""
+    seen: List[str] = []
+
+    async def app(scope, receive, send):
+        await send(response_start(200))
+        await send(response_body(b"aaaa", more_body=True))  # in flight, held
+        await send(response_body(b"bbbb", more_body=True))  # waits
+        try:
+            await asyncio.wait_for(send(response_body(b"cccc", more_body=True)), 0.05)
+        except asyncio.TimeoutError:
+            seen.append("timed out")
+        await send(response_body(b"dddd", more_body=True))  # waits for room
+        seen.append("sent")
+        await send(response_body(b""))
+
+    ctx = FakeContext([init()])
+    ctx.hold_writes()
+    task = start_task(bridge.ServeHTTPASGI(app, chunk_size=4), ctx)
+    await until(lambda: seen, "the timeout")
+    await settle()
+    assert seen == ["timed out"]
+    ctx.free_writes()
+    await asyncio.wait_for(task, 1)
+    assert seen == ["timed out", "sent"]
+    assert [o.body for o in ctx.outs] == [b"aaaa", b"bbbb", b"dddd", b""]
+
+
+async def test_write_behind_an_app_that_gives_up_has_its_bytes_written_then_aborts():
+    """After a send that timed out, the app returns without finishing: what
+    it sent goes out, and only then does the stream end aborted."""
+
+    gave_up: List[str] = []
+
+    async def app(scope, receive, send):
+        await send(response_start(200))
+        await send(response_body(b"aaaa", more_body=True))
+        await send(response_body(b"bbbb", more_body=True))
+        try:
+            await asyncio.wait_for(send(response_body(b"cccc", more_body=True)), 0.05)
+        except asyncio.TimeoutError:
+            gave_up.append("returned")
+
+    ctx = FakeContext([init()])
+    ctx.hold_writes()
+    task = start_task(bridge.ServeHTTPASGI(app, chunk_size=4), ctx)
+    await until(lambda: gave_up, "the app to give up")
+    await settle()
+    assert not task.done() and ctx.writing == 1
+    ctx.free_writes()
+    await asyncio.wait_for(task, 1)
+    assert [o.body for o in ctx.outs] == [b"aaaa", b"bbbb"]
+    assert ctx.code == grpc.StatusCode.ABORTED
+
+
+async def test_write_behind_a_joined_message_over_the_send_limit_fails_the_next_send(caplog):
+    """Events joined behind a write may make a message over the send limit:
+    refused before the write, logged, reported by the app's next send(),
+    and the stream ends aborted."""
+    errors: List[str] = []
+
+    async def app(scope, receive, send):
+        await send(response_start(200))
+        await send(response_body(b"a", more_body=True))  # in flight
+        for _ in range(4):
+            await send(response_body(b"bb", more_body=True))  # joined: 8 bytes
+        try:
+            await send(response_body(b"c", more_body=True))
+        except Exception as err:
+            errors.append(type(err).__name__)
+            raise
+
+    ctx = FakeContext([init()])
+    ctx.hold_writes()
+    task = start_task(bridge.ServeHTTPASGI(app, chunk_size=8, max_send_message_length=10), ctx)
+    await until(lambda: ctx.writing == 1, "the first write")
+    await settle()
+    with caplog.at_level(logging.ERROR, logger="httpbridge"):
+        ctx.free_writes()
+        await asyncio.wait_for(task, 1)
+    assert errors == ["_SendFailed"]
+    assert "over the send limit" in caplog.text
+    assert [o.body for o in ctx.outs] == [b"a"]
+    assert ctx.code == grpc.StatusCode.ABORTED

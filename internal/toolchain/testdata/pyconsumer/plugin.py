@@ -1,6 +1,5 @@
 """A Python plugin: a Starlette app served to the host over gRPC."""
 
-import asyncio
 import sys
 
 from starlette.applications import Starlette
@@ -22,4 +21,4 @@ if __name__ == "__main__":
     # The host names the address, such as unix:/path/to/plugin.sock.
     address = sys.argv[1]
     ready = lambda port: print(f"serving gRPC on {address}", flush=True)  # noqa: E731
-    asyncio.run(hooks_httpbridge.serve_plugin_hooks(app, address, ready=ready))
+    hooks_httpbridge.run_plugin_hooks(app, address, ready=ready)

@@ -15,9 +15,11 @@ serve an ordinary app over such a stream from a grpc.aio servicer:
 
 The app reads the request body as it arrives, with at most one chunk held
 here, so gRPC's flow control paces the upload to the app. What the app
-sends goes out in chunks of at most the chunk size; an ASGI body event with
-more_body=True (or a WSGI item) is flushed to the client at once, so
-streamed responses and server-sent events stream. The status and headers
+sends goes out in chunks of at most the chunk size; a WSGI item is
+flushed to the client at once, and an ASGI body event with more_body=True
+no later than the write in flight (events that come while one is in
+flight go out together in the next message), so streamed responses and
+server-sent events stream. The status and headers
 are checked before anything is sent: an app that fails before its first
 byte went out gets 500 Internal Server Error, and one that fails after it
 ends the stream without completing the body, so the client sees the
@@ -330,7 +332,70 @@ def _is_grpc_error(err: BaseException) -> bool:
     return isinstance(err, grpc.RpcError) or type(err).__module__.partition(".")[0] == "grpc"
 
 
-class _Exchange:
+class _ExchangeState:
+    """What both kinds of exchange keep the same way: the response's phase,
+    its status and headers, and the request body's accounting against the
+    declared length."""
+
+    def __init__(self, head: _RequestHead, path: str, first_chunk: bytes, first_complete: bool, log: logging.Logger) -> None:
+        self.path = path  # for logs: never the query, which may hold tokens
+        self._log = log
+        self.response = _Response.PENDING
+        self._start: Optional[_ResponseHead] = None
+        self.body = _Body.ARRIVING
+        # remaining counts what the declared length still allows, -1 when
+        # unknown: 0 declares no body in a server request, so a body that
+        # arrives anyway has an unknown length.
+        declared = head.content_length
+        if first_complete and not first_chunk and declared <= 0:
+            declared = 0
+        elif declared <= 0:
+            declared = -1
+        self.content_length = declared
+        self._remaining = declared
+        self._chunk = b""  # what the app has not read yet
+        self._complete = False
+        self._late_init_logged = False
+        self._accept(first_chunk, first_complete)
+
+    @property
+    def started(self) -> bool:
+        """Whether the response started and the host is still there: only
+        then does start_response's exc_info raise again."""
+        return self.response is not _Response.PENDING and self.response is not _Response.DISCONNECTED
+
+    def start(self, head: _ResponseHead) -> None:
+        """Sets or, before anything was sent, replaces the status and headers."""
+        self._start = head
+
+    def body_allowed(self) -> bool:
+        """Whether the response's status allows a body: as net/http does,
+        the bytes an app sends with a 204 or 304 are dropped."""
+        return self._start is None or self._start.status not in (204, 304)
+
+    def _accept(self, chunk: bytes, complete: bool) -> None:
+        if self._remaining >= 0 and len(chunk) >= self._remaining:
+            if len(chunk) > self._remaining:
+                self._log.warning("httpbridge: request body is longer than its content_length; the excess is dropped")
+            chunk, complete = chunk[: self._remaining], True
+        if self._remaining >= 0:
+            self._remaining -= len(chunk)
+            if complete and self._remaining > 0:
+                # Shorter than declared: as with net/http, never a clean end.
+                complete = False
+                self.body = _Body.SHORT
+        self._chunk = chunk
+        self._complete = complete
+
+    def _arrived(self, msg: Any, wire: _Wire) -> None:
+        """Takes the body chunk of a request message after the first."""
+        if wire.request_head(msg) is not None and not self._late_init_logged:
+            self._late_init_logged = True
+            self._log.warning("httpbridge: ignoring an init after the first request message")
+        self._accept(*wire.request_body(msg))
+
+
+class _Exchange(_ExchangeState):
     """One HTTP exchange on one stream: its whole state, in ASGI terms.
 
     receive() and send() are the ASGI callables of the exchange; the WSGI
@@ -354,12 +419,12 @@ class _Exchange:
     ) -> None:
         self._wire = wire
         self._context = context
-        self.path = path  # for logs: never the query, which may hold tokens
         self._chunk_size = chunk_size
         self._send_limit = send_limit  # the server's, if known; -1 if not
-        self._log = log
-        self.response = _Response.PENDING
-        self.body = _Body.ARRIVING
+        # The read in progress: grpc.aio cannot take a read back, so a
+        # cancelled receive() leaves it to the next one.
+        self._reading: Optional[asyncio.Future[Any]] = None
+        super().__init__(head, path, first_chunk, first_complete, log)
         # The host cancelled the stream, before or after the final message.
         self._cancelled = False
         # Set once receive() has nothing more to give but http.disconnect:
@@ -374,26 +439,6 @@ class _Exchange:
         # stay together: sends from several tasks wait their turn.
         self._send_lock = asyncio.Lock()
         self._receivers = 0  # receive() calls in progress
-
-        # remaining counts what the declared length still allows, -1 when
-        # unknown: 0 declares no body in a server request, so a body that
-        # arrives anyway has an unknown length.
-        declared = head.content_length
-        if first_complete and not first_chunk and declared <= 0:
-            declared = 0
-        elif declared <= 0:
-            declared = -1
-        self.content_length = declared
-        self._remaining = declared
-        self._chunk = b""
-        self._complete = False
-        self._late_init_logged = False
-        # The read in progress: grpc.aio cannot take a read back, so a
-        # cancelled receive() leaves it to the next one.
-        self._reading: Optional[asyncio.Future[Any]] = None
-        self._accept(first_chunk, first_complete)
-
-        self._start: Optional[_ResponseHead] = None
         self._declared = -1  # the ASGI app's Content-Length, if valid
         self._written = 0
         # Write-behind: the write in flight, if any, and the pieces that
@@ -408,12 +453,6 @@ class _Exchange:
         self._landed_signal: Optional[asyncio.Future[None]] = None  # for _landing
 
     @property
-    def started(self) -> bool:
-        """Whether the response started and the host is still there: only
-        then does start_response's exc_info raise again."""
-        return self.response is not _Response.PENDING and self.response is not _Response.DISCONNECTED
-
-    @property
     def receiving(self) -> bool:
         """Whether the app waits in receive()."""
         return self._receivers > 0
@@ -424,20 +463,7 @@ class _Exchange:
             self._ended.set()
             if response is _Response.COMPLETE:
                 self.settled.set()
-
-    def _accept(self, chunk: bytes, complete: bool) -> None:
-        if self._remaining >= 0 and len(chunk) >= self._remaining:
-            if len(chunk) > self._remaining:
-                self._log.warning("httpbridge: request body is longer than its content_length; the excess is dropped")
-            chunk, complete = chunk[: self._remaining], True
-        if self._remaining >= 0:
-            self._remaining -= len(chunk)
-            if complete and self._remaining > 0:
-                # Shorter than declared: as with net/http, never a clean end.
-                complete = False
-                self.body = _Body.SHORT
-        self._chunk = chunk
-        self._complete = complete
+                self._stop_reading()  # a read a cancelled receive() left
 
     async def receive(self) -> ASGIMessage:
         """The ASGI receive callable: the next http.request event.
@@ -470,10 +496,7 @@ class _Exchange:
                         # before body_complete: the body is cut short.
                         self._cut_short()
                         break
-                    if self._wire.request_head(msg) is not None and not self._late_init_logged:
-                        self._late_init_logged = True
-                        self._log.warning("httpbridge: ignoring an init after the first request message")
-                    self._accept(*self._wire.request_body(msg))
+                    self._arrived(msg, self._wire)
             await self._ended.wait()
             return dict(_DISCONNECT)
         finally:
@@ -515,9 +538,10 @@ class _Exchange:
         """The ASGI send callable.
 
         http.response.start is held until the first body bytes or the end
-        of the response, so that it goes out with them. A body event is
-        sent at once, in chunks of at most the chunk size, and its last
-        chunk asks the host to flush when more_body is true.
+        of the response, so that it goes out with them. A body event goes
+        out in chunks of at most the chunk size, and its last chunk asks
+        the host to flush when more_body is true; such an event is written
+        behind (see send_body).
         """
         kind = message.get("type")
         if kind == "http.response.start":
@@ -541,15 +565,6 @@ class _Exchange:
             await self.send_body(data, bool(message.get("more_body", False)))
         else:
             raise RuntimeError(f"ASGI app sent a message of type {kind!r}, which HTTP over the bridge does not support")
-
-    def body_allowed(self) -> bool:
-        """Whether the response's status allows a body: as net/http does,
-        the bytes an app sends with a 204 or 304 are dropped."""
-        return self._start is None or self._start.status not in (204, 304)
-
-    def start(self, head: _ResponseHead) -> None:
-        """Sets or, before anything was sent, replaces the status and headers."""
-        self._start = head
 
     async def send_body(self, body: bytes, more: bool, through: bool = False) -> None:
         """Sends body in chunks; without more, its last message completes
@@ -598,9 +613,10 @@ class _Exchange:
     async def _landing(self) -> None:
         """Waits for the write in flight to land; never cancels it."""
         if self._flight is not None:
-            if self._landed_signal is None:
-                self._landed_signal = asyncio.get_running_loop().create_future()
-            await self._landed_signal
+            signal = self._landed_signal
+            if signal is None or signal.done():  # cancelled with a waiter before
+                signal = self._landed_signal = asyncio.get_running_loop().create_future()
+            await signal
         self._check_open()
 
     def _take_off(self) -> None:
@@ -618,17 +634,19 @@ class _Exchange:
 
     def _landed(self, flight: "asyncio.Future[None]") -> None:
         self._flight = None
-        err = flight.exception() if not flight.cancelled() else asyncio.CancelledError()
-        if err is not None:
-            self._flight_error = err  # the app's next send raises it
-        elif self._waiting is not None and self.response is _Response.STREAMING:
-            try:
+        try:
+            if flight.cancelled():  # only as the loop closes
+                self._flight_error = _ClientDisconnected("httpbridge: the stream's write was cancelled")
+            elif flight.exception() is not None:
+                self._flight_error = flight.exception()  # the app's next send raises it
+            elif self._waiting is not None and self.response is _Response.STREAMING:
                 self._take_off()
-            except _SendFailed as failed:
-                self._flight_error = failed
-        signal, self._landed_signal = self._landed_signal, None
-        if signal is not None and not signal.done():  # cancelled with its waiter
-            signal.set_result(None)
+        except Exception as err:  # the next message could not be made
+            self._flight_error = err
+        finally:
+            signal, self._landed_signal = self._landed_signal, None
+            if signal is not None and not signal.done():  # cancelled with its waiter
+                signal.set_result(None)
 
     async def _drain(self) -> None:
         """Waits until the writes that sends left behind have landed."""
@@ -676,7 +694,8 @@ class _Exchange:
 
     def _fail_send(self, before: _Response, why: str) -> NoReturn:
         """A message that never went out, through no fault of the host's."""
-        self.response = before
+        if self.response is _Response.STREAMING or self.response is _Response.FINISHING:
+            self.response = before  # not if the host cancelled meanwhile
         self._log.error("httpbridge: could not send a response message (path %s): %s", self.path, why)
         raise _SendFailed(f"httpbridge: could not send a response message: {why}")
 
@@ -750,10 +769,15 @@ class _Exchange:
         self._context.set_details("httpbridge: the app failed after the response started")
 
 
-async def _reject(wire: _Wire, context: _Stream, status: int, reason: str) -> None:
-    """Answers with a bare status in one message, as net/http's http.Error."""
+def _rejection(wire: _Wire, status: int, reason: str) -> Any:
+    """A bare status in one message, as net/http's http.Error."""
     head = _ResponseHead(status, [("content-type", ["text/plain; charset=utf-8"]), ("x-content-type-options", ["nosniff"])])
-    await context.write(wire.response(head, (reason + "\n").encode(), False, True))
+    return wire.response(head, (reason + "\n").encode(), False, True)
+
+
+async def _reject(wire: _Wire, context: _Stream, status: int, reason: str) -> None:
+    """Answers with a bare status in one message."""
+    await context.write(_rejection(wire, status, reason))
 
 
 class _Request(NamedTuple):
@@ -920,7 +944,10 @@ class _ASGIBridge:
 
     async def _serve(self, scope: MutableMapping[str, Any], exchange: _Exchange) -> None:
         """Runs the app, then ends the exchange as the app left it."""
-        await exchange.finish(await self._run(scope, exchange))
+        try:
+            await exchange.finish(await self._run(scope, exchange))
+        finally:
+            exchange.settled.set()  # whatever happened, the RPC may end
 
     async def _run(self, scope: MutableMapping[str, Any], exchange: _Exchange) -> bool:
         """Runs the app; False if it failed. Whatever escapes the app is
@@ -936,7 +963,7 @@ class _ASGIBridge:
                 # exchange whose client left, say.
                 self.log.error("httpbridge: ASGI app failed (path %s): cancelled", exchange.path, exc_info=True)
             return False
-        except Exception:
+        except BaseException:  # as uvicorn: a BaseExceptionGroup, say
             self.log.exception("httpbridge: ASGI app failed (path %s)", exchange.path)
             return False
 
@@ -1057,21 +1084,6 @@ class _Lifespan:
                 await asyncio.wait({task})
 
 
-class _WSGIExchange(Protocol):
-    """What the WSGI pieces use of an exchange, the grpc.aio facade's
-    _Exchange or the threaded facade's _ThreadedExchange."""
-
-    path: str
-    body: _Body
-
-    @property
-    def started(self) -> bool: ...
-
-    def start(self, head: _ResponseHead) -> None: ...
-
-    def body_allowed(self) -> bool: ...
-
-
 class _WSGIInput:
     """wsgi.input: the request body, read from the stream on demand.
 
@@ -1183,7 +1195,7 @@ class _WSGIResponse:
     it went out; without more it is the end of the response.
     """
 
-    def __init__(self, exchange: _WSGIExchange, send_body: Callable[[bytes, bool], None]) -> None:
+    def __init__(self, exchange: _ExchangeState, send_body: Callable[[bytes, bool], None]) -> None:
         self._exchange = exchange
         self._send_body = send_body
         self.started = False
@@ -1243,7 +1255,7 @@ class _WSGIResponse:
             self._send_body(b"", False)
 
 
-def _run_wsgi(app: WSGIApp, environ: Dict[str, Any], response: _WSGIResponse, exchange: _WSGIExchange, log: logging.Logger) -> bool:
+def _run_wsgi(app: WSGIApp, environ: Dict[str, Any], response: _WSGIResponse, exchange: _ExchangeState, log: logging.Logger) -> bool:
     """Runs app on one exchange in the calling thread: True if it completed
     its response, False if it failed (logged here) or the client left.
     The iterable's close() is always called."""
@@ -1444,12 +1456,6 @@ class _SyncContext(Protocol):
     def set_details(self, details: str) -> None: ...
 
 
-def _rejection(wire: _Wire, status: int, reason: str) -> Any:
-    """A bare status in one message, as net/http's http.Error."""
-    head = _ResponseHead(status, [("content-type", ["text/plain; charset=utf-8"]), ("x-content-type-options", ["nosniff"])])
-    return wire.response(head, (reason + "\n").encode(), False, True)
-
-
 def _next_or_none(requests: Iterator[Any]) -> Optional[Any]:
     """The next request message; None once the stream ended, whether the
     host half-closed (StopIteration) or cancelled (grpc.RpcError)."""
@@ -1461,7 +1467,7 @@ def _next_or_none(requests: Iterator[Any]) -> Optional[Any]:
         return None
 
 
-class _ThreadedExchange:
+class _ThreadedExchange(_ExchangeState):
     """One HTTP exchange on one stream of grpcio's synchronous server: its
     whole state, behind one condition.
 
@@ -1494,66 +1500,20 @@ class _ThreadedExchange:
         self._wire = wire
         self._requests = requests
         self._context = context
-        self.path = path  # for logs: never the query, which may hold tokens
         self._chunk_size = chunk_size
         self._send_limit = send_limit  # the server's, if known; -1 if not
         self._reader = reader  # reads with a timeout; None: no timeout
         self._read_timeout = read_timeout
-        self._log = log
         self._cond = threading.Condition()
-        self.response = _Response.PENDING
-        self.body = _Body.ARRIVING
         self._cancelled = False  # the RPC ended: the host cancelled, or it is over
         self._outbox: List[Any] = []  # messages for the server's thread to yield
         self._queued = 0  # messages handed over so far
         self._written = 0  # of those, the ones gRPC wrote
         self._done = False  # the app's thread is through with the exchange
-        self._start: Optional[_ResponseHead] = None
-
-        # As _Exchange: remaining counts what the declared length still
-        # allows, -1 when unknown.
-        declared = head.content_length
-        if first_complete and not first_chunk and declared <= 0:
-            declared = 0
-        elif declared <= 0:
-            declared = -1
-        self.content_length = declared
-        self._remaining = declared
-        self._chunk = b""
-        self._complete = False
-        self._late_init_logged = False
         self._reading: Optional[concurrent.futures.Future[Optional[Any]]] = None
-        self._accept(first_chunk, first_complete)
-
-    @property
-    def started(self) -> bool:
-        """Whether the response started and the host is still there: only
-        then does start_response's exc_info raise again."""
-        return self.response is not _Response.PENDING and self.response is not _Response.DISCONNECTED
-
-    def start(self, head: _ResponseHead) -> None:
-        """Sets or, before anything was sent, replaces the status and headers."""
-        self._start = head
-
-    def body_allowed(self) -> bool:
-        """Whether the response's status allows a body (not 204 or 304)."""
-        return self._start is None or self._start.status not in (204, 304)
+        super().__init__(head, path, first_chunk, first_complete, log)
 
     # The request body, read by the app's thread.
-
-    def _accept(self, chunk: bytes, complete: bool) -> None:
-        if self._remaining >= 0 and len(chunk) >= self._remaining:
-            if len(chunk) > self._remaining:
-                self._log.warning("httpbridge: request body is longer than its content_length; the excess is dropped")
-            chunk, complete = chunk[: self._remaining], True
-        if self._remaining >= 0:
-            self._remaining -= len(chunk)
-            if complete and self._remaining > 0:
-                # Shorter than declared: as with net/http, never a clean end.
-                complete = False
-                self.body = _Body.SHORT
-        self._chunk = chunk
-        self._complete = complete
 
     def read_chunk(self) -> Tuple[bytes, bool]:
         """The next chunk of the body and whether more may come, reading
@@ -1575,10 +1535,7 @@ class _ThreadedExchange:
                 # The host half-closed or cancelled before body_complete.
                 self.body = _Body.CUT_SHORT
                 raise _ClientDisconnected("httpbridge: the request body was cut short")
-            if self._wire.request_head(msg) is not None and not self._late_init_logged:
-                self._late_init_logged = True
-                self._log.warning("httpbridge: ignoring an init after the first request message")
-            self._accept(*self._wire.request_body(msg))
+            self._arrived(msg, self._wire)
 
     def _read(self) -> Optional[Any]:
         """The next request message, None at the end of the stream.
