@@ -59,14 +59,14 @@ func main() {
 		if printed {
 			fmt.Println()
 		}
-		printPython(works["Python"], median)
+		printPython(works["Python"], median, pythonTables)
 		printed = true
 	}
 	if len(works["PythonWSGI"]) > 0 {
 		if printed {
 			fmt.Println()
 		}
-		printPythonWSGI(works["PythonWSGI"], median)
+		printPython(works["PythonWSGI"], median, wsgiTables)
 	}
 }
 
@@ -132,63 +132,35 @@ func printExchange(works []string, median medianFunc) {
 	}
 }
 
-// printPython prints BenchmarkPython's tables: the bridge against raw over
-// grpc.aio and against uvicorn behind the proxy, then the CPU time and
-// allocations of each process. Python's allocations are not measured.
-func printPython(works []string, median medianFunc) {
-	fmt.Println("| workload | metric | py-raw | py-bridge | py-uvicorn | bridge/raw | bridge/uvicorn | target |")
-	fmt.Println("|---|---|--:|--:|--:|--:|--:|---|")
-	for _, work := range works {
-		for _, unit := range metrics(work) {
-			raw, okRaw := median(work, "py-raw", unit)
-			bridge, okBridge := median(work, "py-bridge", unit)
-			uvicorn, okUvicorn := median(work, "py-uvicorn", unit)
-			if !okBridge {
-				continue
-			}
-			f := num
-			if strings.HasSuffix(unit, "ns/op") {
-				f = dur
-			}
-			fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", work, unit,
-				f(raw, okRaw), f(bridge, true), f(uvicorn, okUvicorn),
-				ratio(bridge, raw, okRaw), ratio(bridge, uvicorn, okUvicorn),
-				target(work, unit, bridge, uvicorn, okUvicorn, 1.4))
-		}
-	}
-
-	fmt.Println()
-	fmt.Println("| workload | system | host CPU/op | Python CPU/op | host B/op | host allocs/op | host switches/op | Python switches/op |")
-	fmt.Println("|---|---|--:|--:|--:|--:|--:|--:|")
-	for _, work := range works {
-		for _, sys := range []string{"py-raw", "py-bridge", "py-uvicorn"} {
-			b, ok := median(work, sys, "B/op")
-			if !ok {
-				continue
-			}
-			allocs, _ := median(work, sys, "allocs/op")
-			hc, okHC := median(work, sys, "host-cpu-ns/op")
-			pc, okPC := median(work, sys, "plugin-cpu-ns/op")
-			hs, okHS := median(work, sys, "host-switches/op")
-			ps, okPS := median(work, sys, "plugin-switches/op")
-			fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", work, sys,
-				dur(hc, okHC), dur(pc, okPC), num(b, true), num(allocs, true),
-				num(hs, okHS), num(ps, okPS))
-		}
-	}
+// pyTables names the systems of one Python benchmark's tables: the one
+// measured, what it is compared with over gRPC, and uvicorn behind the
+// proxy, with the ratios' column names and the GET latency target.
+type pyTables struct {
+	base, subject, uvicorn  string
+	baseRatio, uvicornRatio string
+	getMax                  float64
+	allocs                  bool // whether the host's bytes and allocations are listed
 }
 
-// printPythonWSGI prints BenchmarkPythonWSGI's tables: the threaded WSGI
-// facade against the grpc.aio one and against uvicorn --interface wsgi
-// behind the proxy, then the CPU time of each process.
-func printPythonWSGI(works []string, median medianFunc) {
-	fmt.Println("| workload | metric | py-wsgi-aio | py-wsgi | py-wsgi-uvicorn | wsgi/aio | wsgi/uvicorn | target |")
+// pythonTables are BenchmarkPython's (the bridge against raw over grpc.aio
+// and uvicorn; Python's allocations are not measured) and
+// BenchmarkPythonWSGI's (the threaded WSGI facade against the grpc.aio one
+// and uvicorn --interface wsgi).
+var (
+	pythonTables = pyTables{"py-raw", "py-bridge", "py-uvicorn", "bridge/raw", "bridge/uvicorn", 1.4, true}
+	wsgiTables   = pyTables{"py-wsgi-aio", "py-wsgi", "py-wsgi-uvicorn", "wsgi/aio", "wsgi/uvicorn", 1.5, false}
+)
+
+// printPython prints the tables of t: the ratios against the targets, then
+// the CPU time (and allocations) of each process.
+func printPython(works []string, median medianFunc, t pyTables) {
+	fmt.Printf("| workload | metric | %s | %s | %s | %s | %s | target |\n", t.base, t.subject, t.uvicorn, t.baseRatio, t.uvicornRatio)
 	fmt.Println("|---|---|--:|--:|--:|--:|--:|---|")
 	for _, work := range works {
 		for _, unit := range metrics(work) {
-			aio, okAio := median(work, "py-wsgi-aio", unit)
-			threads, ok := median(work, "py-wsgi", unit)
-			uvicorn, okUvicorn := median(work, "py-wsgi-uvicorn", unit)
+			base, okBase := median(work, t.base, unit)
+			subject, ok := median(work, t.subject, unit)
+			uvicorn, okUvicorn := median(work, t.uvicorn, unit)
 			if !ok {
 				continue
 			}
@@ -197,26 +169,39 @@ func printPythonWSGI(works []string, median medianFunc) {
 				f = dur
 			}
 			fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", work, unit,
-				f(aio, okAio), f(threads, true), f(uvicorn, okUvicorn),
-				ratio(threads, aio, okAio), ratio(threads, uvicorn, okUvicorn),
-				target(work, unit, threads, uvicorn, okUvicorn, 1.5))
+				f(base, okBase), f(subject, true), f(uvicorn, okUvicorn),
+				ratio(subject, base, okBase), ratio(subject, uvicorn, okUvicorn),
+				target(work, unit, subject, uvicorn, okUvicorn, t.getMax))
 		}
 	}
 
 	fmt.Println()
-	fmt.Println("| workload | system | host CPU/op | Python CPU/op | host switches/op | Python switches/op |")
-	fmt.Println("|---|---|--:|--:|--:|--:|")
+	if t.allocs {
+		fmt.Println("| workload | system | host CPU/op | Python CPU/op | host B/op | host allocs/op | host switches/op | Python switches/op |")
+		fmt.Println("|---|---|--:|--:|--:|--:|--:|--:|")
+	} else {
+		fmt.Println("| workload | system | host CPU/op | Python CPU/op | host switches/op | Python switches/op |")
+		fmt.Println("|---|---|--:|--:|--:|--:|")
+	}
 	for _, work := range works {
-		for _, sys := range []string{"py-wsgi-aio", "py-wsgi", "py-wsgi-uvicorn"} {
+		for _, sys := range []string{t.base, t.subject, t.uvicorn} {
+			b, okB := median(work, sys, "B/op")
 			hc, okHC := median(work, sys, "host-cpu-ns/op")
-			if !okHC {
+			if (t.allocs && !okB) || (!t.allocs && !okHC) {
 				continue
 			}
 			pc, okPC := median(work, sys, "plugin-cpu-ns/op")
 			hs, okHS := median(work, sys, "host-switches/op")
 			ps, okPS := median(work, sys, "plugin-switches/op")
-			fmt.Printf("| %s | %s | %s | %s | %s | %s |\n", work, sys,
-				dur(hc, okHC), dur(pc, okPC), num(hs, okHS), num(ps, okPS))
+			if t.allocs {
+				allocs, _ := median(work, sys, "allocs/op")
+				fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", work, sys,
+					dur(hc, okHC), dur(pc, okPC), num(b, true), num(allocs, true),
+					num(hs, okHS), num(ps, okPS))
+			} else {
+				fmt.Printf("| %s | %s | %s | %s | %s | %s |\n", work, sys,
+					dur(hc, okHC), dur(pc, okPC), num(hs, okHS), num(ps, okPS))
+			}
 		}
 	}
 }

@@ -146,7 +146,7 @@ func renderPython(plugin *protogen.Plugin, fm *fileModel, cfg *config) error {
 	}
 	if len(view.Services) > 0 {
 		add(stdlib, "asyncio", "concurrent.futures", "ctypes", "functools", "importlib", "inspect", "os", "signal", "sys", "threading")
-		add(typing, "Any", "Callable", "Coroutine", "Dict", "Iterator", "List", "Optional", "Sequence", "Tuple")
+		add(typing, "Any", "Awaitable", "Callable", "Coroutine", "Dict", "Iterator", "List", "Optional", "Sequence", "Tuple")
 	}
 	view.Stdlib, view.Typing = slices.Sorted(maps.Keys(stdlib)), slices.Sorted(maps.Keys(typing))
 	view.Imports = slices.Sorted(maps.Keys(imports))

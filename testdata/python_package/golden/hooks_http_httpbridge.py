@@ -334,11 +334,24 @@ def _is_grpc_error(err: BaseException) -> bool:
 
 class _ExchangeState:
     """What both kinds of exchange keep the same way: the response's phase,
-    its status and headers, and the request body's accounting against the
-    declared length."""
+    its status and headers and how it is cut into messages, and the request
+    body's accounting against the declared length."""
 
-    def __init__(self, head: _RequestHead, path: str, first_chunk: bytes, first_complete: bool, log: logging.Logger) -> None:
+    def __init__(
+        self,
+        wire: _Wire,
+        head: _RequestHead,
+        path: str,
+        first_chunk: bytes,
+        first_complete: bool,
+        chunk_size: int,
+        send_limit: int,
+        log: logging.Logger,
+    ) -> None:
+        self._wire = wire
         self.path = path  # for logs: never the query, which may hold tokens
+        self._chunk_size = chunk_size
+        self._send_limit = send_limit  # the server's, if known; -1 if not
         self._log = log
         self.response = _Response.PENDING
         self._start: Optional[_ResponseHead] = None
@@ -387,12 +400,44 @@ class _ExchangeState:
         self._chunk = chunk
         self._complete = complete
 
-    def _arrived(self, msg: Any, wire: _Wire) -> None:
+    def _arrived(self, msg: Any) -> None:
         """Takes the body chunk of a request message after the first."""
-        if wire.request_head(msg) is not None and not self._late_init_logged:
+        if self._wire.request_head(msg) is not None and not self._late_init_logged:
             self._late_init_logged = True
             self._log.warning("httpbridge: ignoring an init after the first request message")
-        self._accept(*wire.request_body(msg))
+        self._accept(*self._wire.request_body(msg))
+
+    def _pieces(self, body: bytes) -> Iterator[Tuple[bytes, bool]]:
+        """body in chunks of at most the chunk size, each with whether it
+        is the last; an empty body is one empty chunk."""
+        size = self._chunk_size
+        last = max(len(body) - 1, 0) // size * size
+        for at in range(0, last + 1, size):
+            yield body[at : at + size], at == last
+
+    def _check_size(self, msg: Any, before: _Response) -> None:
+        if self._send_limit >= 0:
+            size = msg.ByteSize()
+            if size > self._send_limit:
+                # gRPC would refuse it with the error of a cancelled call,
+                # and cancel the call: told apart here, before.
+                self._fail_send(before, f"{size} bytes, over the send limit of {self._send_limit} (max_send_message_length)")
+
+    def _fail_send(self, before: _Response, why: str) -> NoReturn:
+        """A message that never went out, through no fault of the host's."""
+        if self.response is _Response.STREAMING or self.response is _Response.FINISHING:
+            self.response = before  # not if the host cancelled meanwhile
+        self._log.error("httpbridge: could not send a response message (path %s): %s", self.path, why)
+        raise _SendFailed(f"httpbridge: could not send a response message: {why}")
+
+    def _log_unfinished(self, ok: bool) -> None:
+        """Says why an app that returned left its response unfinished."""
+        if ok and self.body is _Body.CUT_SHORT:
+            # The upload was cut short (the client went away) and the app,
+            # told so by http.disconnect or OSError, gave up.
+            self._log.info("httpbridge: request body cut short; the app returned without a response (path %s)", self.path)
+        elif ok:
+            self._log.error("httpbridge: app returned without completing its response (path %s)", self.path)
 
 
 class _Exchange(_ExchangeState):
@@ -417,14 +462,11 @@ class _Exchange(_ExchangeState):
         send_limit: int,
         log: logging.Logger,
     ) -> None:
-        self._wire = wire
         self._context = context
-        self._chunk_size = chunk_size
-        self._send_limit = send_limit  # the server's, if known; -1 if not
         # The read in progress: grpc.aio cannot take a read back, so a
         # cancelled receive() leaves it to the next one.
         self._reading: Optional[asyncio.Future[Any]] = None
-        super().__init__(head, path, first_chunk, first_complete, log)
+        super().__init__(wire, head, path, first_chunk, first_complete, chunk_size, send_limit, log)
         # The host cancelled the stream, before or after the final message.
         self._cancelled = False
         # Set once receive() has nothing more to give but http.disconnect:
@@ -496,7 +538,7 @@ class _Exchange(_ExchangeState):
                         # before body_complete: the body is cut short.
                         self._cut_short()
                         break
-                    self._arrived(msg, self._wire)
+                    self._arrived(msg)
             await self._ended.wait()
             return dict(_DISCONNECT)
         finally:
@@ -579,21 +621,18 @@ class _Exchange(_ExchangeState):
         """
         async with self._send_lock:
             self._check_open()
-            size = self._chunk_size
-            last = max(len(body) - 1, 0) // size * size
-            for at in range(0, last + 1, size):
-                piece = body[at : at + size]
-                if at == last and not more:
+            for piece, last in self._pieces(body):
+                if last and not more:
                     await self._send_final(piece)
                     return
-                while self._waiting is not None and self._waiting_size + len(piece) > size:
+                while self._waiting is not None and self._waiting_size + len(piece) > self._chunk_size:
                     await self._landing()  # room for one chunk only
                 if self._waiting is None:
                     self._waiting = []
                 if piece:
                     self._waiting.append(piece)
                     self._waiting_size += len(piece)
-                self._waiting_flush = self._waiting_flush or at == last
+                self._waiting_flush = self._waiting_flush or last
                 if self._flight is None:
                     self._take_off()
             if through:
@@ -671,14 +710,6 @@ class _Exchange(_ExchangeState):
         await self._write(msg, before)
         self._move(_Response.COMPLETE)
 
-    def _check_size(self, msg: Any, before: _Response) -> None:
-        if self._send_limit >= 0:
-            size = msg.ByteSize()
-            if size > self._send_limit:
-                # grpc.aio would refuse it with the error of a cancelled
-                # call, and cancel the call: told apart here, before.
-                self._fail_send(before, f"{size} bytes, over the send limit of {self._send_limit} (max_send_message_length)")
-
     async def _write(self, msg: Any, before: _Response) -> None:
         try:
             await self._context.write(msg)
@@ -691,13 +722,6 @@ class _Exchange(_ExchangeState):
                 self._move(_Response.DISCONNECTED)
                 raise _ClientDisconnected("httpbridge: the host cancelled the stream") from err
             self._fail_send(before, repr(err))  # turning it into bytes failed
-
-    def _fail_send(self, before: _Response, why: str) -> NoReturn:
-        """A message that never went out, through no fault of the host's."""
-        if self.response is _Response.STREAMING or self.response is _Response.FINISHING:
-            self.response = before  # not if the host cancelled meanwhile
-        self._log.error("httpbridge: could not send a response message (path %s): %s", self.path, why)
-        raise _SendFailed(f"httpbridge: could not send a response message: {why}")
 
     def cancel(self) -> bool:
         """Records that the host cancelled the stream.
@@ -746,12 +770,7 @@ class _Exchange(_ExchangeState):
             return
         if self.response is not _Response.PENDING and self.response is not _Response.STREAMING:
             return
-        if ok and self.body is _Body.CUT_SHORT:
-            # The upload was cut short (the client went away) and the app,
-            # told so by http.disconnect, gave up.
-            self._log.info("httpbridge: request body cut short; the app returned without a response (path %s)", self.path)
-        elif ok:
-            self._log.error("httpbridge: app returned without completing its response (path %s)", self.path)
+        self._log_unfinished(ok)
         if self.response is _Response.STREAMING:
             # The client has part of the response: end the stream without
             # body_complete, so the host cuts it short.
@@ -759,7 +778,7 @@ class _Exchange(_ExchangeState):
             return
         self._move(_Response.FAILED)
         try:
-            await _reject(self._wire, self._context, 500, "Internal Server Error")
+            await self._context.write(_rejection(self._wire, 500, "Internal Server Error"))
         except Exception as err:  # the stream is gone, or refused a message before
             self._log.debug("httpbridge: could not send 500 (path %s): %r", self.path, err)
 
@@ -775,11 +794,6 @@ def _rejection(wire: _Wire, status: int, reason: str) -> Any:
     return wire.response(head, (reason + "\n").encode(), False, True)
 
 
-async def _reject(wire: _Wire, context: _Stream, status: int, reason: str) -> None:
-    """Answers with a bare status in one message."""
-    await context.write(_rejection(wire, status, reason))
-
-
 class _Request(NamedTuple):
     head: _RequestHead
     target: _Target
@@ -790,27 +804,42 @@ async def _open(
     wire: _Wire, context: _Stream, chunk_size: int, send_limit: int, log: logging.Logger
 ) -> Optional[_Request]:
     """Reads the first message; None if the stream was answered already."""
-    exchange: Optional[_Exchange] = None  # until then, the answers are _reject's
+    exchange: Optional[_Exchange] = None  # until then, the answers are _opening's
     _quiet_late_status(lambda: exchange is None or exchange.response in (_Response.COMPLETE, _Response.FAILED))
     first = await context.read()
-    if first is grpc.aio.EOF:
-        log.warning("httpbridge: stream ended before its first message")
-        await _reject(wire, context, 500, "Internal Server Error")
+    opening = _opening(wire, None if first is grpc.aio.EOF else first, log)
+    if opening.head is None or opening.target is None:
+        await context.write(opening.answer)
         return None
+    chunk, complete = wire.request_body(first)
+    exchange = _Exchange(wire, context, opening.head, opening.target.path, chunk, complete, chunk_size, send_limit, log)
+    return _Request(opening.head, opening.target, exchange)
+
+
+class _Opening(NamedTuple):
+    """What the first request message of a stream makes of it: the
+    request's head and target, or the answer that ends the stream."""
+
+    head: Optional[_RequestHead]
+    target: Optional[_Target]
+    answer: Any
+
+
+def _opening(wire: _Wire, first: Optional[Any], log: logging.Logger) -> _Opening:
+    """Checks the first request message; None if the stream ended first."""
+    if first is None:
+        log.warning("httpbridge: stream ended before its first message")
+        return _Opening(None, None, _rejection(wire, 500, "Internal Server Error"))
     head = wire.request_head(first)
     if head is None:
         log.warning("httpbridge: first request message has no init")
-        await _reject(wire, context, 500, "Internal Server Error")
-        return None
+        return _Opening(None, None, _rejection(wire, 500, "Internal Server Error"))
     target = _parse_target(head.method or "GET", head.url)
     if target is None:
         # Without the target, whose query may hold a token.
         log.warning("httpbridge: bad request: invalid request target")
-        await _reject(wire, context, 400, "Bad Request")
-        return None
-    chunk, complete = wire.request_body(first)
-    exchange = _Exchange(wire, context, head, target.path, chunk, complete, chunk_size, send_limit, log)
-    return _Request(head, target, exchange)
+        return _Opening(None, None, _rejection(wire, 400, "Bad Request"))
+    return _Opening(head, target, None)
 
 
 def _quiet_late_status(ended_well: Callable[[], bool]) -> None:
@@ -1361,8 +1390,8 @@ def _aio_chunks(exchange: _Exchange, loop: asyncio.AbstractEventLoop, timeout: O
     return next_chunk
 
 
-class _WSGIBridge:
-    """The WSGI facade of one message pair; see the pair's subclass."""
+class _WSGIFacade:
+    """The options and the worker threads of both WSGI facades."""
 
     _wire: _Wire
     _default_chunk_size: int
@@ -1385,11 +1414,33 @@ class _WSGIBridge:
         self.max_send_message_length = max_send_message_length
         self.root_path = root_path
         self.read_timeout = read_timeout
+        self.max_workers = max_workers
         self.log = logger or _log
         self._own_executor = executor is None
         self._executor = executor or concurrent.futures.ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="httpbridge-wsgi"
         )
+
+    def _stop_workers(self) -> None:
+        """Shuts the worker threads down, if the facade made them; calls
+        that never got a worker are dropped."""
+        if self._own_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _too_late(self, exchange: _ExchangeState) -> bool:
+        """Whether the host cancelled the stream before a worker was free:
+        the app is then never called."""
+        if exchange.response is not _Response.DISCONNECTED:
+            return False
+        self.log.info("httpbridge: the host cancelled the stream before a worker was free; the WSGI app was not called (path %s)", exchange.path)
+        return True
+
+    def _file_wrapper(self, filelike: Any, block_size: int = 8192) -> _FileWrapper:
+        return _FileWrapper(filelike, max(block_size, self.chunk_size))
+
+
+class _WSGIBridge(_WSGIFacade):
+    """The WSGI facade of one message pair; see the pair's subclass."""
 
     async def handle(self, request_iterator: Any, context: _Stream) -> None:
         """Serves the app on one stream: the body of the servicer method.
@@ -1419,13 +1470,11 @@ class _WSGIBridge:
         """Shuts the worker threads down, if the facade made them; calls
         that never got a worker are dropped. Call it after the server
         stopped."""
-        if self._own_executor:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._stop_workers()
 
     def _run(self, request: _Request, loop: asyncio.AbstractEventLoop) -> bool:
         exchange = request.exchange
-        if exchange.response is _Response.DISCONNECTED:
-            self.log.info("httpbridge: the host cancelled the stream before a worker was free; the WSGI app was not called (path %s)", exchange.path)
+        if self._too_late(exchange):
             return False
 
         def send_body(data: bytes, more: bool) -> None:
@@ -1440,9 +1489,6 @@ class _WSGIBridge:
             self._file_wrapper,
         )
         return _run_wsgi(self.app, environ, _WSGIResponse(exchange, send_body), exchange, self.log)
-
-    def _file_wrapper(self, filelike: Any, block_size: int = 8192) -> _FileWrapper:
-        return _FileWrapper(filelike, max(block_size, self.chunk_size))
 
 
 class _SyncContext(Protocol):
@@ -1497,11 +1543,8 @@ class _ThreadedExchange(_ExchangeState):
         read_timeout: Optional[float],
         log: logging.Logger,
     ) -> None:
-        self._wire = wire
         self._requests = requests
         self._context = context
-        self._chunk_size = chunk_size
-        self._send_limit = send_limit  # the server's, if known; -1 if not
         self._reader = reader  # reads with a timeout; None: no timeout
         self._read_timeout = read_timeout
         self._cond = threading.Condition()
@@ -1511,7 +1554,7 @@ class _ThreadedExchange(_ExchangeState):
         self._written = 0  # of those, the ones gRPC wrote
         self._done = False  # the app's thread is through with the exchange
         self._reading: Optional[concurrent.futures.Future[Optional[Any]]] = None
-        super().__init__(head, path, first_chunk, first_complete, log)
+        super().__init__(wire, head, path, first_chunk, first_complete, chunk_size, send_limit, log)
 
     # The request body, read by the app's thread.
 
@@ -1535,7 +1578,7 @@ class _ThreadedExchange(_ExchangeState):
                 # The host half-closed or cancelled before body_complete.
                 self.body = _Body.CUT_SHORT
                 raise _ClientDisconnected("httpbridge: the request body was cut short")
-            self._arrived(msg, self._wire)
+            self._arrived(msg)
 
     def _read(self) -> Optional[Any]:
         """The next request message, None at the end of the stream.
@@ -1573,21 +1616,13 @@ class _ThreadedExchange(_ExchangeState):
                     raise _ClientDisconnected("httpbridge: the host cancelled the stream")
                 raise RuntimeError("httpbridge: body sent after the response ended")
             assert self._start is not None
-            size = self._chunk_size
-            last = max(len(body) - 1, 0) // size * size
-            for at in range(0, last + 1, size):
+            for piece, final in self._pieces(body):
                 if self._host_left():
                     raise _ClientDisconnected("httpbridge: the host cancelled the stream")
-                final = at == last
                 before = self.response
                 head = self._start if before is _Response.PENDING else None
-                msg = self._wire.response(head, body[at : at + size], final and more, final and not more)
-                if self._send_limit >= 0:
-                    length = msg.ByteSize()
-                    if length > self._send_limit:
-                        # grpcio would fail the call as if the host had
-                        # cancelled: told apart here, before.
-                        self._fail_send(before, f"{length} bytes, over the send limit of {self._send_limit} (max_send_message_length)")
+                msg = self._wire.response(head, piece, final and more, final and not more)
+                self._check_size(msg, before)
                 self.response = _Response.FINISHING if final and not more else _Response.STREAMING
                 self._outbox.append(msg)
                 self._queued += 1
@@ -1603,12 +1638,6 @@ class _ThreadedExchange(_ExchangeState):
     def _host_left(self) -> bool:
         # A method, as cancel() may change the response during a wait.
         return self.response is _Response.DISCONNECTED
-
-    def _fail_send(self, before: _Response, why: str) -> NoReturn:
-        """A message that never went out, through no fault of the host's."""
-        self.response = before
-        self._log.error("httpbridge: could not send a response message (path %s): %s", self.path, why)
-        raise _SendFailed(f"httpbridge: could not send a response message: {why}")
 
     def messages(self) -> Iterator[Any]:
         """The response messages, for gRPC to write: the server's thread
@@ -1647,10 +1676,7 @@ class _ThreadedExchange(_ExchangeState):
         with self._cond:
             try:
                 if self.response is _Response.PENDING or self.response is _Response.STREAMING:
-                    if ok and self.body is _Body.CUT_SHORT:
-                        self._log.info("httpbridge: request body cut short; the app returned without a response (path %s)", self.path)
-                    elif ok:
-                        self._log.error("httpbridge: app returned without completing its response (path %s)", self.path)
+                    self._log_unfinished(ok)
                     if self.response is _Response.STREAMING:
                         # The client has part of the response: end the
                         # stream without body_complete, so the host cuts it short.
@@ -1665,12 +1691,8 @@ class _ThreadedExchange(_ExchangeState):
                 self._cond.notify_all()
 
 
-class _ThreadedWSGIBridge:
+class _ThreadedWSGIBridge(_WSGIFacade):
     """The threaded WSGI facade of one message pair; see the pair's subclass."""
-
-    _wire: _Wire
-    _default_chunk_size: int
-    _max_chunk_size: int
 
     def __init__(
         self,
@@ -1684,16 +1706,15 @@ class _ThreadedWSGIBridge:
         max_send_message_length: int = -1,
         logger: Optional[logging.Logger] = None,
     ) -> None:
-        self.app = app
-        self.chunk_size = _chunk_size(chunk_size, self._default_chunk_size, self._max_chunk_size)
-        self.max_send_message_length = max_send_message_length
-        self.root_path = root_path
-        self.read_timeout = read_timeout
-        self.max_workers = max_workers
-        self.log = logger or _log
-        self._own_executor = executor is None
-        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
-            max_workers=max_workers, thread_name_prefix="httpbridge-wsgi"
+        super().__init__(
+            app,
+            chunk_size=chunk_size,
+            root_path=root_path,
+            executor=executor,
+            max_workers=max_workers,
+            read_timeout=read_timeout,
+            max_send_message_length=max_send_message_length,
+            logger=logger,
         )
         self._reader: Optional[concurrent.futures.ThreadPoolExecutor] = None
         if read_timeout is not None:
@@ -1712,23 +1733,15 @@ class _ThreadedWSGIBridge:
         cancelled before a worker was free is never called.
         """
         try:
-            first = next(request_iterator)
+            first: Optional[Any] = next(request_iterator)
         except StopIteration:
-            self.log.warning("httpbridge: stream ended before its first message")
-            yield _rejection(self._wire, 500, "Internal Server Error")
-            return
+            first = None
         except Exception:  # grpc.RpcError: the host cancelled already
             return
-        head = self._wire.request_head(first)
-        if head is None:
-            self.log.warning("httpbridge: first request message has no init")
-            yield _rejection(self._wire, 500, "Internal Server Error")
-            return
-        target = _parse_target(head.method or "GET", head.url)
-        if target is None:
-            # Without the target, whose query may hold a token.
-            self.log.warning("httpbridge: bad request: invalid request target")
-            yield _rejection(self._wire, 400, "Bad Request")
+        opening = _opening(self._wire, first, self.log)
+        head, target = opening.head, opening.target
+        if head is None or target is None:
+            yield opening.answer
             return
         chunk, complete = self._wire.request_body(first)
         exchange = _ThreadedExchange(
@@ -1754,16 +1767,14 @@ class _ThreadedWSGIBridge:
         """Shuts the worker threads down, if the facade made them; calls
         that never got a worker are dropped. Call it after the server
         stopped."""
-        if self._own_executor:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._stop_workers()
         if self._reader is not None:
             self._reader.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, exchange: _ThreadedExchange, head: _RequestHead, target: _Target) -> None:
         ok = False
         try:
-            if exchange.response is _Response.DISCONNECTED:
-                self.log.info("httpbridge: the host cancelled the stream before a worker was free; the WSGI app was not called (path %s)", exchange.path)
+            if self._too_late(exchange):
                 return
             environ = _wsgi_environ(
                 head, target, exchange.content_length, self.root_path, _WSGIInput(exchange.read_chunk), self._file_wrapper
@@ -1771,9 +1782,6 @@ class _ThreadedWSGIBridge:
             ok = _run_wsgi(self.app, environ, _WSGIResponse(exchange, exchange.send_body), exchange, self.log)
         finally:
             exchange.finish(ok)
-
-    def _file_wrapper(self, filelike: Any, block_size: int = 8192) -> _FileWrapper:
-        return _FileWrapper(filelike, max(block_size, self.chunk_size))
 
 
 # ServeHTTP

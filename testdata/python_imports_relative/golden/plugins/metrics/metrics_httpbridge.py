@@ -29,6 +29,7 @@ import sys
 import threading
 from typing import (
     Any,
+    Awaitable,
     Callable,
     Coroutine,
     Dict,
@@ -151,6 +152,36 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> No
     threading.Thread(target=watch, name="httpbridge-stdin", daemon=True).start()
 
 
+async def _serve_until_stopped(
+    start: Callable[[], Awaitable[None]],
+    port: int,
+    ready: Optional[Callable[[int], None]],
+    signals: Sequence[int],
+    stop_on_stdin_close: bool,
+) -> None:
+    """Starts a server, tells ready its port, and returns once one of
+    signals came or, if asked, standard input reached its end."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    handled: List[int] = []
+    try:
+        for signum in signals:
+            try:
+                loop.add_signal_handler(signum, stopping.set)
+                handled.append(signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or not a Unix loop
+        if stop_on_stdin_close:
+            _watch_stdin(loop, stopping)
+        await start()
+        if ready is not None:
+            ready(port)
+        await stopping.wait()
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+
+
 def _bridge(app: Any, interface: str, asgi: Any, wsgi: Any, options: Dict[str, Any]) -> Any:
     if interface == "auto":
         interface = "asgi" if _is_asgi(app) else "wsgi"
@@ -167,7 +198,6 @@ async def _serve_threaded(
     register: Callable[[Any, grpc.Server], None],
     address: str,
     channel_args: List[Tuple[str, Any]],
-    reuse_port: bool,
     ready: Optional[Callable[[int], None]],
     grace: Optional[float],
     signals: Sequence[int],
@@ -175,36 +205,21 @@ async def _serve_threaded(
 ) -> None:
     """serve_*'s server for a WSGI app: grpcio's synchronous server, with
     as many threads as the facade, stopped as serve_* stops its own."""
-    if not any(name == "grpc.so_reuseport" for name, _ in channel_args):
-        channel_args.append(("grpc.so_reuseport", 1 if reuse_port else 0))
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=servicer.max_workers, thread_name_prefix="httpbridge-grpc")
     server = grpc.server(pool, options=channel_args)
     register(servicer, server)
     port = server.add_insecure_port(address)
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    handled: List[int] = []
-    try:
-        for signum in signals:
-            try:
-                loop.add_signal_handler(signum, stopping.set)
-                handled.append(signum)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass  # not the main thread, or not a Unix loop
-        if stop_on_stdin_close:
-            _watch_stdin(loop, stopping)
+
+    async def start() -> None:
         server.start()
-        if ready is not None:
-            ready(port)
-        await stopping.wait()
+
+    def stop() -> None:
+        server.stop(grace).wait()
+
+    try:
+        await _serve_until_stopped(start, port, ready, signals, stop_on_stdin_close)
     finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
-
-        def stop() -> None:
-            server.stop(grace).wait()
-
-        await loop.run_in_executor(None, stop)
+        await asyncio.get_running_loop().run_in_executor(None, stop)
         servicer.shutdown(grace)
         pool.shutdown(wait=False)
 
@@ -362,38 +377,22 @@ async def serve_metrics(
     for name, value in channel_args:
         if name == "grpc.max_send_message_length":
             options.setdefault("max_send_message_length", value)
+    if not any(name == "grpc.so_reuseport" for name, _ in channel_args):
+        channel_args.append(("grpc.so_reuseport", 1 if reuse_port else 0))
     if interface == "wsgi" or (interface == "auto" and not _is_asgi(app)):
         # On grpcio's synchronous server: no event loop between the app's
         # threads and gRPC.
         threaded = MetricsThreadedBridge(app, interface=interface, **options)
-        await _serve_threaded(threaded, plugins_dot_metrics_dot_metrics__pb2__grpc.add_MetricsServicer_to_server, address, channel_args, reuse_port, ready, grace, signals, stop_on_stdin_close)
+        await _serve_threaded(threaded, plugins_dot_metrics_dot_metrics__pb2__grpc.add_MetricsServicer_to_server, address, channel_args, ready, grace, signals, stop_on_stdin_close)
         return
     servicer = MetricsBridge(app, interface=interface, **options)
-    if not any(name == "grpc.so_reuseport" for name, _ in channel_args):
-        channel_args.append(("grpc.so_reuseport", 1 if reuse_port else 0))
     server = grpc.aio.server(options=channel_args)
     plugins_dot_metrics_dot_metrics__pb2__grpc.add_MetricsServicer_to_server(servicer, server)
     port = server.add_insecure_port(address)
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    handled: List[int] = []
     try:
         await servicer.startup()
-        for signum in signals:
-            try:
-                loop.add_signal_handler(signum, stopping.set)
-                handled.append(signum)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass  # not the main thread, or not a Unix loop
-        if stop_on_stdin_close:
-            _watch_stdin(loop, stopping)
-        await server.start()
-        if ready is not None:
-            ready(port)
-        await stopping.wait()
+        await _serve_until_stopped(server.start, port, ready, signals, stop_on_stdin_close)
     finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
         await server.stop(grace)
         await servicer.shutdown(grace)
 
