@@ -17,6 +17,8 @@ import (
 // nothing else.
 var imports = map[string]protogen.GoImportPath{
 	"atomic":    "sync/atomic",
+	"bufio":     "bufio",
+	"bytes":     "bytes",
 	"codes":     "google.golang.org/grpc/codes",
 	"context":   "context",
 	"encoding":  "google.golang.org/grpc/encoding",
@@ -26,6 +28,10 @@ var imports = map[string]protogen.GoImportPath{
 	"http":      "net/http",
 	"io":        "io",
 	"mem":       "google.golang.org/grpc/mem",
+	"metadata":  "google.golang.org/grpc/metadata",
+	"net":       "net",
+	"netip":     "net/netip",
+	"os":        "os",
 	"proto":     "google.golang.org/protobuf/proto",
 	"protowire": "google.golang.org/protobuf/encoding/protowire",
 	"runtime":   "runtime",
@@ -35,6 +41,7 @@ var imports = map[string]protogen.GoImportPath{
 	"strconv":   "strconv",
 	"strings":   "strings",
 	"sync":      "sync",
+	"time":      "time",
 	"url":       "net/url",
 	"utf8":      "unicode/utf8",
 }

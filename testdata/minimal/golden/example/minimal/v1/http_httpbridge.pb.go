@@ -54,6 +54,15 @@ func serveHTTPChunkSize(configured int) int {
 	return min(configured, ServeHTTPMaxChunkSize)
 }
 
+// ServeHTTPUpgradeKey is the gRPC request metadata key by which a host says
+// that a stream may carry an HTTP upgrade (a WebSocket): its value is the
+// protocol the client asked for, lower-cased, such as "websocket". Only the
+// host sets it, never from client input, and only for a request it will
+// switch protocols for on a 101. A facade answers 101 only when it sees it,
+// so a plugin behind a host without this feature never puts a 101 on the
+// wire.
+const ServeHTTPUpgradeKey = "httpbridge-upgrade"
+
 // ErrServeHTTPAborted is wrapped by the error of [ServeHTTPHost.Forward] when the
 // response was cut off after its status line was written: the plugin failed,
 // ended the stream without completing the body, or the client went away.

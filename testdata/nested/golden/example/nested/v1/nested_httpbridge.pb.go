@@ -54,6 +54,15 @@ func handleChunkSize(configured int) int {
 	return min(configured, HandleMaxChunkSize)
 }
 
+// HandleUpgradeKey is the gRPC request metadata key by which a host says
+// that a stream may carry an HTTP upgrade (a WebSocket): its value is the
+// protocol the client asked for, lower-cased, such as "websocket". Only the
+// host sets it, never from client input, and only for a request it will
+// switch protocols for on a 101. A facade answers 101 only when it sees it,
+// so a plugin behind a host without this feature never puts a 101 on the
+// wire.
+const HandleUpgradeKey = "httpbridge-upgrade"
+
 // ErrHandleAborted is wrapped by the error of [HandleHost.Forward] when the
 // response was cut off after its status line was written: the plugin failed,
 // ended the stream without completing the body, or the client went away.
@@ -1416,6 +1425,15 @@ func outerFetchChunkSize(configured int) int {
 	return min(configured, OuterFetchMaxChunkSize)
 }
 
+// OuterFetchUpgradeKey is the gRPC request metadata key by which a host says
+// that a stream may carry an HTTP upgrade (a WebSocket): its value is the
+// protocol the client asked for, lower-cased, such as "websocket". Only the
+// host sets it, never from client input, and only for a request it will
+// switch protocols for on a 101. A facade answers 101 only when it sees it,
+// so a plugin behind a host without this feature never puts a 101 on the
+// wire.
+const OuterFetchUpgradeKey = "httpbridge-upgrade"
+
 // ErrOuterFetchAborted is wrapped by the error of [OuterFetchHost.Forward] when the
 // response was cut off after its status line was written: the plugin failed,
 // ended the stream without completing the body, or the client went away.
@@ -2773,6 +2791,15 @@ func passChunkSize(configured int) int {
 	}
 	return min(configured, PassMaxChunkSize)
 }
+
+// PassUpgradeKey is the gRPC request metadata key by which a host says
+// that a stream may carry an HTTP upgrade (a WebSocket): its value is the
+// protocol the client asked for, lower-cased, such as "websocket". Only the
+// host sets it, never from client input, and only for a request it will
+// switch protocols for on a 101. A facade answers 101 only when it sees it,
+// so a plugin behind a host without this feature never puts a 101 on the
+// wire.
+const PassUpgradeKey = "httpbridge-upgrade"
 
 // ErrPassAborted is wrapped by the error of [PassHost.Forward] when the
 // response was cut off after its status line was written: the plugin failed,
