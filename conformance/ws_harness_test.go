@@ -95,7 +95,7 @@ type wsEnv struct {
 	URL   string // http://host:port of the front server
 	Addr  string // host:port of the front server
 
-	Bridge    *bridgetest.Env    // the bridge's env (bridge only)
+	Bridge    *bridgetest.Env       // the bridge's env (bridge only)
 	ProxyLog  *bridgetest.LogBuffer // ReverseProxy's ErrorLog (proxy only)
 	HostLog   *bridgetest.LogBuffer // the host's Logger (bridge only)
 	PluginLog *bridgetest.LogBuffer // the facade's Logger (bridge only)
