@@ -95,10 +95,11 @@ type wsEnv struct {
 	URL   string // http://host:port of the front server
 	Addr  string // host:port of the front server
 
-	Bridge    *bridgetest.Env       // the bridge's env (bridge only)
-	ProxyLog  *bridgetest.LogBuffer // ReverseProxy's ErrorLog (proxy only)
-	HostLog   *bridgetest.LogBuffer // the host's Logger (bridge only)
-	PluginLog *bridgetest.LogBuffer // the facade's Logger (bridge only)
+	Bridge     *bridgetest.Env       // the bridge's env (bridge only)
+	ProxyLog   *bridgetest.LogBuffer // ReverseProxy's ErrorLog (proxy only)
+	BackendLog *bridgetest.LogBuffer // the backend server's ErrorLog (proxy only)
+	HostLog    *bridgetest.LogBuffer // the host's Logger (bridge only)
+	PluginLog  *bridgetest.LogBuffer // the facade's Logger (bridge only)
 }
 
 // WS returns the ws:// URL of target on the front server.
@@ -135,8 +136,25 @@ func startWS(t testing.TB, setup wsSetup, h http.Handler, cfg wsHostConfig) *wsE
 	e := &wsEnv{Setup: setup}
 	switch setup {
 	case proxySetup:
-		backend := httptest.NewServer(h)
-		t.Cleanup(func() { bridgetest.CloseBounded(t, "backend server", backend.Close) })
+		backend := httptest.NewUnstartedServer(h)
+		e.BackendLog = &bridgetest.LogBuffer{}
+		backend.Config.ErrorLog = e.BackendLog.Log()
+		// net/http neither closes nor tracks hijacked connections (not
+		// even after a handler's panic): close them at the end.
+		var hijacked sync.Map
+		backend.Config.ConnState = func(c net.Conn, s http.ConnState) {
+			if s == http.StateHijacked {
+				hijacked.Store(c, true)
+			}
+		}
+		backend.Start()
+		t.Cleanup(func() {
+			hijacked.Range(func(c, _ any) bool {
+				_ = c.(net.Conn).Close()
+				return true
+			})
+			bridgetest.CloseBounded(t, "backend server", backend.Close)
+		})
 		u, err := url.Parse(backend.URL)
 		if err != nil {
 			t.Fatal(err)
