@@ -600,7 +600,7 @@ func (r *wsRecord) add(m wsMsg) {
 }
 
 func (h *wsHandler) init() {
-	h.once.Do(func() { h.sessions = make(chan wsServerSide, 64) })
+	h.once.Do(func() { h.sessions = make(chan wsServerSide, 256) })
 }
 
 // Next returns the handler's view of the next session that ended.
@@ -646,7 +646,7 @@ func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
-		h.sessions <- wsServerSide{Err: err}
+		h.report(wsServerSide{Err: err})
 		return
 	}
 	script := h.Script
@@ -657,7 +657,16 @@ func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = p.CloseNow()
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	h.sessions <- wsServerSide{Msgs: rec.msgs, End: classify(end)}
+	h.report(wsServerSide{Msgs: rec.msgs, End: classify(end)})
+}
+
+// report queues a session's view for Next; views nobody asks for are
+// dropped once 256 wait.
+func (h *wsHandler) report(s wsServerSide) {
+	select {
+	case h.sessions <- s:
+	default:
+	}
 }
 
 // echo streams every message back as it arrives, frame by frame for

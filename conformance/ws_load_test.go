@@ -1,0 +1,265 @@
+package conformance
+
+// Cases U13–U16 of upgrade.md §6: many sessions beside ordinary requests,
+// and backpressure with bounded memory in both directions.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/httpbridge/httpbridge/internal/bridgetest"
+)
+
+// percentile returns the p-th percentile of ds (sorted in place).
+func percentile(ds []time.Duration, p float64) time.Duration {
+	slices.Sort(ds)
+	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
+}
+
+// timedGets does n sequential GETs of target and returns their latencies.
+func timedGets(t *testing.T, client *http.Client, url string, n int) []time.Duration {
+	t.Helper()
+	var ds []time.Duration
+	for range n {
+		start := time.Now()
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Errorf("GET: %v", err)
+			return ds
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(body) != "ok" {
+			t.Errorf("GET: %q, %v", body, err)
+		}
+		ds = append(ds, time.Since(start))
+	}
+	return ds
+}
+
+// TestWSU13Concurrent: many sessions of random echoes beside ordinary GETs
+// to the same plugin: every echo is right, and the GETs' p99 stays within
+// 3× their no-session baseline (or 50 ms above it, for a loaded machine).
+// 200 sessions; 20 under -race (upgrade.md §6).
+func TestWSU13Concurrent(t *testing.T) {
+	bridgetest.LeakCheck(t)
+	sessions := 200
+	if raceEnabled {
+		sessions = 20
+	}
+	h := &wsHandler{Lib: coderLib}
+	mux := http.NewServeMux()
+	mux.Handle("/ws", h)
+	mux.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })
+	e := startWS(t, bridgeSetup, mux, wsHostConfig{})
+	client := e.Bridge.Client
+
+	base := percentile(timedGets(t, client, e.URL+"/get", 100), 0.99)
+
+	ctx := wsCtx(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, sessions)
+	for i := range sessions {
+		wg.Go(func() {
+			c, err := dialWS(t, ctx, coderLib, e, "/ws", wsDialOptions{})
+			if err != nil {
+				errs <- fmt.Errorf("session %d: dial: %w", i, err)
+				return
+			}
+			defer c.CloseNow()
+			r := rand.New(rand.NewPCG(uint64(i), 13))
+			for j := range 50 {
+				data := payload(2, r.IntN(8<<10+1))
+				if _, err := echoOnce(ctx, c, 2, data); err != nil {
+					errs <- fmt.Errorf("session %d echo %d: %w", i, j, err)
+					return
+				}
+			}
+			if err := c.Close(1000, ""); err != nil {
+				errs <- fmt.Errorf("session %d: close: %w", i, err)
+			}
+		})
+	}
+	loaded := percentile(timedGets(t, client, e.URL+"/get", 100), 0.99)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("GET p99: %v alone, %v beside %d sessions", base, loaded, sessions)
+	if loaded > 3*base && loaded > base+50*time.Millisecond {
+		t.Errorf("GET p99 %v beside %d sessions, more than 3× its baseline %v", loaded, sessions, base)
+	}
+}
+
+// heapNow is the live heap after a collection.
+func heapNow() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// pinnedWindow pins the gRPC stream and connection windows to 64 KiB (which
+// turns BDP estimation off) at both ends.
+var pinnedWindow = bridgetest.PluginOptions{
+	ServerOptions: []grpc.ServerOption{grpc.InitialWindowSize(64 << 10), grpc.InitialConnWindowSize(64 << 10)},
+	DialOptions:   []grpc.DialOption{grpc.WithInitialWindowSize(64 << 10), grpc.WithInitialConnWindowSize(64 << 10)},
+}
+
+// memoryBound is U14's bound on host and facade heap growth: two stream
+// windows and 256 KiB.
+const memoryBound = 2*64<<10 + 256<<10
+
+// TestWSU14U15SlowReader: the handler writes 64 KiB messages to a client
+// that reads nothing: its write blocks until a 1 s write deadline fires,
+// while heap growth (host and facade, in this process) stays within two
+// windows and 256 KiB with the window pinned; a second session on the same
+// gRPC connection keeps echoing meanwhile (U15). Then the client reads what
+// was delivered.
+func TestWSU14U15SlowReader(t *testing.T) {
+	for _, window := range []string{"pinned", "bdp"} {
+		for _, setup := range wsSetups {
+			if setup == proxySetup && window == "bdp" {
+				continue // no gRPC window there
+			}
+			t.Run(window+"/"+string(setup), func(t *testing.T) {
+				bridgetest.LeakCheck(t)
+				ready, start := make(chan struct{}), make(chan struct{})
+				slow := &wsHandler{Lib: gorillaLib, Script: func(ctx context.Context, p wsPeer, rec *wsRecord) error {
+					msg := payload(2, 64<<10)
+					close(ready)
+					<-start
+					for sent := 0; sent < 64<<20; sent += len(msg) {
+						wctx, cancel := context.WithTimeout(ctx, time.Second)
+						err := p.Write(wctx, 2, msg)
+						cancel()
+						if err != nil {
+							rec.add(wsMsg{Type: -1, Len: sent})
+							return err
+						}
+					}
+					return nil
+				}}
+				echo := &wsHandler{Lib: gorillaLib}
+				mux := http.NewServeMux()
+				mux.Handle("/slow", slow)
+				mux.Handle("/echo", echo)
+				cfg := wsHostConfig{}
+				if window == "pinned" {
+					cfg.PluginOptions = pinnedWindow
+				}
+				e := startWS(t, setup, mux, cfg)
+				ctx := wsCtx(t)
+
+				other := mustDial(t, ctx, gorillaLib, e, "/echo", wsDialOptions{})
+				small := payload(1, 125)
+				echoTimes := func(n int) []time.Duration {
+					var ds []time.Duration
+					for range n {
+						t0 := time.Now()
+						if _, err := echoOnce(ctx, other, 1, small); err != nil {
+							t.Fatalf("second session: %v", err)
+						}
+						ds = append(ds, time.Since(t0))
+					}
+					return ds
+				}
+				baseP50 := percentile(echoTimes(50), 0.5)
+
+				c := rawDial(t, e, []byte(handshake(e.Addr, "/slow", "")))
+				<-ready
+				before := heapNow()
+				t0 := time.Now()
+				close(start)
+				stalledP50 := percentile(echoTimes(20), 0.5)
+				time.Sleep(time.Until(t0.Add(600 * time.Millisecond)))
+				growth := int64(heapNow()) - int64(before)
+				s := slow.Next(t)
+				fired := s.End.Class == "timeout"
+				if !fired {
+					t.Errorf("handler's write ended with %v, want its 1 s write deadline to fire", s.End)
+				}
+				if d := time.Since(t0); d < time.Second {
+					t.Errorf("write deadline fired after %v, before the 1 s deadline", d)
+				}
+				// The client reads what was delivered, then the end.
+				_ = c.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+				got, _ := io.Copy(io.Discard, c.R)
+				sent := 0
+				if len(s.Msgs) > 0 {
+					sent = s.Msgs[0].Len
+				}
+				t.Logf("%s, %s: heap growth %d bytes while stalled; %d bytes written before the deadline, client read %d; second session echo p50 %v alone, %v beside the stall",
+					window, setup, growth, sent, got, baseP50, stalledP50)
+				if setup == bridgeSetup && window == "pinned" && growth > memoryBound {
+					t.Errorf("heap grew by %d bytes while the client stalled, more than %d", growth, memoryBound)
+				}
+				if setup == bridgeSetup && stalledP50 > 2*baseP50 && stalledP50 > baseP50+20*time.Millisecond {
+					t.Errorf("second session's echo p50 %v beside the stalled one, more than 2× %v", stalledP50, baseP50)
+				}
+				_ = other.Close(1000, "")
+				echo.Next(t)
+			})
+		}
+	}
+}
+
+// TestWSU16SlowPlugin: the client floods and the handler reads nothing for
+// a while: the client's writes block (a write deadline fires) and heap
+// growth stays bounded as in U14.
+func TestWSU16SlowPlugin(t *testing.T) {
+	for _, setup := range wsSetups {
+		t.Run(string(setup), func(t *testing.T) {
+			bridgetest.LeakCheck(t)
+			resume := make(chan struct{})
+			h := &wsHandler{Lib: gorillaLib, Script: func(ctx context.Context, p wsPeer, rec *wsRecord) error {
+				<-resume
+				for {
+					typ, data, err := p.Read(ctx)
+					if err != nil {
+						return err
+					}
+					rec.add(newWSMsg(typ, data))
+				}
+			}}
+			e := startWS(t, setup, h, wsHostConfig{PluginOptions: pinnedWindow})
+			c := rawDial(t, e, []byte(handshake(e.Addr, "/flood", "")))
+			f := appendFrame(nil, rawFrame{Fin: true, Opcode: opBinary, Payload: payload(2, 64<<10)})
+			before := heapNow()
+			t0 := time.Now()
+			_ = c.Conn.SetWriteDeadline(t0.Add(time.Second))
+			written := 0
+			var err error
+			for written < 256<<20 && err == nil {
+				var n int
+				n, err = c.Conn.Write(f)
+				written += n
+			}
+			growth := int64(heapNow()) - int64(before)
+			close(resume)
+			if !os.IsTimeout(err) {
+				t.Errorf("client writes ended with %v after %d bytes, want them to block until the deadline", err, written)
+			}
+			t.Logf("%s: client wrote %d bytes before blocking; heap growth %d bytes", setup, written, growth)
+			if setup == bridgeSetup && growth > memoryBound {
+				t.Errorf("heap grew by %d bytes while the plugin did not read, more than %d", growth, memoryBound)
+			}
+			_ = c.Conn.(*net.TCPConn).SetLinger(0)
+			_ = c.Conn.Close()
+			h.Next(t)
+		})
+	}
+}
