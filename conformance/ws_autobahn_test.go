@@ -10,13 +10,14 @@ package conformance
 // checked; the libraries own them.
 //
 // Reduced from Autobahn's sizes, to keep the run short under -race on two
-// cores: 9.1/9.2 stop at 4 MiB (U01 echoes 16 MiB); 9.3/9.4 send 256 KiB
+// cores: 9.1/9.2 stop at 1 MiB (U01 echoes 16 MiB); 9.3/9.4 send 256 KiB
 // (not 4 MiB) in fragments of 64 B to 256 KiB; 9.5/9.6 send 256 KiB (not
 // 1 MiB) in chops of 64 B to 2 KiB; 9.7/9.8 make 50 round trips per size
 // (not 1000); 9.9 streams 256 frames of 4 KiB (not 3 s of them); 12 and 13
-// send 10 messages (2 above 8 KiB) per size, not 1000, at 6 of the 18
-// sizes, over data generated here (not Autobahn's files); waits of 1 s are
-// 50 ms.
+// send 10 messages (2 above 8 KiB) per size, not 1000, at 4 of the 18
+// sizes (16 B, 4 KiB, 64 KiB, and 8 KiB in 256-byte fragments), over data
+// generated here (not Autobahn's files); waits of 1 s are 20 ms. The two
+// handlers' runs go in parallel.
 
 import (
 	"bytes"
@@ -26,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -89,7 +91,7 @@ func repeatTo(pattern string, n int) []byte {
 	return bytes.Repeat([]byte(pattern), n/len(pattern)+1)[:n]
 }
 
-const abPause = 50 * time.Millisecond
+const abPause = 20 * time.Millisecond
 
 // abCases is the table.
 func abCases() []abCase {
@@ -245,7 +247,7 @@ func abCases() []abCase {
 	add("7.13.2", send(frame(opClose, closePayload(65535, ""))))
 
 	// 9: limits and performance, reduced (see the file comment).
-	for i, n := range []int{64 << 10, 256 << 10, 1 << 20, 4 << 20} {
+	for i, n := range []int{64 << 10, 256 << 10, 1 << 20} {
 		add(fmt.Sprintf("9.1.%d", i+1), send(rawFrame{Fin: true, Opcode: opText, Payload: repeatTo("BAsd7&jh23", n)}))
 		add(fmt.Sprintf("9.2.%d", i+1), send(rawFrame{Fin: true, Opcode: opBinary, Payload: repeatTo("\x00\xfe\x23\xfa\xf0", n)}))
 	}
@@ -433,7 +435,7 @@ func deflateData(kind string) (data []byte, binary bool) {
 // offers, JSON data), each at 7 message sizes and fragment sizes.
 func deflateCases() []abCase {
 	// Messages of up to 8 KiB ten times, larger ones twice.
-	sizes := []struct{ n, frag int }{{16, 0}, {256, 0}, {4096, 0}, {65536, 0}, {8192, 256}, {131072, 4096}}
+	sizes := []struct{ n, frag int }{{16, 0}, {4096, 0}, {65536, 0}, {8192, 256}}
 	var cs []abCase
 	mk := func(id, offer, kind string, n, frag int) abCase {
 		data, isBinary := deflateData(kind)
@@ -643,40 +645,46 @@ func messageEcho(lib wsLib) *wsHandler {
 }
 
 // TestWSAutobahn runs the table against both handlers on both setups and
-// compares every case's transcripts.
+// compares every case's transcripts. A case whose transcripts differ is run
+// again (twice at most) before it fails: when the server fails the
+// connection while the client is still writing, the reference itself may
+// end either way (its backend's reset can overtake the close frame).
 func TestWSAutobahn(t *testing.T) {
+	bridgetest.LeakCheck(t)
 	cases := abCases()
 	for _, lib := range wsLibs {
 		t.Run(string(lib), func(t *testing.T) {
-			got := map[wsSetup]map[string]wsTranscript{}
-			var mu sync.Mutex
+			t.Parallel()
+			envs := map[wsSetup]*wsEnv{}
+			handlers := map[wsSetup]*wsHandler{}
 			for _, setup := range wsSetups {
-				t.Run(string(setup), func(t *testing.T) {
-					bridgetest.LeakCheck(t)
-					h := messageEcho(lib)
-					e := startWS(t, setup, h, wsHostConfig{})
-					trs := map[string]wsTranscript{}
-					for _, c := range cases {
-						t.Run(c.id, func(t *testing.T) {
-							trs[c.id] = runABCase(t, e, h, c)
-							t.Logf("transcript:\n%v", trs[c.id])
-						})
-					}
-					mu.Lock()
-					got[setup] = trs
-					mu.Unlock()
-				})
-			}
-			proxy, bridge := got[proxySetup], got[bridgeSetup]
-			if proxy == nil || bridge == nil {
-				return
+				if setup == bridgeSetup && !hostCanUpgrade() {
+					continue
+				}
+				handlers[setup] = messageEcho(lib)
+				envs[setup] = startWS(t, setup, handlers[setup], wsHostConfig{})
 			}
 			for _, c := range cases {
-				p, okp := proxy[c.id]
-				b, okb := bridge[c.id]
-				if okp && okb {
-					t.Run(c.id, func(t *testing.T) { compareTranscripts(t, p, b) })
-				}
+				t.Run(c.id, func(t *testing.T) {
+					var diff string
+					for attempt := range 3 {
+						trs := map[wsSetup]wsTranscript{}
+						for setup, e := range envs {
+							trs[setup] = runABCase(t, e, handlers[setup], c)
+						}
+						p, okp := trs[proxySetup]
+						b, okb := trs[bridgeSetup]
+						if !okp || !okb || reflect.DeepEqual(p, b) {
+							if attempt > 0 {
+								t.Logf("equal on attempt %d; before:\n%s", attempt+1, diff)
+							}
+							t.Logf("transcript:\n%v", p)
+							return
+						}
+						diff = fmt.Sprintf("--- proxy:\n%v--- bridge:\n%v", p, b)
+					}
+					t.Errorf("transcripts differ on 3 attempts; the last:\n%s", diff)
+				})
 			}
 		})
 	}

@@ -87,6 +87,8 @@ type wsHostConfig struct {
 	Plugin pluginapiv1.PluginHooksServer
 	// PluginOptions tunes the gRPC server and client.
 	PluginOptions bridgetest.PluginOptions
+	// Transport between host and plugin; default bufconn.
+	Transport bridgetest.Transport
 }
 
 // wsEnv is one running setup.
@@ -173,6 +175,7 @@ func startWS(t testing.TB, setup wsSetup, h http.Handler, cfg wsHostConfig) *wsE
 			Handler:       h,
 			Plugin:        cfg.Plugin,
 			PluginOptions: cfg.PluginOptions,
+			Transport:     cfg.Transport,
 			SetupHost: func(host *pluginapiv1.ServeHTTPHost) {
 				setHostField(host, "UpgradeProtocols", []string{"websocket", wsEchoTCP})
 				setHostField(host, "MaxUpgraded", cfg.MaxUpgraded)
