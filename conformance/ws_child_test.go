@@ -282,8 +282,8 @@ func TestWSU18ExtendedConnect(t *testing.T) {
 	}
 	// net/http's Transport refuses the :protocol pseudo-header; the x/net
 	// transport sends it once the server's SETTINGS allow.
-	tr := &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
-	defer tr.CloseIdleConnections()
+	tr := &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}} //lint:ignore SA1019 the only client that sends an extended CONNECT
+	defer tr.CloseIdleConnections()                                     //lint:ignore SA1019 as above
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	base := "https://" + c.addrs.HTTP
 
