@@ -657,7 +657,7 @@ func TestWSAutobahn(t *testing.T) {
 			envs := map[wsSetup]*wsEnv{}
 			handlers := map[wsSetup]*wsHandler{}
 			for _, setup := range wsSetups {
-				if setup == bridgeSetup && !hostCanUpgrade() {
+				if setup == bridgeSetup && !bridgeCanUpgrade() {
 					continue
 				}
 				handlers[setup] = messageEcho(lib)

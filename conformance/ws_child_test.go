@@ -206,8 +206,8 @@ func startChildWS(t testing.TB, setup wsSetup, c *child) *wsEnv {
 		rp.ErrorLog = e.ProxyLog.Log()
 		h = rp
 	case bridgeSetup:
-		if !hostCanUpgrade() {
-			t.Skip("the generated host has no UpgradeProtocols yet (issue 18's host not merged)")
+		if !bridgeCanUpgrade() {
+			t.Skip("the generated host or facade has no upgrade path yet (issue 18 not merged)")
 		}
 		conn, err := grpc.NewClient("unix://"+c.addrs.GRPCUnix, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -235,7 +235,7 @@ func TestWSU06Kill(t *testing.T) {
 		for _, setup := range wsSetups {
 			t.Run(string(lib)+"/"+string(setup), func(t *testing.T) {
 				bridgetest.LeakCheck(t)
-				if setup == bridgeSetup && !hostCanUpgrade() {
+				if setup == bridgeSetup && !bridgeCanUpgrade() {
 					t.Skip("the generated host has no UpgradeProtocols yet (issue 18's host not merged)")
 				}
 				c := startChild(t, "plugin")
