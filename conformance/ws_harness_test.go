@@ -579,6 +579,9 @@ type wsHandler struct {
 	Lib          wsLib
 	Subprotocols []string
 	Compress     bool
+	// AcceptOptions, if set, are coder's options (Subprotocols and
+	// Compress are then ignored).
+	AcceptOptions *websocket.AcceptOptions
 	// ResponseHeader is added to the 101 (for example Set-Cookie).
 	ResponseHeader http.Header
 	// Script runs the session; nil is echo. It returns how the session ended
@@ -641,6 +644,9 @@ func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if h.Compress {
 			opts.CompressionMode = websocket.CompressionContextTakeover
 			opts.CompressionThreshold = 1
+		}
+		if h.AcceptOptions != nil {
+			opts = h.AcceptOptions
 		}
 		for k, vs := range h.ResponseHeader {
 			w.Header()[k] = vs
