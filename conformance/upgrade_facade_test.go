@@ -1034,3 +1034,71 @@ func TestFacadeURefusalBeforeHijack(t *testing.T) {
 		t.Errorf("status %v", s)
 	}
 }
+
+// F-U4: Close unblocks a Write that waits for the host (net.ErrClosed), and
+// the bytes it handed over still go out, then body_complete, then the RPC
+// ends OK. Concurrent Writes are never interleaved.
+func TestFacadeUCloseDuringWrite(t *testing.T) {
+	bridgetest.LeakCheck(t)
+	const size = 1 << 20
+	wrote := make(chan error, 1)
+	closeNow := make(chan struct{})
+	p := upgradePinnedPlugin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusSwitchingProtocols)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Errorf("Hijack: %v", err)
+			return
+		}
+		defer conn.Close()
+		var wg sync.WaitGroup
+		for _, b := range []byte("ab") {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = conn.Write(bytes.Repeat([]byte{b}, 100<<10))
+			}()
+		}
+		wg.Wait()
+		go func() {
+			_, err := conn.Write(upgradePattern(size))
+			wrote <- err
+		}()
+		<-closeNow
+	})
+	stream, _ := bridgetest.OpenStreamOffering(t, p.Client, "websocket")
+	if err := stream.Send(&bridgetest.RequestMsg{Init: upgradeInit("websocket")}); err != nil {
+		t.Fatal(err)
+	}
+	upgradeWant101(t, stream, nil)
+	// The two concurrent writes, each whole.
+	first := upgradeRecv(t, stream, 200<<10)
+	a, b := bytes.Repeat([]byte("a"), 100<<10), bytes.Repeat([]byte("b"), 100<<10)
+	if !bytes.Equal(first, append(a, b...)) && !bytes.Equal(first, append(b, a...)) {
+		t.Error("concurrent writes were interleaved")
+	}
+	// Once the big Write's first chunk is here, it has started; the rest
+	// cannot fit in the windows until the host receives again.
+	m, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(closeNow)
+	if err, ok := bridgetest.WaitFor(t, wrote, bridgetest.Promptly, "the blocked Write"); ok && !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Write blocked across Close = %v, want net.ErrClosed", err)
+	}
+	msgs, err := facadeRecvAll(stream)
+	if err != nil {
+		t.Errorf("the RPC ended with %v, want OK", err)
+	}
+	got := m.GetBodyChunk()
+	for _, m := range msgs {
+		got = append(got, m.GetBodyChunk()...)
+	}
+	if want := upgradePattern(size); !bytes.Equal(got, want) {
+		t.Errorf("bytes of the write after Close: %s", bridgetest.FirstDiff(got, want))
+	}
+	if len(msgs) == 0 || !msgs[len(msgs)-1].GetBodyComplete() {
+		t.Error("no body_complete after the bytes")
+	}
+}

@@ -1418,14 +1418,13 @@ func (w *ServeHTTPResponseWriter) finish() error {
 	return w.sendLocked(false, true)
 }
 
-// endHijacked reports, once the handler returned, whether it hijacked the
-// connection; the writer is ended either way.
+// endHijacked ends the writer once the handler returned, so that a
+// goroutine it left cannot hijack from now on, and reports whether it
+// hijacked the connection.
 func (w *ServeHTTPResponseWriter) endHijacked() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.hijacked {
-		w.ended = true
-	}
+	w.ended = true
 	return w.hijacked
 }
 
