@@ -63,7 +63,7 @@ func FuzzFacadeUpgrade(f *testing.F) {
 			}
 			if styleB {
 				if _, err := conn.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: x-echo-tcp\r\nConnection: Upgrade\r\n\r\n")); err != nil {
-					upgradeReport(hijackErr, err) // the host cancelled; the echo fails too
+					facadeUpReport(hijackErr, err) // the host cancelled; the echo fails too
 				}
 			}
 			echo := func() {
@@ -100,7 +100,7 @@ func FuzzFacadeUpgrade(f *testing.F) {
 			echo()
 		})
 		stream, cancel := bridgetest.OpenStreamOffering(t, p.Client, "x-echo-tcp")
-		init := upgradeInit("x-echo-tcp")
+		init := facadeUpInit("x-echo-tcp")
 		if err := stream.Send(&bridgetest.RequestMsg{Init: init}); err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +116,7 @@ func FuzzFacadeUpgrade(f *testing.F) {
 
 		var sent []byte
 		completed, cancelled := false, false
-		pattern := upgradePattern(200 << 10)
+		pattern := facadeUpPattern(200 << 10)
 	script:
 		for i, op := range data[1:] {
 			switch op & 3 {
