@@ -2248,7 +2248,7 @@ type handleHijacked struct {
 	ctx       context.Context // the stream's: the session outlives the request's
 	log       *slog.Logger
 	chunkSize int
-	protocol  string // what the host offered: "websocket"
+	protocol  string // what the host offered, for logs: "websocket"
 	method    string // the request's, for reading a response head
 	path      string // for logs; never the query
 	remote    string
@@ -2345,7 +2345,7 @@ func (s *handleHijacked) endLocked(err error) {
 		return
 	}
 	if err != nil {
-		s.log.Error("httpbridge: Handle hijacked connection failed", "path", s.path, "error", err)
+		s.log.Error("httpbridge: Handle hijacked connection failed", "path", s.path, "protocol", s.protocol, "error", err)
 		if s.failure == nil {
 			s.failure = err
 		}
@@ -2717,7 +2717,7 @@ func (s *handleHijacked) unreachable() {
 	closed := s.closed
 	s.mu.Unlock()
 	if !closed {
-		s.log.Warn("httpbridge: Handle hijacked connection was dropped without Close; closing it", "path", s.path)
+		s.log.Warn("httpbridge: Handle hijacked connection was dropped without Close; closing it", "path", s.path, "protocol", s.protocol)
 		s.close()
 	}
 }
@@ -5090,7 +5090,7 @@ type outerFetchHijacked struct {
 	ctx       context.Context // the stream's: the session outlives the request's
 	log       *slog.Logger
 	chunkSize int
-	protocol  string // what the host offered: "websocket"
+	protocol  string // what the host offered, for logs: "websocket"
 	method    string // the request's, for reading a response head
 	path      string // for logs; never the query
 	remote    string
@@ -5187,7 +5187,7 @@ func (s *outerFetchHijacked) endLocked(err error) {
 		return
 	}
 	if err != nil {
-		s.log.Error("httpbridge: OuterFetch hijacked connection failed", "path", s.path, "error", err)
+		s.log.Error("httpbridge: OuterFetch hijacked connection failed", "path", s.path, "protocol", s.protocol, "error", err)
 		if s.failure == nil {
 			s.failure = err
 		}
@@ -5559,7 +5559,7 @@ func (s *outerFetchHijacked) unreachable() {
 	closed := s.closed
 	s.mu.Unlock()
 	if !closed {
-		s.log.Warn("httpbridge: OuterFetch hijacked connection was dropped without Close; closing it", "path", s.path)
+		s.log.Warn("httpbridge: OuterFetch hijacked connection was dropped without Close; closing it", "path", s.path, "protocol", s.protocol)
 		s.close()
 	}
 }
@@ -7936,7 +7936,7 @@ type passHijacked struct {
 	ctx       context.Context // the stream's: the session outlives the request's
 	log       *slog.Logger
 	chunkSize int
-	protocol  string // what the host offered: "websocket"
+	protocol  string // what the host offered, for logs: "websocket"
 	method    string // the request's, for reading a response head
 	path      string // for logs; never the query
 	remote    string
@@ -8033,7 +8033,7 @@ func (s *passHijacked) endLocked(err error) {
 		return
 	}
 	if err != nil {
-		s.log.Error("httpbridge: Pass hijacked connection failed", "path", s.path, "error", err)
+		s.log.Error("httpbridge: Pass hijacked connection failed", "path", s.path, "protocol", s.protocol, "error", err)
 		if s.failure == nil {
 			s.failure = err
 		}
@@ -8405,7 +8405,7 @@ func (s *passHijacked) unreachable() {
 	closed := s.closed
 	s.mu.Unlock()
 	if !closed {
-		s.log.Warn("httpbridge: Pass hijacked connection was dropped without Close; closing it", "path", s.path)
+		s.log.Warn("httpbridge: Pass hijacked connection was dropped without Close; closing it", "path", s.path, "protocol", s.protocol)
 		s.close()
 	}
 }
