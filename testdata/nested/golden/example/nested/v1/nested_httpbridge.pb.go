@@ -6,6 +6,8 @@
 package nestedv1
 
 import (
+	bufio "bufio"
+	bytes "bytes"
 	context "context"
 	errors "errors"
 	fmt "fmt"
@@ -21,6 +23,7 @@ import (
 	slog "log/slog"
 	net "net"
 	http "net/http"
+	netip "net/netip"
 	url "net/url"
 	os "os"
 	runtime "runtime"
@@ -36,7 +39,7 @@ import (
 // This is a compile-time assertion that this generated file is compatible
 // with the grpc package it is being compiled against: it needs generic
 // streams, and the host needs the mem package and ForceCodecV2 of gRPC-Go
-// v1.66.0 or later. The code also needs Go 1.21 or later.
+// v1.66.0 or later. The code also needs Go 1.24 or later (runtime.AddCleanup).
 const _ = grpc.SupportPackageIsVersion9
 
 // HandleChunkSize is the largest body chunk the Handle bridge sends in one
@@ -1457,10 +1460,22 @@ func (s *handleSession) end(err error) error {
 // streams in as the host sends it, and a [HandleResponseWriter] that
 // streams the response back.
 //
-// Differences from a handler served by net/http: there is no hijacking
-// (no WebSocket), no 1xx interim responses and no trailers, and a panic
-// before any output gives the client 500 Internal Server Error rather than
-// a closed connection. Request.TLS is nil: the plugin cannot know it.
+// Differences from a handler served by net/http: there are no 1xx interim
+// responses and no trailers, and a panic before any output gives the client
+// 500 Internal Server Error rather than a closed connection. Request.TLS is
+// nil: the plugin cannot know it.
+//
+// The connection can be hijacked only to switch protocols (a WebSocket), and
+// only when the host offered it for the request (HandleUpgradeKey): then
+// the request asks for exactly that protocol with "Connection: Upgrade" and
+// has no body, and the writer is also an [http.Hijacker]. Everywhere
+// else it is not one, so WebSocket libraries refuse the upgrade behind a
+// host that cannot switch protocols. The hijacked connection carries the
+// request's body chunks in and the response's out, after a 101 that the
+// handler either sets with WriteHeader before Hijack or writes to the
+// connection itself. It outlives the handler, as net/http's does: Serve
+// returns once it is closed (or the host cancels). A 101 without a hijack
+// gives the client 500.
 //
 // Handle carries one HTTP exchange of the Handle hook.
 //
@@ -1496,7 +1511,8 @@ func HandleRequestInitFromContext(ctx context.Context) (*RequestInit, bool) {
 }
 
 // Serve answers one Handle stream; call it from the service's Handle
-// method. It returns once the handler has returned and the response is sent.
+// method. It returns once the handler has returned and the response is sent,
+// or, when the handler hijacked the connection, once that is closed.
 // A handler that panics after the response started makes Serve return an
 // error without completing the body, so the host cuts the response short.
 func (p *HandlePlugin) Serve(stream grpc.BidiStreamingServer[Handle_Request, Handle_Response]) error {
@@ -1518,7 +1534,7 @@ func (p *HandlePlugin) Serve(stream grpc.BidiStreamingServer[Handle_Request, Han
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	x.ctx = handleRequestContext{Context: ctx, init: init}
-	r, body, err := handleNewRequest(x, stream, init, first, p.logger())
+	r, body, protocol, err := handleNewRequest(x, stream, init, first, p.logger())
 	if err != nil {
 		p.logger().Warn("httpbridge: bad Handle request", "error", err)
 		return handleReject(stream, http.StatusBadRequest)
@@ -1530,9 +1546,25 @@ func (p *HandlePlugin) Serve(stream grpc.BidiStreamingServer[Handle_Request, Han
 	w.stream, w.chunkSize, w.header = stream, handleChunkSize(p.ChunkSize), make(http.Header)
 	w.log, w.tracing = p.logger(), grpc.EnableTracing
 
-	ok := p.run(w, r)
+	var handlerWriter http.ResponseWriter = w
+	if protocol != "" {
+		w.upgrade = &handleHijacked{
+			w: w, stream: stream, ctx: stream.Context(), log: w.log, chunkSize: w.chunkSize,
+			protocol: protocol, method: r.Method, path: r.URL.Path, remote: r.RemoteAddr, local: r.Host,
+		}
+		handlerWriter = handleHijackableWriter{w}
+	}
+	ok := p.run(handlerWriter, r)
+	if w.upgrade != nil && w.endHijacked() {
+		// The request ends with the handler; the connection when it is closed.
+		cancel()
+		return w.upgrade.await(ok)
+	}
 	if ok {
 		err = w.finish() // nil once body_complete is sent
+		if err == errHandleNoHijack {
+			p.logger().Error("httpbridge: Handle handler answered 101 Switching Protocols without hijacking the connection; the client gets 500", "path", r.URL.Path)
+		}
 	}
 	if !ok || err != nil {
 		if w.abandon() {
@@ -1583,7 +1615,7 @@ func (c *handleRequestContext) Value(key any) any {
 // run calls the handler and reports whether it returned normally. A panic is
 // recovered so that one bad request does not take the plugin down; like
 // net/http, it logs the stack unless the value is [http.ErrAbortHandler].
-func (p *HandlePlugin) run(w *HandleResponseWriter, r *http.Request) (ok bool) {
+func (p *HandlePlugin) run(w http.ResponseWriter, r *http.Request) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
 			p.logger().Error("httpbridge: Handle handler panicked", "path", r.URL.Path, "panic", v, "stack", handlePanicStack())
@@ -1687,13 +1719,15 @@ func handleFillResponse(msg *Handle_Response, init *ResponseInit, chunk []byte, 
 
 // handleNewRequest rebuilds the HTTP request the host received, in x
 // and with x.ctx as its context. The body is nil when the request has none
-// (r.Body is then [http.NoBody]).
-func handleNewRequest(x *handleExchange, stream grpc.BidiStreamingServer[Handle_Request, Handle_Response], init *RequestInit, first *Handle_Request, log *slog.Logger) (*http.Request, *handleBody, error) {
+// (r.Body is then [http.NoBody]). protocol is the one the exchange may
+// switch to, or "": the request stream then carries that protocol's bytes,
+// which reach only a hijacked connection, and the request has no body.
+func handleNewRequest(x *handleExchange, stream grpc.BidiStreamingServer[Handle_Request, Handle_Response], init *RequestInit, first *Handle_Request, log *slog.Logger) (r *http.Request, body *handleBody, protocol string, err error) {
 	u, err := handleParseURL(init.GetMethod(), init.GetUrl())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	r := &x.req
+	r = &x.req
 	*r = http.Request{
 		Method:     init.GetMethod(),
 		URL:        u,
@@ -1716,7 +1750,15 @@ func handleNewRequest(x *handleExchange, stream grpc.BidiStreamingServer[Handle_
 	declared := int64(-1)
 	if complete && len(chunk) == 0 && declared <= 0 {
 		r.Body = http.NoBody
-		return r, nil, nil
+		return r, nil, "", nil
+	}
+	// A host that offers an upgrade sends the request without a length and
+	// without body_complete: what follows is the new protocol.
+	if !complete && len(chunk) == 0 && true {
+		if protocol = handleUpgradeOffer(stream.Context(), r.Header); protocol != "" {
+			r.Body = http.NoBody
+			return r, nil, protocol, nil
+		}
 	}
 	// In a server request 0 means "no body"; a body that arrives anyway has
 	// an unknown length.
@@ -1727,11 +1769,11 @@ func handleNewRequest(x *handleExchange, stream grpc.BidiStreamingServer[Handle_
 	if declared < 0 && r.ProtoMajor == 1 {
 		r.TransferEncoding = []string{"chunked"}
 	}
-	body := &x.body
+	body = &x.body
 	*body = handleBody{stream: stream, log: log, remaining: declared}
 	body.accept(first)
 	r.Body = body
-	return r, body, nil
+	return r, body, "", nil
 }
 
 // handleRequestHeader converts the init's header entries to the
@@ -1925,7 +1967,10 @@ func (b *handleBody) end() {
 // chunks of at most ChunkSize, and Flush sends what is buffered at once.
 //
 // It is safe for concurrent use, so a goroutine may write while the handler
-// runs. It does not support hijacking, deadlines or trailers.
+// runs. It does not support deadlines or trailers. It can be hijacked only
+// on an exchange where the host offered an upgrade: the handler then gets
+// it inside a writer that is also an [http.Hijacker] (see
+// [HandlePlugin]). A 101 status goes out only through Hijack.
 type HandleResponseWriter struct {
 	stream    grpc.BidiStreamingServer[Handle_Request, Handle_Response]
 	chunkSize int
@@ -1947,6 +1992,12 @@ type HandleResponseWriter struct {
 	buf      []byte // body bytes not sent yet, fewer than chunkSize
 	ended    bool   // the handler returned: nothing more may be sent
 	err      error  // the first failure; every later call returns it
+
+	switching bool // the status is 101, which only a hijack sends
+	hijacked  bool
+	// upgrade is set on exchanges where the host offered an upgrade: the
+	// connection a hijack hands out.
+	upgrade *handleHijacked
 }
 
 var (
@@ -1956,6 +2007,10 @@ var (
 
 // errHandleEnded is returned by writes after the handler returned.
 var errHandleEnded = errors.New("httpbridge: Handle response already ended")
+
+// errHandleNoHijack ends a response whose handler returned after
+// WriteHeader(101) without hijacking the connection.
+var errHandleNoHijack = errors.New("httpbridge: Handle handler answered 101 Switching Protocols without hijacking the connection")
 
 // Header returns the header map; changes after the status is fixed are
 // not sent.
@@ -1970,6 +2025,10 @@ func (w *HandleResponseWriter) WriteHeader(code int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.ended {
+		return
+	}
+	if w.hijacked {
+		w.log.Warn("httpbridge: Handle WriteHeader on a hijacked connection is ignored", "code", code)
 		return
 	}
 	if code < 100 || code > 999 {
@@ -1988,7 +2047,8 @@ func (w *HandleResponseWriter) writeHeaderLocked(code int) {
 			w.declared = n
 		}
 	}
-	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
+	w.switching = code == http.StatusSwitchingProtocols
+	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || w.switching
 	init := &w.firstInit
 	init.StatusCode = int32(code)
 	headers, invalid := handleEncodeResponseHeader(w.header)
@@ -2010,6 +2070,9 @@ func (w *HandleResponseWriter) Write(p []byte) (int, error) {
 	if w.ended {
 		return 0, errHandleEnded
 	}
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
 	if w.err != nil {
 		return 0, w.err
 	}
@@ -2018,6 +2081,11 @@ func (w *HandleResponseWriter) Write(p []byte) (int, error) {
 	if err := w.stream.Context().Err(); err != nil {
 		return 0, err
 	}
+	return w.writeLocked(p)
+}
+
+// writeLocked is Write once the writer may write.
+func (w *HandleResponseWriter) writeLocked(p []byte) (int, error) {
 	w.writeHeaderLocked(http.StatusOK)
 	if w.err != nil {
 		return 0, w.err
@@ -2075,7 +2143,13 @@ func (w *HandleResponseWriter) FlushError() error {
 	if w.ended {
 		return errHandleEnded
 	}
+	if w.hijacked {
+		return http.ErrHijacked
+	}
 	w.writeHeaderLocked(http.StatusOK)
+	if w.switching {
+		return nil // a 101 is sent only by Hijack
+	}
 	if w.initSent && len(w.buf) == 0 {
 		return w.err
 	}
@@ -2094,7 +2168,20 @@ func (w *HandleResponseWriter) finish() error {
 	defer w.mu.Unlock()
 	w.ended = true
 	w.writeHeaderLocked(http.StatusOK)
+	if w.switching {
+		return errHandleNoHijack
+	}
 	return w.sendLocked(false, true)
+}
+
+// endHijacked ends the writer once the handler returned, so that a
+// goroutine it left cannot hijack from now on, and reports whether it
+// hijacked the connection.
+func (w *HandleResponseWriter) endHijacked() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ended = true
+	return w.hijacked
 }
 
 // abandon ends the response without completing it, after the handler
@@ -2135,6 +2222,723 @@ func (w *HandleResponseWriter) sendLocked(flush, complete bool) error {
 	w.initSent = true
 	return nil
 }
+
+// handleMaxResponseHead bounds the response head a handler may write
+// to a connection it hijacked before answering: what a 101 or an error
+// response needs, not a stream.
+const handleMaxResponseHead = 64 << 10
+
+// handleUpgradeOffer returns the protocol the exchange may switch to,
+// or "" when it may not. It may when the host offered the protocol in the
+// stream's metadata (HandleUpgradeKey) and the request asks for exactly
+// that protocol with "Connection: upgrade". The caller has checked that the
+// request has no body. Requests without an Upgrade header, nearly all of
+// them, are answered by one map lookup.
+func handleUpgradeOffer(ctx context.Context, h http.Header) string {
+	values := h["Upgrade"]
+	if len(values) == 0 {
+		return ""
+	}
+	protocol := ""
+	for _, value := range values {
+		for more := true; more; {
+			var token string
+			token, value, more = strings.Cut(value, ",")
+			if token = strings.TrimSpace(token); token == "" {
+				continue
+			}
+			if protocol != "" {
+				return "" // more than one protocol: the host never offers that
+			}
+			protocol = token
+		}
+	}
+	if protocol == "" || !handleHeaderHasToken(h["Connection"], "upgrade") {
+		return ""
+	}
+	offered := metadata.ValueFromIncomingContext(ctx, HandleUpgradeKey)
+	if len(offered) != 1 || !strings.EqualFold(offered[0], protocol) {
+		return ""
+	}
+	return protocol
+}
+
+// handleHeaderHasToken reports whether the comma-separated header values
+// hold token, compared case-insensitively.
+func handleHeaderHasToken(values []string, token string) bool {
+	for _, value := range values {
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// handleHijackableWriter is the writer handlers get on an
+// upgrade-capable exchange: the HandleResponseWriter, and an
+// [http.Hijacker]. It is a type of its own so that the writer of every
+// other exchange is no Hijacker: behind a host that cannot switch protocols,
+// gorilla/websocket and coder/websocket then refuse the upgrade (500, 501)
+// instead of answering 101.
+type handleHijackableWriter struct {
+	*HandleResponseWriter
+}
+
+var _ http.Hijacker = handleHijackableWriter{}
+
+// Hijack hands the connection to the handler, as net/http's does: the
+// returned conn carries the new protocol's bytes both ways, and the
+// ReadWriter buffers nothing yet. The handler may have called
+// WriteHeader(101) first, and the 101 goes to the host now; or it writes the
+// response head to the conn itself, as gorilla/websocket does. It fails with
+// [http.ErrHijacked] when called again or after a response other than
+// 101 started.
+func (w handleHijackableWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return w.hijack()
+}
+
+func (w *HandleResponseWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.hijacked, w.init != nil && !w.switching:
+		return nil, nil, http.ErrHijacked
+	case w.ended:
+		return nil, nil, errHandleEnded
+	case w.err != nil:
+		return nil, nil, w.err
+	}
+	s := w.upgrade
+	if w.switching {
+		// The 101 and the header snapshot of WriteHeader, at once: the host
+		// switches on it and starts relaying the client's bytes.
+		if err := w.sendLocked(false, false); err != nil {
+			return nil, nil, err
+		}
+		s.mode = handleWritesTunnel
+	}
+	w.hijacked = true
+	conn := s.start()
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, 4096), bufio.NewWriterSize(conn, 4096)), nil
+}
+
+// handleHijacked is the hijacked connection of one exchange (the
+// session), as its goroutines and Serve see it. The handler holds a
+// handleHijackedConn around it instead, so that a conn it drops can be
+// closed by a cleanup: the session itself stays reachable from the
+// goroutines.
+//
+// After the hijack only its receiver goroutine calls Recv and only its sender
+// goroutine calls Send (the relay goroutine of a non-101 answer instead,
+// while it lasts): neither can be interrupted, so Read and Write wait for
+// them on channels, which deadlines and Close can interrupt.
+type handleHijacked struct {
+	w         *HandleResponseWriter
+	stream    grpc.BidiStreamingServer[Handle_Request, Handle_Response]
+	ctx       context.Context // the stream's: the session outlives the request's
+	log       *slog.Logger
+	chunkSize int
+	protocol  string // what the host offered, for logs: "websocket"
+	method    string // the request's, for reading a response head
+	path      string // for logs; never the query
+	remote    string
+	local     string
+
+	// The rest is made at the hijack.
+
+	readTurn      chan struct{} // holds one reader at a time
+	incoming      chan handleReceived
+	readDeadline  handleConnDeadline
+	pending       []byte        // the unread rest of the current chunk; under readTurn
+	readErr       error         // what Read returns once pending is empty; under readTurn
+	writeTurn     chan struct{} // holds one writer at a time
+	writeDeadline handleConnDeadline
+	inFlight      bool          // a timed-out Write's bytes are still with the sender; under writeTurn
+	kick          chan struct{} // wakes the sender
+	written       chan error    // the sender finished a Write's bytes
+	stop          chan struct{} // closed by Close
+	finished      chan struct{} // closed once the RPC may end, with endErr
+
+	mu           sync.Mutex
+	queued       []byte // a copy of the Write the sender has yet to take
+	hasQueued    bool
+	writeClosed  bool  // CloseWrite or Close: later writes fail
+	closed       bool  // Close
+	completeSent bool  // body_complete went out
+	failure      error // why writing failed; later writes return it
+	ended        bool
+	endErr       error
+
+	// The sender's alone.
+	mode int // handleWritesHead, handleWritesTunnel or handleWritesAnswer
+	head []byte
+	pipe *io.PipeWriter // into the relay of a non-101 answer
+}
+
+// What the bytes written to a hijacked connection are.
+const (
+	handleWritesHead   = iota // the response head, until it is complete
+	handleWritesTunnel        // the new protocol, after a 101
+	handleWritesAnswer        // the body of a non-101 answer
+)
+
+// handleReceived is one request message, as the receiver hands it to
+// Read.
+type handleReceived struct {
+	chunk    []byte
+	complete bool
+	err      error
+}
+
+func (s *handleHijacked) start() *handleHijackedConn {
+	s.readTurn, s.writeTurn = make(chan struct{}, 1), make(chan struct{}, 1)
+	s.incoming = make(chan handleReceived)
+	s.kick, s.written = make(chan struct{}, 1), make(chan error, 1)
+	s.stop, s.finished = make(chan struct{}), make(chan struct{})
+	conn := &handleHijackedConn{s: s, remote: handleConnAddr(s.remote), local: handleConnAddr(s.local)}
+	runtime.AddCleanup(conn, (*handleHijacked).unreachable, s)
+	go s.receive()
+	go s.send()
+	return conn
+}
+
+// await waits, once the handler has returned, until the session ends, and
+// returns what Serve returns: nil once the conn was closed and
+// body_complete went out, an error (a non-OK status for the host: an
+// abort) if the handler panicked, the session failed or the host cancelled.
+func (s *handleHijacked) await(handlerOK bool) error {
+	if !handlerOK {
+		return status.Error(codes.Aborted, "httpbridge: Handle handler failed after hijacking the connection")
+	}
+	select {
+	case <-s.finished:
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.endErr != nil {
+		return status.Error(codes.Aborted, "httpbridge: Handle hijacked connection failed: "+s.endErr.Error())
+	}
+	return nil
+}
+
+// end lets Serve return, with err nil for a clean end.
+func (s *handleHijacked) end(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.endLocked(err)
+}
+
+func (s *handleHijacked) endLocked(err error) {
+	if s.ended {
+		return
+	}
+	if err != nil {
+		s.log.Error("httpbridge: Handle hijacked connection failed", "path", s.path, "protocol", s.protocol, "error", err)
+		if s.failure == nil {
+			s.failure = err
+		}
+	}
+	s.ended, s.endErr = true, err
+	close(s.finished)
+}
+
+// receive hands the request messages to Read, one at a time: it receives
+// the next only once Read took this one, so at most one chunk waits here.
+func (s *handleHijacked) receive() {
+	warned := false
+	for {
+		msg, err := s.stream.Recv()
+		var got handleReceived
+		switch {
+		case err == io.EOF:
+			// The host half-closed without body_complete: cut off.
+			got.err = io.ErrUnexpectedEOF
+		case err != nil:
+			got.err = err
+		default:
+			if msg.GetInit() != nil && !warned {
+				warned = true
+				s.log.Warn("httpbridge: ignoring Handle init after the first request message", "path", s.path)
+			}
+			got.chunk, got.complete = msg.GetBodyChunk(), msg.GetBodyComplete()
+		}
+		select {
+		case s.incoming <- got:
+		case <-s.stop:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+		if got.err != nil || got.complete {
+			return
+		}
+	}
+}
+
+func (s *handleHijacked) read(p []byte) (int, error) {
+	expired := s.readDeadline.wait()
+	if err := s.take(s.readTurn, expired); err != nil {
+		return 0, err
+	}
+	defer func() { <-s.readTurn }()
+	for {
+		select {
+		case <-s.stop:
+			return 0, net.ErrClosed
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		default:
+		}
+		if len(s.pending) > 0 {
+			n := copy(p, s.pending)
+			s.pending = s.pending[n:]
+			return n, nil
+		}
+		if s.readErr != nil {
+			return 0, s.readErr
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		select {
+		case got := <-s.incoming:
+			s.pending, s.readErr = got.chunk, got.err
+			if got.complete {
+				s.readErr = io.EOF
+			}
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		case <-s.stop:
+			return 0, net.ErrClosed
+		case <-s.ctx.Done():
+			return 0, s.ctx.Err()
+		}
+	}
+}
+
+// take waits for turn, a channel of capacity 1 that holds the one caller
+// allowed to go on.
+func (s *handleHijacked) take(turn chan struct{}, expired <-chan struct{}) error {
+	select {
+	case turn <- struct{}{}:
+		return nil
+	case <-expired:
+		return os.ErrDeadlineExceeded
+	case <-s.stop:
+		return net.ErrClosed
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+}
+
+// write hands a copy of p to the sender and waits until it is sent. A
+// Write whose deadline passes meanwhile returns len(p) with the timeout:
+// the bytes are still sent, in order, unless the stream ends first, and the
+// next Write waits for them. So a caller that retries after a timeout does
+// not send them twice.
+func (s *handleHijacked) write(p []byte) (int, error) {
+	expired := s.writeDeadline.wait()
+	if err := s.take(s.writeTurn, expired); err != nil {
+		return 0, err
+	}
+	defer func() { <-s.writeTurn }()
+	select {
+	case <-expired:
+		return 0, os.ErrDeadlineExceeded
+	default:
+	}
+	if s.inFlight {
+		if _, err := s.waitSent(expired); err != nil {
+			return 0, err
+		}
+	}
+	s.mu.Lock()
+	switch {
+	case s.writeClosed:
+		s.mu.Unlock()
+		return 0, net.ErrClosed
+	case s.failure != nil:
+		err := s.failure
+		s.mu.Unlock()
+		return 0, err
+	case len(p) == 0:
+		s.mu.Unlock()
+		return 0, nil
+	}
+	// A copy: the caller may reuse p once Write returns, even after a
+	// timeout, while the sender still has the bytes.
+	s.queued, s.hasQueued = bytes.Clone(p), true
+	s.mu.Unlock()
+	s.inFlight = true
+	s.wake()
+	if handed, err := s.waitSent(expired); err != nil {
+		if handed {
+			return len(p), err
+		}
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// waitSent waits until the sender reports the bytes in flight sent. It
+// reports whether they were handed over (they are still sent) when it
+// returns an error.
+func (s *handleHijacked) waitSent(expired <-chan struct{}) (handed bool, err error) {
+	select {
+	case err := <-s.written:
+		s.inFlight = false
+		return false, err
+	case <-expired:
+		return true, os.ErrDeadlineExceeded
+	case <-s.stop:
+		return true, net.ErrClosed
+	case <-s.ctx.Done():
+		return false, s.ctx.Err()
+	}
+}
+
+func (s *handleHijacked) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// send is the sender goroutine: it sends each Write's bytes, then
+// body_complete once the conn is half-closed or closed.
+func (s *handleHijacked) send() {
+	for {
+		s.mu.Lock()
+		data, has := s.queued, s.hasQueued
+		s.queued, s.hasQueued = nil, false
+		complete := !has && s.writeClosed
+		s.mu.Unlock()
+		switch {
+		case has:
+			err := s.sendBytes(data)
+			if err != nil && s.mode == handleWritesAnswer {
+				// The answer ended (the relay ended the session) or failed.
+				s.mu.Lock()
+				s.failure = err
+				s.mu.Unlock()
+			} else if err != nil {
+				s.end(err)
+			}
+			s.written <- err
+			if err != nil {
+				return
+			}
+			continue
+		case complete:
+			s.sendComplete()
+			return
+		}
+		select {
+		case <-s.kick:
+		case <-s.ctx.Done():
+			if s.pipe != nil {
+				s.pipe.CloseWithError(s.ctx.Err())
+			}
+			return
+		}
+	}
+}
+
+// sendBytes sends what one Write wrote, as the mode says.
+func (s *handleHijacked) sendBytes(data []byte) error {
+	switch s.mode {
+	case handleWritesTunnel:
+		return s.sendChunks(nil, data)
+	case handleWritesAnswer:
+		if _, err := s.pipe.Write(data); err != nil {
+			return net.ErrClosed // the answer has ended
+		}
+		return nil
+	}
+	if s.head == nil {
+		s.head = data // a copy already
+	} else {
+		s.head = append(s.head, data...)
+	}
+	for {
+		end := bytes.Index(s.head, []byte("\r\n\r\n"))
+		if end < 0 && len(s.head) <= handleMaxResponseHead {
+			return nil // more of the head to come
+		}
+		if end < 0 || end+4 > handleMaxResponseHead {
+			return errors.New("the response head written to it is longer than 64 KiB")
+		}
+		head, rest := s.head[:end+4], s.head[end+4:]
+		res, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), &http.Request{Method: s.method})
+		if err != nil {
+			return fmt.Errorf("the response head written to it is invalid: %w", err)
+		}
+		switch code := res.StatusCode; {
+		case code == http.StatusSwitchingProtocols:
+			s.mode, s.head = handleWritesTunnel, nil
+			headers, invalid := handleEncodeResponseHeader(res.Header)
+			if invalid != "" {
+				return fmt.Errorf("its 101 header %s is not valid UTF-8", strconv.QuoteToASCII(invalid))
+			}
+			init := &ResponseInit{}
+			init.StatusCode = int32(code)
+			init.Headers = headers
+			return s.sendChunks(init, rest)
+		case code < 200:
+			// An interim response is not forwarded, as with WriteHeader.
+			s.head = rest
+		default:
+			// An answer without switching, to be sent as an ordinary
+			// response: its body is decoded by the framing of its head.
+			pr, pw := io.Pipe()
+			s.mode, s.pipe = handleWritesAnswer, pw
+			go s.relay(bufio.NewReader(io.MultiReader(bytes.NewReader(s.head), pr)), pr)
+			s.head = nil
+			return nil
+		}
+	}
+}
+
+// sendChunks sends data in messages of at most chunkSize bytes, the first
+// with init if it is not nil.
+func (s *handleHijacked) sendChunks(init *ResponseInit, data []byte) error {
+	for init != nil || len(data) > 0 {
+		piece := data[:min(len(data), s.chunkSize)]
+		data = data[len(piece):]
+		if err := s.stream.Send(handleResponseMessage(init, piece, false, false)); err != nil {
+			return err
+		}
+		init = nil
+	}
+	return nil
+}
+
+// sendComplete ends the write side after the last Write.
+func (s *handleHijacked) sendComplete() {
+	switch s.mode {
+	case handleWritesHead:
+		s.end(errors.New("it was closed before a response head was written to it"))
+		return
+	case handleWritesAnswer:
+		s.pipe.Close() // the relay sees the end of the answer and ends the session
+		return
+	}
+	if err := s.stream.Send(handleResponseMessage(nil, nil, false, true)); err != nil {
+		s.end(err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.completeSent = true
+	if s.closed {
+		s.endLocked(nil)
+	}
+}
+
+// relay sends the answer a handler wrote to the conn after hijacking it,
+// when that was not a 101, as the response: its head, then the body decoded
+// by its framing (Content-Length, chunked or up to Close), with
+// body_complete only after a clean end. Until it ends it is the only
+// goroutine that sends.
+func (s *handleHijacked) relay(br *bufio.Reader, pr *io.PipeReader) {
+	s.end(s.relayResponse(br))
+	pr.CloseWithError(net.ErrClosed) // later writes fail
+}
+
+func (s *handleHijacked) relayResponse(br *bufio.Reader) error {
+	res, err := http.ReadResponse(br, &http.Request{Method: s.method})
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	w := s.w
+	w.mu.Lock()
+	w.header = res.Header
+	w.writeHeaderLocked(res.StatusCode)
+	err = w.sendLocked(true, false)
+	w.mu.Unlock()
+	buf := make([]byte, 32<<10)
+	for err == nil {
+		var n int
+		n, err = res.Body.Read(buf)
+		w.mu.Lock()
+		if n > 0 {
+			// Sent at once, as the bytes would be on a connection.
+			if _, werr := w.writeLocked(buf[:n]); werr != nil {
+				err = werr
+			} else if len(w.buf) > 0 {
+				if werr = w.sendLocked(true, false); werr != nil {
+					err = werr
+				}
+			}
+		}
+		if err == io.EOF {
+			err = w.sendLocked(false, true)
+			w.mu.Unlock()
+			return err
+		}
+		w.mu.Unlock()
+	}
+	return err
+}
+
+// close is Close: it makes blocked and later calls fail, and lets the sender
+// send body_complete after the bytes it has.
+func (s *handleHijacked) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed, s.writeClosed = true, true
+	close(s.stop)
+	if s.completeSent {
+		s.endLocked(nil)
+	}
+	s.wake()
+}
+
+// unreachable closes a session whose conn the handler dropped without
+// closing it, so that the RPC ends.
+func (s *handleHijacked) unreachable() {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if !closed {
+		s.log.Warn("httpbridge: Handle hijacked connection was dropped without Close; closing it", "path", s.path, "protocol", s.protocol)
+		s.close()
+	}
+}
+
+// handleHijackedConn is the connection Hijack returns: a [net.Conn] whose
+// reads are the request's body chunks and whose writes become response body
+// chunks.
+//
+//   - Read returns the bytes in order, [io.EOF] after the host's
+//     body_complete (the client half-closed), [io.ErrUnexpectedEOF] if
+//     the stream ends without it, and another error once the host cancels.
+//   - Write copies p, sends it at once in chunks of at most ChunkSize with no
+//     coalescing, and blocks while the host does not receive.
+//   - CloseWrite sends body_complete after the bytes written; Close does too
+//     if need be, and then ends the RPC. Both are idempotent.
+//   - Deadlines make blocked calls return [os.ErrDeadlineExceeded].
+//   - RemoteAddr and LocalAddr come from the request's remote address and
+//     host: a *net.TCPAddr when they are ip:port, else an address of network
+//     "httpbridge" holding the text.
+//
+// It is safe for concurrent use.
+type handleHijackedConn struct {
+	s      *handleHijacked
+	remote net.Addr
+	local  net.Addr
+}
+
+var _ net.Conn = (*handleHijackedConn)(nil)
+
+func (c *handleHijackedConn) Read(p []byte) (int, error)  { return c.s.read(p) }
+func (c *handleHijackedConn) Write(p []byte) (int, error) { return c.s.write(p) }
+
+// Close closes both directions. It does not wait for the bytes written to
+// be sent; Serve waits for them.
+func (c *handleHijackedConn) Close() error {
+	c.s.close()
+	return nil
+}
+
+// CloseWrite half-closes the connection: the host gets body_complete after
+// the bytes written, and reads go on.
+func (c *handleHijackedConn) CloseWrite() error {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return net.ErrClosed
+	}
+	s.writeClosed = true
+	s.wake()
+	return nil
+}
+
+func (c *handleHijackedConn) LocalAddr() net.Addr  { return c.local }
+func (c *handleHijackedConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *handleHijackedConn) SetDeadline(t time.Time) error {
+	c.s.readDeadline.set(t)
+	c.s.writeDeadline.set(t)
+	return nil
+}
+
+func (c *handleHijackedConn) SetReadDeadline(t time.Time) error {
+	c.s.readDeadline.set(t)
+	return nil
+}
+
+func (c *handleHijackedConn) SetWriteDeadline(t time.Time) error {
+	c.s.writeDeadline.set(t)
+	return nil
+}
+
+// handleConnDeadline is the deadline of one direction of a conn, as a
+// channel closed once it passes. The channel is kept while the deadline
+// moves without having passed, so that calls already waiting see the new
+// one.
+type handleConnDeadline struct {
+	mu      sync.Mutex
+	timer   *time.Timer
+	expired chan struct{}
+	passed  bool // expired was closed without a timer
+}
+
+func (d *handleConnDeadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// A timer that cannot be stopped has closed, or is closing, its channel.
+	if d.timer != nil && !d.timer.Stop() || d.passed || d.expired == nil {
+		d.expired = make(chan struct{})
+	}
+	d.timer, d.passed = nil, false
+	if t.IsZero() {
+		return
+	}
+	if wait := time.Until(t); wait > 0 {
+		expired := d.expired
+		d.timer = time.AfterFunc(wait, func() { close(expired) })
+		return
+	}
+	close(d.expired)
+	d.passed = true
+}
+
+func (d *handleConnDeadline) wait() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.expired == nil {
+		d.expired = make(chan struct{})
+	}
+	return d.expired
+}
+
+// handleConnAddr is the net.Addr of an address the host reported: a
+// *net.TCPAddr for ip:port, else the text itself.
+func handleConnAddr(address string) net.Addr {
+	if ap, err := netip.ParseAddrPort(address); err == nil {
+		return net.TCPAddrFromAddrPort(ap)
+	}
+	return handleTextAddr(address)
+}
+
+// handleTextAddr is an address that is not ip:port, such as a host name.
+type handleTextAddr string
+
+// Network returns "httpbridge": the address came over the bridge as text.
+func (a handleTextAddr) Network() string { return "httpbridge" }
+func (a handleTextAddr) String() string  { return string(a) }
 
 // handleEncodeResponseHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
@@ -3594,10 +4398,22 @@ func (s *outerFetchSession) end(err error) error {
 // streams in as the host sends it, and a [OuterFetchResponseWriter] that
 // streams the response back.
 //
-// Differences from a handler served by net/http: there is no hijacking
-// (no WebSocket), no 1xx interim responses and no trailers, and a panic
-// before any output gives the client 500 Internal Server Error rather than
-// a closed connection. Request.TLS is nil: the plugin cannot know it.
+// Differences from a handler served by net/http: there are no 1xx interim
+// responses and no trailers, and a panic before any output gives the client
+// 500 Internal Server Error rather than a closed connection. Request.TLS is
+// nil: the plugin cannot know it.
+//
+// The connection can be hijacked only to switch protocols (a WebSocket), and
+// only when the host offered it for the request (OuterFetchUpgradeKey): then
+// the request asks for exactly that protocol with "Connection: Upgrade" and
+// has no body, and the writer is also an [http.Hijacker]. Everywhere
+// else it is not one, so WebSocket libraries refuse the upgrade behind a
+// host that cannot switch protocols. The hijacked connection carries the
+// request's body chunks in and the response's out, after a 101 that the
+// handler either sets with WriteHeader before Hijack or writes to the
+// connection itself. It outlives the handler, as net/http's does: Serve
+// returns once it is closed (or the host cancels). A 101 without a hijack
+// gives the client 500.
 //
 // FetchRequest is one message of the request direction.
 //
@@ -3631,7 +4447,8 @@ func OuterFetchRequestInitFromContext(ctx context.Context) (*RequestInit, bool) 
 }
 
 // Serve answers one OuterFetch stream; call it from the service's OuterFetch
-// method. It returns once the handler has returned and the response is sent.
+// method. It returns once the handler has returned and the response is sent,
+// or, when the handler hijacked the connection, once that is closed.
 // A handler that panics after the response started makes Serve return an
 // error without completing the body, so the host cuts the response short.
 func (p *OuterFetchPlugin) Serve(stream grpc.BidiStreamingServer[Outer_FetchRequest, Outer_FetchResponse]) error {
@@ -3653,7 +4470,7 @@ func (p *OuterFetchPlugin) Serve(stream grpc.BidiStreamingServer[Outer_FetchRequ
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	x.ctx = outerFetchRequestContext{Context: ctx, init: init}
-	r, body, err := outerFetchNewRequest(x, stream, init, first, p.logger())
+	r, body, protocol, err := outerFetchNewRequest(x, stream, init, first, p.logger())
 	if err != nil {
 		p.logger().Warn("httpbridge: bad OuterFetch request", "error", err)
 		return outerFetchReject(stream, http.StatusBadRequest)
@@ -3665,9 +4482,25 @@ func (p *OuterFetchPlugin) Serve(stream grpc.BidiStreamingServer[Outer_FetchRequ
 	w.stream, w.chunkSize, w.header = stream, outerFetchChunkSize(p.ChunkSize), make(http.Header)
 	w.log, w.tracing = p.logger(), grpc.EnableTracing
 
-	ok := p.run(w, r)
+	var handlerWriter http.ResponseWriter = w
+	if protocol != "" {
+		w.upgrade = &outerFetchHijacked{
+			w: w, stream: stream, ctx: stream.Context(), log: w.log, chunkSize: w.chunkSize,
+			protocol: protocol, method: r.Method, path: r.URL.Path, remote: r.RemoteAddr, local: r.Host,
+		}
+		handlerWriter = outerFetchHijackableWriter{w}
+	}
+	ok := p.run(handlerWriter, r)
+	if w.upgrade != nil && w.endHijacked() {
+		// The request ends with the handler; the connection when it is closed.
+		cancel()
+		return w.upgrade.await(ok)
+	}
 	if ok {
 		err = w.finish() // nil once body_complete is sent
+		if err == errOuterFetchNoHijack {
+			p.logger().Error("httpbridge: OuterFetch handler answered 101 Switching Protocols without hijacking the connection; the client gets 500", "path", r.URL.Path)
+		}
 	}
 	if !ok || err != nil {
 		if w.abandon() {
@@ -3718,7 +4551,7 @@ func (c *outerFetchRequestContext) Value(key any) any {
 // run calls the handler and reports whether it returned normally. A panic is
 // recovered so that one bad request does not take the plugin down; like
 // net/http, it logs the stack unless the value is [http.ErrAbortHandler].
-func (p *OuterFetchPlugin) run(w *OuterFetchResponseWriter, r *http.Request) (ok bool) {
+func (p *OuterFetchPlugin) run(w http.ResponseWriter, r *http.Request) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
 			p.logger().Error("httpbridge: OuterFetch handler panicked", "path", r.URL.Path, "panic", v, "stack", outerFetchPanicStack())
@@ -3822,13 +4655,15 @@ func outerFetchFillResponse(msg *Outer_FetchResponse, init *ResponseInit, chunk 
 
 // outerFetchNewRequest rebuilds the HTTP request the host received, in x
 // and with x.ctx as its context. The body is nil when the request has none
-// (r.Body is then [http.NoBody]).
-func outerFetchNewRequest(x *outerFetchExchange, stream grpc.BidiStreamingServer[Outer_FetchRequest, Outer_FetchResponse], init *RequestInit, first *Outer_FetchRequest, log *slog.Logger) (*http.Request, *outerFetchBody, error) {
+// (r.Body is then [http.NoBody]). protocol is the one the exchange may
+// switch to, or "": the request stream then carries that protocol's bytes,
+// which reach only a hijacked connection, and the request has no body.
+func outerFetchNewRequest(x *outerFetchExchange, stream grpc.BidiStreamingServer[Outer_FetchRequest, Outer_FetchResponse], init *RequestInit, first *Outer_FetchRequest, log *slog.Logger) (r *http.Request, body *outerFetchBody, protocol string, err error) {
 	u, err := outerFetchParseURL(init.GetMethod(), init.GetUrl())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	r := &x.req
+	r = &x.req
 	*r = http.Request{
 		Method:     init.GetMethod(),
 		URL:        u,
@@ -3851,7 +4686,15 @@ func outerFetchNewRequest(x *outerFetchExchange, stream grpc.BidiStreamingServer
 	declared := int64(-1)
 	if complete && len(chunk) == 0 && declared <= 0 {
 		r.Body = http.NoBody
-		return r, nil, nil
+		return r, nil, "", nil
+	}
+	// A host that offers an upgrade sends the request without a length and
+	// without body_complete: what follows is the new protocol.
+	if !complete && len(chunk) == 0 && true {
+		if protocol = outerFetchUpgradeOffer(stream.Context(), r.Header); protocol != "" {
+			r.Body = http.NoBody
+			return r, nil, protocol, nil
+		}
 	}
 	// In a server request 0 means "no body"; a body that arrives anyway has
 	// an unknown length.
@@ -3862,11 +4705,11 @@ func outerFetchNewRequest(x *outerFetchExchange, stream grpc.BidiStreamingServer
 	if declared < 0 && r.ProtoMajor == 1 {
 		r.TransferEncoding = []string{"chunked"}
 	}
-	body := &x.body
+	body = &x.body
 	*body = outerFetchBody{stream: stream, log: log, remaining: declared}
 	body.accept(first)
 	r.Body = body
-	return r, body, nil
+	return r, body, "", nil
 }
 
 // outerFetchRequestHeader converts the init's header entries to the
@@ -4060,7 +4903,10 @@ func (b *outerFetchBody) end() {
 // chunks of at most ChunkSize, and Flush sends what is buffered at once.
 //
 // It is safe for concurrent use, so a goroutine may write while the handler
-// runs. It does not support hijacking, deadlines or trailers.
+// runs. It does not support deadlines or trailers. It can be hijacked only
+// on an exchange where the host offered an upgrade: the handler then gets
+// it inside a writer that is also an [http.Hijacker] (see
+// [OuterFetchPlugin]). A 101 status goes out only through Hijack.
 type OuterFetchResponseWriter struct {
 	stream    grpc.BidiStreamingServer[Outer_FetchRequest, Outer_FetchResponse]
 	chunkSize int
@@ -4082,6 +4928,12 @@ type OuterFetchResponseWriter struct {
 	buf      []byte // body bytes not sent yet, fewer than chunkSize
 	ended    bool   // the handler returned: nothing more may be sent
 	err      error  // the first failure; every later call returns it
+
+	switching bool // the status is 101, which only a hijack sends
+	hijacked  bool
+	// upgrade is set on exchanges where the host offered an upgrade: the
+	// connection a hijack hands out.
+	upgrade *outerFetchHijacked
 }
 
 var (
@@ -4091,6 +4943,10 @@ var (
 
 // errOuterFetchEnded is returned by writes after the handler returned.
 var errOuterFetchEnded = errors.New("httpbridge: OuterFetch response already ended")
+
+// errOuterFetchNoHijack ends a response whose handler returned after
+// WriteHeader(101) without hijacking the connection.
+var errOuterFetchNoHijack = errors.New("httpbridge: OuterFetch handler answered 101 Switching Protocols without hijacking the connection")
 
 // Header returns the header map; changes after the status is fixed are
 // not sent.
@@ -4105,6 +4961,10 @@ func (w *OuterFetchResponseWriter) WriteHeader(code int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.ended {
+		return
+	}
+	if w.hijacked {
+		w.log.Warn("httpbridge: OuterFetch WriteHeader on a hijacked connection is ignored", "code", code)
 		return
 	}
 	if code < 100 || code > 999 {
@@ -4123,7 +4983,8 @@ func (w *OuterFetchResponseWriter) writeHeaderLocked(code int) {
 			w.declared = n
 		}
 	}
-	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
+	w.switching = code == http.StatusSwitchingProtocols
+	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || w.switching
 	init := &w.firstInit
 	init.StatusCode = int32(code)
 	headers, invalid := outerFetchEncodeResponseHeader(w.header)
@@ -4145,6 +5006,9 @@ func (w *OuterFetchResponseWriter) Write(p []byte) (int, error) {
 	if w.ended {
 		return 0, errOuterFetchEnded
 	}
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
 	if w.err != nil {
 		return 0, w.err
 	}
@@ -4153,6 +5017,11 @@ func (w *OuterFetchResponseWriter) Write(p []byte) (int, error) {
 	if err := w.stream.Context().Err(); err != nil {
 		return 0, err
 	}
+	return w.writeLocked(p)
+}
+
+// writeLocked is Write once the writer may write.
+func (w *OuterFetchResponseWriter) writeLocked(p []byte) (int, error) {
 	w.writeHeaderLocked(http.StatusOK)
 	if w.err != nil {
 		return 0, w.err
@@ -4210,7 +5079,13 @@ func (w *OuterFetchResponseWriter) FlushError() error {
 	if w.ended {
 		return errOuterFetchEnded
 	}
+	if w.hijacked {
+		return http.ErrHijacked
+	}
 	w.writeHeaderLocked(http.StatusOK)
+	if w.switching {
+		return nil // a 101 is sent only by Hijack
+	}
 	if w.initSent && len(w.buf) == 0 {
 		return w.err
 	}
@@ -4229,7 +5104,20 @@ func (w *OuterFetchResponseWriter) finish() error {
 	defer w.mu.Unlock()
 	w.ended = true
 	w.writeHeaderLocked(http.StatusOK)
+	if w.switching {
+		return errOuterFetchNoHijack
+	}
 	return w.sendLocked(false, true)
+}
+
+// endHijacked ends the writer once the handler returned, so that a
+// goroutine it left cannot hijack from now on, and reports whether it
+// hijacked the connection.
+func (w *OuterFetchResponseWriter) endHijacked() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ended = true
+	return w.hijacked
 }
 
 // abandon ends the response without completing it, after the handler
@@ -4270,6 +5158,723 @@ func (w *OuterFetchResponseWriter) sendLocked(flush, complete bool) error {
 	w.initSent = true
 	return nil
 }
+
+// outerFetchMaxResponseHead bounds the response head a handler may write
+// to a connection it hijacked before answering: what a 101 or an error
+// response needs, not a stream.
+const outerFetchMaxResponseHead = 64 << 10
+
+// outerFetchUpgradeOffer returns the protocol the exchange may switch to,
+// or "" when it may not. It may when the host offered the protocol in the
+// stream's metadata (OuterFetchUpgradeKey) and the request asks for exactly
+// that protocol with "Connection: upgrade". The caller has checked that the
+// request has no body. Requests without an Upgrade header, nearly all of
+// them, are answered by one map lookup.
+func outerFetchUpgradeOffer(ctx context.Context, h http.Header) string {
+	values := h["Upgrade"]
+	if len(values) == 0 {
+		return ""
+	}
+	protocol := ""
+	for _, value := range values {
+		for more := true; more; {
+			var token string
+			token, value, more = strings.Cut(value, ",")
+			if token = strings.TrimSpace(token); token == "" {
+				continue
+			}
+			if protocol != "" {
+				return "" // more than one protocol: the host never offers that
+			}
+			protocol = token
+		}
+	}
+	if protocol == "" || !outerFetchHeaderHasToken(h["Connection"], "upgrade") {
+		return ""
+	}
+	offered := metadata.ValueFromIncomingContext(ctx, OuterFetchUpgradeKey)
+	if len(offered) != 1 || !strings.EqualFold(offered[0], protocol) {
+		return ""
+	}
+	return protocol
+}
+
+// outerFetchHeaderHasToken reports whether the comma-separated header values
+// hold token, compared case-insensitively.
+func outerFetchHeaderHasToken(values []string, token string) bool {
+	for _, value := range values {
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// outerFetchHijackableWriter is the writer handlers get on an
+// upgrade-capable exchange: the OuterFetchResponseWriter, and an
+// [http.Hijacker]. It is a type of its own so that the writer of every
+// other exchange is no Hijacker: behind a host that cannot switch protocols,
+// gorilla/websocket and coder/websocket then refuse the upgrade (500, 501)
+// instead of answering 101.
+type outerFetchHijackableWriter struct {
+	*OuterFetchResponseWriter
+}
+
+var _ http.Hijacker = outerFetchHijackableWriter{}
+
+// Hijack hands the connection to the handler, as net/http's does: the
+// returned conn carries the new protocol's bytes both ways, and the
+// ReadWriter buffers nothing yet. The handler may have called
+// WriteHeader(101) first, and the 101 goes to the host now; or it writes the
+// response head to the conn itself, as gorilla/websocket does. It fails with
+// [http.ErrHijacked] when called again or after a response other than
+// 101 started.
+func (w outerFetchHijackableWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return w.hijack()
+}
+
+func (w *OuterFetchResponseWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.hijacked, w.init != nil && !w.switching:
+		return nil, nil, http.ErrHijacked
+	case w.ended:
+		return nil, nil, errOuterFetchEnded
+	case w.err != nil:
+		return nil, nil, w.err
+	}
+	s := w.upgrade
+	if w.switching {
+		// The 101 and the header snapshot of WriteHeader, at once: the host
+		// switches on it and starts relaying the client's bytes.
+		if err := w.sendLocked(false, false); err != nil {
+			return nil, nil, err
+		}
+		s.mode = outerFetchWritesTunnel
+	}
+	w.hijacked = true
+	conn := s.start()
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, 4096), bufio.NewWriterSize(conn, 4096)), nil
+}
+
+// outerFetchHijacked is the hijacked connection of one exchange (the
+// session), as its goroutines and Serve see it. The handler holds a
+// outerFetchHijackedConn around it instead, so that a conn it drops can be
+// closed by a cleanup: the session itself stays reachable from the
+// goroutines.
+//
+// After the hijack only its receiver goroutine calls Recv and only its sender
+// goroutine calls Send (the relay goroutine of a non-101 answer instead,
+// while it lasts): neither can be interrupted, so Read and Write wait for
+// them on channels, which deadlines and Close can interrupt.
+type outerFetchHijacked struct {
+	w         *OuterFetchResponseWriter
+	stream    grpc.BidiStreamingServer[Outer_FetchRequest, Outer_FetchResponse]
+	ctx       context.Context // the stream's: the session outlives the request's
+	log       *slog.Logger
+	chunkSize int
+	protocol  string // what the host offered, for logs: "websocket"
+	method    string // the request's, for reading a response head
+	path      string // for logs; never the query
+	remote    string
+	local     string
+
+	// The rest is made at the hijack.
+
+	readTurn      chan struct{} // holds one reader at a time
+	incoming      chan outerFetchReceived
+	readDeadline  outerFetchConnDeadline
+	pending       []byte        // the unread rest of the current chunk; under readTurn
+	readErr       error         // what Read returns once pending is empty; under readTurn
+	writeTurn     chan struct{} // holds one writer at a time
+	writeDeadline outerFetchConnDeadline
+	inFlight      bool          // a timed-out Write's bytes are still with the sender; under writeTurn
+	kick          chan struct{} // wakes the sender
+	written       chan error    // the sender finished a Write's bytes
+	stop          chan struct{} // closed by Close
+	finished      chan struct{} // closed once the RPC may end, with endErr
+
+	mu           sync.Mutex
+	queued       []byte // a copy of the Write the sender has yet to take
+	hasQueued    bool
+	writeClosed  bool  // CloseWrite or Close: later writes fail
+	closed       bool  // Close
+	completeSent bool  // body_complete went out
+	failure      error // why writing failed; later writes return it
+	ended        bool
+	endErr       error
+
+	// The sender's alone.
+	mode int // outerFetchWritesHead, outerFetchWritesTunnel or outerFetchWritesAnswer
+	head []byte
+	pipe *io.PipeWriter // into the relay of a non-101 answer
+}
+
+// What the bytes written to a hijacked connection are.
+const (
+	outerFetchWritesHead   = iota // the response head, until it is complete
+	outerFetchWritesTunnel        // the new protocol, after a 101
+	outerFetchWritesAnswer        // the body of a non-101 answer
+)
+
+// outerFetchReceived is one request message, as the receiver hands it to
+// Read.
+type outerFetchReceived struct {
+	chunk    []byte
+	complete bool
+	err      error
+}
+
+func (s *outerFetchHijacked) start() *outerFetchHijackedConn {
+	s.readTurn, s.writeTurn = make(chan struct{}, 1), make(chan struct{}, 1)
+	s.incoming = make(chan outerFetchReceived)
+	s.kick, s.written = make(chan struct{}, 1), make(chan error, 1)
+	s.stop, s.finished = make(chan struct{}), make(chan struct{})
+	conn := &outerFetchHijackedConn{s: s, remote: outerFetchConnAddr(s.remote), local: outerFetchConnAddr(s.local)}
+	runtime.AddCleanup(conn, (*outerFetchHijacked).unreachable, s)
+	go s.receive()
+	go s.send()
+	return conn
+}
+
+// await waits, once the handler has returned, until the session ends, and
+// returns what Serve returns: nil once the conn was closed and
+// body_complete went out, an error (a non-OK status for the host: an
+// abort) if the handler panicked, the session failed or the host cancelled.
+func (s *outerFetchHijacked) await(handlerOK bool) error {
+	if !handlerOK {
+		return status.Error(codes.Aborted, "httpbridge: OuterFetch handler failed after hijacking the connection")
+	}
+	select {
+	case <-s.finished:
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.endErr != nil {
+		return status.Error(codes.Aborted, "httpbridge: OuterFetch hijacked connection failed: "+s.endErr.Error())
+	}
+	return nil
+}
+
+// end lets Serve return, with err nil for a clean end.
+func (s *outerFetchHijacked) end(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.endLocked(err)
+}
+
+func (s *outerFetchHijacked) endLocked(err error) {
+	if s.ended {
+		return
+	}
+	if err != nil {
+		s.log.Error("httpbridge: OuterFetch hijacked connection failed", "path", s.path, "protocol", s.protocol, "error", err)
+		if s.failure == nil {
+			s.failure = err
+		}
+	}
+	s.ended, s.endErr = true, err
+	close(s.finished)
+}
+
+// receive hands the request messages to Read, one at a time: it receives
+// the next only once Read took this one, so at most one chunk waits here.
+func (s *outerFetchHijacked) receive() {
+	warned := false
+	for {
+		msg, err := s.stream.Recv()
+		var got outerFetchReceived
+		switch {
+		case err == io.EOF:
+			// The host half-closed without body_complete: cut off.
+			got.err = io.ErrUnexpectedEOF
+		case err != nil:
+			got.err = err
+		default:
+			if msg.GetInit() != nil && !warned {
+				warned = true
+				s.log.Warn("httpbridge: ignoring OuterFetch init after the first request message", "path", s.path)
+			}
+			got.chunk, got.complete = msg.GetBodyChunk(), msg.GetBodyComplete()
+		}
+		select {
+		case s.incoming <- got:
+		case <-s.stop:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+		if got.err != nil || got.complete {
+			return
+		}
+	}
+}
+
+func (s *outerFetchHijacked) read(p []byte) (int, error) {
+	expired := s.readDeadline.wait()
+	if err := s.take(s.readTurn, expired); err != nil {
+		return 0, err
+	}
+	defer func() { <-s.readTurn }()
+	for {
+		select {
+		case <-s.stop:
+			return 0, net.ErrClosed
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		default:
+		}
+		if len(s.pending) > 0 {
+			n := copy(p, s.pending)
+			s.pending = s.pending[n:]
+			return n, nil
+		}
+		if s.readErr != nil {
+			return 0, s.readErr
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		select {
+		case got := <-s.incoming:
+			s.pending, s.readErr = got.chunk, got.err
+			if got.complete {
+				s.readErr = io.EOF
+			}
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		case <-s.stop:
+			return 0, net.ErrClosed
+		case <-s.ctx.Done():
+			return 0, s.ctx.Err()
+		}
+	}
+}
+
+// take waits for turn, a channel of capacity 1 that holds the one caller
+// allowed to go on.
+func (s *outerFetchHijacked) take(turn chan struct{}, expired <-chan struct{}) error {
+	select {
+	case turn <- struct{}{}:
+		return nil
+	case <-expired:
+		return os.ErrDeadlineExceeded
+	case <-s.stop:
+		return net.ErrClosed
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+}
+
+// write hands a copy of p to the sender and waits until it is sent. A
+// Write whose deadline passes meanwhile returns len(p) with the timeout:
+// the bytes are still sent, in order, unless the stream ends first, and the
+// next Write waits for them. So a caller that retries after a timeout does
+// not send them twice.
+func (s *outerFetchHijacked) write(p []byte) (int, error) {
+	expired := s.writeDeadline.wait()
+	if err := s.take(s.writeTurn, expired); err != nil {
+		return 0, err
+	}
+	defer func() { <-s.writeTurn }()
+	select {
+	case <-expired:
+		return 0, os.ErrDeadlineExceeded
+	default:
+	}
+	if s.inFlight {
+		if _, err := s.waitSent(expired); err != nil {
+			return 0, err
+		}
+	}
+	s.mu.Lock()
+	switch {
+	case s.writeClosed:
+		s.mu.Unlock()
+		return 0, net.ErrClosed
+	case s.failure != nil:
+		err := s.failure
+		s.mu.Unlock()
+		return 0, err
+	case len(p) == 0:
+		s.mu.Unlock()
+		return 0, nil
+	}
+	// A copy: the caller may reuse p once Write returns, even after a
+	// timeout, while the sender still has the bytes.
+	s.queued, s.hasQueued = bytes.Clone(p), true
+	s.mu.Unlock()
+	s.inFlight = true
+	s.wake()
+	if handed, err := s.waitSent(expired); err != nil {
+		if handed {
+			return len(p), err
+		}
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// waitSent waits until the sender reports the bytes in flight sent. It
+// reports whether they were handed over (they are still sent) when it
+// returns an error.
+func (s *outerFetchHijacked) waitSent(expired <-chan struct{}) (handed bool, err error) {
+	select {
+	case err := <-s.written:
+		s.inFlight = false
+		return false, err
+	case <-expired:
+		return true, os.ErrDeadlineExceeded
+	case <-s.stop:
+		return true, net.ErrClosed
+	case <-s.ctx.Done():
+		return false, s.ctx.Err()
+	}
+}
+
+func (s *outerFetchHijacked) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// send is the sender goroutine: it sends each Write's bytes, then
+// body_complete once the conn is half-closed or closed.
+func (s *outerFetchHijacked) send() {
+	for {
+		s.mu.Lock()
+		data, has := s.queued, s.hasQueued
+		s.queued, s.hasQueued = nil, false
+		complete := !has && s.writeClosed
+		s.mu.Unlock()
+		switch {
+		case has:
+			err := s.sendBytes(data)
+			if err != nil && s.mode == outerFetchWritesAnswer {
+				// The answer ended (the relay ended the session) or failed.
+				s.mu.Lock()
+				s.failure = err
+				s.mu.Unlock()
+			} else if err != nil {
+				s.end(err)
+			}
+			s.written <- err
+			if err != nil {
+				return
+			}
+			continue
+		case complete:
+			s.sendComplete()
+			return
+		}
+		select {
+		case <-s.kick:
+		case <-s.ctx.Done():
+			if s.pipe != nil {
+				s.pipe.CloseWithError(s.ctx.Err())
+			}
+			return
+		}
+	}
+}
+
+// sendBytes sends what one Write wrote, as the mode says.
+func (s *outerFetchHijacked) sendBytes(data []byte) error {
+	switch s.mode {
+	case outerFetchWritesTunnel:
+		return s.sendChunks(nil, data)
+	case outerFetchWritesAnswer:
+		if _, err := s.pipe.Write(data); err != nil {
+			return net.ErrClosed // the answer has ended
+		}
+		return nil
+	}
+	if s.head == nil {
+		s.head = data // a copy already
+	} else {
+		s.head = append(s.head, data...)
+	}
+	for {
+		end := bytes.Index(s.head, []byte("\r\n\r\n"))
+		if end < 0 && len(s.head) <= outerFetchMaxResponseHead {
+			return nil // more of the head to come
+		}
+		if end < 0 || end+4 > outerFetchMaxResponseHead {
+			return errors.New("the response head written to it is longer than 64 KiB")
+		}
+		head, rest := s.head[:end+4], s.head[end+4:]
+		res, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), &http.Request{Method: s.method})
+		if err != nil {
+			return fmt.Errorf("the response head written to it is invalid: %w", err)
+		}
+		switch code := res.StatusCode; {
+		case code == http.StatusSwitchingProtocols:
+			s.mode, s.head = outerFetchWritesTunnel, nil
+			headers, invalid := outerFetchEncodeResponseHeader(res.Header)
+			if invalid != "" {
+				return fmt.Errorf("its 101 header %s is not valid UTF-8", strconv.QuoteToASCII(invalid))
+			}
+			init := &ResponseInit{}
+			init.StatusCode = int32(code)
+			init.Headers = headers
+			return s.sendChunks(init, rest)
+		case code < 200:
+			// An interim response is not forwarded, as with WriteHeader.
+			s.head = rest
+		default:
+			// An answer without switching, to be sent as an ordinary
+			// response: its body is decoded by the framing of its head.
+			pr, pw := io.Pipe()
+			s.mode, s.pipe = outerFetchWritesAnswer, pw
+			go s.relay(bufio.NewReader(io.MultiReader(bytes.NewReader(s.head), pr)), pr)
+			s.head = nil
+			return nil
+		}
+	}
+}
+
+// sendChunks sends data in messages of at most chunkSize bytes, the first
+// with init if it is not nil.
+func (s *outerFetchHijacked) sendChunks(init *ResponseInit, data []byte) error {
+	for init != nil || len(data) > 0 {
+		piece := data[:min(len(data), s.chunkSize)]
+		data = data[len(piece):]
+		if err := s.stream.Send(outerFetchResponseMessage(init, piece, false, false)); err != nil {
+			return err
+		}
+		init = nil
+	}
+	return nil
+}
+
+// sendComplete ends the write side after the last Write.
+func (s *outerFetchHijacked) sendComplete() {
+	switch s.mode {
+	case outerFetchWritesHead:
+		s.end(errors.New("it was closed before a response head was written to it"))
+		return
+	case outerFetchWritesAnswer:
+		s.pipe.Close() // the relay sees the end of the answer and ends the session
+		return
+	}
+	if err := s.stream.Send(outerFetchResponseMessage(nil, nil, false, true)); err != nil {
+		s.end(err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.completeSent = true
+	if s.closed {
+		s.endLocked(nil)
+	}
+}
+
+// relay sends the answer a handler wrote to the conn after hijacking it,
+// when that was not a 101, as the response: its head, then the body decoded
+// by its framing (Content-Length, chunked or up to Close), with
+// body_complete only after a clean end. Until it ends it is the only
+// goroutine that sends.
+func (s *outerFetchHijacked) relay(br *bufio.Reader, pr *io.PipeReader) {
+	s.end(s.relayResponse(br))
+	pr.CloseWithError(net.ErrClosed) // later writes fail
+}
+
+func (s *outerFetchHijacked) relayResponse(br *bufio.Reader) error {
+	res, err := http.ReadResponse(br, &http.Request{Method: s.method})
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	w := s.w
+	w.mu.Lock()
+	w.header = res.Header
+	w.writeHeaderLocked(res.StatusCode)
+	err = w.sendLocked(true, false)
+	w.mu.Unlock()
+	buf := make([]byte, 32<<10)
+	for err == nil {
+		var n int
+		n, err = res.Body.Read(buf)
+		w.mu.Lock()
+		if n > 0 {
+			// Sent at once, as the bytes would be on a connection.
+			if _, werr := w.writeLocked(buf[:n]); werr != nil {
+				err = werr
+			} else if len(w.buf) > 0 {
+				if werr = w.sendLocked(true, false); werr != nil {
+					err = werr
+				}
+			}
+		}
+		if err == io.EOF {
+			err = w.sendLocked(false, true)
+			w.mu.Unlock()
+			return err
+		}
+		w.mu.Unlock()
+	}
+	return err
+}
+
+// close is Close: it makes blocked and later calls fail, and lets the sender
+// send body_complete after the bytes it has.
+func (s *outerFetchHijacked) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed, s.writeClosed = true, true
+	close(s.stop)
+	if s.completeSent {
+		s.endLocked(nil)
+	}
+	s.wake()
+}
+
+// unreachable closes a session whose conn the handler dropped without
+// closing it, so that the RPC ends.
+func (s *outerFetchHijacked) unreachable() {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if !closed {
+		s.log.Warn("httpbridge: OuterFetch hijacked connection was dropped without Close; closing it", "path", s.path, "protocol", s.protocol)
+		s.close()
+	}
+}
+
+// outerFetchHijackedConn is the connection Hijack returns: a [net.Conn] whose
+// reads are the request's body chunks and whose writes become response body
+// chunks.
+//
+//   - Read returns the bytes in order, [io.EOF] after the host's
+//     body_complete (the client half-closed), [io.ErrUnexpectedEOF] if
+//     the stream ends without it, and another error once the host cancels.
+//   - Write copies p, sends it at once in chunks of at most ChunkSize with no
+//     coalescing, and blocks while the host does not receive.
+//   - CloseWrite sends body_complete after the bytes written; Close does too
+//     if need be, and then ends the RPC. Both are idempotent.
+//   - Deadlines make blocked calls return [os.ErrDeadlineExceeded].
+//   - RemoteAddr and LocalAddr come from the request's remote address and
+//     host: a *net.TCPAddr when they are ip:port, else an address of network
+//     "httpbridge" holding the text.
+//
+// It is safe for concurrent use.
+type outerFetchHijackedConn struct {
+	s      *outerFetchHijacked
+	remote net.Addr
+	local  net.Addr
+}
+
+var _ net.Conn = (*outerFetchHijackedConn)(nil)
+
+func (c *outerFetchHijackedConn) Read(p []byte) (int, error)  { return c.s.read(p) }
+func (c *outerFetchHijackedConn) Write(p []byte) (int, error) { return c.s.write(p) }
+
+// Close closes both directions. It does not wait for the bytes written to
+// be sent; Serve waits for them.
+func (c *outerFetchHijackedConn) Close() error {
+	c.s.close()
+	return nil
+}
+
+// CloseWrite half-closes the connection: the host gets body_complete after
+// the bytes written, and reads go on.
+func (c *outerFetchHijackedConn) CloseWrite() error {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return net.ErrClosed
+	}
+	s.writeClosed = true
+	s.wake()
+	return nil
+}
+
+func (c *outerFetchHijackedConn) LocalAddr() net.Addr  { return c.local }
+func (c *outerFetchHijackedConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *outerFetchHijackedConn) SetDeadline(t time.Time) error {
+	c.s.readDeadline.set(t)
+	c.s.writeDeadline.set(t)
+	return nil
+}
+
+func (c *outerFetchHijackedConn) SetReadDeadline(t time.Time) error {
+	c.s.readDeadline.set(t)
+	return nil
+}
+
+func (c *outerFetchHijackedConn) SetWriteDeadline(t time.Time) error {
+	c.s.writeDeadline.set(t)
+	return nil
+}
+
+// outerFetchConnDeadline is the deadline of one direction of a conn, as a
+// channel closed once it passes. The channel is kept while the deadline
+// moves without having passed, so that calls already waiting see the new
+// one.
+type outerFetchConnDeadline struct {
+	mu      sync.Mutex
+	timer   *time.Timer
+	expired chan struct{}
+	passed  bool // expired was closed without a timer
+}
+
+func (d *outerFetchConnDeadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// A timer that cannot be stopped has closed, or is closing, its channel.
+	if d.timer != nil && !d.timer.Stop() || d.passed || d.expired == nil {
+		d.expired = make(chan struct{})
+	}
+	d.timer, d.passed = nil, false
+	if t.IsZero() {
+		return
+	}
+	if wait := time.Until(t); wait > 0 {
+		expired := d.expired
+		d.timer = time.AfterFunc(wait, func() { close(expired) })
+		return
+	}
+	close(d.expired)
+	d.passed = true
+}
+
+func (d *outerFetchConnDeadline) wait() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.expired == nil {
+		d.expired = make(chan struct{})
+	}
+	return d.expired
+}
+
+// outerFetchConnAddr is the net.Addr of an address the host reported: a
+// *net.TCPAddr for ip:port, else the text itself.
+func outerFetchConnAddr(address string) net.Addr {
+	if ap, err := netip.ParseAddrPort(address); err == nil {
+		return net.TCPAddrFromAddrPort(ap)
+	}
+	return outerFetchTextAddr(address)
+}
+
+// outerFetchTextAddr is an address that is not ip:port, such as a host name.
+type outerFetchTextAddr string
+
+// Network returns "httpbridge": the address came over the bridge as text.
+func (a outerFetchTextAddr) Network() string { return "httpbridge" }
+func (a outerFetchTextAddr) String() string  { return string(a) }
 
 // outerFetchEncodeResponseHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
@@ -5731,10 +7336,22 @@ func (s *passSession) end(err error) error {
 // streams in as the host sends it, and a [PassResponseWriter] that
 // streams the response back.
 //
-// Differences from a handler served by net/http: there is no hijacking
-// (no WebSocket), no 1xx interim responses and no trailers, and a panic
-// before any output gives the client 500 Internal Server Error rather than
-// a closed connection. Request.TLS is nil: the plugin cannot know it.
+// Differences from a handler served by net/http: there are no 1xx interim
+// responses and no trailers, and a panic before any output gives the client
+// 500 Internal Server Error rather than a closed connection. Request.TLS is
+// nil: the plugin cannot know it.
+//
+// The connection can be hijacked only to switch protocols (a WebSocket), and
+// only when the host offered it for the request (PassUpgradeKey): then
+// the request asks for exactly that protocol with "Connection: Upgrade" and
+// has no body, and the writer is also an [http.Hijacker]. Everywhere
+// else it is not one, so WebSocket libraries refuse the upgrade behind a
+// host that cannot switch protocols. The hijacked connection carries the
+// request's body chunks in and the response's out, after a 101 that the
+// handler either sets with WriteHeader before Hijack or writes to the
+// connection itself. It outlives the handler, as net/http's does: Serve
+// returns once it is closed (or the host cancels). A 101 without a hijack
+// gives the client 500.
 //
 // Pass carries one HTTP exchange, relayed.
 //
@@ -5770,7 +7387,8 @@ func PassRequestInitFromContext(ctx context.Context) (*RequestInit, bool) {
 }
 
 // Serve answers one Pass stream; call it from the service's Pass
-// method. It returns once the handler has returned and the response is sent.
+// method. It returns once the handler has returned and the response is sent,
+// or, when the handler hijacked the connection, once that is closed.
 // A handler that panics after the response started makes Serve return an
 // error without completing the body, so the host cuts the response short.
 func (p *PassPlugin) Serve(stream grpc.BidiStreamingServer[Relay_Up, Relay_Down]) error {
@@ -5792,7 +7410,7 @@ func (p *PassPlugin) Serve(stream grpc.BidiStreamingServer[Relay_Up, Relay_Down]
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	x.ctx = passRequestContext{Context: ctx, init: init}
-	r, body, err := passNewRequest(x, stream, init, first, p.logger())
+	r, body, protocol, err := passNewRequest(x, stream, init, first, p.logger())
 	if err != nil {
 		p.logger().Warn("httpbridge: bad Pass request", "error", err)
 		return passReject(stream, http.StatusBadRequest)
@@ -5804,9 +7422,25 @@ func (p *PassPlugin) Serve(stream grpc.BidiStreamingServer[Relay_Up, Relay_Down]
 	w.stream, w.chunkSize, w.header = stream, passChunkSize(p.ChunkSize), make(http.Header)
 	w.log, w.tracing = p.logger(), grpc.EnableTracing
 
-	ok := p.run(w, r)
+	var handlerWriter http.ResponseWriter = w
+	if protocol != "" {
+		w.upgrade = &passHijacked{
+			w: w, stream: stream, ctx: stream.Context(), log: w.log, chunkSize: w.chunkSize,
+			protocol: protocol, method: r.Method, path: r.URL.Path, remote: r.RemoteAddr, local: r.Host,
+		}
+		handlerWriter = passHijackableWriter{w}
+	}
+	ok := p.run(handlerWriter, r)
+	if w.upgrade != nil && w.endHijacked() {
+		// The request ends with the handler; the connection when it is closed.
+		cancel()
+		return w.upgrade.await(ok)
+	}
 	if ok {
 		err = w.finish() // nil once body_complete is sent
+		if err == errPassNoHijack {
+			p.logger().Error("httpbridge: Pass handler answered 101 Switching Protocols without hijacking the connection; the client gets 500", "path", r.URL.Path)
+		}
 	}
 	if !ok || err != nil {
 		if w.abandon() {
@@ -5857,7 +7491,7 @@ func (c *passRequestContext) Value(key any) any {
 // run calls the handler and reports whether it returned normally. A panic is
 // recovered so that one bad request does not take the plugin down; like
 // net/http, it logs the stack unless the value is [http.ErrAbortHandler].
-func (p *PassPlugin) run(w *PassResponseWriter, r *http.Request) (ok bool) {
+func (p *PassPlugin) run(w http.ResponseWriter, r *http.Request) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
 			p.logger().Error("httpbridge: Pass handler panicked", "path", r.URL.Path, "panic", v, "stack", passPanicStack())
@@ -5961,13 +7595,15 @@ func passFillResponse(msg *Relay_Down, init *ResponseInit, chunk []byte, flush, 
 
 // passNewRequest rebuilds the HTTP request the host received, in x
 // and with x.ctx as its context. The body is nil when the request has none
-// (r.Body is then [http.NoBody]).
-func passNewRequest(x *passExchange, stream grpc.BidiStreamingServer[Relay_Up, Relay_Down], init *RequestInit, first *Relay_Up, log *slog.Logger) (*http.Request, *passBody, error) {
+// (r.Body is then [http.NoBody]). protocol is the one the exchange may
+// switch to, or "": the request stream then carries that protocol's bytes,
+// which reach only a hijacked connection, and the request has no body.
+func passNewRequest(x *passExchange, stream grpc.BidiStreamingServer[Relay_Up, Relay_Down], init *RequestInit, first *Relay_Up, log *slog.Logger) (r *http.Request, body *passBody, protocol string, err error) {
 	u, err := passParseURL(init.GetMethod(), init.GetUrl())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	r := &x.req
+	r = &x.req
 	*r = http.Request{
 		Method:     init.GetMethod(),
 		URL:        u,
@@ -5990,7 +7626,15 @@ func passNewRequest(x *passExchange, stream grpc.BidiStreamingServer[Relay_Up, R
 	declared := int64(-1)
 	if complete && len(chunk) == 0 && declared <= 0 {
 		r.Body = http.NoBody
-		return r, nil, nil
+		return r, nil, "", nil
+	}
+	// A host that offers an upgrade sends the request without a length and
+	// without body_complete: what follows is the new protocol.
+	if !complete && len(chunk) == 0 && true {
+		if protocol = passUpgradeOffer(stream.Context(), r.Header); protocol != "" {
+			r.Body = http.NoBody
+			return r, nil, protocol, nil
+		}
 	}
 	// In a server request 0 means "no body"; a body that arrives anyway has
 	// an unknown length.
@@ -6001,11 +7645,11 @@ func passNewRequest(x *passExchange, stream grpc.BidiStreamingServer[Relay_Up, R
 	if declared < 0 && r.ProtoMajor == 1 {
 		r.TransferEncoding = []string{"chunked"}
 	}
-	body := &x.body
+	body = &x.body
 	*body = passBody{stream: stream, log: log, remaining: declared}
 	body.accept(first)
 	r.Body = body
-	return r, body, nil
+	return r, body, "", nil
 }
 
 // passRequestHeader converts the init's header entries to the
@@ -6199,7 +7843,10 @@ func (b *passBody) end() {
 // chunks of at most ChunkSize, and Flush sends what is buffered at once.
 //
 // It is safe for concurrent use, so a goroutine may write while the handler
-// runs. It does not support hijacking, deadlines or trailers.
+// runs. It does not support deadlines or trailers. It can be hijacked only
+// on an exchange where the host offered an upgrade: the handler then gets
+// it inside a writer that is also an [http.Hijacker] (see
+// [PassPlugin]). A 101 status goes out only through Hijack.
 type PassResponseWriter struct {
 	stream    grpc.BidiStreamingServer[Relay_Up, Relay_Down]
 	chunkSize int
@@ -6221,6 +7868,12 @@ type PassResponseWriter struct {
 	buf      []byte // body bytes not sent yet, fewer than chunkSize
 	ended    bool   // the handler returned: nothing more may be sent
 	err      error  // the first failure; every later call returns it
+
+	switching bool // the status is 101, which only a hijack sends
+	hijacked  bool
+	// upgrade is set on exchanges where the host offered an upgrade: the
+	// connection a hijack hands out.
+	upgrade *passHijacked
 }
 
 var (
@@ -6230,6 +7883,10 @@ var (
 
 // errPassEnded is returned by writes after the handler returned.
 var errPassEnded = errors.New("httpbridge: Pass response already ended")
+
+// errPassNoHijack ends a response whose handler returned after
+// WriteHeader(101) without hijacking the connection.
+var errPassNoHijack = errors.New("httpbridge: Pass handler answered 101 Switching Protocols without hijacking the connection")
 
 // Header returns the header map; changes after the status is fixed are
 // not sent.
@@ -6244,6 +7901,10 @@ func (w *PassResponseWriter) WriteHeader(code int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.ended {
+		return
+	}
+	if w.hijacked {
+		w.log.Warn("httpbridge: Pass WriteHeader on a hijacked connection is ignored", "code", code)
 		return
 	}
 	if code < 100 || code > 999 {
@@ -6262,7 +7923,8 @@ func (w *PassResponseWriter) writeHeaderLocked(code int) {
 			w.declared = n
 		}
 	}
-	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
+	w.switching = code == http.StatusSwitchingProtocols
+	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || w.switching
 	init := &w.firstInit
 	init.StatusCode = int32(code)
 	headers, invalid := passEncodeResponseHeader(w.header)
@@ -6284,6 +7946,9 @@ func (w *PassResponseWriter) Write(p []byte) (int, error) {
 	if w.ended {
 		return 0, errPassEnded
 	}
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
 	if w.err != nil {
 		return 0, w.err
 	}
@@ -6292,6 +7957,11 @@ func (w *PassResponseWriter) Write(p []byte) (int, error) {
 	if err := w.stream.Context().Err(); err != nil {
 		return 0, err
 	}
+	return w.writeLocked(p)
+}
+
+// writeLocked is Write once the writer may write.
+func (w *PassResponseWriter) writeLocked(p []byte) (int, error) {
 	w.writeHeaderLocked(http.StatusOK)
 	if w.err != nil {
 		return 0, w.err
@@ -6349,7 +8019,13 @@ func (w *PassResponseWriter) FlushError() error {
 	if w.ended {
 		return errPassEnded
 	}
+	if w.hijacked {
+		return http.ErrHijacked
+	}
 	w.writeHeaderLocked(http.StatusOK)
+	if w.switching {
+		return nil // a 101 is sent only by Hijack
+	}
 	if w.initSent && len(w.buf) == 0 {
 		return w.err
 	}
@@ -6368,7 +8044,20 @@ func (w *PassResponseWriter) finish() error {
 	defer w.mu.Unlock()
 	w.ended = true
 	w.writeHeaderLocked(http.StatusOK)
+	if w.switching {
+		return errPassNoHijack
+	}
 	return w.sendLocked(false, true)
+}
+
+// endHijacked ends the writer once the handler returned, so that a
+// goroutine it left cannot hijack from now on, and reports whether it
+// hijacked the connection.
+func (w *PassResponseWriter) endHijacked() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ended = true
+	return w.hijacked
 }
 
 // abandon ends the response without completing it, after the handler
@@ -6409,6 +8098,723 @@ func (w *PassResponseWriter) sendLocked(flush, complete bool) error {
 	w.initSent = true
 	return nil
 }
+
+// passMaxResponseHead bounds the response head a handler may write
+// to a connection it hijacked before answering: what a 101 or an error
+// response needs, not a stream.
+const passMaxResponseHead = 64 << 10
+
+// passUpgradeOffer returns the protocol the exchange may switch to,
+// or "" when it may not. It may when the host offered the protocol in the
+// stream's metadata (PassUpgradeKey) and the request asks for exactly
+// that protocol with "Connection: upgrade". The caller has checked that the
+// request has no body. Requests without an Upgrade header, nearly all of
+// them, are answered by one map lookup.
+func passUpgradeOffer(ctx context.Context, h http.Header) string {
+	values := h["Upgrade"]
+	if len(values) == 0 {
+		return ""
+	}
+	protocol := ""
+	for _, value := range values {
+		for more := true; more; {
+			var token string
+			token, value, more = strings.Cut(value, ",")
+			if token = strings.TrimSpace(token); token == "" {
+				continue
+			}
+			if protocol != "" {
+				return "" // more than one protocol: the host never offers that
+			}
+			protocol = token
+		}
+	}
+	if protocol == "" || !passHeaderHasToken(h["Connection"], "upgrade") {
+		return ""
+	}
+	offered := metadata.ValueFromIncomingContext(ctx, PassUpgradeKey)
+	if len(offered) != 1 || !strings.EqualFold(offered[0], protocol) {
+		return ""
+	}
+	return protocol
+}
+
+// passHeaderHasToken reports whether the comma-separated header values
+// hold token, compared case-insensitively.
+func passHeaderHasToken(values []string, token string) bool {
+	for _, value := range values {
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// passHijackableWriter is the writer handlers get on an
+// upgrade-capable exchange: the PassResponseWriter, and an
+// [http.Hijacker]. It is a type of its own so that the writer of every
+// other exchange is no Hijacker: behind a host that cannot switch protocols,
+// gorilla/websocket and coder/websocket then refuse the upgrade (500, 501)
+// instead of answering 101.
+type passHijackableWriter struct {
+	*PassResponseWriter
+}
+
+var _ http.Hijacker = passHijackableWriter{}
+
+// Hijack hands the connection to the handler, as net/http's does: the
+// returned conn carries the new protocol's bytes both ways, and the
+// ReadWriter buffers nothing yet. The handler may have called
+// WriteHeader(101) first, and the 101 goes to the host now; or it writes the
+// response head to the conn itself, as gorilla/websocket does. It fails with
+// [http.ErrHijacked] when called again or after a response other than
+// 101 started.
+func (w passHijackableWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return w.hijack()
+}
+
+func (w *PassResponseWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.hijacked, w.init != nil && !w.switching:
+		return nil, nil, http.ErrHijacked
+	case w.ended:
+		return nil, nil, errPassEnded
+	case w.err != nil:
+		return nil, nil, w.err
+	}
+	s := w.upgrade
+	if w.switching {
+		// The 101 and the header snapshot of WriteHeader, at once: the host
+		// switches on it and starts relaying the client's bytes.
+		if err := w.sendLocked(false, false); err != nil {
+			return nil, nil, err
+		}
+		s.mode = passWritesTunnel
+	}
+	w.hijacked = true
+	conn := s.start()
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, 4096), bufio.NewWriterSize(conn, 4096)), nil
+}
+
+// passHijacked is the hijacked connection of one exchange (the
+// session), as its goroutines and Serve see it. The handler holds a
+// passHijackedConn around it instead, so that a conn it drops can be
+// closed by a cleanup: the session itself stays reachable from the
+// goroutines.
+//
+// After the hijack only its receiver goroutine calls Recv and only its sender
+// goroutine calls Send (the relay goroutine of a non-101 answer instead,
+// while it lasts): neither can be interrupted, so Read and Write wait for
+// them on channels, which deadlines and Close can interrupt.
+type passHijacked struct {
+	w         *PassResponseWriter
+	stream    grpc.BidiStreamingServer[Relay_Up, Relay_Down]
+	ctx       context.Context // the stream's: the session outlives the request's
+	log       *slog.Logger
+	chunkSize int
+	protocol  string // what the host offered, for logs: "websocket"
+	method    string // the request's, for reading a response head
+	path      string // for logs; never the query
+	remote    string
+	local     string
+
+	// The rest is made at the hijack.
+
+	readTurn      chan struct{} // holds one reader at a time
+	incoming      chan passReceived
+	readDeadline  passConnDeadline
+	pending       []byte        // the unread rest of the current chunk; under readTurn
+	readErr       error         // what Read returns once pending is empty; under readTurn
+	writeTurn     chan struct{} // holds one writer at a time
+	writeDeadline passConnDeadline
+	inFlight      bool          // a timed-out Write's bytes are still with the sender; under writeTurn
+	kick          chan struct{} // wakes the sender
+	written       chan error    // the sender finished a Write's bytes
+	stop          chan struct{} // closed by Close
+	finished      chan struct{} // closed once the RPC may end, with endErr
+
+	mu           sync.Mutex
+	queued       []byte // a copy of the Write the sender has yet to take
+	hasQueued    bool
+	writeClosed  bool  // CloseWrite or Close: later writes fail
+	closed       bool  // Close
+	completeSent bool  // body_complete went out
+	failure      error // why writing failed; later writes return it
+	ended        bool
+	endErr       error
+
+	// The sender's alone.
+	mode int // passWritesHead, passWritesTunnel or passWritesAnswer
+	head []byte
+	pipe *io.PipeWriter // into the relay of a non-101 answer
+}
+
+// What the bytes written to a hijacked connection are.
+const (
+	passWritesHead   = iota // the response head, until it is complete
+	passWritesTunnel        // the new protocol, after a 101
+	passWritesAnswer        // the body of a non-101 answer
+)
+
+// passReceived is one request message, as the receiver hands it to
+// Read.
+type passReceived struct {
+	chunk    []byte
+	complete bool
+	err      error
+}
+
+func (s *passHijacked) start() *passHijackedConn {
+	s.readTurn, s.writeTurn = make(chan struct{}, 1), make(chan struct{}, 1)
+	s.incoming = make(chan passReceived)
+	s.kick, s.written = make(chan struct{}, 1), make(chan error, 1)
+	s.stop, s.finished = make(chan struct{}), make(chan struct{})
+	conn := &passHijackedConn{s: s, remote: passConnAddr(s.remote), local: passConnAddr(s.local)}
+	runtime.AddCleanup(conn, (*passHijacked).unreachable, s)
+	go s.receive()
+	go s.send()
+	return conn
+}
+
+// await waits, once the handler has returned, until the session ends, and
+// returns what Serve returns: nil once the conn was closed and
+// body_complete went out, an error (a non-OK status for the host: an
+// abort) if the handler panicked, the session failed or the host cancelled.
+func (s *passHijacked) await(handlerOK bool) error {
+	if !handlerOK {
+		return status.Error(codes.Aborted, "httpbridge: Pass handler failed after hijacking the connection")
+	}
+	select {
+	case <-s.finished:
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.endErr != nil {
+		return status.Error(codes.Aborted, "httpbridge: Pass hijacked connection failed: "+s.endErr.Error())
+	}
+	return nil
+}
+
+// end lets Serve return, with err nil for a clean end.
+func (s *passHijacked) end(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.endLocked(err)
+}
+
+func (s *passHijacked) endLocked(err error) {
+	if s.ended {
+		return
+	}
+	if err != nil {
+		s.log.Error("httpbridge: Pass hijacked connection failed", "path", s.path, "protocol", s.protocol, "error", err)
+		if s.failure == nil {
+			s.failure = err
+		}
+	}
+	s.ended, s.endErr = true, err
+	close(s.finished)
+}
+
+// receive hands the request messages to Read, one at a time: it receives
+// the next only once Read took this one, so at most one chunk waits here.
+func (s *passHijacked) receive() {
+	warned := false
+	for {
+		msg, err := s.stream.Recv()
+		var got passReceived
+		switch {
+		case err == io.EOF:
+			// The host half-closed without body_complete: cut off.
+			got.err = io.ErrUnexpectedEOF
+		case err != nil:
+			got.err = err
+		default:
+			if msg.GetInit() != nil && !warned {
+				warned = true
+				s.log.Warn("httpbridge: ignoring Pass init after the first request message", "path", s.path)
+			}
+			got.chunk, got.complete = msg.GetBodyChunk(), msg.GetBodyComplete()
+		}
+		select {
+		case s.incoming <- got:
+		case <-s.stop:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+		if got.err != nil || got.complete {
+			return
+		}
+	}
+}
+
+func (s *passHijacked) read(p []byte) (int, error) {
+	expired := s.readDeadline.wait()
+	if err := s.take(s.readTurn, expired); err != nil {
+		return 0, err
+	}
+	defer func() { <-s.readTurn }()
+	for {
+		select {
+		case <-s.stop:
+			return 0, net.ErrClosed
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		default:
+		}
+		if len(s.pending) > 0 {
+			n := copy(p, s.pending)
+			s.pending = s.pending[n:]
+			return n, nil
+		}
+		if s.readErr != nil {
+			return 0, s.readErr
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		select {
+		case got := <-s.incoming:
+			s.pending, s.readErr = got.chunk, got.err
+			if got.complete {
+				s.readErr = io.EOF
+			}
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		case <-s.stop:
+			return 0, net.ErrClosed
+		case <-s.ctx.Done():
+			return 0, s.ctx.Err()
+		}
+	}
+}
+
+// take waits for turn, a channel of capacity 1 that holds the one caller
+// allowed to go on.
+func (s *passHijacked) take(turn chan struct{}, expired <-chan struct{}) error {
+	select {
+	case turn <- struct{}{}:
+		return nil
+	case <-expired:
+		return os.ErrDeadlineExceeded
+	case <-s.stop:
+		return net.ErrClosed
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+}
+
+// write hands a copy of p to the sender and waits until it is sent. A
+// Write whose deadline passes meanwhile returns len(p) with the timeout:
+// the bytes are still sent, in order, unless the stream ends first, and the
+// next Write waits for them. So a caller that retries after a timeout does
+// not send them twice.
+func (s *passHijacked) write(p []byte) (int, error) {
+	expired := s.writeDeadline.wait()
+	if err := s.take(s.writeTurn, expired); err != nil {
+		return 0, err
+	}
+	defer func() { <-s.writeTurn }()
+	select {
+	case <-expired:
+		return 0, os.ErrDeadlineExceeded
+	default:
+	}
+	if s.inFlight {
+		if _, err := s.waitSent(expired); err != nil {
+			return 0, err
+		}
+	}
+	s.mu.Lock()
+	switch {
+	case s.writeClosed:
+		s.mu.Unlock()
+		return 0, net.ErrClosed
+	case s.failure != nil:
+		err := s.failure
+		s.mu.Unlock()
+		return 0, err
+	case len(p) == 0:
+		s.mu.Unlock()
+		return 0, nil
+	}
+	// A copy: the caller may reuse p once Write returns, even after a
+	// timeout, while the sender still has the bytes.
+	s.queued, s.hasQueued = bytes.Clone(p), true
+	s.mu.Unlock()
+	s.inFlight = true
+	s.wake()
+	if handed, err := s.waitSent(expired); err != nil {
+		if handed {
+			return len(p), err
+		}
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// waitSent waits until the sender reports the bytes in flight sent. It
+// reports whether they were handed over (they are still sent) when it
+// returns an error.
+func (s *passHijacked) waitSent(expired <-chan struct{}) (handed bool, err error) {
+	select {
+	case err := <-s.written:
+		s.inFlight = false
+		return false, err
+	case <-expired:
+		return true, os.ErrDeadlineExceeded
+	case <-s.stop:
+		return true, net.ErrClosed
+	case <-s.ctx.Done():
+		return false, s.ctx.Err()
+	}
+}
+
+func (s *passHijacked) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// send is the sender goroutine: it sends each Write's bytes, then
+// body_complete once the conn is half-closed or closed.
+func (s *passHijacked) send() {
+	for {
+		s.mu.Lock()
+		data, has := s.queued, s.hasQueued
+		s.queued, s.hasQueued = nil, false
+		complete := !has && s.writeClosed
+		s.mu.Unlock()
+		switch {
+		case has:
+			err := s.sendBytes(data)
+			if err != nil && s.mode == passWritesAnswer {
+				// The answer ended (the relay ended the session) or failed.
+				s.mu.Lock()
+				s.failure = err
+				s.mu.Unlock()
+			} else if err != nil {
+				s.end(err)
+			}
+			s.written <- err
+			if err != nil {
+				return
+			}
+			continue
+		case complete:
+			s.sendComplete()
+			return
+		}
+		select {
+		case <-s.kick:
+		case <-s.ctx.Done():
+			if s.pipe != nil {
+				s.pipe.CloseWithError(s.ctx.Err())
+			}
+			return
+		}
+	}
+}
+
+// sendBytes sends what one Write wrote, as the mode says.
+func (s *passHijacked) sendBytes(data []byte) error {
+	switch s.mode {
+	case passWritesTunnel:
+		return s.sendChunks(nil, data)
+	case passWritesAnswer:
+		if _, err := s.pipe.Write(data); err != nil {
+			return net.ErrClosed // the answer has ended
+		}
+		return nil
+	}
+	if s.head == nil {
+		s.head = data // a copy already
+	} else {
+		s.head = append(s.head, data...)
+	}
+	for {
+		end := bytes.Index(s.head, []byte("\r\n\r\n"))
+		if end < 0 && len(s.head) <= passMaxResponseHead {
+			return nil // more of the head to come
+		}
+		if end < 0 || end+4 > passMaxResponseHead {
+			return errors.New("the response head written to it is longer than 64 KiB")
+		}
+		head, rest := s.head[:end+4], s.head[end+4:]
+		res, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), &http.Request{Method: s.method})
+		if err != nil {
+			return fmt.Errorf("the response head written to it is invalid: %w", err)
+		}
+		switch code := res.StatusCode; {
+		case code == http.StatusSwitchingProtocols:
+			s.mode, s.head = passWritesTunnel, nil
+			headers, invalid := passEncodeResponseHeader(res.Header)
+			if invalid != "" {
+				return fmt.Errorf("its 101 header %s is not valid UTF-8", strconv.QuoteToASCII(invalid))
+			}
+			init := &ResponseInit{}
+			init.StatusCode = int32(code)
+			init.Headers = headers
+			return s.sendChunks(init, rest)
+		case code < 200:
+			// An interim response is not forwarded, as with WriteHeader.
+			s.head = rest
+		default:
+			// An answer without switching, to be sent as an ordinary
+			// response: its body is decoded by the framing of its head.
+			pr, pw := io.Pipe()
+			s.mode, s.pipe = passWritesAnswer, pw
+			go s.relay(bufio.NewReader(io.MultiReader(bytes.NewReader(s.head), pr)), pr)
+			s.head = nil
+			return nil
+		}
+	}
+}
+
+// sendChunks sends data in messages of at most chunkSize bytes, the first
+// with init if it is not nil.
+func (s *passHijacked) sendChunks(init *ResponseInit, data []byte) error {
+	for init != nil || len(data) > 0 {
+		piece := data[:min(len(data), s.chunkSize)]
+		data = data[len(piece):]
+		if err := s.stream.Send(passResponseMessage(init, piece, false, false)); err != nil {
+			return err
+		}
+		init = nil
+	}
+	return nil
+}
+
+// sendComplete ends the write side after the last Write.
+func (s *passHijacked) sendComplete() {
+	switch s.mode {
+	case passWritesHead:
+		s.end(errors.New("it was closed before a response head was written to it"))
+		return
+	case passWritesAnswer:
+		s.pipe.Close() // the relay sees the end of the answer and ends the session
+		return
+	}
+	if err := s.stream.Send(passResponseMessage(nil, nil, false, true)); err != nil {
+		s.end(err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.completeSent = true
+	if s.closed {
+		s.endLocked(nil)
+	}
+}
+
+// relay sends the answer a handler wrote to the conn after hijacking it,
+// when that was not a 101, as the response: its head, then the body decoded
+// by its framing (Content-Length, chunked or up to Close), with
+// body_complete only after a clean end. Until it ends it is the only
+// goroutine that sends.
+func (s *passHijacked) relay(br *bufio.Reader, pr *io.PipeReader) {
+	s.end(s.relayResponse(br))
+	pr.CloseWithError(net.ErrClosed) // later writes fail
+}
+
+func (s *passHijacked) relayResponse(br *bufio.Reader) error {
+	res, err := http.ReadResponse(br, &http.Request{Method: s.method})
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	w := s.w
+	w.mu.Lock()
+	w.header = res.Header
+	w.writeHeaderLocked(res.StatusCode)
+	err = w.sendLocked(true, false)
+	w.mu.Unlock()
+	buf := make([]byte, 32<<10)
+	for err == nil {
+		var n int
+		n, err = res.Body.Read(buf)
+		w.mu.Lock()
+		if n > 0 {
+			// Sent at once, as the bytes would be on a connection.
+			if _, werr := w.writeLocked(buf[:n]); werr != nil {
+				err = werr
+			} else if len(w.buf) > 0 {
+				if werr = w.sendLocked(true, false); werr != nil {
+					err = werr
+				}
+			}
+		}
+		if err == io.EOF {
+			err = w.sendLocked(false, true)
+			w.mu.Unlock()
+			return err
+		}
+		w.mu.Unlock()
+	}
+	return err
+}
+
+// close is Close: it makes blocked and later calls fail, and lets the sender
+// send body_complete after the bytes it has.
+func (s *passHijacked) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed, s.writeClosed = true, true
+	close(s.stop)
+	if s.completeSent {
+		s.endLocked(nil)
+	}
+	s.wake()
+}
+
+// unreachable closes a session whose conn the handler dropped without
+// closing it, so that the RPC ends.
+func (s *passHijacked) unreachable() {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if !closed {
+		s.log.Warn("httpbridge: Pass hijacked connection was dropped without Close; closing it", "path", s.path, "protocol", s.protocol)
+		s.close()
+	}
+}
+
+// passHijackedConn is the connection Hijack returns: a [net.Conn] whose
+// reads are the request's body chunks and whose writes become response body
+// chunks.
+//
+//   - Read returns the bytes in order, [io.EOF] after the host's
+//     body_complete (the client half-closed), [io.ErrUnexpectedEOF] if
+//     the stream ends without it, and another error once the host cancels.
+//   - Write copies p, sends it at once in chunks of at most ChunkSize with no
+//     coalescing, and blocks while the host does not receive.
+//   - CloseWrite sends body_complete after the bytes written; Close does too
+//     if need be, and then ends the RPC. Both are idempotent.
+//   - Deadlines make blocked calls return [os.ErrDeadlineExceeded].
+//   - RemoteAddr and LocalAddr come from the request's remote address and
+//     host: a *net.TCPAddr when they are ip:port, else an address of network
+//     "httpbridge" holding the text.
+//
+// It is safe for concurrent use.
+type passHijackedConn struct {
+	s      *passHijacked
+	remote net.Addr
+	local  net.Addr
+}
+
+var _ net.Conn = (*passHijackedConn)(nil)
+
+func (c *passHijackedConn) Read(p []byte) (int, error)  { return c.s.read(p) }
+func (c *passHijackedConn) Write(p []byte) (int, error) { return c.s.write(p) }
+
+// Close closes both directions. It does not wait for the bytes written to
+// be sent; Serve waits for them.
+func (c *passHijackedConn) Close() error {
+	c.s.close()
+	return nil
+}
+
+// CloseWrite half-closes the connection: the host gets body_complete after
+// the bytes written, and reads go on.
+func (c *passHijackedConn) CloseWrite() error {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return net.ErrClosed
+	}
+	s.writeClosed = true
+	s.wake()
+	return nil
+}
+
+func (c *passHijackedConn) LocalAddr() net.Addr  { return c.local }
+func (c *passHijackedConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *passHijackedConn) SetDeadline(t time.Time) error {
+	c.s.readDeadline.set(t)
+	c.s.writeDeadline.set(t)
+	return nil
+}
+
+func (c *passHijackedConn) SetReadDeadline(t time.Time) error {
+	c.s.readDeadline.set(t)
+	return nil
+}
+
+func (c *passHijackedConn) SetWriteDeadline(t time.Time) error {
+	c.s.writeDeadline.set(t)
+	return nil
+}
+
+// passConnDeadline is the deadline of one direction of a conn, as a
+// channel closed once it passes. The channel is kept while the deadline
+// moves without having passed, so that calls already waiting see the new
+// one.
+type passConnDeadline struct {
+	mu      sync.Mutex
+	timer   *time.Timer
+	expired chan struct{}
+	passed  bool // expired was closed without a timer
+}
+
+func (d *passConnDeadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// A timer that cannot be stopped has closed, or is closing, its channel.
+	if d.timer != nil && !d.timer.Stop() || d.passed || d.expired == nil {
+		d.expired = make(chan struct{})
+	}
+	d.timer, d.passed = nil, false
+	if t.IsZero() {
+		return
+	}
+	if wait := time.Until(t); wait > 0 {
+		expired := d.expired
+		d.timer = time.AfterFunc(wait, func() { close(expired) })
+		return
+	}
+	close(d.expired)
+	d.passed = true
+}
+
+func (d *passConnDeadline) wait() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.expired == nil {
+		d.expired = make(chan struct{})
+	}
+	return d.expired
+}
+
+// passConnAddr is the net.Addr of an address the host reported: a
+// *net.TCPAddr for ip:port, else the text itself.
+func passConnAddr(address string) net.Addr {
+	if ap, err := netip.ParseAddrPort(address); err == nil {
+		return net.TCPAddrFromAddrPort(ap)
+	}
+	return passTextAddr(address)
+}
+
+// passTextAddr is an address that is not ip:port, such as a host name.
+type passTextAddr string
+
+// Network returns "httpbridge": the address came over the bridge as text.
+func (a passTextAddr) Network() string { return "httpbridge" }
+func (a passTextAddr) String() string  { return string(a) }
 
 // passEncodeResponseHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
