@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -87,6 +88,7 @@ func runWSChild(mode string) error {
 		// process.
 		p := startChildPlugin(bridge)
 		host := pluginapiv1.NewPluginHooksServeHTTPHost(p)
+		host.Logger = slog.New(slog.DiscardHandler) // its one Warn is expected
 		setHostField(host, "UpgradeProtocols", []string{"websocket", wsEchoTCP})
 		srv := httptest.NewUnstartedServer(host)
 		srv.EnableHTTP2 = true

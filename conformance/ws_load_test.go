@@ -51,58 +51,68 @@ func timedGets(t *testing.T, client *http.Client, url string, n int) []time.Dura
 
 // TestWSU13Concurrent: many sessions of random echoes beside ordinary GETs
 // to the same plugin: every echo is right, and the GETs' p99 stays within
-// 3× their no-session baseline (or 50 ms above it, for a loaded machine;
-// checked without -race only). 200 sessions; 20 under -race (upgrade.md §6).
+// 3× their no-session baseline. 200 sessions; 20 under -race (upgrade.md
+// §6). The same load runs through the proxy first: on two shared cores the
+// sessions' CPU, not the bridge, may set the GETs' tail, so the bound fails
+// only if the bridge's loaded p99 is also over twice the proxy's (and
+// 20 ms).
 func TestWSU13Concurrent(t *testing.T) {
-	bridgetest.LeakCheck(t)
 	sessions := 200
 	if raceEnabled {
 		sessions = 20
 	}
-	h := &wsHandler{Lib: coderLib}
-	mux := http.NewServeMux()
-	mux.Handle("/ws", h)
-	mux.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })
-	e := startWS(t, bridgeSetup, mux, wsHostConfig{})
-	client := e.Bridge.Client
+	p99 := map[wsSetup][2]time.Duration{}
+	for _, setup := range wsSetups {
+		t.Run(string(setup), func(t *testing.T) {
+			bridgetest.LeakCheck(t)
+			h := &wsHandler{Lib: coderLib}
+			mux := http.NewServeMux()
+			mux.Handle("/ws", h)
+			mux.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })
+			e := startWS(t, setup, mux, wsHostConfig{})
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr}
 
-	base := percentile(timedGets(t, client, e.URL+"/get", 100), 0.99)
-
-	ctx := wsCtx(t)
-	var wg sync.WaitGroup
-	errs := make(chan error, sessions)
-	for i := range sessions {
-		wg.Go(func() {
-			c, err := dialWS(t, ctx, coderLib, e, "/ws", wsDialOptions{})
-			if err != nil {
-				errs <- fmt.Errorf("session %d: dial: %w", i, err)
-				return
+			base := percentile(timedGets(t, client, e.URL+"/get", 100), 0.99)
+			ctx := wsCtx(t)
+			var wg sync.WaitGroup
+			errs := make(chan error, sessions)
+			for i := range sessions {
+				wg.Go(func() {
+					c, err := dialWS(t, ctx, coderLib, e, "/ws", wsDialOptions{})
+					if err != nil {
+						errs <- fmt.Errorf("session %d: dial: %w", i, err)
+						return
+					}
+					defer c.CloseNow()
+					r := rand.New(rand.NewPCG(uint64(i), 13))
+					for j := range 50 {
+						data := payload(2, r.IntN(8<<10+1))
+						if _, err := echoOnce(ctx, c, 2, data); err != nil {
+							errs <- fmt.Errorf("session %d echo %d: %w", i, j, err)
+							return
+						}
+					}
+					if err := c.Close(1000, ""); err != nil {
+						errs <- fmt.Errorf("session %d: close: %w", i, err)
+					}
+				})
 			}
-			defer c.CloseNow()
-			r := rand.New(rand.NewPCG(uint64(i), 13))
-			for j := range 50 {
-				data := payload(2, r.IntN(8<<10+1))
-				if _, err := echoOnce(ctx, c, 2, data); err != nil {
-					errs <- fmt.Errorf("session %d echo %d: %w", i, j, err)
-					return
-				}
+			loaded := percentile(timedGets(t, client, e.URL+"/get", 100), 0.99)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
 			}
-			if err := c.Close(1000, ""); err != nil {
-				errs <- fmt.Errorf("session %d: close: %w", i, err)
-			}
+			t.Logf("%s: GET p99 %v alone, %v beside %d sessions", setup, base, loaded, sessions)
+			p99[setup] = [2]time.Duration{base, loaded}
 		})
 	}
-	loaded := percentile(timedGets(t, client, e.URL+"/get", 100), 0.99)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	t.Logf("GET p99: %v alone, %v beside %d sessions", base, loaded, sessions)
-	// Under -race on two shared cores the sessions' CPU, not the bridge,
-	// sets the GETs' tail: the bound is checked without -race only.
-	if !raceEnabled && loaded > 3*base && loaded > base+50*time.Millisecond {
-		t.Errorf("GET p99 %v beside %d sessions, more than 3× its baseline %v", loaded, sessions, base)
+	proxy, okp := p99[proxySetup]
+	bridge, okb := p99[bridgeSetup]
+	if okp && okb && bridge[1] > 3*bridge[0] && bridge[1] > 2*proxy[1]+20*time.Millisecond {
+		t.Errorf("bridge: GET p99 %v beside %d sessions, more than 3× its baseline %v and more than twice the proxy's %v", bridge[1], sessions, bridge[0], proxy[1])
 	}
 }
 
