@@ -658,9 +658,6 @@ func TestWSAutobahn(t *testing.T) {
 			envs := map[wsSetup]*wsEnv{}
 			handlers := map[wsSetup]*wsHandler{}
 			for _, setup := range wsSetups {
-				if setup == bridgeSetup && !bridgeCanUpgrade() {
-					continue
-				}
 				handlers[setup] = messageEcho(lib)
 				envs[setup] = startWS(t, setup, handlers[setup], wsHostConfig{})
 			}

@@ -596,7 +596,7 @@ func TestWSU11Security(t *testing.T) {
 				seen <- r.Header.Clone()
 				_, _ = io.WriteString(w, "plain")
 			})
-			e := startWS(t, bridgeSetup, h, wsHostConfig{NoHijack: !tc.eligible}) // an eligible request needs the new facade
+			e := startWS(t, bridgeSetup, h, wsHostConfig{})
 			r := rawExchange(t, e, fmt.Sprintf(tc.req, e.Addr), true)
 			hdr, ok := bridgetest.WaitFor(t, seen, 5*time.Second, "the plugin's request")
 			if !ok {

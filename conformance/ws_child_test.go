@@ -89,7 +89,7 @@ func runWSChild(mode string) error {
 		p := startChildPlugin(bridge)
 		host := pluginapiv1.NewPluginHooksServeHTTPHost(p)
 		host.Logger = slog.New(slog.DiscardHandler) // its one Warn is expected
-		setHostField(host, "UpgradeProtocols", []string{"websocket", wsEchoTCP})
+		host.UpgradeProtocols = []string{"websocket", wsEchoTCP}
 		srv := httptest.NewUnstartedServer(host)
 		srv.EnableHTTP2 = true
 		srv.StartTLS()
@@ -208,9 +208,6 @@ func startChildWS(t testing.TB, setup wsSetup, c *child) *wsEnv {
 		rp.ErrorLog = e.ProxyLog.Log()
 		h = rp
 	case bridgeSetup:
-		if !bridgeCanUpgrade() {
-			t.Skip("the generated host or facade has no upgrade path yet (issue 18 not merged)")
-		}
 		conn, err := grpc.NewClient("unix://"+c.addrs.GRPCUnix, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
@@ -219,7 +216,7 @@ func startChildWS(t testing.TB, setup wsSetup, c *child) *wsEnv {
 		host := pluginapiv1.NewPluginHooksServeHTTPHost(pluginapiv1.NewPluginHooksClient(conn))
 		e.HostLog = &bridgetest.LogBuffer{}
 		host.Logger = e.HostLog.Slog()
-		setHostField(host, "UpgradeProtocols", []string{"websocket", wsEchoTCP})
+		host.UpgradeProtocols = []string{"websocket", wsEchoTCP}
 		h = host
 	}
 	srv := httptest.NewServer(h)
@@ -237,9 +234,6 @@ func TestWSU06Kill(t *testing.T) {
 		for _, setup := range wsSetups {
 			t.Run(string(lib)+"/"+string(setup), func(t *testing.T) {
 				bridgetest.LeakCheck(t)
-				if setup == bridgeSetup && !bridgeCanUpgrade() {
-					t.Skip("the generated host has no UpgradeProtocols yet (issue 18's host not merged)")
-				}
 				c := startChild(t, "plugin")
 				e := startChildWS(t, setup, c)
 				ctx := wsCtx(t)
@@ -274,9 +268,6 @@ func TestWSU06Kill(t *testing.T) {
 // plugin.
 func TestWSU18ExtendedConnect(t *testing.T) {
 	bridgetest.LeakCheck(t)
-	if !hostCanUpgrade() {
-		t.Skip("the generated host has no UpgradeProtocols yet (issue 18's host not merged)")
-	}
 	c := startChild(t, "host", "GODEBUG=http2xconnect=1")
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM([]byte(c.addrs.CertPEM)) {

@@ -22,14 +22,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -39,8 +37,6 @@ import (
 
 	"github.com/coder/websocket"
 	gws "github.com/gorilla/websocket"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 
 	pluginapiv1 "github.com/httpbridge/httpbridge/gen/mattermost/pluginapi/v1"
 	"github.com/httpbridge/httpbridge/internal/bridgetest"
@@ -92,9 +88,6 @@ type wsHostConfig struct {
 	PluginOptions bridgetest.PluginOptions
 	// Transport between host and plugin; default bufconn.
 	Transport bridgetest.Transport
-	// NoHijack says the handler never hijacks, so the case runs on a
-	// facade without the upgrade path too.
-	NoHijack bool
 }
 
 // wsEnv is one running setup.
@@ -115,30 +108,7 @@ func (e *wsEnv) WS(target string) string {
 	return "ws" + strings.TrimPrefix(e.URL, "http") + target
 }
 
-// hostUpgradeFields are the host's upgrade fields (upgrade.md §2), set by
-// name until every branch has them.
-var hostUpgradeFields = map[string]bool{}
-
-func init() {
-	typ := reflect.TypeFor[pluginapiv1.ServeHTTPHost]()
-	for _, name := range []string{"UpgradeProtocols", "MaxUpgraded", "UpgradeHandshakeTimeout", "UpgradeIdleTimeout", "UpgradeMaxDuration", "UpgradeWriteTimeout"} {
-		_, hostUpgradeFields[name] = typ.FieldByName(name)
-	}
-}
-
-// hostCanUpgrade reports whether the generated host has the upgrade path.
-func hostCanUpgrade() bool { return hostUpgradeFields["UpgradeProtocols"] }
-
-// setHostField sets a field of the host by name.
-func setHostField(h *pluginapiv1.ServeHTTPHost, name string, v any) {
-	if !hostUpgradeFields[name] {
-		return
-	}
-	reflect.ValueOf(h).Elem().FieldByName(name).Set(reflect.ValueOf(v))
-}
-
-// startWS starts setup in front of h. The bridge without the upgrade path
-// (before issue 18's host lands) skips the test.
+// startWS starts setup in front of h.
 func startWS(t testing.TB, setup wsSetup, h http.Handler, cfg wsHostConfig) *wsEnv {
 	t.Helper()
 	e := &wsEnv{Setup: setup}
@@ -174,24 +144,18 @@ func startWS(t testing.TB, setup wsSetup, h http.Handler, cfg wsHostConfig) *wsE
 		t.Cleanup(func() { bridgetest.CloseBounded(t, "proxy server", front.Close) })
 		e.URL = front.URL
 	case bridgeSetup:
-		if !hostCanUpgrade() {
-			t.Skip("the generated host has no UpgradeProtocols yet (issue 18's host not merged)")
-		}
-		if cfg.Plugin == nil && !cfg.NoHijack && !facadeCanHijack() {
-			t.Skip("the generated facade offers no hijack yet (issue 18's facade not merged)")
-		}
 		bc := bridgetest.Config{
 			Handler:       h,
 			Plugin:        cfg.Plugin,
 			PluginOptions: cfg.PluginOptions,
 			Transport:     cfg.Transport,
 			SetupHost: func(host *pluginapiv1.ServeHTTPHost) {
-				setHostField(host, "UpgradeProtocols", []string{"websocket", wsEchoTCP})
-				setHostField(host, "MaxUpgraded", cfg.MaxUpgraded)
-				setHostField(host, "UpgradeHandshakeTimeout", cfg.UpgradeHandshakeTimeout)
-				setHostField(host, "UpgradeIdleTimeout", cfg.UpgradeIdleTimeout)
-				setHostField(host, "UpgradeMaxDuration", cfg.UpgradeMaxDuration)
-				setHostField(host, "UpgradeWriteTimeout", cfg.UpgradeWriteTimeout)
+				host.UpgradeProtocols = []string{"websocket", wsEchoTCP}
+				host.MaxUpgraded = cfg.MaxUpgraded
+				host.UpgradeHandshakeTimeout = cfg.UpgradeHandshakeTimeout
+				host.UpgradeIdleTimeout = cfg.UpgradeIdleTimeout
+				host.UpgradeMaxDuration = cfg.UpgradeMaxDuration
+				host.UpgradeWriteTimeout = cfg.UpgradeWriteTimeout
 			},
 		}
 		if cfg.Plugin != nil {
@@ -771,8 +735,8 @@ func (fb *firstBytes) Read(p []byte) (int, error) {
 // Running a case on both setups.
 
 // wsCase runs body on the proxy and on the bridge, each with a fresh
-// handler from newHandler, and returns both transcripts. The bridge's part
-// is skipped (and its transcript nil) while the host lacks the upgrade path.
+// handler from newHandler, and returns both transcripts; a transcript is nil
+// if its half failed or was skipped.
 func wsCase(t *testing.T, newHandler func() *wsHandler, cfg wsHostConfig, body func(t *testing.T, e *wsEnv, h *wsHandler) wsTranscript) (proxy, bridge *wsTranscript) {
 	t.Helper()
 	for _, setup := range wsSetups {
@@ -807,54 +771,3 @@ func wsCtx(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
-
-// probeStream is a ServeHTTP stream of one upgrade request that records
-// nothing: enough to ask the facade whether it offers a hijack.
-type probeStream struct {
-	grpc.ServerStream
-	ctx  context.Context
-	sent bool
-}
-
-func (s *probeStream) Context() context.Context { return s.ctx }
-
-func (s *probeStream) Recv() (*pluginapiv1.ServeHTTPRequest, error) {
-	if s.sent {
-		<-s.ctx.Done()
-		return nil, io.EOF
-	}
-	s.sent = true
-	init := bridgetest.ReqInit(http.MethodGet, "/probe")
-	init.Headers = bridgetest.Headers("Connection", "Upgrade", "Upgrade", "websocket")
-	return &pluginapiv1.ServeHTTPRequest{Init: init}, nil
-}
-
-func (s *probeStream) Send(*pluginapiv1.ServeHTTPResponse) error { return nil }
-
-// facadeCanHijack reports whether the generated facade gives a handler an
-// http.Hijacker on an exchange the host offers as an upgrade.
-var facadeCanHijack = sync.OnceValue(func() bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ctx = metadata.NewIncomingContext(ctx, metadata.Pairs(pluginapiv1.ServeHTTPUpgradeKey, "websocket"))
-	can := make(chan bool, 1)
-	p := &pluginapiv1.ServeHTTPPlugin{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, ok := w.(http.Hijacker)
-			can <- ok
-			cancel()
-		}),
-		Logger: slog.New(slog.DiscardHandler),
-	}
-	_ = p.Serve(&probeStream{ctx: ctx})
-	select {
-	case ok := <-can:
-		return ok
-	default:
-		return false
-	}
-})
-
-// bridgeCanUpgrade reports whether both the host and the facade have the
-// upgrade path; until both have landed the bridge's half of a case skips.
-func bridgeCanUpgrade() bool { return hostCanUpgrade() && facadeCanHijack() }
