@@ -24,11 +24,14 @@ import (
 func streamer(lib wsLib) func() *wsHandler {
 	return func() *wsHandler {
 		return &wsHandler{Lib: lib, Script: func(ctx context.Context, p wsPeer, rec *wsRecord) error {
+			// A failed read closes the connection at once, so that a
+			// write blocked on a client that reads nothing returns too.
 			readErr := make(chan error, 1)
 			go func() {
 				for {
 					if _, _, err := p.Read(ctx); err != nil {
 						readErr <- err
+						_ = p.CloseNow()
 						return
 					}
 				}
