@@ -26,7 +26,10 @@ CHUNK = 64 << 10
 
 @contextlib.asynccontextmanager
 async def plugin(app: Any, server_options: Sequence[Tuple[str, Any]] = (), **options: Any) -> AsyncIterator[hooks_pb2_grpc.PluginHooksStub]:
-    """Serves app with the generated servicer; yields a client stub."""
+    """Serves app with the generated servicer, lifespan off unless asked;
+    yields a client stub."""
+    if options.get("interface") != "wsgi":
+        options.setdefault("lifespan", "off")
     servicer = PluginHooksBridge(app, **options)
     server = grpc.aio.server(options=list(server_options))
     hooks_pb2_grpc.add_PluginHooksServicer_to_server(servicer, server)
@@ -106,7 +109,8 @@ class WSHost:
         self.first = out(msg)
         if self.first.status == 101:
             self.ws.receive_data(head_bytes(self.first))
-            self._pending.extend(self.ws.events())
+            accepted = list(self.ws.events())
+            assert isinstance(accepted[0], ev.AcceptConnection), accepted
             if self.first.body:
                 self._feed(self.first.body)
         else:

@@ -1171,6 +1171,7 @@ class _WebSocketSession:
         await self._put([self._wire.response(head, b"", False, False)])
 
     async def _send_message(self, message: ASGIMessage) -> None:
+        from wsproto.connection import ConnectionState
         from wsproto.events import Message
 
         data = message.get("bytes")
@@ -1181,6 +1182,8 @@ class _WebSocketSession:
             raise TypeError(f"websocket.send: bytes is {type(data).__name__}, want bytes")
         if text is not None and not isinstance(text, str):
             raise TypeError(f"websocket.send: text is {type(text).__name__}, want str")
+        if self._ws.state is not ConnectionState.OPEN:
+            raise _ClientDisconnected("httpbridge: the WebSocket is closed")
         await self._send_event(Message(data=bytes(data) if data is not None else text))
 
     # --- writing --------------------------------------------------------------
@@ -1242,6 +1245,7 @@ class _WebSocketSession:
         """Sends a close frame and body_complete. With wait, the stream
         ends once the client's close frame or its end arrived, or after
         _WS_CLOSE_WAIT seconds; without, at once."""
+        from wsproto.connection import ConnectionState
         from wsproto.events import CloseConnection
 
         if self.state is not _WebSocket.OPEN:
@@ -1255,7 +1259,10 @@ class _WebSocketSession:
         if wait:
             self._close_timer = asyncio.get_running_loop().call_later(_WS_CLOSE_WAIT, self._settle)
         try:
-            await self._send_event(CloseConnection(code=code, reason=reason), complete=True)
+            if self._ws.state is ConnectionState.OPEN:
+                await self._send_event(CloseConnection(code=code, reason=reason), complete=True)
+            else:  # the stream ended meanwhile: no frame can follow
+                await self._put(self._messages(b"", True))
         finally:
             if not wait:
                 self._settle()
@@ -1316,6 +1323,9 @@ class _WebSocketSession:
             await self._close(1000 if ok else 1011, "", wait=True)
         except _ClientDisconnected:
             pass
+        except Exception:  # never: but the RPC must end
+            self._log.exception("httpbridge: could not close the WebSocket (path %s)", self.path)
+            self._settle()
 
     # --- reading --------------------------------------------------------------
 
@@ -1410,13 +1420,17 @@ class _WebSocketSession:
             # The reply to the facade's close frame, or the client's end
             # without one.
             self._set_disconnect(event.code, event.reason or "")
+            if self.state is _WebSocket.OPEN:
+                self.state = _WebSocket.CLOSING  # the app's sends raise from now on
             try:
                 if not self._completed and not self._broken:
                     await self._put(self._messages(b"", True))
             finally:
                 self._settle()
         else:
-            await self._close(event.code, event.reason or "", wait=True)
+            # What follows the bad bytes cannot be parsed: the client's
+            # close frame would never be seen, so there is no waiting.
+            await self._close(event.code, event.reason or "", wait=False)
 
     # --- keepalive ------------------------------------------------------------
 
