@@ -40,7 +40,9 @@ async def plugin(app: Any, server_options: Sequence[Tuple[str, Any]] = (), **opt
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             yield hooks_pb2_grpc.PluginHooksStub(channel)
     finally:
-        await asyncio.gather(server.stop(None), servicer.close_websockets())
+        # As serve_plugin_hooks: open sessions get 1012 while the server
+        # gives its streams a grace period.
+        await asyncio.gather(servicer.close_websockets(), server.stop(2.0))
         await servicer.shutdown()
 
 

@@ -2959,7 +2959,7 @@ async def serve_edge(
     finally:
         # Open WebSocket sessions get a close frame (1012) while the
         # server gives its streams grace seconds to end.
-        await asyncio.gather(server.stop(grace), servicer.close_websockets())
+        await asyncio.gather(servicer.close_websockets(), server.stop(grace))
         await servicer.shutdown(grace)
 
 
