@@ -14,11 +14,13 @@ import (
 	codes "google.golang.org/grpc/codes"
 	encoding "google.golang.org/grpc/encoding"
 	mem "google.golang.org/grpc/mem"
+	metadata "google.golang.org/grpc/metadata"
 	status "google.golang.org/grpc/status"
 	protowire "google.golang.org/protobuf/encoding/protowire"
 	proto "google.golang.org/protobuf/proto"
 	io "io"
 	slog "log/slog"
+	net "net"
 	http "net/http"
 	url "net/url"
 	runtime "runtime"
@@ -27,6 +29,7 @@ import (
 	strings "strings"
 	sync "sync"
 	atomic "sync/atomic"
+	time "time"
 	utf8 "unicode/utf8"
 )
 
@@ -119,6 +122,52 @@ type ServeHTTPHost struct {
 	// Records name the request's path, never its query, which may hold
 	// tokens.
 	Logger *slog.Logger
+
+	// UpgradeProtocols lists the protocols, such as "websocket", that a
+	// client may switch to through the plugin: an HTTP/1.1 request with
+	// "Connection: upgrade", one of these in Upgrade (compared without
+	// case) and no body becomes an upgraded session if the plugin answers
+	// 101 Switching Protocols. "h2c" is never allowed. Nil, the default,
+	// allows none; a plugin that cannot answer upgrades (one built before
+	// this feature, or Mattermost's Python SDK) then never waits for one.
+	//
+	// Other requests that ask for an upgrade reach the plugin without
+	// Upgrade, HTTP2-Settings and the upgrade token of Connection, and get
+	// their answer with "Connection: close", so that bytes the client sent
+	// after the request, hoping for the switch, are never read as HTTP.
+	UpgradeProtocols []string
+
+	// OpenUpgrade, if set, opens the streams of upgrade requests instead of
+	// Open, for example on a gRPC connection of their own, so that
+	// long-lived sessions do not take the stream quota of ordinary
+	// requests when the plugin limits concurrent streams.
+	OpenUpgrade func(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[v1.ServeHTTPRequest, v1.ServeHTTPResponse], error)
+
+	// MaxUpgraded bounds the upgraded sessions open at once, counted from
+	// the request; beyond it a request that asks for an upgrade gets 503
+	// Service Unavailable with Retry-After, and the plugin is not called.
+	// Zero or less means no limit.
+	MaxUpgraded int
+
+	// UpgradeHandshakeTimeout bounds the wait for the plugin's answer to an
+	// upgrade request: 504 Gateway Timeout when it passes. Zero means 10
+	// seconds, less than zero no limit.
+	UpgradeHandshakeTimeout time.Duration
+
+	// UpgradeIdleTimeout ends an upgraded session abruptly when no byte
+	// has crossed it, either way, for this long; UpgradeMaxDuration ends
+	// it after this long in all; UpgradeWriteTimeout when one write to the
+	// client takes longer. net/http's own timeouts no longer apply once a
+	// connection is hijacked. Zero or less means none, the default: an
+	// idle limit that is on by default ends healthy sessions, and the
+	// application's pings are the better check that a peer is alive.
+	UpgradeIdleTimeout  time.Duration
+	UpgradeMaxDuration  time.Duration
+	UpgradeWriteTimeout time.Duration
+
+	// upgrades are the upgraded sessions open, for MaxUpgraded and
+	// CloseUpgraded.
+	upgrades serveHTTPUpgrades
 }
 
 // ServeHTTP forwards r with [ServeHTTPHost.Forward]. When the response was cut
@@ -127,7 +176,9 @@ type ServeHTTPHost struct {
 // stream reset on HTTP/2) without logging a stack trace.
 func (h *ServeHTTPHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	err := h.Forward(w, r)
-	if err == nil {
+	if err == nil || errors.Is(err, errServeHTTPUpgraded) {
+		// An upgraded session has logged its own end, and closed the
+		// connection: net/http must not touch a hijacked one.
 		return
 	}
 	switch {
@@ -151,6 +202,11 @@ func (h *ServeHTTPHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Forward returns once the response is complete or has failed. It does not
 // wait for the rest of the request body: the goroutine that streams it ends
 // when its read returns, which net/http ensures once the handler returns.
+//
+// An upgraded session (see UpgradeProtocols) is served to its end before
+// Forward returns. Its error then wraps ErrServeHTTPAborted if the session
+// ended abruptly, but the connection is closed already: the caller must
+// not panic, nor write to w.
 func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	hasBody := serveHTTPHasBody(r)
 	if h.Open == nil {
@@ -158,11 +214,27 @@ func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 		h.fail(w, r, http.StatusInternalServerError, err, !hasBody)
 		return err
 	}
-	init, uncarried := serveHTTPRequestInit(r, serveHTTPTarget(r.URL))
+	if r.Method == http.MethodConnect && r.Header[":protocol"] != nil {
+		return h.refuseExtendedConnect(w, r)
+	}
+	header := r.Header
+	protocol, asked := h.upgradeProtocol(w, r)
+	if asked {
+		header = serveHTTPUpgradeRequestHeader(r.Header, protocol)
+	}
+	if asked && protocol == "" && r.ProtoMajor == 1 {
+		// The client may have sent bytes of the new protocol already.
+		w.Header().Set("Connection", "close")
+	}
+	init, uncarried := serveHTTPRequestInit(r, header, serveHTTPTarget(r.URL))
 	if uncarried != "" {
 		err := fmt.Errorf("%w: %s is not valid UTF-8", errServeHTTPUncarried, uncarried)
 		h.fail(w, r, http.StatusBadRequest, err, !hasBody)
 		return err
+	}
+
+	if protocol != "" {
+		return h.forwardUpgrade(w, r, init, protocol)
 	}
 
 	// Without full duplex, an HTTP/1 server drains or closes the unread
@@ -216,14 +288,25 @@ func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 func (h *ServeHTTPHost) relay(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, stream grpc.BidiStreamingClient[v1.ServeHTTPRequest, v1.ServeHTTPResponse], cancel context.CancelFunc, bodyDone *atomic.Bool) error {
 	msg, err := stream.Recv()
 	if err != nil {
-		if err == io.EOF {
-			err = errors.New("httpbridge: plugin ended the ServeHTTP stream without a response")
-		} else {
-			err = fmt.Errorf("httpbridge: receive ServeHTTP response: %w", err)
-		}
+		err = serveHTTPNoResponse(err)
 		h.fail(w, r, http.StatusBadGateway, err, bodyDone.Load())
 		return err
 	}
+	return h.respond(w, r, rc, stream, cancel, bodyDone, msg)
+}
+
+// serveHTTPNoResponse describes the error of a stream that ended before
+// the plugin's first message.
+func serveHTTPNoResponse(err error) error {
+	if err == io.EOF {
+		return errors.New("httpbridge: plugin ended the ServeHTTP stream without a response")
+	}
+	return fmt.Errorf("httpbridge: receive ServeHTTP response: %w", err)
+}
+
+// respond writes the response that msg, the plugin's first message,
+// starts.
+func (h *ServeHTTPHost) respond(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, stream grpc.BidiStreamingClient[v1.ServeHTTPRequest, v1.ServeHTTPResponse], cancel context.CancelFunc, bodyDone *atomic.Bool, msg *v1.ServeHTTPResponse) error {
 	init := msg.GetInit()
 	if init == nil {
 		cancel()
@@ -235,7 +318,8 @@ func (h *ServeHTTPHost) relay(w http.ResponseWriter, r *http.Request, rc *http.R
 	if status == 0 {
 		status = http.StatusOK
 	}
-	// WriteHeader panics outside 100-999, and 101 would need a hijack.
+	// WriteHeader panics outside 100-999, and 101 would need a hijack:
+	// forwardUpgrade takes the one 101 the host asked for.
 	if status < 100 || status > 999 || status == http.StatusSwitchingProtocols {
 		cancel()
 		err := fmt.Errorf("httpbridge: plugin sent invalid ServeHTTP status %d", status)
@@ -271,6 +355,7 @@ func (h *ServeHTTPHost) relay(w http.ResponseWriter, r *http.Request, rc *http.R
 		if msg.GetBodyComplete() {
 			return nil
 		}
+		var err error
 		msg, err = stream.Recv()
 		if err != nil {
 			if err == io.EOF {
@@ -473,13 +558,13 @@ func serveHTTPTarget(u *url.URL) string {
 	return b.String()
 }
 
-// serveHTTPRequestInit describes r to the plugin; target is its URL as
-// serveHTTPTarget writes it. It also names the part of r that the init
+// serveHTTPRequestInit describes r to the plugin, with header as its
+// header; target is its URL as serveHTTPTarget writes it. It also names the part of r that the init
 // cannot carry, or returns "": proto3 strings must be valid UTF-8, but
 // net/http accepts other bytes in header values, in the request target and,
 // over HTTP/2, in the method.
-func serveHTTPRequestInit(r *http.Request, target string) (init *v1.ServeHTTPRequestInit, uncarried string) {
-	headers, invalidHeader := serveHTTPEncodeRequestHeader(r.Header)
+func serveHTTPRequestInit(r *http.Request, header http.Header, target string) (init *v1.ServeHTTPRequestInit, uncarried string) {
+	headers, invalidHeader := serveHTTPEncodeRequestHeader(header)
 	switch {
 	case !utf8.ValidString(target) || !utf8.ValidString(r.RequestURI):
 		uncarried = "the request target"
@@ -690,6 +775,594 @@ func serveHTTPEncodeRequestHeader(h http.Header) (headers []*v1.HTTPHeader, inva
 		headers[i] = header
 	}
 	return headers, invalid
+}
+
+// errServeHTTPUpgraded is wrapped by the error of an exchange that switched
+// protocols: Forward has already closed the hijacked connection.
+var errServeHTTPUpgraded = errors.New("httpbridge: ServeHTTP upgraded session")
+
+// serveHTTPExtendedConnectWarned makes the note on HTTP/2 extended CONNECT
+// a single record per process.
+var serveHTTPExtendedConnectWarned atomic.Bool
+
+// refuseExtendedConnect answers an HTTP/2 extended CONNECT (RFC 8441), which
+// net/http serves only when GODEBUG has http2xconnect=1: 501, without
+// calling the plugin. Browsers that see the server offer it try WebSockets
+// over HTTP/2, which the stream does not carry yet.
+func (h *ServeHTTPHost) refuseExtendedConnect(w http.ResponseWriter, r *http.Request) error {
+	if serveHTTPExtendedConnectWarned.CompareAndSwap(false, true) {
+		h.logger().Warn("httpbridge: ServeHTTP refuses HTTP/2 extended CONNECT with 501; unset GODEBUG=http2xconnect=1 so that clients use HTTP/1.1 upgrades", "path", r.URL.Path)
+	}
+	err := fmt.Errorf("%w: HTTP/2 extended CONNECT", errServeHTTPUncarried)
+	h.fail(w, r, http.StatusNotImplemented, err, !serveHTTPHasBody(r))
+	return err
+}
+
+// upgradeProtocol returns the protocol r may switch to, as the client wrote
+// it, or "" if r cannot be upgraded here; asked reports whether r asks for
+// an upgrade at all (or carries HTTP2-Settings), so that those headers must
+// be taken out or normalised. The checks are those of
+// httputil.ReverseProxy, and more: HTTP/1.1 or later, the upgrade token in
+// Connection, one printable protocol in Upgrade from UpgradeProtocols and
+// never h2c, no body, and a ResponseWriter that can be hijacked.
+func (h *ServeHTTPHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) (protocol string, asked bool) {
+	upgrade, hasUpgrade := r.Header["Upgrade"]
+	token := serveHTTPHasToken(r.Header["Connection"], "upgrade")
+	if !hasUpgrade && !token && r.Header["Http2-Settings"] == nil {
+		return "", false
+	}
+	if !hasUpgrade || !token || len(h.UpgradeProtocols) == 0 || r.ProtoMajor != 1 || r.ProtoMinor < 1 {
+		return "", true
+	}
+	count := 0
+	for _, value := range upgrade {
+		for _, name := range strings.Split(value, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				protocol = name
+				count++
+			}
+		}
+	}
+	printable := !strings.ContainsFunc(protocol, func(c rune) bool { return c < ' ' || c > '~' })
+	allowed := slices.ContainsFunc(h.UpgradeProtocols, func(p string) bool { return strings.EqualFold(p, protocol) })
+	if count != 1 || !printable || !allowed || strings.EqualFold(protocol, "h2c") ||
+		r.ContentLength != 0 || len(r.TransferEncoding) > 0 || !serveHTTPCanHijack(w) {
+		return "", true
+	}
+	return protocol, true
+}
+
+// serveHTTPHasToken reports whether a comma-separated list header has
+// the token, compared without case.
+func serveHTTPHasToken(values []string, token string) bool {
+	for _, value := range values {
+		for _, t := range strings.Split(value, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// serveHTTPCanHijack reports whether w, or a writer it wraps, is an
+// [http.Hijacker], as ResponseController finds one. HTTP/2 writers and
+// recorders are not.
+func serveHTTPCanHijack(w http.ResponseWriter) bool {
+	for {
+		if _, ok := w.(http.Hijacker); ok {
+			return true
+		}
+		wrapper, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return false
+		}
+		w = wrapper.Unwrap()
+	}
+}
+
+// serveHTTPUpgradeRequestHeader is the header the plugin gets for a
+// request that asks for an upgrade. For protocol "" (not upgraded) Upgrade,
+// HTTP2-Settings and the upgrade token of Connection are removed, so that
+// the plugin sees a plain request. For an upgrade, Connection is just
+// "Upgrade" and Upgrade the one protocol; headers named in Connection are
+// kept, unlike in httputil.ReverseProxy, so that a client cannot remove
+// one (Connection: X-Forwarded-For) that the host's middleware has set.
+func serveHTTPUpgradeRequestHeader(h http.Header, protocol string) http.Header {
+	h = h.Clone()
+	delete(h, "Http2-Settings")
+	if protocol != "" {
+		h["Connection"] = []string{"Upgrade"}
+		h["Upgrade"] = []string{protocol}
+		return h
+	}
+	delete(h, "Upgrade")
+	var kept []string
+	for _, value := range h["Connection"] {
+		for _, token := range strings.Split(value, ",") {
+			if token = strings.TrimSpace(token); token != "" && !strings.EqualFold(token, "upgrade") {
+				kept = append(kept, token)
+			}
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Connection")
+	} else {
+		h["Connection"] = []string{strings.Join(kept, ", ")}
+	}
+	return h
+}
+
+// forwardUpgrade forwards an upgrade request and, if the plugin answers
+// 101, relays the switched connection until either side ends it. Any other
+// answer is an ordinary response, after which the connection closes.
+func (h *ServeHTTPHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init *v1.ServeHTTPRequestInit, protocol string) error {
+	// Every answer but a 101 closes the connection: bytes the client sent
+	// after the request, for the new protocol, must not be read as HTTP.
+	refuse := func(status int, err error) error {
+		w.Header().Set("Connection", "close")
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
+		}
+		h.fail(w, r, status, err, true)
+		return err
+	}
+	if !h.upgrades.reserve(h.MaxUpgraded) {
+		return refuse(http.StatusServiceUnavailable, fmt.Errorf("%w: no room for one more upgraded session (MaxUpgraded %d, or CloseUpgraded was called)", errServeHTTPUncarried, h.MaxUpgraded))
+	}
+	reserved := true
+	defer func() {
+		if reserved {
+			h.upgrades.release(nil)
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, ServeHTTPUpgradeKey, strings.ToLower(protocol))
+	open := h.OpenUpgrade
+	if open == nil {
+		open = h.Open
+	}
+	codec := &serveHTTPResponseCodec{}
+	defer codec.release()
+	stream, err := open(ctx, grpc.ForceCodecV2(codec))
+	if err != nil {
+		return refuse(http.StatusServiceUnavailable, fmt.Errorf("httpbridge: open ServeHTTP stream: %w", err))
+	}
+	if h.Init != nil {
+		h.Init(r, init)
+	}
+	// No body_complete: after a 101 the request's "body" is the client's
+	// side of the new protocol.
+	if err := stream.Send(serveHTTPRequestMessage(init, nil, false)); err != nil && err != io.EOF {
+		cancel()
+		return refuse(http.StatusInternalServerError, fmt.Errorf("httpbridge: send ServeHTTP init: %w", err))
+	}
+
+	// A plugin that cannot switch (Mattermost's Python SDK waits for the
+	// body's end) would otherwise hold the request for ever.
+	var timedOut atomic.Bool
+	stopTimer := func() bool { return false }
+	if d := h.upgradeHandshakeTimeout(); d > 0 {
+		stopTimer = time.AfterFunc(d, func() {
+			timedOut.Store(true)
+			cancel()
+		}).Stop
+	}
+	msg, err := stream.Recv()
+	stopTimer()
+	if err != nil {
+		if timedOut.Load() {
+			return refuse(http.StatusGatewayTimeout, fmt.Errorf("httpbridge: the plugin did not answer the ServeHTTP upgrade request in time"))
+		}
+		return refuse(http.StatusBadGateway, serveHTTPNoResponse(err))
+	}
+	first := msg.GetInit()
+	if first == nil || first.GetStatusCode() != http.StatusSwitchingProtocols {
+		// Refused: the request really had no body. From here on it is an
+		// ordinary exchange, whose answer closes the connection.
+		_ = stream.Send(serveHTTPRequestMessage(nil, nil, true))
+		_ = stream.CloseSend()
+		w.Header().Set("Connection", "close")
+		var bodyDone atomic.Bool
+		bodyDone.Store(true)
+		return h.respond(w, r, http.NewResponseController(w), stream, cancel, &bodyDone, msg)
+	}
+
+	header := make(http.Header)
+	for _, entry := range first.GetHeaders() {
+		key := http.CanonicalHeaderKey(entry.GetKey())
+		header[key] = append(header[key], entry.GetValues()...)
+	}
+	if !serveHTTPHasToken(header["Connection"], "upgrade") || !strings.EqualFold(header.Get("Upgrade"), protocol) || len(header["Upgrade"]) != 1 {
+		cancel()
+		return refuse(http.StatusBadGateway, fmt.Errorf("httpbridge: plugin switched the ServeHTTP request to %q, not %q", header.Get("Upgrade"), protocol))
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		cancel()
+		return refuse(http.StatusBadGateway, fmt.Errorf("httpbridge: hijack for the ServeHTTP upgrade: %w", err))
+	}
+	// The host's middleware headers stay, as in httputil.ReverseProxy;
+	// framing and hop-by-hop headers never reach a 101.
+	head := w.Header().Clone()
+	for key, values := range header {
+		head[key] = append(head[key], values...)
+	}
+	for _, key := range []string{"Content-Length", "Transfer-Encoding", "Keep-Alive", "Proxy-Connection", "Te", "Trailer"} {
+		delete(head, key)
+	}
+	for _, value := range header["Connection"] {
+		for _, token := range strings.Split(value, ",") {
+			if key := http.CanonicalHeaderKey(strings.TrimSpace(token)); key != "Upgrade" {
+				delete(head, key)
+			}
+		}
+	}
+	for key := range head {
+		if strings.HasPrefix(key, http.TrailerPrefix) {
+			delete(head, key)
+		}
+	}
+	head["Connection"] = []string{"Upgrade"}
+	s := &serveHTTPSession{
+		host:      h,
+		conn:      conn,
+		stream:    stream,
+		cancel:    cancel,
+		protocol:  protocol,
+		path:      r.URL.Path,
+		chunkSize: serveHTTPChunkSize(h.ChunkSize),
+		start:     time.Now(),
+		done:      make(chan struct{}),
+	}
+	s.touch()
+	reserved = false
+	h.upgrades.add(s)
+	defer h.upgrades.release(s)
+	// Header.Write, which Response.Write uses, drops invalid names and
+	// turns CR and LF in values into spaces, so the plugin cannot split
+	// the head.
+	response := &http.Response{StatusCode: http.StatusSwitchingProtocols, ProtoMajor: 1, ProtoMinor: 1, Header: head}
+	err = response.Write(brw)
+	if err == nil {
+		err = brw.Flush()
+	}
+	if err != nil {
+		s.abort("client-error")
+		return s.end(fmt.Errorf("%w: write the 101: %w", ErrServeHTTPAborted, err))
+	}
+	// Bytes the client sent with the request, past its end, are the new
+	// protocol's: net/http has read them into brw already.
+	pending, _ := brw.Reader.Peek(brw.Reader.Buffered())
+	pending = slices.Clone(pending)
+	s.pumped = make(chan struct{})
+	go s.pumpToPlugin(pending)
+	return s.end(s.relayToClient(msg))
+}
+
+func (h *ServeHTTPHost) upgradeHandshakeTimeout() time.Duration {
+	if h.UpgradeHandshakeTimeout == 0 {
+		return 10 * time.Second
+	}
+	return h.UpgradeHandshakeTimeout
+}
+
+// CloseUpgraded ends the upgraded sessions, for a server that shuts down:
+// [http.Server.Shutdown] neither closes nor waits for hijacked
+// connections (register it with RegisterOnShutdown, or call it after
+// Shutdown). It half-closes each session toward the plugin, which reads
+// the end of the client's input and may still answer (a WebSocket close
+// frame, for example) and end cleanly, and waits until every session has
+// ended or ctx is done. It then ends the sessions left abruptly and
+// returns ctx's error. Upgrade requests that arrive from the first call
+// on get 503 Service Unavailable.
+func (h *ServeHTTPHost) CloseUpgraded(ctx context.Context) error {
+	sessions := h.upgrades.shut()
+	for _, s := range sessions {
+		s.shutdown.Store(true)
+		// The pump sees the deadline, sends body_complete and stops.
+		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+	for _, s := range sessions {
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			for _, s := range sessions {
+				s.abort("shutdown")
+			}
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// serveHTTPUpgrades counts the upgraded sessions of a host and holds
+// those open, for CloseUpgraded. Its zero value is ready.
+type serveHTTPUpgrades struct {
+	mu       sync.Mutex
+	reserved int // sessions counted against MaxUpgraded, open or starting
+	open     map[*serveHTTPSession]struct{}
+	shutting bool // CloseUpgraded was called: no new session
+}
+
+// reserve counts one more session starting, unless max (if positive) are
+// counted already or the host is shutting them down.
+func (u *serveHTTPUpgrades) reserve(max int) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.shutting || (max > 0 && u.reserved >= max) {
+		return false
+	}
+	u.reserved++
+	return true
+}
+
+// add registers a session that has started; its reservation goes with it.
+func (u *serveHTTPUpgrades) add(s *serveHTTPSession) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.open == nil {
+		u.open = make(map[*serveHTTPSession]struct{})
+	}
+	u.open[s] = struct{}{}
+}
+
+// release ends a reservation, and the session s if not nil.
+func (u *serveHTTPUpgrades) release(s *serveHTTPSession) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.reserved--
+	delete(u.open, s)
+}
+
+// shut refuses new sessions and returns those open.
+func (u *serveHTTPUpgrades) shut() []*serveHTTPSession {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.shutting = true
+	sessions := make([]*serveHTTPSession, 0, len(u.open))
+	for s := range u.open {
+		sessions = append(sessions, s)
+	}
+	return sessions
+}
+
+// serveHTTPSession is one upgraded connection relayed over its stream.
+// Two goroutines move the bytes: pumpToPlugin is the only one that sends on
+// the stream, and relayToClient, Forward's own, the only one that receives
+// and writes to the connection. Each blocks while the other side does not
+// take what it has, which gives backpressure both ways: gRPC flow control
+// toward the plugin, TCP toward the client.
+type serveHTTPSession struct {
+	host      *ServeHTTPHost
+	conn      net.Conn
+	stream    grpc.BidiStreamingClient[v1.ServeHTTPRequest, v1.ServeHTTPResponse]
+	cancel    context.CancelFunc
+	protocol  string
+	path      string
+	chunkSize int
+	start     time.Time
+	done      chan struct{} // closed when the session has ended
+
+	active   atomic.Int64 // when a byte last crossed, in Unix nanoseconds
+	toPlugin atomic.Int64 // bytes
+	toClient atomic.Int64
+	shutdown atomic.Bool   // CloseUpgraded asked for the end of the client's input
+	ending   atomic.Bool   // the stream has ended: the pump only drains
+	pumped   chan struct{} // closed when pumpToPlugin returns
+
+	mu    sync.Mutex
+	cause string      // why the session ended, first reason only
+	reset bool        // the connection was closed abruptly
+	idle  *time.Timer // for UpgradeIdleTimeout
+}
+
+// touch records activity, for UpgradeIdleTimeout.
+func (s *serveHTTPSession) touch() {
+	s.active.Store(time.Now().UnixNano())
+}
+
+// setCause records why the session ends, unless a reason is known already.
+func (s *serveHTTPSession) setCause(cause string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cause == "" {
+		s.cause = cause
+	}
+}
+
+// abort ends the session abruptly: the stream is cancelled, so the
+// plugin's reads and writes fail, and the client's connection is reset,
+// not closed with a FIN, so that a WebSocket client reports 1006 and a
+// cut-off stream never looks complete.
+func (s *serveHTTPSession) abort(cause string) {
+	s.setCause(cause)
+	s.mu.Lock()
+	first := !s.reset
+	s.reset = true
+	s.mu.Unlock()
+	s.cancel()
+	if !first {
+		return
+	}
+	conn := s.conn
+	if tlsConn, ok := conn.(interface{ NetConn() net.Conn }); ok {
+		conn = tlsConn.NetConn()
+	}
+	if tcp, ok := conn.(interface{ SetLinger(int) error }); ok {
+		_ = tcp.SetLinger(0)
+	}
+	_ = s.conn.Close()
+}
+
+// pumpToPlugin sends the client's bytes to the plugin as they arrive,
+// pending (read by net/http with the request) first, and never waits to
+// fill a chunk. The buffer starts small and grows to a chunk only while
+// reads fill it, so that an idle session holds little memory.
+func (s *serveHTTPSession) pumpToPlugin(pending []byte) {
+	defer close(s.pumped)
+	send := func(b []byte) bool {
+		for len(b) > 0 && !s.ending.Load() {
+			n := min(len(b), s.chunkSize)
+			if s.stream.Send(serveHTTPRequestMessage(nil, b[:n], false)) != nil {
+				// The stream has ended: what the client sends now is drained.
+				s.ending.Store(true)
+				return false
+			}
+			s.toPlugin.Add(int64(n))
+			b = b[n:]
+		}
+		return true
+	}
+	send(pending)
+	buf := make([]byte, min(4<<10, s.chunkSize))
+	for {
+		n, err := s.conn.Read(buf)
+		if n > 0 {
+			s.touch()
+			chunk := buf[:n]
+			if grpc.EnableTracing {
+				chunk = slices.Clone(chunk)
+			}
+			send(chunk)
+			if n == len(buf) && len(buf) < s.chunkSize {
+				buf = make([]byte, min(2*len(buf), s.chunkSize))
+			}
+		}
+		if err == nil {
+			continue
+		}
+		switch {
+		case s.ending.Load():
+		case err == io.EOF || s.shutdown.Load():
+			// The client, or CloseUpgraded, half-closed: the plugin reads
+			// its input's end and can still answer.
+			if err == io.EOF {
+				s.setCause("client-eof")
+			} else {
+				s.setCause("shutdown")
+			}
+			_ = s.stream.Send(serveHTTPRequestMessage(nil, nil, true))
+			_ = s.stream.CloseSend()
+		default:
+			s.abort("client-error")
+		}
+		return
+	}
+}
+
+// relayToClient writes the plugin's bytes to the client until the stream
+// ends; first is the 101's message, which may carry bytes already.
+func (s *serveHTTPSession) relayToClient(first *v1.ServeHTTPResponse) error {
+	h := s.host
+	if d := h.UpgradeIdleTimeout; d > 0 {
+		// One timer, pushed back by the activity it finds when it fires,
+		// rather than a deadline reset on every read and write.
+		s.mu.Lock()
+		s.idle = time.AfterFunc(d, func() {
+			idle := time.Since(time.Unix(0, s.active.Load()))
+			if idle >= d {
+				s.abort("idle")
+				return
+			}
+			s.mu.Lock()
+			s.idle.Reset(d - idle)
+			s.mu.Unlock()
+		})
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			s.idle.Stop()
+			s.mu.Unlock()
+		}()
+	}
+	if d := h.UpgradeMaxDuration; d > 0 {
+		timer := time.AfterFunc(d, func() { s.abort("max-duration") })
+		defer timer.Stop()
+	}
+	msg, complete, warned := first, false, false
+	for {
+		if chunk := msg.GetBodyChunk(); len(chunk) > 0 && !complete {
+			if d := h.UpgradeWriteTimeout; d > 0 {
+				_ = s.conn.SetWriteDeadline(time.Now().Add(d))
+			}
+			if _, err := s.conn.Write(chunk); err != nil {
+				s.abort("client-error")
+				return fmt.Errorf("%w: write: %w", ErrServeHTTPAborted, err)
+			}
+			s.touch()
+			s.toClient.Add(int64(len(chunk)))
+		}
+		if msg.GetBodyComplete() && !complete {
+			// The plugin has no more to say; the client may.
+			complete = true
+			s.closeWrite()
+		}
+		var err error
+		msg, err = s.stream.Recv()
+		switch {
+		case err == io.EOF && complete:
+			s.setCause("plugin-complete")
+			s.finish()
+			return nil
+		case err == io.EOF:
+			s.abort("plugin-abort")
+			return fmt.Errorf("%w: plugin ended the stream before body_complete", ErrServeHTTPAborted)
+		case err != nil:
+			s.abort("plugin-abort") // unless the pump or a timer ended it first
+			return fmt.Errorf("%w: receive: %w", ErrServeHTTPAborted, err)
+		}
+		if msg.GetInit() != nil && !warned {
+			warned = true
+			h.logger().Warn("httpbridge: ignoring ServeHTTP init after the 101", "path", s.path)
+		}
+	}
+}
+
+// closeWrite half-closes the client's connection. One without CloseWrite
+// is closed when the session ends.
+func (s *serveHTTPSession) closeWrite() {
+	if conn, ok := s.conn.(interface{ CloseWrite() error }); ok {
+		_ = conn.CloseWrite()
+	}
+}
+
+// finish closes the connection after the plugin ended cleanly, as net/http
+// closes one: half-closed first, then the client's input drained for at
+// most half a second, so that the client reads everything before the
+// close, rather than a reset that unread input would provoke.
+func (s *serveHTTPSession) finish() {
+	s.ending.Store(true)
+	s.closeWrite()
+	_ = s.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	<-s.pumped
+	_, _ = io.Copy(io.Discard, s.conn)
+	_ = s.conn.Close()
+}
+
+// end logs the end of the session and makes Forward's error of err.
+func (s *serveHTTPSession) end(err error) error {
+	s.cancel()
+	if s.pumped != nil {
+		<-s.pumped
+	}
+	close(s.done)
+	s.mu.Lock()
+	cause := s.cause
+	s.mu.Unlock()
+	log := s.host.logger()
+	attrs := []any{"protocol", s.protocol, "path", s.path, "duration", time.Since(s.start), "to_plugin", s.toPlugin.Load(), "to_client", s.toClient.Load(), "cause", cause}
+	if cause == "plugin-abort" {
+		log.Error("httpbridge: ServeHTTP plugin aborted an upgraded session", append(attrs, "error", err)...)
+	} else {
+		log.Debug("httpbridge: ServeHTTP upgraded session ended", attrs...)
+	}
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", errServeHTTPUpgraded, err)
 }
 
 // ServeHTTPPlugin serves ServeHTTP streams with an ordinary [http.Handler].
