@@ -80,7 +80,7 @@ func main() {
 		if printed {
 			fmt.Println()
 		}
-		printWebSocket(slices.Concat(works["WebSocket"], works["WebSocketIdle"], works["PythonWebSocket"]), median)
+		printWebSocket(slices.Concat(works["WebSocket"], works["WebSocketIdle"]), works["PythonWebSocket"], median)
 	}
 }
 
@@ -357,15 +357,9 @@ func wsMetrics(work string) []string {
 
 // printWebSocket prints the WebSocket tables: the figures of the bridge
 // and the proxy, the targets of issue 18, and the CPU time per process.
-func printWebSocket(works []string, median medianFunc) {
-	var goWorks, pyWorks []string
-	for _, work := range works {
-		if _, ok := median(work, "py-bridge", wsMetrics(work)[0]); ok {
-			pyWorks = append(pyWorks, work)
-		} else {
-			goWorks = append(goWorks, work)
-		}
-	}
+// goWorks are BenchmarkWebSocket's and BenchmarkWebSocketIdle's workloads,
+// pyWorks BenchmarkPythonWebSocket's (the names overlap, the systems not).
+func printWebSocket(goWorks, pyWorks []string, median medianFunc) {
 	format := func(unit string) func(float64, bool) string {
 		if strings.HasSuffix(unit, "ns/op") || strings.HasSuffix(unit, "-ns") {
 			return dur
@@ -502,28 +496,37 @@ func printWebSocket(works []string, median medianFunc) {
 	fmt.Println()
 	fmt.Println("| workload | system | host CPU/op | plugin CPU/op | CPU per MB | host allocs/op | plugin allocs/op | host switches/op | plugin switches/op |")
 	fmt.Println("|---|---|--:|--:|--:|--:|--:|--:|--:|")
-	for _, work := range works {
-		if strings.HasPrefix(work, "ws-idle-") {
-			continue
-		}
-		for _, sys := range []string{"bridge-tcp", "proxy-tcp", "bridge-unix", "proxy-unix", "py-bridge", "py-uvicorn"} {
-			hc, ok := median(work, sys, "host-cpu-ns/op")
-			if !ok {
+	cpuRows := []struct {
+		works   []string
+		systems []string
+	}{
+		{goWorks, []string{"bridge-tcp", "proxy-tcp", "bridge-unix", "proxy-unix"}},
+		{pyWorks, []string{"py-bridge", "py-uvicorn"}},
+	}
+	for _, row := range cpuRows {
+		for _, work := range row.works {
+			if strings.HasPrefix(work, "ws-idle-") {
 				continue
 			}
-			pc, okPC := median(work, sys, "plugin-cpu-ns/op")
-			perMB := "n/a"
-			if mbs, ok := median(work, sys, "MB/s"); ok && mbs > 0 {
-				ns, _ := median(work, sys, "ns/op")
-				cpu, _ := median(work, sys, "cpu-ns/op")
-				perMB = dur(cpu/(mbs*ns/1e9), true) // MB/s × s/op = MB/op
+			for _, sys := range row.systems {
+				hc, ok := median(work, sys, "host-cpu-ns/op")
+				if !ok {
+					continue
+				}
+				pc, okPC := median(work, sys, "plugin-cpu-ns/op")
+				perMB := "n/a"
+				if mbs, ok := median(work, sys, "MB/s"); ok && mbs > 0 {
+					ns, _ := median(work, sys, "ns/op")
+					cpu, _ := median(work, sys, "cpu-ns/op")
+					perMB = dur(cpu/(mbs*ns/1e9), true) // MB/s × s/op = MB/op
+				}
+				ha, okHA := median(work, sys, "allocs/op")
+				pa, okPA := median(work, sys, "plugin-allocs/op")
+				hs, okHS := median(work, sys, "host-switches/op")
+				ps, okPS := median(work, sys, "plugin-switches/op")
+				fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", work, sys,
+					dur(hc, true), dur(pc, okPC), perMB, num(ha, okHA), num(pa, okPA), num(hs, okHS), num(ps, okPS))
 			}
-			ha, okHA := median(work, sys, "allocs/op")
-			pa, okPA := median(work, sys, "plugin-allocs/op")
-			hs, okHS := median(work, sys, "host-switches/op")
-			ps, okPS := median(work, sys, "plugin-switches/op")
-			fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", work, sys,
-				dur(hc, true), dur(pc, okPC), perMB, num(ha, okHA), num(pa, okPA), num(hs, okHS), num(ps, okPS))
 		}
 	}
 }
