@@ -974,6 +974,9 @@ def _handshake_bytes(head: _RequestHead) -> bytes:
     for key, values in head.headers:
         if key.lower() != "host":
             lines.extend(f"{key}: {value}" for value in values)
+    if any(_BAD_VALUE.search(line) for line in lines):
+        # net/http lets none through; from another host, no line may end early.
+        raise ValueError("a request header holds a control character")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
 
 
@@ -1308,6 +1311,9 @@ class _WebSocketSession:
             await self._close(code, "", wait=True)
         except _ClientDisconnected:
             pass
+        except Exception:  # never: but the server must stop
+            self._log.exception("httpbridge: could not close the WebSocket (path %s)", self.path)
+            self._settle()
 
     async def finish(self, ok: bool) -> None:
         """Ends the session once the app returned (ok) or failed: 500
