@@ -824,7 +824,11 @@ func (h *HandleHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) (pr
 // the token, compared without case.
 func handleHasToken(values []string, token string) bool {
 	for _, value := range values {
-		for _, t := range strings.Split(value, ",") {
+		// Without a slice of tokens: browsers send "Connection: keep-alive"
+		// with every request.
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
 			if strings.EqualFold(strings.TrimSpace(t), token) {
 				return true
 			}
@@ -2863,7 +2867,11 @@ func (h *OuterFetchHost) upgradeProtocol(w http.ResponseWriter, r *http.Request)
 // the token, compared without case.
 func outerFetchHasToken(values []string, token string) bool {
 	for _, value := range values {
-		for _, t := range strings.Split(value, ",") {
+		// Without a slice of tokens: browsers send "Connection: keep-alive"
+		// with every request.
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
 			if strings.EqualFold(strings.TrimSpace(t), token) {
 				return true
 			}
@@ -4902,7 +4910,11 @@ func (h *PassHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) (prot
 // the token, compared without case.
 func passHasToken(values []string, token string) bool {
 	for _, value := range values {
-		for _, t := range strings.Split(value, ",") {
+		// Without a slice of tokens: browsers send "Connection: keep-alive"
+		// with every request.
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
 			if strings.EqualFold(strings.TrimSpace(t), token) {
 				return true
 			}

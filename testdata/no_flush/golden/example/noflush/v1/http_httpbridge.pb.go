@@ -833,7 +833,11 @@ func (h *ServeHTTPHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) 
 // the token, compared without case.
 func serveHTTPHasToken(values []string, token string) bool {
 	for _, value := range values {
-		for _, t := range strings.Split(value, ",") {
+		// Without a slice of tokens: browsers send "Connection: keep-alive"
+		// with every request.
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
 			if strings.EqualFold(strings.TrimSpace(t), token) {
 				return true
 			}
