@@ -977,7 +977,7 @@ def _handshake_bytes(head: _RequestHead) -> bytes:
     if any(_BAD_VALUE.search(line) for line in lines):
         # net/http lets none through; from another host, no line may end early.
         raise ValueError("a request header holds a control character")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 
 def _retrieve(future: "asyncio.Future[Any]") -> None:
@@ -987,8 +987,8 @@ def _retrieve(future: "asyncio.Future[Any]") -> None:
 
 
 class _WebSocket(enum.Enum):
-    """Where a WebSocket session is. It moves CONNECTING, then OPEN or
-    RESPONDING, then CLOSING and CLOSED, and never back."""
+    """Where a WebSocket session is. It starts CONNECTING, may move to OPEN
+    and CLOSING, or to RESPONDING, and ends CLOSED; never back."""
 
     CONNECTING = "the app has neither accepted nor refused yet"
     RESPONDING = "the app refused with an HTTP response"
@@ -998,7 +998,7 @@ class _WebSocket(enum.Enum):
 
 
 class _WebSocketOptions(NamedTuple):
-    """The options of uvicorn's of the same names, ws_ prefixed."""
+    """The facade's ws_* options, named and meant as uvicorn's."""
 
     max_size: int
     ping_interval: Optional[float]
