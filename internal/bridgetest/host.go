@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/metadata"
+
 	pluginapiv1 "github.com/httpbridge/httpbridge/gen/mattermost/pluginapi/v1"
 )
 
@@ -339,4 +341,20 @@ func CheckFraming(t testing.TB, msgs []*ResponseMsg, max int) Framed {
 		f.Sizes = append(f.Sizes, len(m.GetBodyChunk()))
 	}
 	return f
+}
+
+// OpenStreamOffering is OpenStream for a stream on which the host offers an
+// upgrade to protocol: its gRPC request metadata has
+// pluginapiv1.ServeHTTPUpgradeKey naming it, as the generated host sends
+// for an eligible request (upgrade.md §1.2).
+func OpenStreamOffering(t testing.TB, client pluginapiv1.PluginHooksClient, protocol string) (ClientStream, context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), ExchangeTimeout)
+	t.Cleanup(cancel)
+	ctx = metadata.AppendToOutgoingContext(ctx, pluginapiv1.ServeHTTPUpgradeKey, protocol)
+	stream, err := client.ServeHTTP(ctx)
+	if err != nil {
+		t.Fatalf("open stream: %v", err)
+	}
+	return stream, cancel
 }

@@ -12,7 +12,7 @@ import (
 // This is a compile-time assertion that this generated file is compatible
 // with the grpc package it is being compiled against: it needs generic
 // streams, and the host needs the mem package and ForceCodecV2 of gRPC-Go
-// v1.66.0 or later. The code also needs Go 1.21 or later.
+// v1.66.0 or later. The code also needs Go 1.24 or later (runtime.AddCleanup).
 const _ = grpc.SupportPackageIsVersion9
 
 // NewPluginHooksServeHTTPHost returns a host that forwards each HTTP request over one

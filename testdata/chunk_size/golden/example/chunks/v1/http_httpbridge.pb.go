@@ -6,6 +6,8 @@
 package chunksv1
 
 import (
+	bufio "bufio"
+	bytes "bytes"
 	context "context"
 	errors "errors"
 	fmt "fmt"
@@ -21,7 +23,9 @@ import (
 	slog "log/slog"
 	net "net"
 	http "net/http"
+	netip "net/netip"
 	url "net/url"
+	os "os"
 	runtime "runtime"
 	slices "slices"
 	strconv "strconv"
@@ -35,7 +39,7 @@ import (
 // This is a compile-time assertion that this generated file is compatible
 // with the grpc package it is being compiled against: it needs generic
 // streams, and the host needs the mem package and ForceCodecV2 of gRPC-Go
-// v1.66.0 or later. The code also needs Go 1.21 or later.
+// v1.66.0 or later. The code also needs Go 1.24 or later (runtime.AddCleanup).
 const _ = grpc.SupportPackageIsVersion9
 
 // ServeHTTPChunkSize is the largest body chunk the ServeHTTP bridge sends in one
@@ -1371,10 +1375,22 @@ func (s *serveHTTPSession) end(err error) error {
 // streams in as the host sends it, and a [ServeHTTPResponseWriter] that
 // streams the response back.
 //
-// Differences from a handler served by net/http: there is no hijacking
-// (no WebSocket), no 1xx interim responses and no trailers, and a panic
-// before any output gives the client 500 Internal Server Error rather than
-// a closed connection. Request.TLS is nil: the plugin cannot know it.
+// Differences from a handler served by net/http: there are no 1xx interim
+// responses and no trailers, and a panic before any output gives the client
+// 500 Internal Server Error rather than a closed connection. Request.TLS is
+// nil: the plugin cannot know it.
+//
+// The connection can be hijacked only to switch protocols (a WebSocket), and
+// only when the host offered it for the request (ServeHTTPUpgradeKey): then
+// the request asks for exactly that protocol with "Connection: Upgrade" and
+// has no body, and the writer is also an [http.Hijacker]. Everywhere
+// else it is not one, so WebSocket libraries refuse the upgrade behind a
+// host that cannot switch protocols. The hijacked connection carries the
+// request's body chunks in and the response's out, after a 101 that the
+// handler either sets with WriteHeader before Hijack or writes to the
+// connection itself. It outlives the handler, as net/http's does: Serve
+// returns once it is closed (or the host cancels). A 101 without a hijack
+// gives the client 500.
 //
 // ServeHTTP carries one HTTP exchange in full duplex.
 //
@@ -1410,7 +1426,8 @@ func ServeHTTPRequestInitFromContext(ctx context.Context) (*ServeHTTPRequestInit
 }
 
 // Serve answers one ServeHTTP stream; call it from the service's ServeHTTP
-// method. It returns once the handler has returned and the response is sent.
+// method. It returns once the handler has returned and the response is sent,
+// or, when the handler hijacked the connection, once that is closed.
 // A handler that panics after the response started makes Serve return an
 // error without completing the body, so the host cuts the response short.
 func (p *ServeHTTPPlugin) Serve(stream grpc.BidiStreamingServer[ServeHTTPRequest, ServeHTTPResponse]) error {
@@ -1432,7 +1449,7 @@ func (p *ServeHTTPPlugin) Serve(stream grpc.BidiStreamingServer[ServeHTTPRequest
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	x.ctx = serveHTTPRequestContext{Context: ctx, init: init}
-	r, body, err := serveHTTPNewRequest(x, stream, init, first, p.logger())
+	r, body, protocol, err := serveHTTPNewRequest(x, stream, init, first, p.logger())
 	if err != nil {
 		p.logger().Warn("httpbridge: bad ServeHTTP request", "error", err)
 		return serveHTTPReject(stream, http.StatusBadRequest)
@@ -1444,9 +1461,25 @@ func (p *ServeHTTPPlugin) Serve(stream grpc.BidiStreamingServer[ServeHTTPRequest
 	w.stream, w.chunkSize, w.header = stream, serveHTTPChunkSize(p.ChunkSize), make(http.Header)
 	w.log, w.tracing = p.logger(), grpc.EnableTracing
 
-	ok := p.run(w, r)
+	var handlerWriter http.ResponseWriter = w
+	if protocol != "" {
+		w.upgrade = &serveHTTPSession{
+			w: w, stream: stream, ctx: stream.Context(), log: w.log, chunkSize: w.chunkSize,
+			protocol: protocol, method: r.Method, path: r.URL.Path, remote: r.RemoteAddr, local: r.Host,
+		}
+		handlerWriter = serveHTTPHijackableWriter{w}
+	}
+	ok := p.run(handlerWriter, r)
+	if w.upgrade != nil && w.endHijacked() {
+		// The request ends with the handler; the connection when it is closed.
+		cancel()
+		return w.upgrade.await(ok)
+	}
 	if ok {
 		err = w.finish() // nil once body_complete is sent
+		if err == errServeHTTPNoHijack {
+			p.logger().Error("httpbridge: ServeHTTP handler answered 101 Switching Protocols without hijacking the connection; the client gets 500", "path", r.URL.Path)
+		}
 	}
 	if !ok || err != nil {
 		if w.abandon() {
@@ -1497,7 +1530,7 @@ func (c *serveHTTPRequestContext) Value(key any) any {
 // run calls the handler and reports whether it returned normally. A panic is
 // recovered so that one bad request does not take the plugin down; like
 // net/http, it logs the stack unless the value is [http.ErrAbortHandler].
-func (p *ServeHTTPPlugin) run(w *ServeHTTPResponseWriter, r *http.Request) (ok bool) {
+func (p *ServeHTTPPlugin) run(w http.ResponseWriter, r *http.Request) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
 			p.logger().Error("httpbridge: ServeHTTP handler panicked", "path", r.URL.Path, "panic", v, "stack", serveHTTPPanicStack())
@@ -1603,13 +1636,15 @@ func serveHTTPFillResponse(msg *ServeHTTPResponse, init *ServeHTTPResponseInit, 
 
 // serveHTTPNewRequest rebuilds the HTTP request the host received, in x
 // and with x.ctx as its context. The body is nil when the request has none
-// (r.Body is then [http.NoBody]).
-func serveHTTPNewRequest(x *serveHTTPExchange, stream grpc.BidiStreamingServer[ServeHTTPRequest, ServeHTTPResponse], init *ServeHTTPRequestInit, first *ServeHTTPRequest, log *slog.Logger) (*http.Request, *serveHTTPBody, error) {
+// (r.Body is then [http.NoBody]). protocol is the one the exchange may
+// switch to, or "": the request stream then carries that protocol's bytes,
+// which reach only a hijacked connection, and the request has no body.
+func serveHTTPNewRequest(x *serveHTTPExchange, stream grpc.BidiStreamingServer[ServeHTTPRequest, ServeHTTPResponse], init *ServeHTTPRequestInit, first *ServeHTTPRequest, log *slog.Logger) (r *http.Request, body *serveHTTPBody, protocol string, err error) {
 	u, err := serveHTTPParseURL(init.GetMethod(), init.GetUrl())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	r := &x.req
+	r = &x.req
 	*r = http.Request{
 		Method:     init.GetMethod(),
 		URL:        u,
@@ -1636,7 +1671,15 @@ func serveHTTPNewRequest(x *serveHTTPExchange, stream grpc.BidiStreamingServer[S
 	declared := init.GetContentLength()
 	if complete && len(chunk) == 0 && declared <= 0 {
 		r.Body = http.NoBody
-		return r, nil, nil
+		return r, nil, "", nil
+	}
+	// A host that offers an upgrade sends the request without a length and
+	// without body_complete: what follows is the new protocol.
+	if !complete && len(chunk) == 0 && declared == 0 {
+		if protocol = serveHTTPUpgradeOffer(stream.Context(), r.Header); protocol != "" {
+			r.Body = http.NoBody
+			return r, nil, protocol, nil
+		}
 	}
 	// In a server request 0 means "no body"; a body that arrives anyway has
 	// an unknown length.
@@ -1647,11 +1690,11 @@ func serveHTTPNewRequest(x *serveHTTPExchange, stream grpc.BidiStreamingServer[S
 	if declared < 0 && r.ProtoMajor == 1 {
 		r.TransferEncoding = []string{"chunked"}
 	}
-	body := &x.body
+	body = &x.body
 	*body = serveHTTPBody{stream: stream, log: log, remaining: declared}
 	body.accept(first)
 	r.Body = body
-	return r, body, nil
+	return r, body, "", nil
 }
 
 // serveHTTPRequestHeader converts the init's header entries to the
@@ -1845,7 +1888,10 @@ func (b *serveHTTPBody) end() {
 // chunks of at most ChunkSize, and Flush sends what is buffered at once.
 //
 // It is safe for concurrent use, so a goroutine may write while the handler
-// runs. It does not support hijacking, deadlines or trailers.
+// runs. It does not support deadlines or trailers. It can be hijacked only
+// on an exchange where the host offered an upgrade: the handler then gets
+// it inside a writer that is also an [http.Hijacker] (see
+// [ServeHTTPPlugin]). A 101 status goes out only through Hijack.
 type ServeHTTPResponseWriter struct {
 	stream    grpc.BidiStreamingServer[ServeHTTPRequest, ServeHTTPResponse]
 	chunkSize int
@@ -1867,6 +1913,12 @@ type ServeHTTPResponseWriter struct {
 	buf      []byte // body bytes not sent yet, fewer than chunkSize
 	ended    bool   // the handler returned: nothing more may be sent
 	err      error  // the first failure; every later call returns it
+
+	switching bool // the status is 101, which only a hijack sends
+	hijacked  bool
+	// upgrade is set on exchanges where the host offered an upgrade: the
+	// connection a hijack hands out.
+	upgrade *serveHTTPSession
 }
 
 var (
@@ -1876,6 +1928,10 @@ var (
 
 // errServeHTTPEnded is returned by writes after the handler returned.
 var errServeHTTPEnded = errors.New("httpbridge: ServeHTTP response already ended")
+
+// errServeHTTPNoHijack ends a response whose handler returned after
+// WriteHeader(101) without hijacking the connection.
+var errServeHTTPNoHijack = errors.New("httpbridge: ServeHTTP handler answered 101 Switching Protocols without hijacking the connection")
 
 // Header returns the header map; changes after the status is fixed are
 // not sent.
@@ -1890,6 +1946,10 @@ func (w *ServeHTTPResponseWriter) WriteHeader(code int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.ended {
+		return
+	}
+	if w.hijacked {
+		w.log.Warn("httpbridge: ServeHTTP WriteHeader on a hijacked connection is ignored", "code", code)
 		return
 	}
 	if code < 100 || code > 999 {
@@ -1908,7 +1968,8 @@ func (w *ServeHTTPResponseWriter) writeHeaderLocked(code int) {
 			w.declared = n
 		}
 	}
-	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
+	w.switching = code == http.StatusSwitchingProtocols
+	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || w.switching
 	init := &w.firstInit
 	init.StatusCode = int32(code)
 	headers, invalid := serveHTTPEncodeResponseHeader(w.header)
@@ -1930,6 +1991,9 @@ func (w *ServeHTTPResponseWriter) Write(p []byte) (int, error) {
 	if w.ended {
 		return 0, errServeHTTPEnded
 	}
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
 	if w.err != nil {
 		return 0, w.err
 	}
@@ -1938,6 +2002,11 @@ func (w *ServeHTTPResponseWriter) Write(p []byte) (int, error) {
 	if err := w.stream.Context().Err(); err != nil {
 		return 0, err
 	}
+	return w.writeLocked(p)
+}
+
+// writeLocked is Write once the writer may write.
+func (w *ServeHTTPResponseWriter) writeLocked(p []byte) (int, error) {
 	w.writeHeaderLocked(http.StatusOK)
 	if w.err != nil {
 		return 0, w.err
@@ -1995,7 +2064,13 @@ func (w *ServeHTTPResponseWriter) FlushError() error {
 	if w.ended {
 		return errServeHTTPEnded
 	}
+	if w.hijacked {
+		return http.ErrHijacked
+	}
 	w.writeHeaderLocked(http.StatusOK)
+	if w.switching {
+		return nil // a 101 is sent only by Hijack
+	}
 	return w.sendLocked(true, false)
 }
 
@@ -2011,7 +2086,21 @@ func (w *ServeHTTPResponseWriter) finish() error {
 	defer w.mu.Unlock()
 	w.ended = true
 	w.writeHeaderLocked(http.StatusOK)
+	if w.switching {
+		return errServeHTTPNoHijack
+	}
 	return w.sendLocked(false, true)
+}
+
+// endHijacked reports, once the handler returned, whether it hijacked the
+// connection; the writer is ended either way.
+func (w *ServeHTTPResponseWriter) endHijacked() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.hijacked {
+		w.ended = true
+	}
+	return w.hijacked
 }
 
 // abandon ends the response without completing it, after the handler
@@ -2052,6 +2141,718 @@ func (w *ServeHTTPResponseWriter) sendLocked(flush, complete bool) error {
 	w.initSent = true
 	return nil
 }
+
+// serveHTTPMaxResponseHead bounds the response head a handler may write
+// to a connection it hijacked before answering: what a 101 or an error
+// response needs, not a stream.
+const serveHTTPMaxResponseHead = 64 << 10
+
+// serveHTTPUpgradeOffer returns the protocol the exchange may switch to,
+// or "" when it may not. It may when the host offered the protocol in the
+// stream's metadata (ServeHTTPUpgradeKey) and the request asks for exactly
+// that protocol with "Connection: upgrade". The caller has checked that the
+// request has no body. Requests without an Upgrade header, nearly all of
+// them, are answered by one map lookup.
+func serveHTTPUpgradeOffer(ctx context.Context, h http.Header) string {
+	values := h["Upgrade"]
+	if len(values) == 0 {
+		return ""
+	}
+	protocol := ""
+	for _, value := range values {
+		for more := true; more; {
+			var token string
+			token, value, more = strings.Cut(value, ",")
+			if token = strings.TrimSpace(token); token == "" {
+				continue
+			}
+			if protocol != "" {
+				return "" // more than one protocol: the host never offers that
+			}
+			protocol = token
+		}
+	}
+	if protocol == "" || !serveHTTPHasToken(h["Connection"], "upgrade") {
+		return ""
+	}
+	offered := metadata.ValueFromIncomingContext(ctx, ServeHTTPUpgradeKey)
+	if len(offered) != 1 || !strings.EqualFold(offered[0], protocol) {
+		return ""
+	}
+	return protocol
+}
+
+// serveHTTPHasToken reports whether the comma-separated header values
+// hold token, compared case-insensitively.
+func serveHTTPHasToken(values []string, token string) bool {
+	for _, value := range values {
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// serveHTTPHijackableWriter is the writer handlers get on an
+// upgrade-capable exchange: the ServeHTTPResponseWriter, and an
+// [http.Hijacker]. It is a type of its own so that the writer of every
+// other exchange is no Hijacker: behind a host that cannot switch protocols,
+// gorilla/websocket and coder/websocket then refuse the upgrade (500, 501)
+// instead of answering 101.
+type serveHTTPHijackableWriter struct {
+	*ServeHTTPResponseWriter
+}
+
+var _ http.Hijacker = serveHTTPHijackableWriter{}
+
+// Hijack hands the connection to the handler, as net/http's does: the
+// returned conn carries the new protocol's bytes both ways, and the
+// ReadWriter buffers nothing yet. The handler may have called
+// WriteHeader(101) first, and the 101 goes to the host now; or it writes the
+// response head to the conn itself, as gorilla/websocket does. It fails with
+// [http.ErrHijacked] when called again or after a response other than
+// 101 started.
+func (w serveHTTPHijackableWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return w.hijack()
+}
+
+func (w *ServeHTTPResponseWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.hijacked, w.init != nil && !w.switching:
+		return nil, nil, http.ErrHijacked
+	case w.ended:
+		return nil, nil, errServeHTTPEnded
+	case w.err != nil:
+		return nil, nil, w.err
+	}
+	s := w.upgrade
+	if w.switching {
+		// The 101 and the header snapshot of WriteHeader, at once: the host
+		// switches on it and starts relaying the client's bytes.
+		if err := w.sendLocked(false, false); err != nil {
+			return nil, nil, err
+		}
+		s.mode = serveHTTPTunnel
+	}
+	w.hijacked = true
+	conn := s.start()
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, 4096), bufio.NewWriterSize(conn, 4096)), nil
+}
+
+// serveHTTPSession is the hijacked connection of one exchange, as its
+// goroutines and Serve see it. The handler holds a serveHTTPConn around
+// it instead, so that a conn it drops can be closed by a cleanup (the
+// session itself stays reachable from the goroutines).
+//
+// After the hijack only its receiver goroutine calls Recv and only its sender
+// goroutine calls Send (the relay goroutine of a non-101 answer instead,
+// while it lasts): neither can be interrupted, so Read and Write wait for
+// them on channels, which deadlines and Close can interrupt.
+type serveHTTPSession struct {
+	w         *ServeHTTPResponseWriter
+	stream    grpc.BidiStreamingServer[ServeHTTPRequest, ServeHTTPResponse]
+	ctx       context.Context // the stream's: the session outlives the request's
+	log       *slog.Logger
+	chunkSize int
+	protocol  string // what the host offered: "websocket"
+	method    string // the request's, for reading a response head
+	path      string // for logs; never the query
+	remote    string
+	local     string
+
+	// The rest is made at the hijack.
+
+	readTurn      chan struct{} // holds one reader at a time
+	incoming      chan serveHTTPReceived
+	readDeadline  serveHTTPDeadline
+	pending       []byte        // the unread rest of the current chunk; under readTurn
+	readErr       error         // what Read returns once pending is empty; under readTurn
+	writeTurn     chan struct{} // holds one writer at a time
+	writeDeadline serveHTTPDeadline
+	inFlight      bool          // a timed-out Write's bytes are still with the sender; under writeTurn
+	kick          chan struct{} // wakes the sender
+	written       chan error    // the sender finished a Write's bytes
+	stop          chan struct{} // closed by Close
+	finished      chan struct{} // closed once the RPC may end, with endErr
+
+	mu           sync.Mutex
+	queued       []byte // a copy of the Write the sender has yet to take
+	hasQueued    bool
+	writeClosed  bool  // CloseWrite or Close: later writes fail
+	closed       bool  // Close
+	completeSent bool  // body_complete went out
+	failure      error // why writing failed; later writes return it
+	ended        bool
+	endErr       error
+
+	// The sender's alone.
+	mode int // serveHTTPHead, serveHTTPTunnel or serveHTTPRefusal
+	head []byte
+	pipe *io.PipeWriter // into the relay of a non-101 answer
+}
+
+// What the bytes written to a hijacked connection are.
+const (
+	serveHTTPHead    = iota // the response head, until it is complete
+	serveHTTPTunnel         // the new protocol, after a 101
+	serveHTTPRefusal        // the body of a non-101 answer
+)
+
+// serveHTTPReceived is one request message, as the receiver hands it to
+// Read.
+type serveHTTPReceived struct {
+	chunk    []byte
+	complete bool
+	err      error
+}
+
+func (s *serveHTTPSession) start() *serveHTTPConn {
+	s.readTurn, s.writeTurn = make(chan struct{}, 1), make(chan struct{}, 1)
+	s.incoming = make(chan serveHTTPReceived)
+	s.kick, s.written = make(chan struct{}, 1), make(chan error, 1)
+	s.stop, s.finished = make(chan struct{}), make(chan struct{})
+	conn := &serveHTTPConn{s: s, remote: serveHTTPParseAddr(s.remote), local: serveHTTPParseAddr(s.local)}
+	runtime.AddCleanup(conn, (*serveHTTPSession).unreachable, s)
+	go s.receive()
+	go s.send()
+	return conn
+}
+
+// await waits, once the handler has returned, until the session ends, and
+// returns what Serve returns: nil once the conn was closed and
+// body_complete went out, an error (a non-OK status for the host: an
+// abort) if the handler panicked, the session failed or the host cancelled.
+func (s *serveHTTPSession) await(handlerOK bool) error {
+	if !handlerOK {
+		return status.Error(codes.Aborted, "httpbridge: ServeHTTP handler failed after hijacking the connection")
+	}
+	select {
+	case <-s.finished:
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.endErr != nil {
+		return status.Error(codes.Aborted, "httpbridge: ServeHTTP hijacked connection failed: "+s.endErr.Error())
+	}
+	return nil
+}
+
+// end lets Serve return, with err nil for a clean end.
+func (s *serveHTTPSession) end(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.endLocked(err)
+}
+
+func (s *serveHTTPSession) endLocked(err error) {
+	if s.ended {
+		return
+	}
+	if err != nil {
+		s.log.Error("httpbridge: ServeHTTP hijacked connection failed", "path", s.path, "error", err)
+		if s.failure == nil {
+			s.failure = err
+		}
+	}
+	s.ended, s.endErr = true, err
+	close(s.finished)
+}
+
+// receive hands the request messages to Read, one at a time: it receives
+// the next only once Read took this one, so at most one chunk waits here.
+func (s *serveHTTPSession) receive() {
+	warned := false
+	for {
+		msg, err := s.stream.Recv()
+		var got serveHTTPReceived
+		switch {
+		case err == io.EOF:
+			// The host half-closed without body_complete: cut off.
+			got.err = io.ErrUnexpectedEOF
+		case err != nil:
+			got.err = err
+		default:
+			if msg.GetInit() != nil && !warned {
+				warned = true
+				s.log.Warn("httpbridge: ignoring ServeHTTP init after the first request message", "path", s.path)
+			}
+			got.chunk, got.complete = msg.GetBodyChunk(), msg.GetBodyComplete()
+		}
+		select {
+		case s.incoming <- got:
+		case <-s.stop:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+		if got.err != nil || got.complete {
+			return
+		}
+	}
+}
+
+func (s *serveHTTPSession) read(p []byte) (int, error) {
+	expired := s.readDeadline.wait()
+	if err := s.take(s.readTurn, expired); err != nil {
+		return 0, err
+	}
+	defer func() { <-s.readTurn }()
+	for {
+		select {
+		case <-s.stop:
+			return 0, net.ErrClosed
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		default:
+		}
+		if len(s.pending) > 0 {
+			n := copy(p, s.pending)
+			s.pending = s.pending[n:]
+			return n, nil
+		}
+		if s.readErr != nil {
+			return 0, s.readErr
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		select {
+		case got := <-s.incoming:
+			s.pending, s.readErr = got.chunk, got.err
+			if got.complete {
+				s.readErr = io.EOF
+			}
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		case <-s.stop:
+			return 0, net.ErrClosed
+		case <-s.ctx.Done():
+			return 0, s.ctx.Err()
+		}
+	}
+}
+
+// take waits for turn, a channel of capacity 1 that holds the one caller
+// allowed to go on.
+func (s *serveHTTPSession) take(turn chan struct{}, expired <-chan struct{}) error {
+	select {
+	case turn <- struct{}{}:
+		return nil
+	case <-expired:
+		return os.ErrDeadlineExceeded
+	case <-s.stop:
+		return net.ErrClosed
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+}
+
+// write hands a copy of p to the sender and waits until it is sent. A
+// Write whose deadline passes meanwhile returns len(p) with the timeout:
+// the bytes are still sent, in order, unless the stream ends first, and the
+// next Write waits for them. So a caller that retries after a timeout does
+// not send them twice.
+func (s *serveHTTPSession) write(p []byte) (int, error) {
+	expired := s.writeDeadline.wait()
+	if err := s.take(s.writeTurn, expired); err != nil {
+		return 0, err
+	}
+	defer func() { <-s.writeTurn }()
+	select {
+	case <-expired:
+		return 0, os.ErrDeadlineExceeded
+	default:
+	}
+	if s.inFlight {
+		if _, err := s.waitSent(expired); err != nil {
+			return 0, err
+		}
+	}
+	s.mu.Lock()
+	switch {
+	case s.writeClosed:
+		s.mu.Unlock()
+		return 0, net.ErrClosed
+	case s.failure != nil:
+		err := s.failure
+		s.mu.Unlock()
+		return 0, err
+	case len(p) == 0:
+		s.mu.Unlock()
+		return 0, nil
+	}
+	// A copy: the caller may reuse p once Write returns, even after a
+	// timeout, while the sender still has the bytes.
+	s.queued, s.hasQueued = bytes.Clone(p), true
+	s.mu.Unlock()
+	s.inFlight = true
+	s.wake()
+	if handed, err := s.waitSent(expired); err != nil {
+		if handed {
+			return len(p), err
+		}
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// waitSent waits until the sender reports the bytes in flight sent. It
+// reports whether they were handed over (they are still sent) when it
+// returns an error.
+func (s *serveHTTPSession) waitSent(expired <-chan struct{}) (handed bool, err error) {
+	select {
+	case err := <-s.written:
+		s.inFlight = false
+		return false, err
+	case <-expired:
+		return true, os.ErrDeadlineExceeded
+	case <-s.stop:
+		return true, net.ErrClosed
+	case <-s.ctx.Done():
+		return false, s.ctx.Err()
+	}
+}
+
+func (s *serveHTTPSession) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// send is the sender goroutine: it sends each Write's bytes, then
+// body_complete once the conn is half-closed or closed.
+func (s *serveHTTPSession) send() {
+	for {
+		s.mu.Lock()
+		data, has := s.queued, s.hasQueued
+		s.queued, s.hasQueued = nil, false
+		complete := !has && s.writeClosed
+		s.mu.Unlock()
+		switch {
+		case has:
+			err := s.sendBytes(data)
+			if err != nil && s.mode == serveHTTPRefusal {
+				// The answer ended (the relay ended the session) or failed.
+				s.mu.Lock()
+				s.failure = err
+				s.mu.Unlock()
+			} else if err != nil {
+				s.end(err)
+			}
+			s.written <- err
+			if err != nil {
+				return
+			}
+			continue
+		case complete:
+			s.sendComplete()
+			return
+		}
+		select {
+		case <-s.kick:
+		case <-s.ctx.Done():
+			if s.pipe != nil {
+				s.pipe.CloseWithError(s.ctx.Err())
+			}
+			return
+		}
+	}
+}
+
+// sendBytes sends what one Write wrote, as the mode says.
+func (s *serveHTTPSession) sendBytes(data []byte) error {
+	switch s.mode {
+	case serveHTTPTunnel:
+		return s.sendChunks(nil, data)
+	case serveHTTPRefusal:
+		if _, err := s.pipe.Write(data); err != nil {
+			return net.ErrClosed // the answer has ended
+		}
+		return nil
+	}
+	s.head = append(s.head, data...)
+	for {
+		end := bytes.Index(s.head, []byte("\r\n\r\n"))
+		if end < 0 && len(s.head) <= serveHTTPMaxResponseHead {
+			return nil // more of the head to come
+		}
+		if end < 0 || end+4 > serveHTTPMaxResponseHead {
+			return errors.New("the response head written to it is longer than 64 KiB")
+		}
+		head, rest := s.head[:end+4], s.head[end+4:]
+		res, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), &http.Request{Method: s.method})
+		if err != nil {
+			return fmt.Errorf("the response head written to it is invalid: %w", err)
+		}
+		switch code := res.StatusCode; {
+		case code == http.StatusSwitchingProtocols:
+			s.mode, s.head = serveHTTPTunnel, nil
+			headers, invalid := serveHTTPEncodeResponseHeader(res.Header)
+			if invalid != "" {
+				return fmt.Errorf("its 101 header %s is not valid UTF-8", strconv.QuoteToASCII(invalid))
+			}
+			init := &ServeHTTPResponseInit{}
+			init.StatusCode = int32(code)
+			init.Headers = headers
+			return s.sendChunks(init, rest)
+		case code < 200:
+			// An interim response is not forwarded, as with WriteHeader.
+			s.head = rest
+		default:
+			// An answer without switching, to be sent as an ordinary
+			// response: its body is decoded by the framing of its head.
+			pr, pw := io.Pipe()
+			s.mode, s.pipe = serveHTTPRefusal, pw
+			go s.relay(bufio.NewReader(io.MultiReader(bytes.NewReader(s.head), pr)), pr)
+			s.head = nil
+			return nil
+		}
+	}
+}
+
+// sendChunks sends data in messages of at most chunkSize bytes, the first
+// with init if it is not nil.
+func (s *serveHTTPSession) sendChunks(init *ServeHTTPResponseInit, data []byte) error {
+	for init != nil || len(data) > 0 {
+		piece := data[:min(len(data), s.chunkSize)]
+		data = data[len(piece):]
+		if err := s.stream.Send(serveHTTPResponseMessage(init, piece, false, false)); err != nil {
+			return err
+		}
+		init = nil
+	}
+	return nil
+}
+
+// sendComplete ends the write side after the last Write.
+func (s *serveHTTPSession) sendComplete() {
+	switch s.mode {
+	case serveHTTPHead:
+		s.end(errors.New("it was closed before a response head was written to it"))
+		return
+	case serveHTTPRefusal:
+		s.pipe.Close() // the relay sees the end of the answer and ends the session
+		return
+	}
+	if err := s.stream.Send(serveHTTPResponseMessage(nil, nil, false, true)); err != nil {
+		s.end(err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.completeSent = true
+	if s.closed {
+		s.endLocked(nil)
+	}
+}
+
+// relay sends the answer a handler wrote to the conn after hijacking it,
+// when that was not a 101, as the response: its head, then the body decoded
+// by its framing (Content-Length, chunked or up to Close), with
+// body_complete only after a clean end. Until it ends it is the only
+// goroutine that sends.
+func (s *serveHTTPSession) relay(br *bufio.Reader, pr *io.PipeReader) {
+	s.end(s.relayResponse(br))
+	pr.CloseWithError(net.ErrClosed) // later writes fail
+}
+
+func (s *serveHTTPSession) relayResponse(br *bufio.Reader) error {
+	res, err := http.ReadResponse(br, &http.Request{Method: s.method})
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	w := s.w
+	w.mu.Lock()
+	w.header = res.Header
+	w.writeHeaderLocked(res.StatusCode)
+	err = w.sendLocked(true, false)
+	w.mu.Unlock()
+	buf := make([]byte, 32<<10)
+	for err == nil {
+		var n int
+		n, err = res.Body.Read(buf)
+		w.mu.Lock()
+		if n > 0 {
+			// Sent at once, as the bytes would be on a connection.
+			if _, werr := w.writeLocked(buf[:n]); werr != nil {
+				err = werr
+			} else if len(w.buf) > 0 {
+				if werr = w.sendLocked(true, false); werr != nil {
+					err = werr
+				}
+			}
+		}
+		if err == io.EOF {
+			err = w.sendLocked(false, true)
+			w.mu.Unlock()
+			return err
+		}
+		w.mu.Unlock()
+	}
+	return err
+}
+
+// close is Close: it makes blocked and later calls fail, and lets the sender
+// send body_complete after the bytes it has.
+func (s *serveHTTPSession) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed, s.writeClosed = true, true
+	close(s.stop)
+	if s.completeSent {
+		s.endLocked(nil)
+	}
+	s.wake()
+}
+
+// unreachable closes a session whose conn the handler dropped without
+// closing it, so that the RPC ends.
+func (s *serveHTTPSession) unreachable() {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if !closed {
+		s.log.Warn("httpbridge: ServeHTTP hijacked connection was dropped without Close; closing it", "path", s.path)
+		s.close()
+	}
+}
+
+// serveHTTPConn is the connection Hijack returns: a [net.Conn] whose
+// reads are the request's body chunks and whose writes become response body
+// chunks.
+//
+//   - Read returns the bytes in order, [io.EOF] after the host's
+//     body_complete (the client half-closed), [io.ErrUnexpectedEOF] if
+//     the stream ends without it, and another error once the host cancels.
+//   - Write copies p, sends it at once in chunks of at most ChunkSize with no
+//     coalescing, and blocks while the host does not receive.
+//   - CloseWrite sends body_complete after the bytes written; Close does too
+//     if need be, and then ends the RPC. Both are idempotent.
+//   - Deadlines make blocked calls return [os.ErrDeadlineExceeded].
+//   - RemoteAddr and LocalAddr come from the request's remote address and
+//     host: a *net.TCPAddr when they are ip:port, else an address of network
+//     "httpbridge" holding the text.
+//
+// It is safe for concurrent use.
+type serveHTTPConn struct {
+	s      *serveHTTPSession
+	remote net.Addr
+	local  net.Addr
+}
+
+var _ net.Conn = (*serveHTTPConn)(nil)
+
+func (c *serveHTTPConn) Read(p []byte) (int, error)  { return c.s.read(p) }
+func (c *serveHTTPConn) Write(p []byte) (int, error) { return c.s.write(p) }
+
+// Close closes both directions. It does not wait for the bytes written to
+// be sent; Serve waits for them.
+func (c *serveHTTPConn) Close() error {
+	c.s.close()
+	return nil
+}
+
+// CloseWrite half-closes the connection: the host gets body_complete after
+// the bytes written, and reads go on.
+func (c *serveHTTPConn) CloseWrite() error {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return net.ErrClosed
+	}
+	s.writeClosed = true
+	s.wake()
+	return nil
+}
+
+func (c *serveHTTPConn) LocalAddr() net.Addr  { return c.local }
+func (c *serveHTTPConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *serveHTTPConn) SetDeadline(t time.Time) error {
+	c.s.readDeadline.set(t)
+	c.s.writeDeadline.set(t)
+	return nil
+}
+
+func (c *serveHTTPConn) SetReadDeadline(t time.Time) error {
+	c.s.readDeadline.set(t)
+	return nil
+}
+
+func (c *serveHTTPConn) SetWriteDeadline(t time.Time) error {
+	c.s.writeDeadline.set(t)
+	return nil
+}
+
+// serveHTTPDeadline is the deadline of one direction of a conn, as a
+// channel closed once it passes. The channel is kept while the deadline
+// moves without having passed, so that calls already waiting see the new
+// one.
+type serveHTTPDeadline struct {
+	mu      sync.Mutex
+	timer   *time.Timer
+	expired chan struct{}
+	passed  bool // expired was closed without a timer
+}
+
+func (d *serveHTTPDeadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// A timer that cannot be stopped has closed, or is closing, its channel.
+	if d.timer != nil && !d.timer.Stop() || d.passed || d.expired == nil {
+		d.expired = make(chan struct{})
+	}
+	d.timer, d.passed = nil, false
+	if t.IsZero() {
+		return
+	}
+	if wait := time.Until(t); wait > 0 {
+		expired := d.expired
+		d.timer = time.AfterFunc(wait, func() { close(expired) })
+		return
+	}
+	close(d.expired)
+	d.passed = true
+}
+
+func (d *serveHTTPDeadline) wait() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.expired == nil {
+		d.expired = make(chan struct{})
+	}
+	return d.expired
+}
+
+// serveHTTPParseAddr is the net.Addr of an address the host reported: a
+// *net.TCPAddr for ip:port, else the text itself.
+func serveHTTPParseAddr(address string) net.Addr {
+	if ap, err := netip.ParseAddrPort(address); err == nil {
+		return net.TCPAddrFromAddrPort(ap)
+	}
+	return serveHTTPAddr(address)
+}
+
+// serveHTTPAddr is an address that is not ip:port, such as a host name.
+type serveHTTPAddr string
+
+// Network returns "httpbridge": the address came over the bridge as text.
+func (a serveHTTPAddr) Network() string { return "httpbridge" }
+func (a serveHTTPAddr) String() string  { return string(a) }
 
 // serveHTTPEncodeResponseHeader converts h to HTTPHeader entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are

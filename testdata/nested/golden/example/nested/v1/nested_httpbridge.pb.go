@@ -6,6 +6,8 @@
 package nestedv1
 
 import (
+	bufio "bufio"
+	bytes "bytes"
 	context "context"
 	errors "errors"
 	fmt "fmt"
@@ -21,7 +23,9 @@ import (
 	slog "log/slog"
 	net "net"
 	http "net/http"
+	netip "net/netip"
 	url "net/url"
+	os "os"
 	runtime "runtime"
 	slices "slices"
 	strconv "strconv"
@@ -35,7 +39,7 @@ import (
 // This is a compile-time assertion that this generated file is compatible
 // with the grpc package it is being compiled against: it needs generic
 // streams, and the host needs the mem package and ForceCodecV2 of gRPC-Go
-// v1.66.0 or later. The code also needs Go 1.21 or later.
+// v1.66.0 or later. The code also needs Go 1.24 or later (runtime.AddCleanup).
 const _ = grpc.SupportPackageIsVersion9
 
 // HandleChunkSize is the largest body chunk the Handle bridge sends in one
@@ -1358,10 +1362,22 @@ func (s *handleSession) end(err error) error {
 // streams in as the host sends it, and a [HandleResponseWriter] that
 // streams the response back.
 //
-// Differences from a handler served by net/http: there is no hijacking
-// (no WebSocket), no 1xx interim responses and no trailers, and a panic
-// before any output gives the client 500 Internal Server Error rather than
-// a closed connection. Request.TLS is nil: the plugin cannot know it.
+// Differences from a handler served by net/http: there are no 1xx interim
+// responses and no trailers, and a panic before any output gives the client
+// 500 Internal Server Error rather than a closed connection. Request.TLS is
+// nil: the plugin cannot know it.
+//
+// The connection can be hijacked only to switch protocols (a WebSocket), and
+// only when the host offered it for the request (HandleUpgradeKey): then
+// the request asks for exactly that protocol with "Connection: Upgrade" and
+// has no body, and the writer is also an [http.Hijacker]. Everywhere
+// else it is not one, so WebSocket libraries refuse the upgrade behind a
+// host that cannot switch protocols. The hijacked connection carries the
+// request's body chunks in and the response's out, after a 101 that the
+// handler either sets with WriteHeader before Hijack or writes to the
+// connection itself. It outlives the handler, as net/http's does: Serve
+// returns once it is closed (or the host cancels). A 101 without a hijack
+// gives the client 500.
 //
 // Handle carries one HTTP exchange of the Handle hook.
 //
@@ -1397,7 +1413,8 @@ func HandleRequestInitFromContext(ctx context.Context) (*RequestInit, bool) {
 }
 
 // Serve answers one Handle stream; call it from the service's Handle
-// method. It returns once the handler has returned and the response is sent.
+// method. It returns once the handler has returned and the response is sent,
+// or, when the handler hijacked the connection, once that is closed.
 // A handler that panics after the response started makes Serve return an
 // error without completing the body, so the host cuts the response short.
 func (p *HandlePlugin) Serve(stream grpc.BidiStreamingServer[Handle_Request, Handle_Response]) error {
@@ -1419,7 +1436,7 @@ func (p *HandlePlugin) Serve(stream grpc.BidiStreamingServer[Handle_Request, Han
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	x.ctx = handleRequestContext{Context: ctx, init: init}
-	r, body, err := handleNewRequest(x, stream, init, first, p.logger())
+	r, body, protocol, err := handleNewRequest(x, stream, init, first, p.logger())
 	if err != nil {
 		p.logger().Warn("httpbridge: bad Handle request", "error", err)
 		return handleReject(stream, http.StatusBadRequest)
@@ -1431,9 +1448,25 @@ func (p *HandlePlugin) Serve(stream grpc.BidiStreamingServer[Handle_Request, Han
 	w.stream, w.chunkSize, w.header = stream, handleChunkSize(p.ChunkSize), make(http.Header)
 	w.log, w.tracing = p.logger(), grpc.EnableTracing
 
-	ok := p.run(w, r)
+	var handlerWriter http.ResponseWriter = w
+	if protocol != "" {
+		w.upgrade = &handleSession{
+			w: w, stream: stream, ctx: stream.Context(), log: w.log, chunkSize: w.chunkSize,
+			protocol: protocol, method: r.Method, path: r.URL.Path, remote: r.RemoteAddr, local: r.Host,
+		}
+		handlerWriter = handleHijackableWriter{w}
+	}
+	ok := p.run(handlerWriter, r)
+	if w.upgrade != nil && w.endHijacked() {
+		// The request ends with the handler; the connection when it is closed.
+		cancel()
+		return w.upgrade.await(ok)
+	}
 	if ok {
 		err = w.finish() // nil once body_complete is sent
+		if err == errHandleNoHijack {
+			p.logger().Error("httpbridge: Handle handler answered 101 Switching Protocols without hijacking the connection; the client gets 500", "path", r.URL.Path)
+		}
 	}
 	if !ok || err != nil {
 		if w.abandon() {
@@ -1484,7 +1517,7 @@ func (c *handleRequestContext) Value(key any) any {
 // run calls the handler and reports whether it returned normally. A panic is
 // recovered so that one bad request does not take the plugin down; like
 // net/http, it logs the stack unless the value is [http.ErrAbortHandler].
-func (p *HandlePlugin) run(w *HandleResponseWriter, r *http.Request) (ok bool) {
+func (p *HandlePlugin) run(w http.ResponseWriter, r *http.Request) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
 			p.logger().Error("httpbridge: Handle handler panicked", "path", r.URL.Path, "panic", v, "stack", handlePanicStack())
@@ -1588,13 +1621,15 @@ func handleFillResponse(msg *Handle_Response, init *ResponseInit, chunk []byte, 
 
 // handleNewRequest rebuilds the HTTP request the host received, in x
 // and with x.ctx as its context. The body is nil when the request has none
-// (r.Body is then [http.NoBody]).
-func handleNewRequest(x *handleExchange, stream grpc.BidiStreamingServer[Handle_Request, Handle_Response], init *RequestInit, first *Handle_Request, log *slog.Logger) (*http.Request, *handleBody, error) {
+// (r.Body is then [http.NoBody]). protocol is the one the exchange may
+// switch to, or "": the request stream then carries that protocol's bytes,
+// which reach only a hijacked connection, and the request has no body.
+func handleNewRequest(x *handleExchange, stream grpc.BidiStreamingServer[Handle_Request, Handle_Response], init *RequestInit, first *Handle_Request, log *slog.Logger) (r *http.Request, body *handleBody, protocol string, err error) {
 	u, err := handleParseURL(init.GetMethod(), init.GetUrl())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	r := &x.req
+	r = &x.req
 	*r = http.Request{
 		Method:     init.GetMethod(),
 		URL:        u,
@@ -1617,7 +1652,15 @@ func handleNewRequest(x *handleExchange, stream grpc.BidiStreamingServer[Handle_
 	declared := int64(-1)
 	if complete && len(chunk) == 0 && declared <= 0 {
 		r.Body = http.NoBody
-		return r, nil, nil
+		return r, nil, "", nil
+	}
+	// A host that offers an upgrade sends the request without a length and
+	// without body_complete: what follows is the new protocol.
+	if !complete && len(chunk) == 0 && true {
+		if protocol = handleUpgradeOffer(stream.Context(), r.Header); protocol != "" {
+			r.Body = http.NoBody
+			return r, nil, protocol, nil
+		}
 	}
 	// In a server request 0 means "no body"; a body that arrives anyway has
 	// an unknown length.
@@ -1628,11 +1671,11 @@ func handleNewRequest(x *handleExchange, stream grpc.BidiStreamingServer[Handle_
 	if declared < 0 && r.ProtoMajor == 1 {
 		r.TransferEncoding = []string{"chunked"}
 	}
-	body := &x.body
+	body = &x.body
 	*body = handleBody{stream: stream, log: log, remaining: declared}
 	body.accept(first)
 	r.Body = body
-	return r, body, nil
+	return r, body, "", nil
 }
 
 // handleRequestHeader converts the init's header entries to the
@@ -1826,7 +1869,10 @@ func (b *handleBody) end() {
 // chunks of at most ChunkSize, and Flush sends what is buffered at once.
 //
 // It is safe for concurrent use, so a goroutine may write while the handler
-// runs. It does not support hijacking, deadlines or trailers.
+// runs. It does not support deadlines or trailers. It can be hijacked only
+// on an exchange where the host offered an upgrade: the handler then gets
+// it inside a writer that is also an [http.Hijacker] (see
+// [HandlePlugin]). A 101 status goes out only through Hijack.
 type HandleResponseWriter struct {
 	stream    grpc.BidiStreamingServer[Handle_Request, Handle_Response]
 	chunkSize int
@@ -1848,6 +1894,12 @@ type HandleResponseWriter struct {
 	buf      []byte // body bytes not sent yet, fewer than chunkSize
 	ended    bool   // the handler returned: nothing more may be sent
 	err      error  // the first failure; every later call returns it
+
+	switching bool // the status is 101, which only a hijack sends
+	hijacked  bool
+	// upgrade is set on exchanges where the host offered an upgrade: the
+	// connection a hijack hands out.
+	upgrade *handleSession
 }
 
 var (
@@ -1857,6 +1909,10 @@ var (
 
 // errHandleEnded is returned by writes after the handler returned.
 var errHandleEnded = errors.New("httpbridge: Handle response already ended")
+
+// errHandleNoHijack ends a response whose handler returned after
+// WriteHeader(101) without hijacking the connection.
+var errHandleNoHijack = errors.New("httpbridge: Handle handler answered 101 Switching Protocols without hijacking the connection")
 
 // Header returns the header map; changes after the status is fixed are
 // not sent.
@@ -1871,6 +1927,10 @@ func (w *HandleResponseWriter) WriteHeader(code int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.ended {
+		return
+	}
+	if w.hijacked {
+		w.log.Warn("httpbridge: Handle WriteHeader on a hijacked connection is ignored", "code", code)
 		return
 	}
 	if code < 100 || code > 999 {
@@ -1889,7 +1949,8 @@ func (w *HandleResponseWriter) writeHeaderLocked(code int) {
 			w.declared = n
 		}
 	}
-	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
+	w.switching = code == http.StatusSwitchingProtocols
+	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || w.switching
 	init := &w.firstInit
 	init.StatusCode = int32(code)
 	headers, invalid := handleEncodeResponseHeader(w.header)
@@ -1911,6 +1972,9 @@ func (w *HandleResponseWriter) Write(p []byte) (int, error) {
 	if w.ended {
 		return 0, errHandleEnded
 	}
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
 	if w.err != nil {
 		return 0, w.err
 	}
@@ -1919,6 +1983,11 @@ func (w *HandleResponseWriter) Write(p []byte) (int, error) {
 	if err := w.stream.Context().Err(); err != nil {
 		return 0, err
 	}
+	return w.writeLocked(p)
+}
+
+// writeLocked is Write once the writer may write.
+func (w *HandleResponseWriter) writeLocked(p []byte) (int, error) {
 	w.writeHeaderLocked(http.StatusOK)
 	if w.err != nil {
 		return 0, w.err
@@ -1976,7 +2045,13 @@ func (w *HandleResponseWriter) FlushError() error {
 	if w.ended {
 		return errHandleEnded
 	}
+	if w.hijacked {
+		return http.ErrHijacked
+	}
 	w.writeHeaderLocked(http.StatusOK)
+	if w.switching {
+		return nil // a 101 is sent only by Hijack
+	}
 	if w.initSent && len(w.buf) == 0 {
 		return w.err
 	}
@@ -1995,7 +2070,21 @@ func (w *HandleResponseWriter) finish() error {
 	defer w.mu.Unlock()
 	w.ended = true
 	w.writeHeaderLocked(http.StatusOK)
+	if w.switching {
+		return errHandleNoHijack
+	}
 	return w.sendLocked(false, true)
+}
+
+// endHijacked reports, once the handler returned, whether it hijacked the
+// connection; the writer is ended either way.
+func (w *HandleResponseWriter) endHijacked() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.hijacked {
+		w.ended = true
+	}
+	return w.hijacked
 }
 
 // abandon ends the response without completing it, after the handler
@@ -2036,6 +2125,718 @@ func (w *HandleResponseWriter) sendLocked(flush, complete bool) error {
 	w.initSent = true
 	return nil
 }
+
+// handleMaxResponseHead bounds the response head a handler may write
+// to a connection it hijacked before answering: what a 101 or an error
+// response needs, not a stream.
+const handleMaxResponseHead = 64 << 10
+
+// handleUpgradeOffer returns the protocol the exchange may switch to,
+// or "" when it may not. It may when the host offered the protocol in the
+// stream's metadata (HandleUpgradeKey) and the request asks for exactly
+// that protocol with "Connection: upgrade". The caller has checked that the
+// request has no body. Requests without an Upgrade header, nearly all of
+// them, are answered by one map lookup.
+func handleUpgradeOffer(ctx context.Context, h http.Header) string {
+	values := h["Upgrade"]
+	if len(values) == 0 {
+		return ""
+	}
+	protocol := ""
+	for _, value := range values {
+		for more := true; more; {
+			var token string
+			token, value, more = strings.Cut(value, ",")
+			if token = strings.TrimSpace(token); token == "" {
+				continue
+			}
+			if protocol != "" {
+				return "" // more than one protocol: the host never offers that
+			}
+			protocol = token
+		}
+	}
+	if protocol == "" || !handleHasToken(h["Connection"], "upgrade") {
+		return ""
+	}
+	offered := metadata.ValueFromIncomingContext(ctx, HandleUpgradeKey)
+	if len(offered) != 1 || !strings.EqualFold(offered[0], protocol) {
+		return ""
+	}
+	return protocol
+}
+
+// handleHasToken reports whether the comma-separated header values
+// hold token, compared case-insensitively.
+func handleHasToken(values []string, token string) bool {
+	for _, value := range values {
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// handleHijackableWriter is the writer handlers get on an
+// upgrade-capable exchange: the HandleResponseWriter, and an
+// [http.Hijacker]. It is a type of its own so that the writer of every
+// other exchange is no Hijacker: behind a host that cannot switch protocols,
+// gorilla/websocket and coder/websocket then refuse the upgrade (500, 501)
+// instead of answering 101.
+type handleHijackableWriter struct {
+	*HandleResponseWriter
+}
+
+var _ http.Hijacker = handleHijackableWriter{}
+
+// Hijack hands the connection to the handler, as net/http's does: the
+// returned conn carries the new protocol's bytes both ways, and the
+// ReadWriter buffers nothing yet. The handler may have called
+// WriteHeader(101) first, and the 101 goes to the host now; or it writes the
+// response head to the conn itself, as gorilla/websocket does. It fails with
+// [http.ErrHijacked] when called again or after a response other than
+// 101 started.
+func (w handleHijackableWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return w.hijack()
+}
+
+func (w *HandleResponseWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.hijacked, w.init != nil && !w.switching:
+		return nil, nil, http.ErrHijacked
+	case w.ended:
+		return nil, nil, errHandleEnded
+	case w.err != nil:
+		return nil, nil, w.err
+	}
+	s := w.upgrade
+	if w.switching {
+		// The 101 and the header snapshot of WriteHeader, at once: the host
+		// switches on it and starts relaying the client's bytes.
+		if err := w.sendLocked(false, false); err != nil {
+			return nil, nil, err
+		}
+		s.mode = handleTunnel
+	}
+	w.hijacked = true
+	conn := s.start()
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, 4096), bufio.NewWriterSize(conn, 4096)), nil
+}
+
+// handleSession is the hijacked connection of one exchange, as its
+// goroutines and Serve see it. The handler holds a handleConn around
+// it instead, so that a conn it drops can be closed by a cleanup (the
+// session itself stays reachable from the goroutines).
+//
+// After the hijack only its receiver goroutine calls Recv and only its sender
+// goroutine calls Send (the relay goroutine of a non-101 answer instead,
+// while it lasts): neither can be interrupted, so Read and Write wait for
+// them on channels, which deadlines and Close can interrupt.
+type handleSession struct {
+	w         *HandleResponseWriter
+	stream    grpc.BidiStreamingServer[Handle_Request, Handle_Response]
+	ctx       context.Context // the stream's: the session outlives the request's
+	log       *slog.Logger
+	chunkSize int
+	protocol  string // what the host offered: "websocket"
+	method    string // the request's, for reading a response head
+	path      string // for logs; never the query
+	remote    string
+	local     string
+
+	// The rest is made at the hijack.
+
+	readTurn      chan struct{} // holds one reader at a time
+	incoming      chan handleReceived
+	readDeadline  handleDeadline
+	pending       []byte        // the unread rest of the current chunk; under readTurn
+	readErr       error         // what Read returns once pending is empty; under readTurn
+	writeTurn     chan struct{} // holds one writer at a time
+	writeDeadline handleDeadline
+	inFlight      bool          // a timed-out Write's bytes are still with the sender; under writeTurn
+	kick          chan struct{} // wakes the sender
+	written       chan error    // the sender finished a Write's bytes
+	stop          chan struct{} // closed by Close
+	finished      chan struct{} // closed once the RPC may end, with endErr
+
+	mu           sync.Mutex
+	queued       []byte // a copy of the Write the sender has yet to take
+	hasQueued    bool
+	writeClosed  bool  // CloseWrite or Close: later writes fail
+	closed       bool  // Close
+	completeSent bool  // body_complete went out
+	failure      error // why writing failed; later writes return it
+	ended        bool
+	endErr       error
+
+	// The sender's alone.
+	mode int // handleHead, handleTunnel or handleRefusal
+	head []byte
+	pipe *io.PipeWriter // into the relay of a non-101 answer
+}
+
+// What the bytes written to a hijacked connection are.
+const (
+	handleHead    = iota // the response head, until it is complete
+	handleTunnel         // the new protocol, after a 101
+	handleRefusal        // the body of a non-101 answer
+)
+
+// handleReceived is one request message, as the receiver hands it to
+// Read.
+type handleReceived struct {
+	chunk    []byte
+	complete bool
+	err      error
+}
+
+func (s *handleSession) start() *handleConn {
+	s.readTurn, s.writeTurn = make(chan struct{}, 1), make(chan struct{}, 1)
+	s.incoming = make(chan handleReceived)
+	s.kick, s.written = make(chan struct{}, 1), make(chan error, 1)
+	s.stop, s.finished = make(chan struct{}), make(chan struct{})
+	conn := &handleConn{s: s, remote: handleParseAddr(s.remote), local: handleParseAddr(s.local)}
+	runtime.AddCleanup(conn, (*handleSession).unreachable, s)
+	go s.receive()
+	go s.send()
+	return conn
+}
+
+// await waits, once the handler has returned, until the session ends, and
+// returns what Serve returns: nil once the conn was closed and
+// body_complete went out, an error (a non-OK status for the host: an
+// abort) if the handler panicked, the session failed or the host cancelled.
+func (s *handleSession) await(handlerOK bool) error {
+	if !handlerOK {
+		return status.Error(codes.Aborted, "httpbridge: Handle handler failed after hijacking the connection")
+	}
+	select {
+	case <-s.finished:
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.endErr != nil {
+		return status.Error(codes.Aborted, "httpbridge: Handle hijacked connection failed: "+s.endErr.Error())
+	}
+	return nil
+}
+
+// end lets Serve return, with err nil for a clean end.
+func (s *handleSession) end(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.endLocked(err)
+}
+
+func (s *handleSession) endLocked(err error) {
+	if s.ended {
+		return
+	}
+	if err != nil {
+		s.log.Error("httpbridge: Handle hijacked connection failed", "path", s.path, "error", err)
+		if s.failure == nil {
+			s.failure = err
+		}
+	}
+	s.ended, s.endErr = true, err
+	close(s.finished)
+}
+
+// receive hands the request messages to Read, one at a time: it receives
+// the next only once Read took this one, so at most one chunk waits here.
+func (s *handleSession) receive() {
+	warned := false
+	for {
+		msg, err := s.stream.Recv()
+		var got handleReceived
+		switch {
+		case err == io.EOF:
+			// The host half-closed without body_complete: cut off.
+			got.err = io.ErrUnexpectedEOF
+		case err != nil:
+			got.err = err
+		default:
+			if msg.GetInit() != nil && !warned {
+				warned = true
+				s.log.Warn("httpbridge: ignoring Handle init after the first request message", "path", s.path)
+			}
+			got.chunk, got.complete = msg.GetBodyChunk(), msg.GetBodyComplete()
+		}
+		select {
+		case s.incoming <- got:
+		case <-s.stop:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+		if got.err != nil || got.complete {
+			return
+		}
+	}
+}
+
+func (s *handleSession) read(p []byte) (int, error) {
+	expired := s.readDeadline.wait()
+	if err := s.take(s.readTurn, expired); err != nil {
+		return 0, err
+	}
+	defer func() { <-s.readTurn }()
+	for {
+		select {
+		case <-s.stop:
+			return 0, net.ErrClosed
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		default:
+		}
+		if len(s.pending) > 0 {
+			n := copy(p, s.pending)
+			s.pending = s.pending[n:]
+			return n, nil
+		}
+		if s.readErr != nil {
+			return 0, s.readErr
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		select {
+		case got := <-s.incoming:
+			s.pending, s.readErr = got.chunk, got.err
+			if got.complete {
+				s.readErr = io.EOF
+			}
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		case <-s.stop:
+			return 0, net.ErrClosed
+		case <-s.ctx.Done():
+			return 0, s.ctx.Err()
+		}
+	}
+}
+
+// take waits for turn, a channel of capacity 1 that holds the one caller
+// allowed to go on.
+func (s *handleSession) take(turn chan struct{}, expired <-chan struct{}) error {
+	select {
+	case turn <- struct{}{}:
+		return nil
+	case <-expired:
+		return os.ErrDeadlineExceeded
+	case <-s.stop:
+		return net.ErrClosed
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+}
+
+// write hands a copy of p to the sender and waits until it is sent. A
+// Write whose deadline passes meanwhile returns len(p) with the timeout:
+// the bytes are still sent, in order, unless the stream ends first, and the
+// next Write waits for them. So a caller that retries after a timeout does
+// not send them twice.
+func (s *handleSession) write(p []byte) (int, error) {
+	expired := s.writeDeadline.wait()
+	if err := s.take(s.writeTurn, expired); err != nil {
+		return 0, err
+	}
+	defer func() { <-s.writeTurn }()
+	select {
+	case <-expired:
+		return 0, os.ErrDeadlineExceeded
+	default:
+	}
+	if s.inFlight {
+		if _, err := s.waitSent(expired); err != nil {
+			return 0, err
+		}
+	}
+	s.mu.Lock()
+	switch {
+	case s.writeClosed:
+		s.mu.Unlock()
+		return 0, net.ErrClosed
+	case s.failure != nil:
+		err := s.failure
+		s.mu.Unlock()
+		return 0, err
+	case len(p) == 0:
+		s.mu.Unlock()
+		return 0, nil
+	}
+	// A copy: the caller may reuse p once Write returns, even after a
+	// timeout, while the sender still has the bytes.
+	s.queued, s.hasQueued = bytes.Clone(p), true
+	s.mu.Unlock()
+	s.inFlight = true
+	s.wake()
+	if handed, err := s.waitSent(expired); err != nil {
+		if handed {
+			return len(p), err
+		}
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// waitSent waits until the sender reports the bytes in flight sent. It
+// reports whether they were handed over (they are still sent) when it
+// returns an error.
+func (s *handleSession) waitSent(expired <-chan struct{}) (handed bool, err error) {
+	select {
+	case err := <-s.written:
+		s.inFlight = false
+		return false, err
+	case <-expired:
+		return true, os.ErrDeadlineExceeded
+	case <-s.stop:
+		return true, net.ErrClosed
+	case <-s.ctx.Done():
+		return false, s.ctx.Err()
+	}
+}
+
+func (s *handleSession) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// send is the sender goroutine: it sends each Write's bytes, then
+// body_complete once the conn is half-closed or closed.
+func (s *handleSession) send() {
+	for {
+		s.mu.Lock()
+		data, has := s.queued, s.hasQueued
+		s.queued, s.hasQueued = nil, false
+		complete := !has && s.writeClosed
+		s.mu.Unlock()
+		switch {
+		case has:
+			err := s.sendBytes(data)
+			if err != nil && s.mode == handleRefusal {
+				// The answer ended (the relay ended the session) or failed.
+				s.mu.Lock()
+				s.failure = err
+				s.mu.Unlock()
+			} else if err != nil {
+				s.end(err)
+			}
+			s.written <- err
+			if err != nil {
+				return
+			}
+			continue
+		case complete:
+			s.sendComplete()
+			return
+		}
+		select {
+		case <-s.kick:
+		case <-s.ctx.Done():
+			if s.pipe != nil {
+				s.pipe.CloseWithError(s.ctx.Err())
+			}
+			return
+		}
+	}
+}
+
+// sendBytes sends what one Write wrote, as the mode says.
+func (s *handleSession) sendBytes(data []byte) error {
+	switch s.mode {
+	case handleTunnel:
+		return s.sendChunks(nil, data)
+	case handleRefusal:
+		if _, err := s.pipe.Write(data); err != nil {
+			return net.ErrClosed // the answer has ended
+		}
+		return nil
+	}
+	s.head = append(s.head, data...)
+	for {
+		end := bytes.Index(s.head, []byte("\r\n\r\n"))
+		if end < 0 && len(s.head) <= handleMaxResponseHead {
+			return nil // more of the head to come
+		}
+		if end < 0 || end+4 > handleMaxResponseHead {
+			return errors.New("the response head written to it is longer than 64 KiB")
+		}
+		head, rest := s.head[:end+4], s.head[end+4:]
+		res, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), &http.Request{Method: s.method})
+		if err != nil {
+			return fmt.Errorf("the response head written to it is invalid: %w", err)
+		}
+		switch code := res.StatusCode; {
+		case code == http.StatusSwitchingProtocols:
+			s.mode, s.head = handleTunnel, nil
+			headers, invalid := handleEncodeResponseHeader(res.Header)
+			if invalid != "" {
+				return fmt.Errorf("its 101 header %s is not valid UTF-8", strconv.QuoteToASCII(invalid))
+			}
+			init := &ResponseInit{}
+			init.StatusCode = int32(code)
+			init.Headers = headers
+			return s.sendChunks(init, rest)
+		case code < 200:
+			// An interim response is not forwarded, as with WriteHeader.
+			s.head = rest
+		default:
+			// An answer without switching, to be sent as an ordinary
+			// response: its body is decoded by the framing of its head.
+			pr, pw := io.Pipe()
+			s.mode, s.pipe = handleRefusal, pw
+			go s.relay(bufio.NewReader(io.MultiReader(bytes.NewReader(s.head), pr)), pr)
+			s.head = nil
+			return nil
+		}
+	}
+}
+
+// sendChunks sends data in messages of at most chunkSize bytes, the first
+// with init if it is not nil.
+func (s *handleSession) sendChunks(init *ResponseInit, data []byte) error {
+	for init != nil || len(data) > 0 {
+		piece := data[:min(len(data), s.chunkSize)]
+		data = data[len(piece):]
+		if err := s.stream.Send(handleResponseMessage(init, piece, false, false)); err != nil {
+			return err
+		}
+		init = nil
+	}
+	return nil
+}
+
+// sendComplete ends the write side after the last Write.
+func (s *handleSession) sendComplete() {
+	switch s.mode {
+	case handleHead:
+		s.end(errors.New("it was closed before a response head was written to it"))
+		return
+	case handleRefusal:
+		s.pipe.Close() // the relay sees the end of the answer and ends the session
+		return
+	}
+	if err := s.stream.Send(handleResponseMessage(nil, nil, false, true)); err != nil {
+		s.end(err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.completeSent = true
+	if s.closed {
+		s.endLocked(nil)
+	}
+}
+
+// relay sends the answer a handler wrote to the conn after hijacking it,
+// when that was not a 101, as the response: its head, then the body decoded
+// by its framing (Content-Length, chunked or up to Close), with
+// body_complete only after a clean end. Until it ends it is the only
+// goroutine that sends.
+func (s *handleSession) relay(br *bufio.Reader, pr *io.PipeReader) {
+	s.end(s.relayResponse(br))
+	pr.CloseWithError(net.ErrClosed) // later writes fail
+}
+
+func (s *handleSession) relayResponse(br *bufio.Reader) error {
+	res, err := http.ReadResponse(br, &http.Request{Method: s.method})
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	w := s.w
+	w.mu.Lock()
+	w.header = res.Header
+	w.writeHeaderLocked(res.StatusCode)
+	err = w.sendLocked(true, false)
+	w.mu.Unlock()
+	buf := make([]byte, 32<<10)
+	for err == nil {
+		var n int
+		n, err = res.Body.Read(buf)
+		w.mu.Lock()
+		if n > 0 {
+			// Sent at once, as the bytes would be on a connection.
+			if _, werr := w.writeLocked(buf[:n]); werr != nil {
+				err = werr
+			} else if len(w.buf) > 0 {
+				if werr = w.sendLocked(true, false); werr != nil {
+					err = werr
+				}
+			}
+		}
+		if err == io.EOF {
+			err = w.sendLocked(false, true)
+			w.mu.Unlock()
+			return err
+		}
+		w.mu.Unlock()
+	}
+	return err
+}
+
+// close is Close: it makes blocked and later calls fail, and lets the sender
+// send body_complete after the bytes it has.
+func (s *handleSession) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed, s.writeClosed = true, true
+	close(s.stop)
+	if s.completeSent {
+		s.endLocked(nil)
+	}
+	s.wake()
+}
+
+// unreachable closes a session whose conn the handler dropped without
+// closing it, so that the RPC ends.
+func (s *handleSession) unreachable() {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if !closed {
+		s.log.Warn("httpbridge: Handle hijacked connection was dropped without Close; closing it", "path", s.path)
+		s.close()
+	}
+}
+
+// handleConn is the connection Hijack returns: a [net.Conn] whose
+// reads are the request's body chunks and whose writes become response body
+// chunks.
+//
+//   - Read returns the bytes in order, [io.EOF] after the host's
+//     body_complete (the client half-closed), [io.ErrUnexpectedEOF] if
+//     the stream ends without it, and another error once the host cancels.
+//   - Write copies p, sends it at once in chunks of at most ChunkSize with no
+//     coalescing, and blocks while the host does not receive.
+//   - CloseWrite sends body_complete after the bytes written; Close does too
+//     if need be, and then ends the RPC. Both are idempotent.
+//   - Deadlines make blocked calls return [os.ErrDeadlineExceeded].
+//   - RemoteAddr and LocalAddr come from the request's remote address and
+//     host: a *net.TCPAddr when they are ip:port, else an address of network
+//     "httpbridge" holding the text.
+//
+// It is safe for concurrent use.
+type handleConn struct {
+	s      *handleSession
+	remote net.Addr
+	local  net.Addr
+}
+
+var _ net.Conn = (*handleConn)(nil)
+
+func (c *handleConn) Read(p []byte) (int, error)  { return c.s.read(p) }
+func (c *handleConn) Write(p []byte) (int, error) { return c.s.write(p) }
+
+// Close closes both directions. It does not wait for the bytes written to
+// be sent; Serve waits for them.
+func (c *handleConn) Close() error {
+	c.s.close()
+	return nil
+}
+
+// CloseWrite half-closes the connection: the host gets body_complete after
+// the bytes written, and reads go on.
+func (c *handleConn) CloseWrite() error {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return net.ErrClosed
+	}
+	s.writeClosed = true
+	s.wake()
+	return nil
+}
+
+func (c *handleConn) LocalAddr() net.Addr  { return c.local }
+func (c *handleConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *handleConn) SetDeadline(t time.Time) error {
+	c.s.readDeadline.set(t)
+	c.s.writeDeadline.set(t)
+	return nil
+}
+
+func (c *handleConn) SetReadDeadline(t time.Time) error {
+	c.s.readDeadline.set(t)
+	return nil
+}
+
+func (c *handleConn) SetWriteDeadline(t time.Time) error {
+	c.s.writeDeadline.set(t)
+	return nil
+}
+
+// handleDeadline is the deadline of one direction of a conn, as a
+// channel closed once it passes. The channel is kept while the deadline
+// moves without having passed, so that calls already waiting see the new
+// one.
+type handleDeadline struct {
+	mu      sync.Mutex
+	timer   *time.Timer
+	expired chan struct{}
+	passed  bool // expired was closed without a timer
+}
+
+func (d *handleDeadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// A timer that cannot be stopped has closed, or is closing, its channel.
+	if d.timer != nil && !d.timer.Stop() || d.passed || d.expired == nil {
+		d.expired = make(chan struct{})
+	}
+	d.timer, d.passed = nil, false
+	if t.IsZero() {
+		return
+	}
+	if wait := time.Until(t); wait > 0 {
+		expired := d.expired
+		d.timer = time.AfterFunc(wait, func() { close(expired) })
+		return
+	}
+	close(d.expired)
+	d.passed = true
+}
+
+func (d *handleDeadline) wait() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.expired == nil {
+		d.expired = make(chan struct{})
+	}
+	return d.expired
+}
+
+// handleParseAddr is the net.Addr of an address the host reported: a
+// *net.TCPAddr for ip:port, else the text itself.
+func handleParseAddr(address string) net.Addr {
+	if ap, err := netip.ParseAddrPort(address); err == nil {
+		return net.TCPAddrFromAddrPort(ap)
+	}
+	return handleAddr(address)
+}
+
+// handleAddr is an address that is not ip:port, such as a host name.
+type handleAddr string
+
+// Network returns "httpbridge": the address came over the bridge as text.
+func (a handleAddr) Network() string { return "httpbridge" }
+func (a handleAddr) String() string  { return string(a) }
 
 // handleEncodeResponseHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
@@ -3397,10 +4198,22 @@ func (s *outerFetchSession) end(err error) error {
 // streams in as the host sends it, and a [OuterFetchResponseWriter] that
 // streams the response back.
 //
-// Differences from a handler served by net/http: there is no hijacking
-// (no WebSocket), no 1xx interim responses and no trailers, and a panic
-// before any output gives the client 500 Internal Server Error rather than
-// a closed connection. Request.TLS is nil: the plugin cannot know it.
+// Differences from a handler served by net/http: there are no 1xx interim
+// responses and no trailers, and a panic before any output gives the client
+// 500 Internal Server Error rather than a closed connection. Request.TLS is
+// nil: the plugin cannot know it.
+//
+// The connection can be hijacked only to switch protocols (a WebSocket), and
+// only when the host offered it for the request (OuterFetchUpgradeKey): then
+// the request asks for exactly that protocol with "Connection: Upgrade" and
+// has no body, and the writer is also an [http.Hijacker]. Everywhere
+// else it is not one, so WebSocket libraries refuse the upgrade behind a
+// host that cannot switch protocols. The hijacked connection carries the
+// request's body chunks in and the response's out, after a 101 that the
+// handler either sets with WriteHeader before Hijack or writes to the
+// connection itself. It outlives the handler, as net/http's does: Serve
+// returns once it is closed (or the host cancels). A 101 without a hijack
+// gives the client 500.
 //
 // FetchRequest is one message of the request direction.
 //
@@ -3434,7 +4247,8 @@ func OuterFetchRequestInitFromContext(ctx context.Context) (*RequestInit, bool) 
 }
 
 // Serve answers one OuterFetch stream; call it from the service's OuterFetch
-// method. It returns once the handler has returned and the response is sent.
+// method. It returns once the handler has returned and the response is sent,
+// or, when the handler hijacked the connection, once that is closed.
 // A handler that panics after the response started makes Serve return an
 // error without completing the body, so the host cuts the response short.
 func (p *OuterFetchPlugin) Serve(stream grpc.BidiStreamingServer[Outer_FetchRequest, Outer_FetchResponse]) error {
@@ -3456,7 +4270,7 @@ func (p *OuterFetchPlugin) Serve(stream grpc.BidiStreamingServer[Outer_FetchRequ
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	x.ctx = outerFetchRequestContext{Context: ctx, init: init}
-	r, body, err := outerFetchNewRequest(x, stream, init, first, p.logger())
+	r, body, protocol, err := outerFetchNewRequest(x, stream, init, first, p.logger())
 	if err != nil {
 		p.logger().Warn("httpbridge: bad OuterFetch request", "error", err)
 		return outerFetchReject(stream, http.StatusBadRequest)
@@ -3468,9 +4282,25 @@ func (p *OuterFetchPlugin) Serve(stream grpc.BidiStreamingServer[Outer_FetchRequ
 	w.stream, w.chunkSize, w.header = stream, outerFetchChunkSize(p.ChunkSize), make(http.Header)
 	w.log, w.tracing = p.logger(), grpc.EnableTracing
 
-	ok := p.run(w, r)
+	var handlerWriter http.ResponseWriter = w
+	if protocol != "" {
+		w.upgrade = &outerFetchSession{
+			w: w, stream: stream, ctx: stream.Context(), log: w.log, chunkSize: w.chunkSize,
+			protocol: protocol, method: r.Method, path: r.URL.Path, remote: r.RemoteAddr, local: r.Host,
+		}
+		handlerWriter = outerFetchHijackableWriter{w}
+	}
+	ok := p.run(handlerWriter, r)
+	if w.upgrade != nil && w.endHijacked() {
+		// The request ends with the handler; the connection when it is closed.
+		cancel()
+		return w.upgrade.await(ok)
+	}
 	if ok {
 		err = w.finish() // nil once body_complete is sent
+		if err == errOuterFetchNoHijack {
+			p.logger().Error("httpbridge: OuterFetch handler answered 101 Switching Protocols without hijacking the connection; the client gets 500", "path", r.URL.Path)
+		}
 	}
 	if !ok || err != nil {
 		if w.abandon() {
@@ -3521,7 +4351,7 @@ func (c *outerFetchRequestContext) Value(key any) any {
 // run calls the handler and reports whether it returned normally. A panic is
 // recovered so that one bad request does not take the plugin down; like
 // net/http, it logs the stack unless the value is [http.ErrAbortHandler].
-func (p *OuterFetchPlugin) run(w *OuterFetchResponseWriter, r *http.Request) (ok bool) {
+func (p *OuterFetchPlugin) run(w http.ResponseWriter, r *http.Request) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
 			p.logger().Error("httpbridge: OuterFetch handler panicked", "path", r.URL.Path, "panic", v, "stack", outerFetchPanicStack())
@@ -3625,13 +4455,15 @@ func outerFetchFillResponse(msg *Outer_FetchResponse, init *ResponseInit, chunk 
 
 // outerFetchNewRequest rebuilds the HTTP request the host received, in x
 // and with x.ctx as its context. The body is nil when the request has none
-// (r.Body is then [http.NoBody]).
-func outerFetchNewRequest(x *outerFetchExchange, stream grpc.BidiStreamingServer[Outer_FetchRequest, Outer_FetchResponse], init *RequestInit, first *Outer_FetchRequest, log *slog.Logger) (*http.Request, *outerFetchBody, error) {
+// (r.Body is then [http.NoBody]). protocol is the one the exchange may
+// switch to, or "": the request stream then carries that protocol's bytes,
+// which reach only a hijacked connection, and the request has no body.
+func outerFetchNewRequest(x *outerFetchExchange, stream grpc.BidiStreamingServer[Outer_FetchRequest, Outer_FetchResponse], init *RequestInit, first *Outer_FetchRequest, log *slog.Logger) (r *http.Request, body *outerFetchBody, protocol string, err error) {
 	u, err := outerFetchParseURL(init.GetMethod(), init.GetUrl())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	r := &x.req
+	r = &x.req
 	*r = http.Request{
 		Method:     init.GetMethod(),
 		URL:        u,
@@ -3654,7 +4486,15 @@ func outerFetchNewRequest(x *outerFetchExchange, stream grpc.BidiStreamingServer
 	declared := int64(-1)
 	if complete && len(chunk) == 0 && declared <= 0 {
 		r.Body = http.NoBody
-		return r, nil, nil
+		return r, nil, "", nil
+	}
+	// A host that offers an upgrade sends the request without a length and
+	// without body_complete: what follows is the new protocol.
+	if !complete && len(chunk) == 0 && true {
+		if protocol = outerFetchUpgradeOffer(stream.Context(), r.Header); protocol != "" {
+			r.Body = http.NoBody
+			return r, nil, protocol, nil
+		}
 	}
 	// In a server request 0 means "no body"; a body that arrives anyway has
 	// an unknown length.
@@ -3665,11 +4505,11 @@ func outerFetchNewRequest(x *outerFetchExchange, stream grpc.BidiStreamingServer
 	if declared < 0 && r.ProtoMajor == 1 {
 		r.TransferEncoding = []string{"chunked"}
 	}
-	body := &x.body
+	body = &x.body
 	*body = outerFetchBody{stream: stream, log: log, remaining: declared}
 	body.accept(first)
 	r.Body = body
-	return r, body, nil
+	return r, body, "", nil
 }
 
 // outerFetchRequestHeader converts the init's header entries to the
@@ -3863,7 +4703,10 @@ func (b *outerFetchBody) end() {
 // chunks of at most ChunkSize, and Flush sends what is buffered at once.
 //
 // It is safe for concurrent use, so a goroutine may write while the handler
-// runs. It does not support hijacking, deadlines or trailers.
+// runs. It does not support deadlines or trailers. It can be hijacked only
+// on an exchange where the host offered an upgrade: the handler then gets
+// it inside a writer that is also an [http.Hijacker] (see
+// [OuterFetchPlugin]). A 101 status goes out only through Hijack.
 type OuterFetchResponseWriter struct {
 	stream    grpc.BidiStreamingServer[Outer_FetchRequest, Outer_FetchResponse]
 	chunkSize int
@@ -3885,6 +4728,12 @@ type OuterFetchResponseWriter struct {
 	buf      []byte // body bytes not sent yet, fewer than chunkSize
 	ended    bool   // the handler returned: nothing more may be sent
 	err      error  // the first failure; every later call returns it
+
+	switching bool // the status is 101, which only a hijack sends
+	hijacked  bool
+	// upgrade is set on exchanges where the host offered an upgrade: the
+	// connection a hijack hands out.
+	upgrade *outerFetchSession
 }
 
 var (
@@ -3894,6 +4743,10 @@ var (
 
 // errOuterFetchEnded is returned by writes after the handler returned.
 var errOuterFetchEnded = errors.New("httpbridge: OuterFetch response already ended")
+
+// errOuterFetchNoHijack ends a response whose handler returned after
+// WriteHeader(101) without hijacking the connection.
+var errOuterFetchNoHijack = errors.New("httpbridge: OuterFetch handler answered 101 Switching Protocols without hijacking the connection")
 
 // Header returns the header map; changes after the status is fixed are
 // not sent.
@@ -3908,6 +4761,10 @@ func (w *OuterFetchResponseWriter) WriteHeader(code int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.ended {
+		return
+	}
+	if w.hijacked {
+		w.log.Warn("httpbridge: OuterFetch WriteHeader on a hijacked connection is ignored", "code", code)
 		return
 	}
 	if code < 100 || code > 999 {
@@ -3926,7 +4783,8 @@ func (w *OuterFetchResponseWriter) writeHeaderLocked(code int) {
 			w.declared = n
 		}
 	}
-	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
+	w.switching = code == http.StatusSwitchingProtocols
+	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || w.switching
 	init := &w.firstInit
 	init.StatusCode = int32(code)
 	headers, invalid := outerFetchEncodeResponseHeader(w.header)
@@ -3948,6 +4806,9 @@ func (w *OuterFetchResponseWriter) Write(p []byte) (int, error) {
 	if w.ended {
 		return 0, errOuterFetchEnded
 	}
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
 	if w.err != nil {
 		return 0, w.err
 	}
@@ -3956,6 +4817,11 @@ func (w *OuterFetchResponseWriter) Write(p []byte) (int, error) {
 	if err := w.stream.Context().Err(); err != nil {
 		return 0, err
 	}
+	return w.writeLocked(p)
+}
+
+// writeLocked is Write once the writer may write.
+func (w *OuterFetchResponseWriter) writeLocked(p []byte) (int, error) {
 	w.writeHeaderLocked(http.StatusOK)
 	if w.err != nil {
 		return 0, w.err
@@ -4013,7 +4879,13 @@ func (w *OuterFetchResponseWriter) FlushError() error {
 	if w.ended {
 		return errOuterFetchEnded
 	}
+	if w.hijacked {
+		return http.ErrHijacked
+	}
 	w.writeHeaderLocked(http.StatusOK)
+	if w.switching {
+		return nil // a 101 is sent only by Hijack
+	}
 	if w.initSent && len(w.buf) == 0 {
 		return w.err
 	}
@@ -4032,7 +4904,21 @@ func (w *OuterFetchResponseWriter) finish() error {
 	defer w.mu.Unlock()
 	w.ended = true
 	w.writeHeaderLocked(http.StatusOK)
+	if w.switching {
+		return errOuterFetchNoHijack
+	}
 	return w.sendLocked(false, true)
+}
+
+// endHijacked reports, once the handler returned, whether it hijacked the
+// connection; the writer is ended either way.
+func (w *OuterFetchResponseWriter) endHijacked() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.hijacked {
+		w.ended = true
+	}
+	return w.hijacked
 }
 
 // abandon ends the response without completing it, after the handler
@@ -4073,6 +4959,718 @@ func (w *OuterFetchResponseWriter) sendLocked(flush, complete bool) error {
 	w.initSent = true
 	return nil
 }
+
+// outerFetchMaxResponseHead bounds the response head a handler may write
+// to a connection it hijacked before answering: what a 101 or an error
+// response needs, not a stream.
+const outerFetchMaxResponseHead = 64 << 10
+
+// outerFetchUpgradeOffer returns the protocol the exchange may switch to,
+// or "" when it may not. It may when the host offered the protocol in the
+// stream's metadata (OuterFetchUpgradeKey) and the request asks for exactly
+// that protocol with "Connection: upgrade". The caller has checked that the
+// request has no body. Requests without an Upgrade header, nearly all of
+// them, are answered by one map lookup.
+func outerFetchUpgradeOffer(ctx context.Context, h http.Header) string {
+	values := h["Upgrade"]
+	if len(values) == 0 {
+		return ""
+	}
+	protocol := ""
+	for _, value := range values {
+		for more := true; more; {
+			var token string
+			token, value, more = strings.Cut(value, ",")
+			if token = strings.TrimSpace(token); token == "" {
+				continue
+			}
+			if protocol != "" {
+				return "" // more than one protocol: the host never offers that
+			}
+			protocol = token
+		}
+	}
+	if protocol == "" || !outerFetchHasToken(h["Connection"], "upgrade") {
+		return ""
+	}
+	offered := metadata.ValueFromIncomingContext(ctx, OuterFetchUpgradeKey)
+	if len(offered) != 1 || !strings.EqualFold(offered[0], protocol) {
+		return ""
+	}
+	return protocol
+}
+
+// outerFetchHasToken reports whether the comma-separated header values
+// hold token, compared case-insensitively.
+func outerFetchHasToken(values []string, token string) bool {
+	for _, value := range values {
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// outerFetchHijackableWriter is the writer handlers get on an
+// upgrade-capable exchange: the OuterFetchResponseWriter, and an
+// [http.Hijacker]. It is a type of its own so that the writer of every
+// other exchange is no Hijacker: behind a host that cannot switch protocols,
+// gorilla/websocket and coder/websocket then refuse the upgrade (500, 501)
+// instead of answering 101.
+type outerFetchHijackableWriter struct {
+	*OuterFetchResponseWriter
+}
+
+var _ http.Hijacker = outerFetchHijackableWriter{}
+
+// Hijack hands the connection to the handler, as net/http's does: the
+// returned conn carries the new protocol's bytes both ways, and the
+// ReadWriter buffers nothing yet. The handler may have called
+// WriteHeader(101) first, and the 101 goes to the host now; or it writes the
+// response head to the conn itself, as gorilla/websocket does. It fails with
+// [http.ErrHijacked] when called again or after a response other than
+// 101 started.
+func (w outerFetchHijackableWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return w.hijack()
+}
+
+func (w *OuterFetchResponseWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.hijacked, w.init != nil && !w.switching:
+		return nil, nil, http.ErrHijacked
+	case w.ended:
+		return nil, nil, errOuterFetchEnded
+	case w.err != nil:
+		return nil, nil, w.err
+	}
+	s := w.upgrade
+	if w.switching {
+		// The 101 and the header snapshot of WriteHeader, at once: the host
+		// switches on it and starts relaying the client's bytes.
+		if err := w.sendLocked(false, false); err != nil {
+			return nil, nil, err
+		}
+		s.mode = outerFetchTunnel
+	}
+	w.hijacked = true
+	conn := s.start()
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, 4096), bufio.NewWriterSize(conn, 4096)), nil
+}
+
+// outerFetchSession is the hijacked connection of one exchange, as its
+// goroutines and Serve see it. The handler holds a outerFetchConn around
+// it instead, so that a conn it drops can be closed by a cleanup (the
+// session itself stays reachable from the goroutines).
+//
+// After the hijack only its receiver goroutine calls Recv and only its sender
+// goroutine calls Send (the relay goroutine of a non-101 answer instead,
+// while it lasts): neither can be interrupted, so Read and Write wait for
+// them on channels, which deadlines and Close can interrupt.
+type outerFetchSession struct {
+	w         *OuterFetchResponseWriter
+	stream    grpc.BidiStreamingServer[Outer_FetchRequest, Outer_FetchResponse]
+	ctx       context.Context // the stream's: the session outlives the request's
+	log       *slog.Logger
+	chunkSize int
+	protocol  string // what the host offered: "websocket"
+	method    string // the request's, for reading a response head
+	path      string // for logs; never the query
+	remote    string
+	local     string
+
+	// The rest is made at the hijack.
+
+	readTurn      chan struct{} // holds one reader at a time
+	incoming      chan outerFetchReceived
+	readDeadline  outerFetchDeadline
+	pending       []byte        // the unread rest of the current chunk; under readTurn
+	readErr       error         // what Read returns once pending is empty; under readTurn
+	writeTurn     chan struct{} // holds one writer at a time
+	writeDeadline outerFetchDeadline
+	inFlight      bool          // a timed-out Write's bytes are still with the sender; under writeTurn
+	kick          chan struct{} // wakes the sender
+	written       chan error    // the sender finished a Write's bytes
+	stop          chan struct{} // closed by Close
+	finished      chan struct{} // closed once the RPC may end, with endErr
+
+	mu           sync.Mutex
+	queued       []byte // a copy of the Write the sender has yet to take
+	hasQueued    bool
+	writeClosed  bool  // CloseWrite or Close: later writes fail
+	closed       bool  // Close
+	completeSent bool  // body_complete went out
+	failure      error // why writing failed; later writes return it
+	ended        bool
+	endErr       error
+
+	// The sender's alone.
+	mode int // outerFetchHead, outerFetchTunnel or outerFetchRefusal
+	head []byte
+	pipe *io.PipeWriter // into the relay of a non-101 answer
+}
+
+// What the bytes written to a hijacked connection are.
+const (
+	outerFetchHead    = iota // the response head, until it is complete
+	outerFetchTunnel         // the new protocol, after a 101
+	outerFetchRefusal        // the body of a non-101 answer
+)
+
+// outerFetchReceived is one request message, as the receiver hands it to
+// Read.
+type outerFetchReceived struct {
+	chunk    []byte
+	complete bool
+	err      error
+}
+
+func (s *outerFetchSession) start() *outerFetchConn {
+	s.readTurn, s.writeTurn = make(chan struct{}, 1), make(chan struct{}, 1)
+	s.incoming = make(chan outerFetchReceived)
+	s.kick, s.written = make(chan struct{}, 1), make(chan error, 1)
+	s.stop, s.finished = make(chan struct{}), make(chan struct{})
+	conn := &outerFetchConn{s: s, remote: outerFetchParseAddr(s.remote), local: outerFetchParseAddr(s.local)}
+	runtime.AddCleanup(conn, (*outerFetchSession).unreachable, s)
+	go s.receive()
+	go s.send()
+	return conn
+}
+
+// await waits, once the handler has returned, until the session ends, and
+// returns what Serve returns: nil once the conn was closed and
+// body_complete went out, an error (a non-OK status for the host: an
+// abort) if the handler panicked, the session failed or the host cancelled.
+func (s *outerFetchSession) await(handlerOK bool) error {
+	if !handlerOK {
+		return status.Error(codes.Aborted, "httpbridge: OuterFetch handler failed after hijacking the connection")
+	}
+	select {
+	case <-s.finished:
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.endErr != nil {
+		return status.Error(codes.Aborted, "httpbridge: OuterFetch hijacked connection failed: "+s.endErr.Error())
+	}
+	return nil
+}
+
+// end lets Serve return, with err nil for a clean end.
+func (s *outerFetchSession) end(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.endLocked(err)
+}
+
+func (s *outerFetchSession) endLocked(err error) {
+	if s.ended {
+		return
+	}
+	if err != nil {
+		s.log.Error("httpbridge: OuterFetch hijacked connection failed", "path", s.path, "error", err)
+		if s.failure == nil {
+			s.failure = err
+		}
+	}
+	s.ended, s.endErr = true, err
+	close(s.finished)
+}
+
+// receive hands the request messages to Read, one at a time: it receives
+// the next only once Read took this one, so at most one chunk waits here.
+func (s *outerFetchSession) receive() {
+	warned := false
+	for {
+		msg, err := s.stream.Recv()
+		var got outerFetchReceived
+		switch {
+		case err == io.EOF:
+			// The host half-closed without body_complete: cut off.
+			got.err = io.ErrUnexpectedEOF
+		case err != nil:
+			got.err = err
+		default:
+			if msg.GetInit() != nil && !warned {
+				warned = true
+				s.log.Warn("httpbridge: ignoring OuterFetch init after the first request message", "path", s.path)
+			}
+			got.chunk, got.complete = msg.GetBodyChunk(), msg.GetBodyComplete()
+		}
+		select {
+		case s.incoming <- got:
+		case <-s.stop:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+		if got.err != nil || got.complete {
+			return
+		}
+	}
+}
+
+func (s *outerFetchSession) read(p []byte) (int, error) {
+	expired := s.readDeadline.wait()
+	if err := s.take(s.readTurn, expired); err != nil {
+		return 0, err
+	}
+	defer func() { <-s.readTurn }()
+	for {
+		select {
+		case <-s.stop:
+			return 0, net.ErrClosed
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		default:
+		}
+		if len(s.pending) > 0 {
+			n := copy(p, s.pending)
+			s.pending = s.pending[n:]
+			return n, nil
+		}
+		if s.readErr != nil {
+			return 0, s.readErr
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		select {
+		case got := <-s.incoming:
+			s.pending, s.readErr = got.chunk, got.err
+			if got.complete {
+				s.readErr = io.EOF
+			}
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		case <-s.stop:
+			return 0, net.ErrClosed
+		case <-s.ctx.Done():
+			return 0, s.ctx.Err()
+		}
+	}
+}
+
+// take waits for turn, a channel of capacity 1 that holds the one caller
+// allowed to go on.
+func (s *outerFetchSession) take(turn chan struct{}, expired <-chan struct{}) error {
+	select {
+	case turn <- struct{}{}:
+		return nil
+	case <-expired:
+		return os.ErrDeadlineExceeded
+	case <-s.stop:
+		return net.ErrClosed
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+}
+
+// write hands a copy of p to the sender and waits until it is sent. A
+// Write whose deadline passes meanwhile returns len(p) with the timeout:
+// the bytes are still sent, in order, unless the stream ends first, and the
+// next Write waits for them. So a caller that retries after a timeout does
+// not send them twice.
+func (s *outerFetchSession) write(p []byte) (int, error) {
+	expired := s.writeDeadline.wait()
+	if err := s.take(s.writeTurn, expired); err != nil {
+		return 0, err
+	}
+	defer func() { <-s.writeTurn }()
+	select {
+	case <-expired:
+		return 0, os.ErrDeadlineExceeded
+	default:
+	}
+	if s.inFlight {
+		if _, err := s.waitSent(expired); err != nil {
+			return 0, err
+		}
+	}
+	s.mu.Lock()
+	switch {
+	case s.writeClosed:
+		s.mu.Unlock()
+		return 0, net.ErrClosed
+	case s.failure != nil:
+		err := s.failure
+		s.mu.Unlock()
+		return 0, err
+	case len(p) == 0:
+		s.mu.Unlock()
+		return 0, nil
+	}
+	// A copy: the caller may reuse p once Write returns, even after a
+	// timeout, while the sender still has the bytes.
+	s.queued, s.hasQueued = bytes.Clone(p), true
+	s.mu.Unlock()
+	s.inFlight = true
+	s.wake()
+	if handed, err := s.waitSent(expired); err != nil {
+		if handed {
+			return len(p), err
+		}
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// waitSent waits until the sender reports the bytes in flight sent. It
+// reports whether they were handed over (they are still sent) when it
+// returns an error.
+func (s *outerFetchSession) waitSent(expired <-chan struct{}) (handed bool, err error) {
+	select {
+	case err := <-s.written:
+		s.inFlight = false
+		return false, err
+	case <-expired:
+		return true, os.ErrDeadlineExceeded
+	case <-s.stop:
+		return true, net.ErrClosed
+	case <-s.ctx.Done():
+		return false, s.ctx.Err()
+	}
+}
+
+func (s *outerFetchSession) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// send is the sender goroutine: it sends each Write's bytes, then
+// body_complete once the conn is half-closed or closed.
+func (s *outerFetchSession) send() {
+	for {
+		s.mu.Lock()
+		data, has := s.queued, s.hasQueued
+		s.queued, s.hasQueued = nil, false
+		complete := !has && s.writeClosed
+		s.mu.Unlock()
+		switch {
+		case has:
+			err := s.sendBytes(data)
+			if err != nil && s.mode == outerFetchRefusal {
+				// The answer ended (the relay ended the session) or failed.
+				s.mu.Lock()
+				s.failure = err
+				s.mu.Unlock()
+			} else if err != nil {
+				s.end(err)
+			}
+			s.written <- err
+			if err != nil {
+				return
+			}
+			continue
+		case complete:
+			s.sendComplete()
+			return
+		}
+		select {
+		case <-s.kick:
+		case <-s.ctx.Done():
+			if s.pipe != nil {
+				s.pipe.CloseWithError(s.ctx.Err())
+			}
+			return
+		}
+	}
+}
+
+// sendBytes sends what one Write wrote, as the mode says.
+func (s *outerFetchSession) sendBytes(data []byte) error {
+	switch s.mode {
+	case outerFetchTunnel:
+		return s.sendChunks(nil, data)
+	case outerFetchRefusal:
+		if _, err := s.pipe.Write(data); err != nil {
+			return net.ErrClosed // the answer has ended
+		}
+		return nil
+	}
+	s.head = append(s.head, data...)
+	for {
+		end := bytes.Index(s.head, []byte("\r\n\r\n"))
+		if end < 0 && len(s.head) <= outerFetchMaxResponseHead {
+			return nil // more of the head to come
+		}
+		if end < 0 || end+4 > outerFetchMaxResponseHead {
+			return errors.New("the response head written to it is longer than 64 KiB")
+		}
+		head, rest := s.head[:end+4], s.head[end+4:]
+		res, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), &http.Request{Method: s.method})
+		if err != nil {
+			return fmt.Errorf("the response head written to it is invalid: %w", err)
+		}
+		switch code := res.StatusCode; {
+		case code == http.StatusSwitchingProtocols:
+			s.mode, s.head = outerFetchTunnel, nil
+			headers, invalid := outerFetchEncodeResponseHeader(res.Header)
+			if invalid != "" {
+				return fmt.Errorf("its 101 header %s is not valid UTF-8", strconv.QuoteToASCII(invalid))
+			}
+			init := &ResponseInit{}
+			init.StatusCode = int32(code)
+			init.Headers = headers
+			return s.sendChunks(init, rest)
+		case code < 200:
+			// An interim response is not forwarded, as with WriteHeader.
+			s.head = rest
+		default:
+			// An answer without switching, to be sent as an ordinary
+			// response: its body is decoded by the framing of its head.
+			pr, pw := io.Pipe()
+			s.mode, s.pipe = outerFetchRefusal, pw
+			go s.relay(bufio.NewReader(io.MultiReader(bytes.NewReader(s.head), pr)), pr)
+			s.head = nil
+			return nil
+		}
+	}
+}
+
+// sendChunks sends data in messages of at most chunkSize bytes, the first
+// with init if it is not nil.
+func (s *outerFetchSession) sendChunks(init *ResponseInit, data []byte) error {
+	for init != nil || len(data) > 0 {
+		piece := data[:min(len(data), s.chunkSize)]
+		data = data[len(piece):]
+		if err := s.stream.Send(outerFetchResponseMessage(init, piece, false, false)); err != nil {
+			return err
+		}
+		init = nil
+	}
+	return nil
+}
+
+// sendComplete ends the write side after the last Write.
+func (s *outerFetchSession) sendComplete() {
+	switch s.mode {
+	case outerFetchHead:
+		s.end(errors.New("it was closed before a response head was written to it"))
+		return
+	case outerFetchRefusal:
+		s.pipe.Close() // the relay sees the end of the answer and ends the session
+		return
+	}
+	if err := s.stream.Send(outerFetchResponseMessage(nil, nil, false, true)); err != nil {
+		s.end(err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.completeSent = true
+	if s.closed {
+		s.endLocked(nil)
+	}
+}
+
+// relay sends the answer a handler wrote to the conn after hijacking it,
+// when that was not a 101, as the response: its head, then the body decoded
+// by its framing (Content-Length, chunked or up to Close), with
+// body_complete only after a clean end. Until it ends it is the only
+// goroutine that sends.
+func (s *outerFetchSession) relay(br *bufio.Reader, pr *io.PipeReader) {
+	s.end(s.relayResponse(br))
+	pr.CloseWithError(net.ErrClosed) // later writes fail
+}
+
+func (s *outerFetchSession) relayResponse(br *bufio.Reader) error {
+	res, err := http.ReadResponse(br, &http.Request{Method: s.method})
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	w := s.w
+	w.mu.Lock()
+	w.header = res.Header
+	w.writeHeaderLocked(res.StatusCode)
+	err = w.sendLocked(true, false)
+	w.mu.Unlock()
+	buf := make([]byte, 32<<10)
+	for err == nil {
+		var n int
+		n, err = res.Body.Read(buf)
+		w.mu.Lock()
+		if n > 0 {
+			// Sent at once, as the bytes would be on a connection.
+			if _, werr := w.writeLocked(buf[:n]); werr != nil {
+				err = werr
+			} else if len(w.buf) > 0 {
+				if werr = w.sendLocked(true, false); werr != nil {
+					err = werr
+				}
+			}
+		}
+		if err == io.EOF {
+			err = w.sendLocked(false, true)
+			w.mu.Unlock()
+			return err
+		}
+		w.mu.Unlock()
+	}
+	return err
+}
+
+// close is Close: it makes blocked and later calls fail, and lets the sender
+// send body_complete after the bytes it has.
+func (s *outerFetchSession) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed, s.writeClosed = true, true
+	close(s.stop)
+	if s.completeSent {
+		s.endLocked(nil)
+	}
+	s.wake()
+}
+
+// unreachable closes a session whose conn the handler dropped without
+// closing it, so that the RPC ends.
+func (s *outerFetchSession) unreachable() {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if !closed {
+		s.log.Warn("httpbridge: OuterFetch hijacked connection was dropped without Close; closing it", "path", s.path)
+		s.close()
+	}
+}
+
+// outerFetchConn is the connection Hijack returns: a [net.Conn] whose
+// reads are the request's body chunks and whose writes become response body
+// chunks.
+//
+//   - Read returns the bytes in order, [io.EOF] after the host's
+//     body_complete (the client half-closed), [io.ErrUnexpectedEOF] if
+//     the stream ends without it, and another error once the host cancels.
+//   - Write copies p, sends it at once in chunks of at most ChunkSize with no
+//     coalescing, and blocks while the host does not receive.
+//   - CloseWrite sends body_complete after the bytes written; Close does too
+//     if need be, and then ends the RPC. Both are idempotent.
+//   - Deadlines make blocked calls return [os.ErrDeadlineExceeded].
+//   - RemoteAddr and LocalAddr come from the request's remote address and
+//     host: a *net.TCPAddr when they are ip:port, else an address of network
+//     "httpbridge" holding the text.
+//
+// It is safe for concurrent use.
+type outerFetchConn struct {
+	s      *outerFetchSession
+	remote net.Addr
+	local  net.Addr
+}
+
+var _ net.Conn = (*outerFetchConn)(nil)
+
+func (c *outerFetchConn) Read(p []byte) (int, error)  { return c.s.read(p) }
+func (c *outerFetchConn) Write(p []byte) (int, error) { return c.s.write(p) }
+
+// Close closes both directions. It does not wait for the bytes written to
+// be sent; Serve waits for them.
+func (c *outerFetchConn) Close() error {
+	c.s.close()
+	return nil
+}
+
+// CloseWrite half-closes the connection: the host gets body_complete after
+// the bytes written, and reads go on.
+func (c *outerFetchConn) CloseWrite() error {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return net.ErrClosed
+	}
+	s.writeClosed = true
+	s.wake()
+	return nil
+}
+
+func (c *outerFetchConn) LocalAddr() net.Addr  { return c.local }
+func (c *outerFetchConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *outerFetchConn) SetDeadline(t time.Time) error {
+	c.s.readDeadline.set(t)
+	c.s.writeDeadline.set(t)
+	return nil
+}
+
+func (c *outerFetchConn) SetReadDeadline(t time.Time) error {
+	c.s.readDeadline.set(t)
+	return nil
+}
+
+func (c *outerFetchConn) SetWriteDeadline(t time.Time) error {
+	c.s.writeDeadline.set(t)
+	return nil
+}
+
+// outerFetchDeadline is the deadline of one direction of a conn, as a
+// channel closed once it passes. The channel is kept while the deadline
+// moves without having passed, so that calls already waiting see the new
+// one.
+type outerFetchDeadline struct {
+	mu      sync.Mutex
+	timer   *time.Timer
+	expired chan struct{}
+	passed  bool // expired was closed without a timer
+}
+
+func (d *outerFetchDeadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// A timer that cannot be stopped has closed, or is closing, its channel.
+	if d.timer != nil && !d.timer.Stop() || d.passed || d.expired == nil {
+		d.expired = make(chan struct{})
+	}
+	d.timer, d.passed = nil, false
+	if t.IsZero() {
+		return
+	}
+	if wait := time.Until(t); wait > 0 {
+		expired := d.expired
+		d.timer = time.AfterFunc(wait, func() { close(expired) })
+		return
+	}
+	close(d.expired)
+	d.passed = true
+}
+
+func (d *outerFetchDeadline) wait() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.expired == nil {
+		d.expired = make(chan struct{})
+	}
+	return d.expired
+}
+
+// outerFetchParseAddr is the net.Addr of an address the host reported: a
+// *net.TCPAddr for ip:port, else the text itself.
+func outerFetchParseAddr(address string) net.Addr {
+	if ap, err := netip.ParseAddrPort(address); err == nil {
+		return net.TCPAddrFromAddrPort(ap)
+	}
+	return outerFetchAddr(address)
+}
+
+// outerFetchAddr is an address that is not ip:port, such as a host name.
+type outerFetchAddr string
+
+// Network returns "httpbridge": the address came over the bridge as text.
+func (a outerFetchAddr) Network() string { return "httpbridge" }
+func (a outerFetchAddr) String() string  { return string(a) }
 
 // outerFetchEncodeResponseHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
@@ -5436,10 +7034,22 @@ func (s *passSession) end(err error) error {
 // streams in as the host sends it, and a [PassResponseWriter] that
 // streams the response back.
 //
-// Differences from a handler served by net/http: there is no hijacking
-// (no WebSocket), no 1xx interim responses and no trailers, and a panic
-// before any output gives the client 500 Internal Server Error rather than
-// a closed connection. Request.TLS is nil: the plugin cannot know it.
+// Differences from a handler served by net/http: there are no 1xx interim
+// responses and no trailers, and a panic before any output gives the client
+// 500 Internal Server Error rather than a closed connection. Request.TLS is
+// nil: the plugin cannot know it.
+//
+// The connection can be hijacked only to switch protocols (a WebSocket), and
+// only when the host offered it for the request (PassUpgradeKey): then
+// the request asks for exactly that protocol with "Connection: Upgrade" and
+// has no body, and the writer is also an [http.Hijacker]. Everywhere
+// else it is not one, so WebSocket libraries refuse the upgrade behind a
+// host that cannot switch protocols. The hijacked connection carries the
+// request's body chunks in and the response's out, after a 101 that the
+// handler either sets with WriteHeader before Hijack or writes to the
+// connection itself. It outlives the handler, as net/http's does: Serve
+// returns once it is closed (or the host cancels). A 101 without a hijack
+// gives the client 500.
 //
 // Pass carries one HTTP exchange, relayed.
 //
@@ -5475,7 +7085,8 @@ func PassRequestInitFromContext(ctx context.Context) (*RequestInit, bool) {
 }
 
 // Serve answers one Pass stream; call it from the service's Pass
-// method. It returns once the handler has returned and the response is sent.
+// method. It returns once the handler has returned and the response is sent,
+// or, when the handler hijacked the connection, once that is closed.
 // A handler that panics after the response started makes Serve return an
 // error without completing the body, so the host cuts the response short.
 func (p *PassPlugin) Serve(stream grpc.BidiStreamingServer[Relay_Up, Relay_Down]) error {
@@ -5497,7 +7108,7 @@ func (p *PassPlugin) Serve(stream grpc.BidiStreamingServer[Relay_Up, Relay_Down]
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	x.ctx = passRequestContext{Context: ctx, init: init}
-	r, body, err := passNewRequest(x, stream, init, first, p.logger())
+	r, body, protocol, err := passNewRequest(x, stream, init, first, p.logger())
 	if err != nil {
 		p.logger().Warn("httpbridge: bad Pass request", "error", err)
 		return passReject(stream, http.StatusBadRequest)
@@ -5509,9 +7120,25 @@ func (p *PassPlugin) Serve(stream grpc.BidiStreamingServer[Relay_Up, Relay_Down]
 	w.stream, w.chunkSize, w.header = stream, passChunkSize(p.ChunkSize), make(http.Header)
 	w.log, w.tracing = p.logger(), grpc.EnableTracing
 
-	ok := p.run(w, r)
+	var handlerWriter http.ResponseWriter = w
+	if protocol != "" {
+		w.upgrade = &passSession{
+			w: w, stream: stream, ctx: stream.Context(), log: w.log, chunkSize: w.chunkSize,
+			protocol: protocol, method: r.Method, path: r.URL.Path, remote: r.RemoteAddr, local: r.Host,
+		}
+		handlerWriter = passHijackableWriter{w}
+	}
+	ok := p.run(handlerWriter, r)
+	if w.upgrade != nil && w.endHijacked() {
+		// The request ends with the handler; the connection when it is closed.
+		cancel()
+		return w.upgrade.await(ok)
+	}
 	if ok {
 		err = w.finish() // nil once body_complete is sent
+		if err == errPassNoHijack {
+			p.logger().Error("httpbridge: Pass handler answered 101 Switching Protocols without hijacking the connection; the client gets 500", "path", r.URL.Path)
+		}
 	}
 	if !ok || err != nil {
 		if w.abandon() {
@@ -5562,7 +7189,7 @@ func (c *passRequestContext) Value(key any) any {
 // run calls the handler and reports whether it returned normally. A panic is
 // recovered so that one bad request does not take the plugin down; like
 // net/http, it logs the stack unless the value is [http.ErrAbortHandler].
-func (p *PassPlugin) run(w *PassResponseWriter, r *http.Request) (ok bool) {
+func (p *PassPlugin) run(w http.ResponseWriter, r *http.Request) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
 			p.logger().Error("httpbridge: Pass handler panicked", "path", r.URL.Path, "panic", v, "stack", passPanicStack())
@@ -5666,13 +7293,15 @@ func passFillResponse(msg *Relay_Down, init *ResponseInit, chunk []byte, flush, 
 
 // passNewRequest rebuilds the HTTP request the host received, in x
 // and with x.ctx as its context. The body is nil when the request has none
-// (r.Body is then [http.NoBody]).
-func passNewRequest(x *passExchange, stream grpc.BidiStreamingServer[Relay_Up, Relay_Down], init *RequestInit, first *Relay_Up, log *slog.Logger) (*http.Request, *passBody, error) {
+// (r.Body is then [http.NoBody]). protocol is the one the exchange may
+// switch to, or "": the request stream then carries that protocol's bytes,
+// which reach only a hijacked connection, and the request has no body.
+func passNewRequest(x *passExchange, stream grpc.BidiStreamingServer[Relay_Up, Relay_Down], init *RequestInit, first *Relay_Up, log *slog.Logger) (r *http.Request, body *passBody, protocol string, err error) {
 	u, err := passParseURL(init.GetMethod(), init.GetUrl())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	r := &x.req
+	r = &x.req
 	*r = http.Request{
 		Method:     init.GetMethod(),
 		URL:        u,
@@ -5695,7 +7324,15 @@ func passNewRequest(x *passExchange, stream grpc.BidiStreamingServer[Relay_Up, R
 	declared := int64(-1)
 	if complete && len(chunk) == 0 && declared <= 0 {
 		r.Body = http.NoBody
-		return r, nil, nil
+		return r, nil, "", nil
+	}
+	// A host that offers an upgrade sends the request without a length and
+	// without body_complete: what follows is the new protocol.
+	if !complete && len(chunk) == 0 && true {
+		if protocol = passUpgradeOffer(stream.Context(), r.Header); protocol != "" {
+			r.Body = http.NoBody
+			return r, nil, protocol, nil
+		}
 	}
 	// In a server request 0 means "no body"; a body that arrives anyway has
 	// an unknown length.
@@ -5706,11 +7343,11 @@ func passNewRequest(x *passExchange, stream grpc.BidiStreamingServer[Relay_Up, R
 	if declared < 0 && r.ProtoMajor == 1 {
 		r.TransferEncoding = []string{"chunked"}
 	}
-	body := &x.body
+	body = &x.body
 	*body = passBody{stream: stream, log: log, remaining: declared}
 	body.accept(first)
 	r.Body = body
-	return r, body, nil
+	return r, body, "", nil
 }
 
 // passRequestHeader converts the init's header entries to the
@@ -5904,7 +7541,10 @@ func (b *passBody) end() {
 // chunks of at most ChunkSize, and Flush sends what is buffered at once.
 //
 // It is safe for concurrent use, so a goroutine may write while the handler
-// runs. It does not support hijacking, deadlines or trailers.
+// runs. It does not support deadlines or trailers. It can be hijacked only
+// on an exchange where the host offered an upgrade: the handler then gets
+// it inside a writer that is also an [http.Hijacker] (see
+// [PassPlugin]). A 101 status goes out only through Hijack.
 type PassResponseWriter struct {
 	stream    grpc.BidiStreamingServer[Relay_Up, Relay_Down]
 	chunkSize int
@@ -5926,6 +7566,12 @@ type PassResponseWriter struct {
 	buf      []byte // body bytes not sent yet, fewer than chunkSize
 	ended    bool   // the handler returned: nothing more may be sent
 	err      error  // the first failure; every later call returns it
+
+	switching bool // the status is 101, which only a hijack sends
+	hijacked  bool
+	// upgrade is set on exchanges where the host offered an upgrade: the
+	// connection a hijack hands out.
+	upgrade *passSession
 }
 
 var (
@@ -5935,6 +7581,10 @@ var (
 
 // errPassEnded is returned by writes after the handler returned.
 var errPassEnded = errors.New("httpbridge: Pass response already ended")
+
+// errPassNoHijack ends a response whose handler returned after
+// WriteHeader(101) without hijacking the connection.
+var errPassNoHijack = errors.New("httpbridge: Pass handler answered 101 Switching Protocols without hijacking the connection")
 
 // Header returns the header map; changes after the status is fixed are
 // not sent.
@@ -5949,6 +7599,10 @@ func (w *PassResponseWriter) WriteHeader(code int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.ended {
+		return
+	}
+	if w.hijacked {
+		w.log.Warn("httpbridge: Pass WriteHeader on a hijacked connection is ignored", "code", code)
 		return
 	}
 	if code < 100 || code > 999 {
@@ -5967,7 +7621,8 @@ func (w *PassResponseWriter) writeHeaderLocked(code int) {
 			w.declared = n
 		}
 	}
-	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
+	w.switching = code == http.StatusSwitchingProtocols
+	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || w.switching
 	init := &w.firstInit
 	init.StatusCode = int32(code)
 	headers, invalid := passEncodeResponseHeader(w.header)
@@ -5989,6 +7644,9 @@ func (w *PassResponseWriter) Write(p []byte) (int, error) {
 	if w.ended {
 		return 0, errPassEnded
 	}
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
 	if w.err != nil {
 		return 0, w.err
 	}
@@ -5997,6 +7655,11 @@ func (w *PassResponseWriter) Write(p []byte) (int, error) {
 	if err := w.stream.Context().Err(); err != nil {
 		return 0, err
 	}
+	return w.writeLocked(p)
+}
+
+// writeLocked is Write once the writer may write.
+func (w *PassResponseWriter) writeLocked(p []byte) (int, error) {
 	w.writeHeaderLocked(http.StatusOK)
 	if w.err != nil {
 		return 0, w.err
@@ -6054,7 +7717,13 @@ func (w *PassResponseWriter) FlushError() error {
 	if w.ended {
 		return errPassEnded
 	}
+	if w.hijacked {
+		return http.ErrHijacked
+	}
 	w.writeHeaderLocked(http.StatusOK)
+	if w.switching {
+		return nil // a 101 is sent only by Hijack
+	}
 	if w.initSent && len(w.buf) == 0 {
 		return w.err
 	}
@@ -6073,7 +7742,21 @@ func (w *PassResponseWriter) finish() error {
 	defer w.mu.Unlock()
 	w.ended = true
 	w.writeHeaderLocked(http.StatusOK)
+	if w.switching {
+		return errPassNoHijack
+	}
 	return w.sendLocked(false, true)
+}
+
+// endHijacked reports, once the handler returned, whether it hijacked the
+// connection; the writer is ended either way.
+func (w *PassResponseWriter) endHijacked() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.hijacked {
+		w.ended = true
+	}
+	return w.hijacked
 }
 
 // abandon ends the response without completing it, after the handler
@@ -6114,6 +7797,718 @@ func (w *PassResponseWriter) sendLocked(flush, complete bool) error {
 	w.initSent = true
 	return nil
 }
+
+// passMaxResponseHead bounds the response head a handler may write
+// to a connection it hijacked before answering: what a 101 or an error
+// response needs, not a stream.
+const passMaxResponseHead = 64 << 10
+
+// passUpgradeOffer returns the protocol the exchange may switch to,
+// or "" when it may not. It may when the host offered the protocol in the
+// stream's metadata (PassUpgradeKey) and the request asks for exactly
+// that protocol with "Connection: upgrade". The caller has checked that the
+// request has no body. Requests without an Upgrade header, nearly all of
+// them, are answered by one map lookup.
+func passUpgradeOffer(ctx context.Context, h http.Header) string {
+	values := h["Upgrade"]
+	if len(values) == 0 {
+		return ""
+	}
+	protocol := ""
+	for _, value := range values {
+		for more := true; more; {
+			var token string
+			token, value, more = strings.Cut(value, ",")
+			if token = strings.TrimSpace(token); token == "" {
+				continue
+			}
+			if protocol != "" {
+				return "" // more than one protocol: the host never offers that
+			}
+			protocol = token
+		}
+	}
+	if protocol == "" || !passHasToken(h["Connection"], "upgrade") {
+		return ""
+	}
+	offered := metadata.ValueFromIncomingContext(ctx, PassUpgradeKey)
+	if len(offered) != 1 || !strings.EqualFold(offered[0], protocol) {
+		return ""
+	}
+	return protocol
+}
+
+// passHasToken reports whether the comma-separated header values
+// hold token, compared case-insensitively.
+func passHasToken(values []string, token string) bool {
+	for _, value := range values {
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// passHijackableWriter is the writer handlers get on an
+// upgrade-capable exchange: the PassResponseWriter, and an
+// [http.Hijacker]. It is a type of its own so that the writer of every
+// other exchange is no Hijacker: behind a host that cannot switch protocols,
+// gorilla/websocket and coder/websocket then refuse the upgrade (500, 501)
+// instead of answering 101.
+type passHijackableWriter struct {
+	*PassResponseWriter
+}
+
+var _ http.Hijacker = passHijackableWriter{}
+
+// Hijack hands the connection to the handler, as net/http's does: the
+// returned conn carries the new protocol's bytes both ways, and the
+// ReadWriter buffers nothing yet. The handler may have called
+// WriteHeader(101) first, and the 101 goes to the host now; or it writes the
+// response head to the conn itself, as gorilla/websocket does. It fails with
+// [http.ErrHijacked] when called again or after a response other than
+// 101 started.
+func (w passHijackableWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return w.hijack()
+}
+
+func (w *PassResponseWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.hijacked, w.init != nil && !w.switching:
+		return nil, nil, http.ErrHijacked
+	case w.ended:
+		return nil, nil, errPassEnded
+	case w.err != nil:
+		return nil, nil, w.err
+	}
+	s := w.upgrade
+	if w.switching {
+		// The 101 and the header snapshot of WriteHeader, at once: the host
+		// switches on it and starts relaying the client's bytes.
+		if err := w.sendLocked(false, false); err != nil {
+			return nil, nil, err
+		}
+		s.mode = passTunnel
+	}
+	w.hijacked = true
+	conn := s.start()
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, 4096), bufio.NewWriterSize(conn, 4096)), nil
+}
+
+// passSession is the hijacked connection of one exchange, as its
+// goroutines and Serve see it. The handler holds a passConn around
+// it instead, so that a conn it drops can be closed by a cleanup (the
+// session itself stays reachable from the goroutines).
+//
+// After the hijack only its receiver goroutine calls Recv and only its sender
+// goroutine calls Send (the relay goroutine of a non-101 answer instead,
+// while it lasts): neither can be interrupted, so Read and Write wait for
+// them on channels, which deadlines and Close can interrupt.
+type passSession struct {
+	w         *PassResponseWriter
+	stream    grpc.BidiStreamingServer[Relay_Up, Relay_Down]
+	ctx       context.Context // the stream's: the session outlives the request's
+	log       *slog.Logger
+	chunkSize int
+	protocol  string // what the host offered: "websocket"
+	method    string // the request's, for reading a response head
+	path      string // for logs; never the query
+	remote    string
+	local     string
+
+	// The rest is made at the hijack.
+
+	readTurn      chan struct{} // holds one reader at a time
+	incoming      chan passReceived
+	readDeadline  passDeadline
+	pending       []byte        // the unread rest of the current chunk; under readTurn
+	readErr       error         // what Read returns once pending is empty; under readTurn
+	writeTurn     chan struct{} // holds one writer at a time
+	writeDeadline passDeadline
+	inFlight      bool          // a timed-out Write's bytes are still with the sender; under writeTurn
+	kick          chan struct{} // wakes the sender
+	written       chan error    // the sender finished a Write's bytes
+	stop          chan struct{} // closed by Close
+	finished      chan struct{} // closed once the RPC may end, with endErr
+
+	mu           sync.Mutex
+	queued       []byte // a copy of the Write the sender has yet to take
+	hasQueued    bool
+	writeClosed  bool  // CloseWrite or Close: later writes fail
+	closed       bool  // Close
+	completeSent bool  // body_complete went out
+	failure      error // why writing failed; later writes return it
+	ended        bool
+	endErr       error
+
+	// The sender's alone.
+	mode int // passHead, passTunnel or passRefusal
+	head []byte
+	pipe *io.PipeWriter // into the relay of a non-101 answer
+}
+
+// What the bytes written to a hijacked connection are.
+const (
+	passHead    = iota // the response head, until it is complete
+	passTunnel         // the new protocol, after a 101
+	passRefusal        // the body of a non-101 answer
+)
+
+// passReceived is one request message, as the receiver hands it to
+// Read.
+type passReceived struct {
+	chunk    []byte
+	complete bool
+	err      error
+}
+
+func (s *passSession) start() *passConn {
+	s.readTurn, s.writeTurn = make(chan struct{}, 1), make(chan struct{}, 1)
+	s.incoming = make(chan passReceived)
+	s.kick, s.written = make(chan struct{}, 1), make(chan error, 1)
+	s.stop, s.finished = make(chan struct{}), make(chan struct{})
+	conn := &passConn{s: s, remote: passParseAddr(s.remote), local: passParseAddr(s.local)}
+	runtime.AddCleanup(conn, (*passSession).unreachable, s)
+	go s.receive()
+	go s.send()
+	return conn
+}
+
+// await waits, once the handler has returned, until the session ends, and
+// returns what Serve returns: nil once the conn was closed and
+// body_complete went out, an error (a non-OK status for the host: an
+// abort) if the handler panicked, the session failed or the host cancelled.
+func (s *passSession) await(handlerOK bool) error {
+	if !handlerOK {
+		return status.Error(codes.Aborted, "httpbridge: Pass handler failed after hijacking the connection")
+	}
+	select {
+	case <-s.finished:
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.endErr != nil {
+		return status.Error(codes.Aborted, "httpbridge: Pass hijacked connection failed: "+s.endErr.Error())
+	}
+	return nil
+}
+
+// end lets Serve return, with err nil for a clean end.
+func (s *passSession) end(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.endLocked(err)
+}
+
+func (s *passSession) endLocked(err error) {
+	if s.ended {
+		return
+	}
+	if err != nil {
+		s.log.Error("httpbridge: Pass hijacked connection failed", "path", s.path, "error", err)
+		if s.failure == nil {
+			s.failure = err
+		}
+	}
+	s.ended, s.endErr = true, err
+	close(s.finished)
+}
+
+// receive hands the request messages to Read, one at a time: it receives
+// the next only once Read took this one, so at most one chunk waits here.
+func (s *passSession) receive() {
+	warned := false
+	for {
+		msg, err := s.stream.Recv()
+		var got passReceived
+		switch {
+		case err == io.EOF:
+			// The host half-closed without body_complete: cut off.
+			got.err = io.ErrUnexpectedEOF
+		case err != nil:
+			got.err = err
+		default:
+			if msg.GetInit() != nil && !warned {
+				warned = true
+				s.log.Warn("httpbridge: ignoring Pass init after the first request message", "path", s.path)
+			}
+			got.chunk, got.complete = msg.GetBodyChunk(), msg.GetBodyComplete()
+		}
+		select {
+		case s.incoming <- got:
+		case <-s.stop:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+		if got.err != nil || got.complete {
+			return
+		}
+	}
+}
+
+func (s *passSession) read(p []byte) (int, error) {
+	expired := s.readDeadline.wait()
+	if err := s.take(s.readTurn, expired); err != nil {
+		return 0, err
+	}
+	defer func() { <-s.readTurn }()
+	for {
+		select {
+		case <-s.stop:
+			return 0, net.ErrClosed
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		default:
+		}
+		if len(s.pending) > 0 {
+			n := copy(p, s.pending)
+			s.pending = s.pending[n:]
+			return n, nil
+		}
+		if s.readErr != nil {
+			return 0, s.readErr
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		select {
+		case got := <-s.incoming:
+			s.pending, s.readErr = got.chunk, got.err
+			if got.complete {
+				s.readErr = io.EOF
+			}
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		case <-s.stop:
+			return 0, net.ErrClosed
+		case <-s.ctx.Done():
+			return 0, s.ctx.Err()
+		}
+	}
+}
+
+// take waits for turn, a channel of capacity 1 that holds the one caller
+// allowed to go on.
+func (s *passSession) take(turn chan struct{}, expired <-chan struct{}) error {
+	select {
+	case turn <- struct{}{}:
+		return nil
+	case <-expired:
+		return os.ErrDeadlineExceeded
+	case <-s.stop:
+		return net.ErrClosed
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+}
+
+// write hands a copy of p to the sender and waits until it is sent. A
+// Write whose deadline passes meanwhile returns len(p) with the timeout:
+// the bytes are still sent, in order, unless the stream ends first, and the
+// next Write waits for them. So a caller that retries after a timeout does
+// not send them twice.
+func (s *passSession) write(p []byte) (int, error) {
+	expired := s.writeDeadline.wait()
+	if err := s.take(s.writeTurn, expired); err != nil {
+		return 0, err
+	}
+	defer func() { <-s.writeTurn }()
+	select {
+	case <-expired:
+		return 0, os.ErrDeadlineExceeded
+	default:
+	}
+	if s.inFlight {
+		if _, err := s.waitSent(expired); err != nil {
+			return 0, err
+		}
+	}
+	s.mu.Lock()
+	switch {
+	case s.writeClosed:
+		s.mu.Unlock()
+		return 0, net.ErrClosed
+	case s.failure != nil:
+		err := s.failure
+		s.mu.Unlock()
+		return 0, err
+	case len(p) == 0:
+		s.mu.Unlock()
+		return 0, nil
+	}
+	// A copy: the caller may reuse p once Write returns, even after a
+	// timeout, while the sender still has the bytes.
+	s.queued, s.hasQueued = bytes.Clone(p), true
+	s.mu.Unlock()
+	s.inFlight = true
+	s.wake()
+	if handed, err := s.waitSent(expired); err != nil {
+		if handed {
+			return len(p), err
+		}
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// waitSent waits until the sender reports the bytes in flight sent. It
+// reports whether they were handed over (they are still sent) when it
+// returns an error.
+func (s *passSession) waitSent(expired <-chan struct{}) (handed bool, err error) {
+	select {
+	case err := <-s.written:
+		s.inFlight = false
+		return false, err
+	case <-expired:
+		return true, os.ErrDeadlineExceeded
+	case <-s.stop:
+		return true, net.ErrClosed
+	case <-s.ctx.Done():
+		return false, s.ctx.Err()
+	}
+}
+
+func (s *passSession) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// send is the sender goroutine: it sends each Write's bytes, then
+// body_complete once the conn is half-closed or closed.
+func (s *passSession) send() {
+	for {
+		s.mu.Lock()
+		data, has := s.queued, s.hasQueued
+		s.queued, s.hasQueued = nil, false
+		complete := !has && s.writeClosed
+		s.mu.Unlock()
+		switch {
+		case has:
+			err := s.sendBytes(data)
+			if err != nil && s.mode == passRefusal {
+				// The answer ended (the relay ended the session) or failed.
+				s.mu.Lock()
+				s.failure = err
+				s.mu.Unlock()
+			} else if err != nil {
+				s.end(err)
+			}
+			s.written <- err
+			if err != nil {
+				return
+			}
+			continue
+		case complete:
+			s.sendComplete()
+			return
+		}
+		select {
+		case <-s.kick:
+		case <-s.ctx.Done():
+			if s.pipe != nil {
+				s.pipe.CloseWithError(s.ctx.Err())
+			}
+			return
+		}
+	}
+}
+
+// sendBytes sends what one Write wrote, as the mode says.
+func (s *passSession) sendBytes(data []byte) error {
+	switch s.mode {
+	case passTunnel:
+		return s.sendChunks(nil, data)
+	case passRefusal:
+		if _, err := s.pipe.Write(data); err != nil {
+			return net.ErrClosed // the answer has ended
+		}
+		return nil
+	}
+	s.head = append(s.head, data...)
+	for {
+		end := bytes.Index(s.head, []byte("\r\n\r\n"))
+		if end < 0 && len(s.head) <= passMaxResponseHead {
+			return nil // more of the head to come
+		}
+		if end < 0 || end+4 > passMaxResponseHead {
+			return errors.New("the response head written to it is longer than 64 KiB")
+		}
+		head, rest := s.head[:end+4], s.head[end+4:]
+		res, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), &http.Request{Method: s.method})
+		if err != nil {
+			return fmt.Errorf("the response head written to it is invalid: %w", err)
+		}
+		switch code := res.StatusCode; {
+		case code == http.StatusSwitchingProtocols:
+			s.mode, s.head = passTunnel, nil
+			headers, invalid := passEncodeResponseHeader(res.Header)
+			if invalid != "" {
+				return fmt.Errorf("its 101 header %s is not valid UTF-8", strconv.QuoteToASCII(invalid))
+			}
+			init := &ResponseInit{}
+			init.StatusCode = int32(code)
+			init.Headers = headers
+			return s.sendChunks(init, rest)
+		case code < 200:
+			// An interim response is not forwarded, as with WriteHeader.
+			s.head = rest
+		default:
+			// An answer without switching, to be sent as an ordinary
+			// response: its body is decoded by the framing of its head.
+			pr, pw := io.Pipe()
+			s.mode, s.pipe = passRefusal, pw
+			go s.relay(bufio.NewReader(io.MultiReader(bytes.NewReader(s.head), pr)), pr)
+			s.head = nil
+			return nil
+		}
+	}
+}
+
+// sendChunks sends data in messages of at most chunkSize bytes, the first
+// with init if it is not nil.
+func (s *passSession) sendChunks(init *ResponseInit, data []byte) error {
+	for init != nil || len(data) > 0 {
+		piece := data[:min(len(data), s.chunkSize)]
+		data = data[len(piece):]
+		if err := s.stream.Send(passResponseMessage(init, piece, false, false)); err != nil {
+			return err
+		}
+		init = nil
+	}
+	return nil
+}
+
+// sendComplete ends the write side after the last Write.
+func (s *passSession) sendComplete() {
+	switch s.mode {
+	case passHead:
+		s.end(errors.New("it was closed before a response head was written to it"))
+		return
+	case passRefusal:
+		s.pipe.Close() // the relay sees the end of the answer and ends the session
+		return
+	}
+	if err := s.stream.Send(passResponseMessage(nil, nil, false, true)); err != nil {
+		s.end(err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.completeSent = true
+	if s.closed {
+		s.endLocked(nil)
+	}
+}
+
+// relay sends the answer a handler wrote to the conn after hijacking it,
+// when that was not a 101, as the response: its head, then the body decoded
+// by its framing (Content-Length, chunked or up to Close), with
+// body_complete only after a clean end. Until it ends it is the only
+// goroutine that sends.
+func (s *passSession) relay(br *bufio.Reader, pr *io.PipeReader) {
+	s.end(s.relayResponse(br))
+	pr.CloseWithError(net.ErrClosed) // later writes fail
+}
+
+func (s *passSession) relayResponse(br *bufio.Reader) error {
+	res, err := http.ReadResponse(br, &http.Request{Method: s.method})
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	w := s.w
+	w.mu.Lock()
+	w.header = res.Header
+	w.writeHeaderLocked(res.StatusCode)
+	err = w.sendLocked(true, false)
+	w.mu.Unlock()
+	buf := make([]byte, 32<<10)
+	for err == nil {
+		var n int
+		n, err = res.Body.Read(buf)
+		w.mu.Lock()
+		if n > 0 {
+			// Sent at once, as the bytes would be on a connection.
+			if _, werr := w.writeLocked(buf[:n]); werr != nil {
+				err = werr
+			} else if len(w.buf) > 0 {
+				if werr = w.sendLocked(true, false); werr != nil {
+					err = werr
+				}
+			}
+		}
+		if err == io.EOF {
+			err = w.sendLocked(false, true)
+			w.mu.Unlock()
+			return err
+		}
+		w.mu.Unlock()
+	}
+	return err
+}
+
+// close is Close: it makes blocked and later calls fail, and lets the sender
+// send body_complete after the bytes it has.
+func (s *passSession) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed, s.writeClosed = true, true
+	close(s.stop)
+	if s.completeSent {
+		s.endLocked(nil)
+	}
+	s.wake()
+}
+
+// unreachable closes a session whose conn the handler dropped without
+// closing it, so that the RPC ends.
+func (s *passSession) unreachable() {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if !closed {
+		s.log.Warn("httpbridge: Pass hijacked connection was dropped without Close; closing it", "path", s.path)
+		s.close()
+	}
+}
+
+// passConn is the connection Hijack returns: a [net.Conn] whose
+// reads are the request's body chunks and whose writes become response body
+// chunks.
+//
+//   - Read returns the bytes in order, [io.EOF] after the host's
+//     body_complete (the client half-closed), [io.ErrUnexpectedEOF] if
+//     the stream ends without it, and another error once the host cancels.
+//   - Write copies p, sends it at once in chunks of at most ChunkSize with no
+//     coalescing, and blocks while the host does not receive.
+//   - CloseWrite sends body_complete after the bytes written; Close does too
+//     if need be, and then ends the RPC. Both are idempotent.
+//   - Deadlines make blocked calls return [os.ErrDeadlineExceeded].
+//   - RemoteAddr and LocalAddr come from the request's remote address and
+//     host: a *net.TCPAddr when they are ip:port, else an address of network
+//     "httpbridge" holding the text.
+//
+// It is safe for concurrent use.
+type passConn struct {
+	s      *passSession
+	remote net.Addr
+	local  net.Addr
+}
+
+var _ net.Conn = (*passConn)(nil)
+
+func (c *passConn) Read(p []byte) (int, error)  { return c.s.read(p) }
+func (c *passConn) Write(p []byte) (int, error) { return c.s.write(p) }
+
+// Close closes both directions. It does not wait for the bytes written to
+// be sent; Serve waits for them.
+func (c *passConn) Close() error {
+	c.s.close()
+	return nil
+}
+
+// CloseWrite half-closes the connection: the host gets body_complete after
+// the bytes written, and reads go on.
+func (c *passConn) CloseWrite() error {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return net.ErrClosed
+	}
+	s.writeClosed = true
+	s.wake()
+	return nil
+}
+
+func (c *passConn) LocalAddr() net.Addr  { return c.local }
+func (c *passConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *passConn) SetDeadline(t time.Time) error {
+	c.s.readDeadline.set(t)
+	c.s.writeDeadline.set(t)
+	return nil
+}
+
+func (c *passConn) SetReadDeadline(t time.Time) error {
+	c.s.readDeadline.set(t)
+	return nil
+}
+
+func (c *passConn) SetWriteDeadline(t time.Time) error {
+	c.s.writeDeadline.set(t)
+	return nil
+}
+
+// passDeadline is the deadline of one direction of a conn, as a
+// channel closed once it passes. The channel is kept while the deadline
+// moves without having passed, so that calls already waiting see the new
+// one.
+type passDeadline struct {
+	mu      sync.Mutex
+	timer   *time.Timer
+	expired chan struct{}
+	passed  bool // expired was closed without a timer
+}
+
+func (d *passDeadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// A timer that cannot be stopped has closed, or is closing, its channel.
+	if d.timer != nil && !d.timer.Stop() || d.passed || d.expired == nil {
+		d.expired = make(chan struct{})
+	}
+	d.timer, d.passed = nil, false
+	if t.IsZero() {
+		return
+	}
+	if wait := time.Until(t); wait > 0 {
+		expired := d.expired
+		d.timer = time.AfterFunc(wait, func() { close(expired) })
+		return
+	}
+	close(d.expired)
+	d.passed = true
+}
+
+func (d *passDeadline) wait() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.expired == nil {
+		d.expired = make(chan struct{})
+	}
+	return d.expired
+}
+
+// passParseAddr is the net.Addr of an address the host reported: a
+// *net.TCPAddr for ip:port, else the text itself.
+func passParseAddr(address string) net.Addr {
+	if ap, err := netip.ParseAddrPort(address); err == nil {
+		return net.TCPAddrFromAddrPort(ap)
+	}
+	return passAddr(address)
+}
+
+// passAddr is an address that is not ip:port, such as a host name.
+type passAddr string
+
+// Network returns "httpbridge": the address came over the bridge as text.
+func (a passAddr) Network() string { return "httpbridge" }
+func (a passAddr) String() string  { return string(a) }
 
 // passEncodeResponseHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are

@@ -6,6 +6,8 @@
 package tunnelv1
 
 import (
+	bufio "bufio"
+	bytes "bytes"
 	context "context"
 	errors "errors"
 	fmt "fmt"
@@ -21,7 +23,9 @@ import (
 	slog "log/slog"
 	net "net"
 	http "net/http"
+	netip "net/netip"
 	url "net/url"
+	os "os"
 	runtime "runtime"
 	slices "slices"
 	strconv "strconv"
@@ -35,7 +39,7 @@ import (
 // This is a compile-time assertion that this generated file is compatible
 // with the grpc package it is being compiled against: it needs generic
 // streams, and the host needs the mem package and ForceCodecV2 of gRPC-Go
-// v1.66.0 or later. The code also needs Go 1.21 or later.
+// v1.66.0 or later. The code also needs Go 1.24 or later (runtime.AddCleanup).
 const _ = grpc.SupportPackageIsVersion9
 
 // ExchangeChunkSize is the largest body chunk the Exchange bridge sends in one
@@ -1371,10 +1375,22 @@ func (s *exchangeSession) end(err error) error {
 // streams in as the host sends it, and a [ExchangeResponseWriter] that
 // streams the response back.
 //
-// Differences from a handler served by net/http: there is no hijacking
-// (no WebSocket), no 1xx interim responses and no trailers, and a panic
-// before any output gives the client 500 Internal Server Error rather than
-// a closed connection. Request.TLS is nil: the plugin cannot know it.
+// Differences from a handler served by net/http: there are no 1xx interim
+// responses and no trailers, and a panic before any output gives the client
+// 500 Internal Server Error rather than a closed connection. Request.TLS is
+// nil: the plugin cannot know it.
+//
+// The connection can be hijacked only to switch protocols (a WebSocket), and
+// only when the host offered it for the request (ExchangeUpgradeKey): then
+// the request asks for exactly that protocol with "Connection: Upgrade" and
+// has no body, and the writer is also an [http.Hijacker]. Everywhere
+// else it is not one, so WebSocket libraries refuse the upgrade behind a
+// host that cannot switch protocols. The hijacked connection carries the
+// request's body chunks in and the response's out, after a 101 that the
+// handler either sets with WriteHeader before Hijack or writes to the
+// connection itself. It outlives the handler, as net/http's does: Serve
+// returns once it is closed (or the host cancels). A 101 without a hijack
+// gives the client 500.
 //
 // Exchange carries one HTTP exchange in full duplex.
 //
@@ -1410,7 +1426,8 @@ func ExchangeRequestInitFromContext(ctx context.Context) (*TunnelRequestHead, bo
 }
 
 // Serve answers one Exchange stream; call it from the service's Exchange
-// method. It returns once the handler has returned and the response is sent.
+// method. It returns once the handler has returned and the response is sent,
+// or, when the handler hijacked the connection, once that is closed.
 // A handler that panics after the response started makes Serve return an
 // error without completing the body, so the host cuts the response short.
 func (p *ExchangePlugin) Serve(stream grpc.BidiStreamingServer[TunnelUpload, TunnelDownload]) error {
@@ -1432,7 +1449,7 @@ func (p *ExchangePlugin) Serve(stream grpc.BidiStreamingServer[TunnelUpload, Tun
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	x.ctx = exchangeRequestContext{Context: ctx, init: init}
-	r, body, err := exchangeNewRequest(x, stream, init, first, p.logger())
+	r, body, protocol, err := exchangeNewRequest(x, stream, init, first, p.logger())
 	if err != nil {
 		p.logger().Warn("httpbridge: bad Exchange request", "error", err)
 		return exchangeReject(stream, http.StatusBadRequest)
@@ -1444,9 +1461,25 @@ func (p *ExchangePlugin) Serve(stream grpc.BidiStreamingServer[TunnelUpload, Tun
 	w.stream, w.chunkSize, w.header = stream, exchangeChunkSize(p.ChunkSize), make(http.Header)
 	w.log, w.tracing = p.logger(), grpc.EnableTracing
 
-	ok := p.run(w, r)
+	var handlerWriter http.ResponseWriter = w
+	if protocol != "" {
+		w.upgrade = &exchangeSession{
+			w: w, stream: stream, ctx: stream.Context(), log: w.log, chunkSize: w.chunkSize,
+			protocol: protocol, method: r.Method, path: r.URL.Path, remote: r.RemoteAddr, local: r.Host,
+		}
+		handlerWriter = exchangeHijackableWriter{w}
+	}
+	ok := p.run(handlerWriter, r)
+	if w.upgrade != nil && w.endHijacked() {
+		// The request ends with the handler; the connection when it is closed.
+		cancel()
+		return w.upgrade.await(ok)
+	}
 	if ok {
 		err = w.finish() // nil once body_complete is sent
+		if err == errExchangeNoHijack {
+			p.logger().Error("httpbridge: Exchange handler answered 101 Switching Protocols without hijacking the connection; the client gets 500", "path", r.URL.Path)
+		}
 	}
 	if !ok || err != nil {
 		if w.abandon() {
@@ -1497,7 +1530,7 @@ func (c *exchangeRequestContext) Value(key any) any {
 // run calls the handler and reports whether it returned normally. A panic is
 // recovered so that one bad request does not take the plugin down; like
 // net/http, it logs the stack unless the value is [http.ErrAbortHandler].
-func (p *ExchangePlugin) run(w *ExchangeResponseWriter, r *http.Request) (ok bool) {
+func (p *ExchangePlugin) run(w http.ResponseWriter, r *http.Request) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
 			p.logger().Error("httpbridge: Exchange handler panicked", "path", r.URL.Path, "panic", v, "stack", exchangePanicStack())
@@ -1603,13 +1636,15 @@ func exchangeFillResponse(msg *TunnelDownload, init *TunnelResponseHead, chunk [
 
 // exchangeNewRequest rebuilds the HTTP request the host received, in x
 // and with x.ctx as its context. The body is nil when the request has none
-// (r.Body is then [http.NoBody]).
-func exchangeNewRequest(x *exchangeExchange, stream grpc.BidiStreamingServer[TunnelUpload, TunnelDownload], init *TunnelRequestHead, first *TunnelUpload, log *slog.Logger) (*http.Request, *exchangeBody, error) {
+// (r.Body is then [http.NoBody]). protocol is the one the exchange may
+// switch to, or "": the request stream then carries that protocol's bytes,
+// which reach only a hijacked connection, and the request has no body.
+func exchangeNewRequest(x *exchangeExchange, stream grpc.BidiStreamingServer[TunnelUpload, TunnelDownload], init *TunnelRequestHead, first *TunnelUpload, log *slog.Logger) (r *http.Request, body *exchangeBody, protocol string, err error) {
 	u, err := exchangeParseURL(init.GetMethod(), init.GetUrl())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	r := &x.req
+	r = &x.req
 	*r = http.Request{
 		Method:     init.GetMethod(),
 		URL:        u,
@@ -1636,7 +1671,15 @@ func exchangeNewRequest(x *exchangeExchange, stream grpc.BidiStreamingServer[Tun
 	declared := init.GetContentLength()
 	if complete && len(chunk) == 0 && declared <= 0 {
 		r.Body = http.NoBody
-		return r, nil, nil
+		return r, nil, "", nil
+	}
+	// A host that offers an upgrade sends the request without a length and
+	// without body_complete: what follows is the new protocol.
+	if !complete && len(chunk) == 0 && declared == 0 {
+		if protocol = exchangeUpgradeOffer(stream.Context(), r.Header); protocol != "" {
+			r.Body = http.NoBody
+			return r, nil, protocol, nil
+		}
 	}
 	// In a server request 0 means "no body"; a body that arrives anyway has
 	// an unknown length.
@@ -1647,11 +1690,11 @@ func exchangeNewRequest(x *exchangeExchange, stream grpc.BidiStreamingServer[Tun
 	if declared < 0 && r.ProtoMajor == 1 {
 		r.TransferEncoding = []string{"chunked"}
 	}
-	body := &x.body
+	body = &x.body
 	*body = exchangeBody{stream: stream, log: log, remaining: declared}
 	body.accept(first)
 	r.Body = body
-	return r, body, nil
+	return r, body, "", nil
 }
 
 // exchangeRequestHeader converts the init's header entries to the
@@ -1845,7 +1888,10 @@ func (b *exchangeBody) end() {
 // chunks of at most ChunkSize, and Flush sends what is buffered at once.
 //
 // It is safe for concurrent use, so a goroutine may write while the handler
-// runs. It does not support hijacking, deadlines or trailers.
+// runs. It does not support deadlines or trailers. It can be hijacked only
+// on an exchange where the host offered an upgrade: the handler then gets
+// it inside a writer that is also an [http.Hijacker] (see
+// [ExchangePlugin]). A 101 status goes out only through Hijack.
 type ExchangeResponseWriter struct {
 	stream    grpc.BidiStreamingServer[TunnelUpload, TunnelDownload]
 	chunkSize int
@@ -1867,6 +1913,12 @@ type ExchangeResponseWriter struct {
 	buf      []byte // body bytes not sent yet, fewer than chunkSize
 	ended    bool   // the handler returned: nothing more may be sent
 	err      error  // the first failure; every later call returns it
+
+	switching bool // the status is 101, which only a hijack sends
+	hijacked  bool
+	// upgrade is set on exchanges where the host offered an upgrade: the
+	// connection a hijack hands out.
+	upgrade *exchangeSession
 }
 
 var (
@@ -1876,6 +1928,10 @@ var (
 
 // errExchangeEnded is returned by writes after the handler returned.
 var errExchangeEnded = errors.New("httpbridge: Exchange response already ended")
+
+// errExchangeNoHijack ends a response whose handler returned after
+// WriteHeader(101) without hijacking the connection.
+var errExchangeNoHijack = errors.New("httpbridge: Exchange handler answered 101 Switching Protocols without hijacking the connection")
 
 // Header returns the header map; changes after the status is fixed are
 // not sent.
@@ -1890,6 +1946,10 @@ func (w *ExchangeResponseWriter) WriteHeader(code int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.ended {
+		return
+	}
+	if w.hijacked {
+		w.log.Warn("httpbridge: Exchange WriteHeader on a hijacked connection is ignored", "code", code)
 		return
 	}
 	if code < 100 || code > 999 {
@@ -1908,7 +1968,8 @@ func (w *ExchangeResponseWriter) writeHeaderLocked(code int) {
 			w.declared = n
 		}
 	}
-	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || code == http.StatusSwitchingProtocols
+	w.switching = code == http.StatusSwitchingProtocols
+	w.noBody = code == http.StatusNoContent || code == http.StatusNotModified || w.switching
 	init := &w.firstInit
 	init.StatusCode = int32(code)
 	headers, invalid := exchangeEncodeResponseHeader(w.header)
@@ -1930,6 +1991,9 @@ func (w *ExchangeResponseWriter) Write(p []byte) (int, error) {
 	if w.ended {
 		return 0, errExchangeEnded
 	}
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
 	if w.err != nil {
 		return 0, w.err
 	}
@@ -1938,6 +2002,11 @@ func (w *ExchangeResponseWriter) Write(p []byte) (int, error) {
 	if err := w.stream.Context().Err(); err != nil {
 		return 0, err
 	}
+	return w.writeLocked(p)
+}
+
+// writeLocked is Write once the writer may write.
+func (w *ExchangeResponseWriter) writeLocked(p []byte) (int, error) {
 	w.writeHeaderLocked(http.StatusOK)
 	if w.err != nil {
 		return 0, w.err
@@ -1995,7 +2064,13 @@ func (w *ExchangeResponseWriter) FlushError() error {
 	if w.ended {
 		return errExchangeEnded
 	}
+	if w.hijacked {
+		return http.ErrHijacked
+	}
 	w.writeHeaderLocked(http.StatusOK)
+	if w.switching {
+		return nil // a 101 is sent only by Hijack
+	}
 	return w.sendLocked(true, false)
 }
 
@@ -2011,7 +2086,21 @@ func (w *ExchangeResponseWriter) finish() error {
 	defer w.mu.Unlock()
 	w.ended = true
 	w.writeHeaderLocked(http.StatusOK)
+	if w.switching {
+		return errExchangeNoHijack
+	}
 	return w.sendLocked(false, true)
+}
+
+// endHijacked reports, once the handler returned, whether it hijacked the
+// connection; the writer is ended either way.
+func (w *ExchangeResponseWriter) endHijacked() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.hijacked {
+		w.ended = true
+	}
+	return w.hijacked
 }
 
 // abandon ends the response without completing it, after the handler
@@ -2052,6 +2141,718 @@ func (w *ExchangeResponseWriter) sendLocked(flush, complete bool) error {
 	w.initSent = true
 	return nil
 }
+
+// exchangeMaxResponseHead bounds the response head a handler may write
+// to a connection it hijacked before answering: what a 101 or an error
+// response needs, not a stream.
+const exchangeMaxResponseHead = 64 << 10
+
+// exchangeUpgradeOffer returns the protocol the exchange may switch to,
+// or "" when it may not. It may when the host offered the protocol in the
+// stream's metadata (ExchangeUpgradeKey) and the request asks for exactly
+// that protocol with "Connection: upgrade". The caller has checked that the
+// request has no body. Requests without an Upgrade header, nearly all of
+// them, are answered by one map lookup.
+func exchangeUpgradeOffer(ctx context.Context, h http.Header) string {
+	values := h["Upgrade"]
+	if len(values) == 0 {
+		return ""
+	}
+	protocol := ""
+	for _, value := range values {
+		for more := true; more; {
+			var token string
+			token, value, more = strings.Cut(value, ",")
+			if token = strings.TrimSpace(token); token == "" {
+				continue
+			}
+			if protocol != "" {
+				return "" // more than one protocol: the host never offers that
+			}
+			protocol = token
+		}
+	}
+	if protocol == "" || !exchangeHasToken(h["Connection"], "upgrade") {
+		return ""
+	}
+	offered := metadata.ValueFromIncomingContext(ctx, ExchangeUpgradeKey)
+	if len(offered) != 1 || !strings.EqualFold(offered[0], protocol) {
+		return ""
+	}
+	return protocol
+}
+
+// exchangeHasToken reports whether the comma-separated header values
+// hold token, compared case-insensitively.
+func exchangeHasToken(values []string, token string) bool {
+	for _, value := range values {
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// exchangeHijackableWriter is the writer handlers get on an
+// upgrade-capable exchange: the ExchangeResponseWriter, and an
+// [http.Hijacker]. It is a type of its own so that the writer of every
+// other exchange is no Hijacker: behind a host that cannot switch protocols,
+// gorilla/websocket and coder/websocket then refuse the upgrade (500, 501)
+// instead of answering 101.
+type exchangeHijackableWriter struct {
+	*ExchangeResponseWriter
+}
+
+var _ http.Hijacker = exchangeHijackableWriter{}
+
+// Hijack hands the connection to the handler, as net/http's does: the
+// returned conn carries the new protocol's bytes both ways, and the
+// ReadWriter buffers nothing yet. The handler may have called
+// WriteHeader(101) first, and the 101 goes to the host now; or it writes the
+// response head to the conn itself, as gorilla/websocket does. It fails with
+// [http.ErrHijacked] when called again or after a response other than
+// 101 started.
+func (w exchangeHijackableWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return w.hijack()
+}
+
+func (w *ExchangeResponseWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.hijacked, w.init != nil && !w.switching:
+		return nil, nil, http.ErrHijacked
+	case w.ended:
+		return nil, nil, errExchangeEnded
+	case w.err != nil:
+		return nil, nil, w.err
+	}
+	s := w.upgrade
+	if w.switching {
+		// The 101 and the header snapshot of WriteHeader, at once: the host
+		// switches on it and starts relaying the client's bytes.
+		if err := w.sendLocked(false, false); err != nil {
+			return nil, nil, err
+		}
+		s.mode = exchangeTunnel
+	}
+	w.hijacked = true
+	conn := s.start()
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, 4096), bufio.NewWriterSize(conn, 4096)), nil
+}
+
+// exchangeSession is the hijacked connection of one exchange, as its
+// goroutines and Serve see it. The handler holds a exchangeConn around
+// it instead, so that a conn it drops can be closed by a cleanup (the
+// session itself stays reachable from the goroutines).
+//
+// After the hijack only its receiver goroutine calls Recv and only its sender
+// goroutine calls Send (the relay goroutine of a non-101 answer instead,
+// while it lasts): neither can be interrupted, so Read and Write wait for
+// them on channels, which deadlines and Close can interrupt.
+type exchangeSession struct {
+	w         *ExchangeResponseWriter
+	stream    grpc.BidiStreamingServer[TunnelUpload, TunnelDownload]
+	ctx       context.Context // the stream's: the session outlives the request's
+	log       *slog.Logger
+	chunkSize int
+	protocol  string // what the host offered: "websocket"
+	method    string // the request's, for reading a response head
+	path      string // for logs; never the query
+	remote    string
+	local     string
+
+	// The rest is made at the hijack.
+
+	readTurn      chan struct{} // holds one reader at a time
+	incoming      chan exchangeReceived
+	readDeadline  exchangeDeadline
+	pending       []byte        // the unread rest of the current chunk; under readTurn
+	readErr       error         // what Read returns once pending is empty; under readTurn
+	writeTurn     chan struct{} // holds one writer at a time
+	writeDeadline exchangeDeadline
+	inFlight      bool          // a timed-out Write's bytes are still with the sender; under writeTurn
+	kick          chan struct{} // wakes the sender
+	written       chan error    // the sender finished a Write's bytes
+	stop          chan struct{} // closed by Close
+	finished      chan struct{} // closed once the RPC may end, with endErr
+
+	mu           sync.Mutex
+	queued       []byte // a copy of the Write the sender has yet to take
+	hasQueued    bool
+	writeClosed  bool  // CloseWrite or Close: later writes fail
+	closed       bool  // Close
+	completeSent bool  // body_complete went out
+	failure      error // why writing failed; later writes return it
+	ended        bool
+	endErr       error
+
+	// The sender's alone.
+	mode int // exchangeHead, exchangeTunnel or exchangeRefusal
+	head []byte
+	pipe *io.PipeWriter // into the relay of a non-101 answer
+}
+
+// What the bytes written to a hijacked connection are.
+const (
+	exchangeHead    = iota // the response head, until it is complete
+	exchangeTunnel         // the new protocol, after a 101
+	exchangeRefusal        // the body of a non-101 answer
+)
+
+// exchangeReceived is one request message, as the receiver hands it to
+// Read.
+type exchangeReceived struct {
+	chunk    []byte
+	complete bool
+	err      error
+}
+
+func (s *exchangeSession) start() *exchangeConn {
+	s.readTurn, s.writeTurn = make(chan struct{}, 1), make(chan struct{}, 1)
+	s.incoming = make(chan exchangeReceived)
+	s.kick, s.written = make(chan struct{}, 1), make(chan error, 1)
+	s.stop, s.finished = make(chan struct{}), make(chan struct{})
+	conn := &exchangeConn{s: s, remote: exchangeParseAddr(s.remote), local: exchangeParseAddr(s.local)}
+	runtime.AddCleanup(conn, (*exchangeSession).unreachable, s)
+	go s.receive()
+	go s.send()
+	return conn
+}
+
+// await waits, once the handler has returned, until the session ends, and
+// returns what Serve returns: nil once the conn was closed and
+// body_complete went out, an error (a non-OK status for the host: an
+// abort) if the handler panicked, the session failed or the host cancelled.
+func (s *exchangeSession) await(handlerOK bool) error {
+	if !handlerOK {
+		return status.Error(codes.Aborted, "httpbridge: Exchange handler failed after hijacking the connection")
+	}
+	select {
+	case <-s.finished:
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.endErr != nil {
+		return status.Error(codes.Aborted, "httpbridge: Exchange hijacked connection failed: "+s.endErr.Error())
+	}
+	return nil
+}
+
+// end lets Serve return, with err nil for a clean end.
+func (s *exchangeSession) end(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.endLocked(err)
+}
+
+func (s *exchangeSession) endLocked(err error) {
+	if s.ended {
+		return
+	}
+	if err != nil {
+		s.log.Error("httpbridge: Exchange hijacked connection failed", "path", s.path, "error", err)
+		if s.failure == nil {
+			s.failure = err
+		}
+	}
+	s.ended, s.endErr = true, err
+	close(s.finished)
+}
+
+// receive hands the request messages to Read, one at a time: it receives
+// the next only once Read took this one, so at most one chunk waits here.
+func (s *exchangeSession) receive() {
+	warned := false
+	for {
+		msg, err := s.stream.Recv()
+		var got exchangeReceived
+		switch {
+		case err == io.EOF:
+			// The host half-closed without body_complete: cut off.
+			got.err = io.ErrUnexpectedEOF
+		case err != nil:
+			got.err = err
+		default:
+			if msg.GetInit() != nil && !warned {
+				warned = true
+				s.log.Warn("httpbridge: ignoring Exchange init after the first request message", "path", s.path)
+			}
+			got.chunk, got.complete = msg.GetBodyChunk(), msg.GetBodyComplete()
+		}
+		select {
+		case s.incoming <- got:
+		case <-s.stop:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+		if got.err != nil || got.complete {
+			return
+		}
+	}
+}
+
+func (s *exchangeSession) read(p []byte) (int, error) {
+	expired := s.readDeadline.wait()
+	if err := s.take(s.readTurn, expired); err != nil {
+		return 0, err
+	}
+	defer func() { <-s.readTurn }()
+	for {
+		select {
+		case <-s.stop:
+			return 0, net.ErrClosed
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		default:
+		}
+		if len(s.pending) > 0 {
+			n := copy(p, s.pending)
+			s.pending = s.pending[n:]
+			return n, nil
+		}
+		if s.readErr != nil {
+			return 0, s.readErr
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		select {
+		case got := <-s.incoming:
+			s.pending, s.readErr = got.chunk, got.err
+			if got.complete {
+				s.readErr = io.EOF
+			}
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		case <-s.stop:
+			return 0, net.ErrClosed
+		case <-s.ctx.Done():
+			return 0, s.ctx.Err()
+		}
+	}
+}
+
+// take waits for turn, a channel of capacity 1 that holds the one caller
+// allowed to go on.
+func (s *exchangeSession) take(turn chan struct{}, expired <-chan struct{}) error {
+	select {
+	case turn <- struct{}{}:
+		return nil
+	case <-expired:
+		return os.ErrDeadlineExceeded
+	case <-s.stop:
+		return net.ErrClosed
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+}
+
+// write hands a copy of p to the sender and waits until it is sent. A
+// Write whose deadline passes meanwhile returns len(p) with the timeout:
+// the bytes are still sent, in order, unless the stream ends first, and the
+// next Write waits for them. So a caller that retries after a timeout does
+// not send them twice.
+func (s *exchangeSession) write(p []byte) (int, error) {
+	expired := s.writeDeadline.wait()
+	if err := s.take(s.writeTurn, expired); err != nil {
+		return 0, err
+	}
+	defer func() { <-s.writeTurn }()
+	select {
+	case <-expired:
+		return 0, os.ErrDeadlineExceeded
+	default:
+	}
+	if s.inFlight {
+		if _, err := s.waitSent(expired); err != nil {
+			return 0, err
+		}
+	}
+	s.mu.Lock()
+	switch {
+	case s.writeClosed:
+		s.mu.Unlock()
+		return 0, net.ErrClosed
+	case s.failure != nil:
+		err := s.failure
+		s.mu.Unlock()
+		return 0, err
+	case len(p) == 0:
+		s.mu.Unlock()
+		return 0, nil
+	}
+	// A copy: the caller may reuse p once Write returns, even after a
+	// timeout, while the sender still has the bytes.
+	s.queued, s.hasQueued = bytes.Clone(p), true
+	s.mu.Unlock()
+	s.inFlight = true
+	s.wake()
+	if handed, err := s.waitSent(expired); err != nil {
+		if handed {
+			return len(p), err
+		}
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// waitSent waits until the sender reports the bytes in flight sent. It
+// reports whether they were handed over (they are still sent) when it
+// returns an error.
+func (s *exchangeSession) waitSent(expired <-chan struct{}) (handed bool, err error) {
+	select {
+	case err := <-s.written:
+		s.inFlight = false
+		return false, err
+	case <-expired:
+		return true, os.ErrDeadlineExceeded
+	case <-s.stop:
+		return true, net.ErrClosed
+	case <-s.ctx.Done():
+		return false, s.ctx.Err()
+	}
+}
+
+func (s *exchangeSession) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// send is the sender goroutine: it sends each Write's bytes, then
+// body_complete once the conn is half-closed or closed.
+func (s *exchangeSession) send() {
+	for {
+		s.mu.Lock()
+		data, has := s.queued, s.hasQueued
+		s.queued, s.hasQueued = nil, false
+		complete := !has && s.writeClosed
+		s.mu.Unlock()
+		switch {
+		case has:
+			err := s.sendBytes(data)
+			if err != nil && s.mode == exchangeRefusal {
+				// The answer ended (the relay ended the session) or failed.
+				s.mu.Lock()
+				s.failure = err
+				s.mu.Unlock()
+			} else if err != nil {
+				s.end(err)
+			}
+			s.written <- err
+			if err != nil {
+				return
+			}
+			continue
+		case complete:
+			s.sendComplete()
+			return
+		}
+		select {
+		case <-s.kick:
+		case <-s.ctx.Done():
+			if s.pipe != nil {
+				s.pipe.CloseWithError(s.ctx.Err())
+			}
+			return
+		}
+	}
+}
+
+// sendBytes sends what one Write wrote, as the mode says.
+func (s *exchangeSession) sendBytes(data []byte) error {
+	switch s.mode {
+	case exchangeTunnel:
+		return s.sendChunks(nil, data)
+	case exchangeRefusal:
+		if _, err := s.pipe.Write(data); err != nil {
+			return net.ErrClosed // the answer has ended
+		}
+		return nil
+	}
+	s.head = append(s.head, data...)
+	for {
+		end := bytes.Index(s.head, []byte("\r\n\r\n"))
+		if end < 0 && len(s.head) <= exchangeMaxResponseHead {
+			return nil // more of the head to come
+		}
+		if end < 0 || end+4 > exchangeMaxResponseHead {
+			return errors.New("the response head written to it is longer than 64 KiB")
+		}
+		head, rest := s.head[:end+4], s.head[end+4:]
+		res, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), &http.Request{Method: s.method})
+		if err != nil {
+			return fmt.Errorf("the response head written to it is invalid: %w", err)
+		}
+		switch code := res.StatusCode; {
+		case code == http.StatusSwitchingProtocols:
+			s.mode, s.head = exchangeTunnel, nil
+			headers, invalid := exchangeEncodeResponseHeader(res.Header)
+			if invalid != "" {
+				return fmt.Errorf("its 101 header %s is not valid UTF-8", strconv.QuoteToASCII(invalid))
+			}
+			init := &TunnelResponseHead{}
+			init.StatusCode = int32(code)
+			init.Headers = headers
+			return s.sendChunks(init, rest)
+		case code < 200:
+			// An interim response is not forwarded, as with WriteHeader.
+			s.head = rest
+		default:
+			// An answer without switching, to be sent as an ordinary
+			// response: its body is decoded by the framing of its head.
+			pr, pw := io.Pipe()
+			s.mode, s.pipe = exchangeRefusal, pw
+			go s.relay(bufio.NewReader(io.MultiReader(bytes.NewReader(s.head), pr)), pr)
+			s.head = nil
+			return nil
+		}
+	}
+}
+
+// sendChunks sends data in messages of at most chunkSize bytes, the first
+// with init if it is not nil.
+func (s *exchangeSession) sendChunks(init *TunnelResponseHead, data []byte) error {
+	for init != nil || len(data) > 0 {
+		piece := data[:min(len(data), s.chunkSize)]
+		data = data[len(piece):]
+		if err := s.stream.Send(exchangeResponseMessage(init, piece, false, false)); err != nil {
+			return err
+		}
+		init = nil
+	}
+	return nil
+}
+
+// sendComplete ends the write side after the last Write.
+func (s *exchangeSession) sendComplete() {
+	switch s.mode {
+	case exchangeHead:
+		s.end(errors.New("it was closed before a response head was written to it"))
+		return
+	case exchangeRefusal:
+		s.pipe.Close() // the relay sees the end of the answer and ends the session
+		return
+	}
+	if err := s.stream.Send(exchangeResponseMessage(nil, nil, false, true)); err != nil {
+		s.end(err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.completeSent = true
+	if s.closed {
+		s.endLocked(nil)
+	}
+}
+
+// relay sends the answer a handler wrote to the conn after hijacking it,
+// when that was not a 101, as the response: its head, then the body decoded
+// by its framing (Content-Length, chunked or up to Close), with
+// body_complete only after a clean end. Until it ends it is the only
+// goroutine that sends.
+func (s *exchangeSession) relay(br *bufio.Reader, pr *io.PipeReader) {
+	s.end(s.relayResponse(br))
+	pr.CloseWithError(net.ErrClosed) // later writes fail
+}
+
+func (s *exchangeSession) relayResponse(br *bufio.Reader) error {
+	res, err := http.ReadResponse(br, &http.Request{Method: s.method})
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	w := s.w
+	w.mu.Lock()
+	w.header = res.Header
+	w.writeHeaderLocked(res.StatusCode)
+	err = w.sendLocked(true, false)
+	w.mu.Unlock()
+	buf := make([]byte, 32<<10)
+	for err == nil {
+		var n int
+		n, err = res.Body.Read(buf)
+		w.mu.Lock()
+		if n > 0 {
+			// Sent at once, as the bytes would be on a connection.
+			if _, werr := w.writeLocked(buf[:n]); werr != nil {
+				err = werr
+			} else if len(w.buf) > 0 {
+				if werr = w.sendLocked(true, false); werr != nil {
+					err = werr
+				}
+			}
+		}
+		if err == io.EOF {
+			err = w.sendLocked(false, true)
+			w.mu.Unlock()
+			return err
+		}
+		w.mu.Unlock()
+	}
+	return err
+}
+
+// close is Close: it makes blocked and later calls fail, and lets the sender
+// send body_complete after the bytes it has.
+func (s *exchangeSession) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed, s.writeClosed = true, true
+	close(s.stop)
+	if s.completeSent {
+		s.endLocked(nil)
+	}
+	s.wake()
+}
+
+// unreachable closes a session whose conn the handler dropped without
+// closing it, so that the RPC ends.
+func (s *exchangeSession) unreachable() {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if !closed {
+		s.log.Warn("httpbridge: Exchange hijacked connection was dropped without Close; closing it", "path", s.path)
+		s.close()
+	}
+}
+
+// exchangeConn is the connection Hijack returns: a [net.Conn] whose
+// reads are the request's body chunks and whose writes become response body
+// chunks.
+//
+//   - Read returns the bytes in order, [io.EOF] after the host's
+//     body_complete (the client half-closed), [io.ErrUnexpectedEOF] if
+//     the stream ends without it, and another error once the host cancels.
+//   - Write copies p, sends it at once in chunks of at most ChunkSize with no
+//     coalescing, and blocks while the host does not receive.
+//   - CloseWrite sends body_complete after the bytes written; Close does too
+//     if need be, and then ends the RPC. Both are idempotent.
+//   - Deadlines make blocked calls return [os.ErrDeadlineExceeded].
+//   - RemoteAddr and LocalAddr come from the request's remote address and
+//     host: a *net.TCPAddr when they are ip:port, else an address of network
+//     "httpbridge" holding the text.
+//
+// It is safe for concurrent use.
+type exchangeConn struct {
+	s      *exchangeSession
+	remote net.Addr
+	local  net.Addr
+}
+
+var _ net.Conn = (*exchangeConn)(nil)
+
+func (c *exchangeConn) Read(p []byte) (int, error)  { return c.s.read(p) }
+func (c *exchangeConn) Write(p []byte) (int, error) { return c.s.write(p) }
+
+// Close closes both directions. It does not wait for the bytes written to
+// be sent; Serve waits for them.
+func (c *exchangeConn) Close() error {
+	c.s.close()
+	return nil
+}
+
+// CloseWrite half-closes the connection: the host gets body_complete after
+// the bytes written, and reads go on.
+func (c *exchangeConn) CloseWrite() error {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return net.ErrClosed
+	}
+	s.writeClosed = true
+	s.wake()
+	return nil
+}
+
+func (c *exchangeConn) LocalAddr() net.Addr  { return c.local }
+func (c *exchangeConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *exchangeConn) SetDeadline(t time.Time) error {
+	c.s.readDeadline.set(t)
+	c.s.writeDeadline.set(t)
+	return nil
+}
+
+func (c *exchangeConn) SetReadDeadline(t time.Time) error {
+	c.s.readDeadline.set(t)
+	return nil
+}
+
+func (c *exchangeConn) SetWriteDeadline(t time.Time) error {
+	c.s.writeDeadline.set(t)
+	return nil
+}
+
+// exchangeDeadline is the deadline of one direction of a conn, as a
+// channel closed once it passes. The channel is kept while the deadline
+// moves without having passed, so that calls already waiting see the new
+// one.
+type exchangeDeadline struct {
+	mu      sync.Mutex
+	timer   *time.Timer
+	expired chan struct{}
+	passed  bool // expired was closed without a timer
+}
+
+func (d *exchangeDeadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// A timer that cannot be stopped has closed, or is closing, its channel.
+	if d.timer != nil && !d.timer.Stop() || d.passed || d.expired == nil {
+		d.expired = make(chan struct{})
+	}
+	d.timer, d.passed = nil, false
+	if t.IsZero() {
+		return
+	}
+	if wait := time.Until(t); wait > 0 {
+		expired := d.expired
+		d.timer = time.AfterFunc(wait, func() { close(expired) })
+		return
+	}
+	close(d.expired)
+	d.passed = true
+}
+
+func (d *exchangeDeadline) wait() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.expired == nil {
+		d.expired = make(chan struct{})
+	}
+	return d.expired
+}
+
+// exchangeParseAddr is the net.Addr of an address the host reported: a
+// *net.TCPAddr for ip:port, else the text itself.
+func exchangeParseAddr(address string) net.Addr {
+	if ap, err := netip.ParseAddrPort(address); err == nil {
+		return net.TCPAddrFromAddrPort(ap)
+	}
+	return exchangeAddr(address)
+}
+
+// exchangeAddr is an address that is not ip:port, such as a host name.
+type exchangeAddr string
+
+// Network returns "httpbridge": the address came over the bridge as text.
+func (a exchangeAddr) Network() string { return "httpbridge" }
+func (a exchangeAddr) String() string  { return string(a) }
 
 // exchangeEncodeResponseHeader converts h to TunnelHeader entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
