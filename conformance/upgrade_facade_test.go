@@ -176,6 +176,7 @@ func upgradeGorillaEcho(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // Upgrade answered
 	}
+	conn.SetReadLimit(32 << 20)
 	// As gorilla's chat example: the session goes on after the handler.
 	go func() {
 		defer conn.Close()
@@ -197,6 +198,7 @@ func upgradeCoderEcho(w http.ResponseWriter, r *http.Request) {
 		return // Accept answered
 	}
 	defer conn.CloseNow()
+	conn.SetReadLimit(32 << 20) // as upgrade.md §6 wants on both ends
 	ctx := context.Background()
 	for {
 		kind, msg, err := conn.Read(ctx)

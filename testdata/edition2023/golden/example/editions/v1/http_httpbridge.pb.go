@@ -1496,7 +1496,7 @@ func (p *ServeHTTPPlugin) Serve(stream grpc.BidiStreamingServer[ServeHTTPRequest
 
 	var handlerWriter http.ResponseWriter = w
 	if protocol != "" {
-		w.upgrade = &serveHTTPSession{
+		w.upgrade = &serveHTTPHijacked{
 			w: w, stream: stream, ctx: stream.Context(), log: w.log, chunkSize: w.chunkSize,
 			protocol: protocol, method: r.Method, path: r.URL.Path, remote: r.RemoteAddr, local: r.Host,
 		}
@@ -1960,7 +1960,7 @@ type ServeHTTPResponseWriter struct {
 	hijacked  bool
 	// upgrade is set on exchanges where the host offered an upgrade: the
 	// connection a hijack hands out.
-	upgrade *serveHTTPSession
+	upgrade *serveHTTPHijacked
 }
 
 var (
@@ -2137,14 +2137,13 @@ func (w *ServeHTTPResponseWriter) finish() error {
 	return w.sendLocked(false, true)
 }
 
-// endHijacked reports, once the handler returned, whether it hijacked the
-// connection; the writer is ended either way.
+// endHijacked ends the writer once the handler returned, so that a
+// goroutine it left cannot hijack from now on, and reports whether it
+// hijacked the connection.
 func (w *ServeHTTPResponseWriter) endHijacked() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.hijacked {
-		w.ended = true
-	}
+	w.ended = true
 	return w.hijacked
 }
 
@@ -2217,7 +2216,7 @@ func serveHTTPUpgradeOffer(ctx context.Context, h http.Header) string {
 			protocol = token
 		}
 	}
-	if protocol == "" || !serveHTTPHasToken(h["Connection"], "upgrade") {
+	if protocol == "" || !serveHTTPHeaderHasToken(h["Connection"], "upgrade") {
 		return ""
 	}
 	offered := metadata.ValueFromIncomingContext(ctx, ServeHTTPUpgradeKey)
@@ -2227,9 +2226,9 @@ func serveHTTPUpgradeOffer(ctx context.Context, h http.Header) string {
 	return protocol
 }
 
-// serveHTTPHasToken reports whether the comma-separated header values
+// serveHTTPHeaderHasToken reports whether the comma-separated header values
 // hold token, compared case-insensitively.
-func serveHTTPHasToken(values []string, token string) bool {
+func serveHTTPHeaderHasToken(values []string, token string) bool {
 	for _, value := range values {
 		for more := true; more; {
 			var t string
@@ -2283,23 +2282,24 @@ func (w *ServeHTTPResponseWriter) hijack() (net.Conn, *bufio.ReadWriter, error) 
 		if err := w.sendLocked(false, false); err != nil {
 			return nil, nil, err
 		}
-		s.mode = serveHTTPTunnel
+		s.mode = serveHTTPWritesTunnel
 	}
 	w.hijacked = true
 	conn := s.start()
 	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, 4096), bufio.NewWriterSize(conn, 4096)), nil
 }
 
-// serveHTTPSession is the hijacked connection of one exchange, as its
-// goroutines and Serve see it. The handler holds a serveHTTPConn around
-// it instead, so that a conn it drops can be closed by a cleanup (the
-// session itself stays reachable from the goroutines).
+// serveHTTPHijacked is the hijacked connection of one exchange (the
+// session), as its goroutines and Serve see it. The handler holds a
+// serveHTTPHijackedConn around it instead, so that a conn it drops can be
+// closed by a cleanup: the session itself stays reachable from the
+// goroutines.
 //
 // After the hijack only its receiver goroutine calls Recv and only its sender
 // goroutine calls Send (the relay goroutine of a non-101 answer instead,
 // while it lasts): neither can be interrupted, so Read and Write wait for
 // them on channels, which deadlines and Close can interrupt.
-type serveHTTPSession struct {
+type serveHTTPHijacked struct {
 	w         *ServeHTTPResponseWriter
 	stream    grpc.BidiStreamingServer[ServeHTTPRequest, ServeHTTPResponse]
 	ctx       context.Context // the stream's: the session outlives the request's
@@ -2315,11 +2315,11 @@ type serveHTTPSession struct {
 
 	readTurn      chan struct{} // holds one reader at a time
 	incoming      chan serveHTTPReceived
-	readDeadline  serveHTTPDeadline
+	readDeadline  serveHTTPConnDeadline
 	pending       []byte        // the unread rest of the current chunk; under readTurn
 	readErr       error         // what Read returns once pending is empty; under readTurn
 	writeTurn     chan struct{} // holds one writer at a time
-	writeDeadline serveHTTPDeadline
+	writeDeadline serveHTTPConnDeadline
 	inFlight      bool          // a timed-out Write's bytes are still with the sender; under writeTurn
 	kick          chan struct{} // wakes the sender
 	written       chan error    // the sender finished a Write's bytes
@@ -2337,16 +2337,16 @@ type serveHTTPSession struct {
 	endErr       error
 
 	// The sender's alone.
-	mode int // serveHTTPHead, serveHTTPTunnel or serveHTTPRefusal
+	mode int // serveHTTPWritesHead, serveHTTPWritesTunnel or serveHTTPWritesAnswer
 	head []byte
 	pipe *io.PipeWriter // into the relay of a non-101 answer
 }
 
 // What the bytes written to a hijacked connection are.
 const (
-	serveHTTPHead    = iota // the response head, until it is complete
-	serveHTTPTunnel         // the new protocol, after a 101
-	serveHTTPRefusal        // the body of a non-101 answer
+	serveHTTPWritesHead   = iota // the response head, until it is complete
+	serveHTTPWritesTunnel        // the new protocol, after a 101
+	serveHTTPWritesAnswer        // the body of a non-101 answer
 )
 
 // serveHTTPReceived is one request message, as the receiver hands it to
@@ -2357,13 +2357,13 @@ type serveHTTPReceived struct {
 	err      error
 }
 
-func (s *serveHTTPSession) start() *serveHTTPConn {
+func (s *serveHTTPHijacked) start() *serveHTTPHijackedConn {
 	s.readTurn, s.writeTurn = make(chan struct{}, 1), make(chan struct{}, 1)
 	s.incoming = make(chan serveHTTPReceived)
 	s.kick, s.written = make(chan struct{}, 1), make(chan error, 1)
 	s.stop, s.finished = make(chan struct{}), make(chan struct{})
-	conn := &serveHTTPConn{s: s, remote: serveHTTPParseAddr(s.remote), local: serveHTTPParseAddr(s.local)}
-	runtime.AddCleanup(conn, (*serveHTTPSession).unreachable, s)
+	conn := &serveHTTPHijackedConn{s: s, remote: serveHTTPConnAddr(s.remote), local: serveHTTPConnAddr(s.local)}
+	runtime.AddCleanup(conn, (*serveHTTPHijacked).unreachable, s)
 	go s.receive()
 	go s.send()
 	return conn
@@ -2373,7 +2373,7 @@ func (s *serveHTTPSession) start() *serveHTTPConn {
 // returns what Serve returns: nil once the conn was closed and
 // body_complete went out, an error (a non-OK status for the host: an
 // abort) if the handler panicked, the session failed or the host cancelled.
-func (s *serveHTTPSession) await(handlerOK bool) error {
+func (s *serveHTTPHijacked) await(handlerOK bool) error {
 	if !handlerOK {
 		return status.Error(codes.Aborted, "httpbridge: ServeHTTP handler failed after hijacking the connection")
 	}
@@ -2391,13 +2391,13 @@ func (s *serveHTTPSession) await(handlerOK bool) error {
 }
 
 // end lets Serve return, with err nil for a clean end.
-func (s *serveHTTPSession) end(err error) {
+func (s *serveHTTPHijacked) end(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.endLocked(err)
 }
 
-func (s *serveHTTPSession) endLocked(err error) {
+func (s *serveHTTPHijacked) endLocked(err error) {
 	if s.ended {
 		return
 	}
@@ -2413,7 +2413,7 @@ func (s *serveHTTPSession) endLocked(err error) {
 
 // receive hands the request messages to Read, one at a time: it receives
 // the next only once Read took this one, so at most one chunk waits here.
-func (s *serveHTTPSession) receive() {
+func (s *serveHTTPHijacked) receive() {
 	warned := false
 	for {
 		msg, err := s.stream.Recv()
@@ -2444,7 +2444,7 @@ func (s *serveHTTPSession) receive() {
 	}
 }
 
-func (s *serveHTTPSession) read(p []byte) (int, error) {
+func (s *serveHTTPHijacked) read(p []byte) (int, error) {
 	expired := s.readDeadline.wait()
 	if err := s.take(s.readTurn, expired); err != nil {
 		return 0, err
@@ -2487,7 +2487,7 @@ func (s *serveHTTPSession) read(p []byte) (int, error) {
 
 // take waits for turn, a channel of capacity 1 that holds the one caller
 // allowed to go on.
-func (s *serveHTTPSession) take(turn chan struct{}, expired <-chan struct{}) error {
+func (s *serveHTTPHijacked) take(turn chan struct{}, expired <-chan struct{}) error {
 	select {
 	case turn <- struct{}{}:
 		return nil
@@ -2505,7 +2505,7 @@ func (s *serveHTTPSession) take(turn chan struct{}, expired <-chan struct{}) err
 // the bytes are still sent, in order, unless the stream ends first, and the
 // next Write waits for them. So a caller that retries after a timeout does
 // not send them twice.
-func (s *serveHTTPSession) write(p []byte) (int, error) {
+func (s *serveHTTPHijacked) write(p []byte) (int, error) {
 	expired := s.writeDeadline.wait()
 	if err := s.take(s.writeTurn, expired); err != nil {
 		return 0, err
@@ -2552,7 +2552,7 @@ func (s *serveHTTPSession) write(p []byte) (int, error) {
 // waitSent waits until the sender reports the bytes in flight sent. It
 // reports whether they were handed over (they are still sent) when it
 // returns an error.
-func (s *serveHTTPSession) waitSent(expired <-chan struct{}) (handed bool, err error) {
+func (s *serveHTTPHijacked) waitSent(expired <-chan struct{}) (handed bool, err error) {
 	select {
 	case err := <-s.written:
 		s.inFlight = false
@@ -2566,7 +2566,7 @@ func (s *serveHTTPSession) waitSent(expired <-chan struct{}) (handed bool, err e
 	}
 }
 
-func (s *serveHTTPSession) wake() {
+func (s *serveHTTPHijacked) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -2575,7 +2575,7 @@ func (s *serveHTTPSession) wake() {
 
 // send is the sender goroutine: it sends each Write's bytes, then
 // body_complete once the conn is half-closed or closed.
-func (s *serveHTTPSession) send() {
+func (s *serveHTTPHijacked) send() {
 	for {
 		s.mu.Lock()
 		data, has := s.queued, s.hasQueued
@@ -2585,7 +2585,7 @@ func (s *serveHTTPSession) send() {
 		switch {
 		case has:
 			err := s.sendBytes(data)
-			if err != nil && s.mode == serveHTTPRefusal {
+			if err != nil && s.mode == serveHTTPWritesAnswer {
 				// The answer ended (the relay ended the session) or failed.
 				s.mu.Lock()
 				s.failure = err
@@ -2614,17 +2614,21 @@ func (s *serveHTTPSession) send() {
 }
 
 // sendBytes sends what one Write wrote, as the mode says.
-func (s *serveHTTPSession) sendBytes(data []byte) error {
+func (s *serveHTTPHijacked) sendBytes(data []byte) error {
 	switch s.mode {
-	case serveHTTPTunnel:
+	case serveHTTPWritesTunnel:
 		return s.sendChunks(nil, data)
-	case serveHTTPRefusal:
+	case serveHTTPWritesAnswer:
 		if _, err := s.pipe.Write(data); err != nil {
 			return net.ErrClosed // the answer has ended
 		}
 		return nil
 	}
-	s.head = append(s.head, data...)
+	if s.head == nil {
+		s.head = data // a copy already
+	} else {
+		s.head = append(s.head, data...)
+	}
 	for {
 		end := bytes.Index(s.head, []byte("\r\n\r\n"))
 		if end < 0 && len(s.head) <= serveHTTPMaxResponseHead {
@@ -2640,7 +2644,7 @@ func (s *serveHTTPSession) sendBytes(data []byte) error {
 		}
 		switch code := res.StatusCode; {
 		case code == http.StatusSwitchingProtocols:
-			s.mode, s.head = serveHTTPTunnel, nil
+			s.mode, s.head = serveHTTPWritesTunnel, nil
 			headers, invalid := serveHTTPEncodeResponseHeader(res.Header)
 			if invalid != "" {
 				return fmt.Errorf("its 101 header %s is not valid UTF-8", strconv.QuoteToASCII(invalid))
@@ -2659,7 +2663,7 @@ func (s *serveHTTPSession) sendBytes(data []byte) error {
 			// An answer without switching, to be sent as an ordinary
 			// response: its body is decoded by the framing of its head.
 			pr, pw := io.Pipe()
-			s.mode, s.pipe = serveHTTPRefusal, pw
+			s.mode, s.pipe = serveHTTPWritesAnswer, pw
 			go s.relay(bufio.NewReader(io.MultiReader(bytes.NewReader(s.head), pr)), pr)
 			s.head = nil
 			return nil
@@ -2669,7 +2673,7 @@ func (s *serveHTTPSession) sendBytes(data []byte) error {
 
 // sendChunks sends data in messages of at most chunkSize bytes, the first
 // with init if it is not nil.
-func (s *serveHTTPSession) sendChunks(init *ServeHTTPResponseInit, data []byte) error {
+func (s *serveHTTPHijacked) sendChunks(init *ServeHTTPResponseInit, data []byte) error {
 	for init != nil || len(data) > 0 {
 		piece := data[:min(len(data), s.chunkSize)]
 		data = data[len(piece):]
@@ -2682,12 +2686,12 @@ func (s *serveHTTPSession) sendChunks(init *ServeHTTPResponseInit, data []byte) 
 }
 
 // sendComplete ends the write side after the last Write.
-func (s *serveHTTPSession) sendComplete() {
+func (s *serveHTTPHijacked) sendComplete() {
 	switch s.mode {
-	case serveHTTPHead:
+	case serveHTTPWritesHead:
 		s.end(errors.New("it was closed before a response head was written to it"))
 		return
-	case serveHTTPRefusal:
+	case serveHTTPWritesAnswer:
 		s.pipe.Close() // the relay sees the end of the answer and ends the session
 		return
 	}
@@ -2708,12 +2712,12 @@ func (s *serveHTTPSession) sendComplete() {
 // by its framing (Content-Length, chunked or up to Close), with
 // body_complete only after a clean end. Until it ends it is the only
 // goroutine that sends.
-func (s *serveHTTPSession) relay(br *bufio.Reader, pr *io.PipeReader) {
+func (s *serveHTTPHijacked) relay(br *bufio.Reader, pr *io.PipeReader) {
 	s.end(s.relayResponse(br))
 	pr.CloseWithError(net.ErrClosed) // later writes fail
 }
 
-func (s *serveHTTPSession) relayResponse(br *bufio.Reader) error {
+func (s *serveHTTPHijacked) relayResponse(br *bufio.Reader) error {
 	res, err := http.ReadResponse(br, &http.Request{Method: s.method})
 	if err != nil {
 		return err
@@ -2752,7 +2756,7 @@ func (s *serveHTTPSession) relayResponse(br *bufio.Reader) error {
 
 // close is Close: it makes blocked and later calls fail, and lets the sender
 // send body_complete after the bytes it has.
-func (s *serveHTTPSession) close() {
+func (s *serveHTTPHijacked) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -2768,7 +2772,7 @@ func (s *serveHTTPSession) close() {
 
 // unreachable closes a session whose conn the handler dropped without
 // closing it, so that the RPC ends.
-func (s *serveHTTPSession) unreachable() {
+func (s *serveHTTPHijacked) unreachable() {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
@@ -2778,7 +2782,7 @@ func (s *serveHTTPSession) unreachable() {
 	}
 }
 
-// serveHTTPConn is the connection Hijack returns: a [net.Conn] whose
+// serveHTTPHijackedConn is the connection Hijack returns: a [net.Conn] whose
 // reads are the request's body chunks and whose writes become response body
 // chunks.
 //
@@ -2795,27 +2799,27 @@ func (s *serveHTTPSession) unreachable() {
 //     "httpbridge" holding the text.
 //
 // It is safe for concurrent use.
-type serveHTTPConn struct {
-	s      *serveHTTPSession
+type serveHTTPHijackedConn struct {
+	s      *serveHTTPHijacked
 	remote net.Addr
 	local  net.Addr
 }
 
-var _ net.Conn = (*serveHTTPConn)(nil)
+var _ net.Conn = (*serveHTTPHijackedConn)(nil)
 
-func (c *serveHTTPConn) Read(p []byte) (int, error)  { return c.s.read(p) }
-func (c *serveHTTPConn) Write(p []byte) (int, error) { return c.s.write(p) }
+func (c *serveHTTPHijackedConn) Read(p []byte) (int, error)  { return c.s.read(p) }
+func (c *serveHTTPHijackedConn) Write(p []byte) (int, error) { return c.s.write(p) }
 
 // Close closes both directions. It does not wait for the bytes written to
 // be sent; Serve waits for them.
-func (c *serveHTTPConn) Close() error {
+func (c *serveHTTPHijackedConn) Close() error {
 	c.s.close()
 	return nil
 }
 
 // CloseWrite half-closes the connection: the host gets body_complete after
 // the bytes written, and reads go on.
-func (c *serveHTTPConn) CloseWrite() error {
+func (c *serveHTTPHijackedConn) CloseWrite() error {
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -2827,37 +2831,37 @@ func (c *serveHTTPConn) CloseWrite() error {
 	return nil
 }
 
-func (c *serveHTTPConn) LocalAddr() net.Addr  { return c.local }
-func (c *serveHTTPConn) RemoteAddr() net.Addr { return c.remote }
+func (c *serveHTTPHijackedConn) LocalAddr() net.Addr  { return c.local }
+func (c *serveHTTPHijackedConn) RemoteAddr() net.Addr { return c.remote }
 
-func (c *serveHTTPConn) SetDeadline(t time.Time) error {
+func (c *serveHTTPHijackedConn) SetDeadline(t time.Time) error {
 	c.s.readDeadline.set(t)
 	c.s.writeDeadline.set(t)
 	return nil
 }
 
-func (c *serveHTTPConn) SetReadDeadline(t time.Time) error {
+func (c *serveHTTPHijackedConn) SetReadDeadline(t time.Time) error {
 	c.s.readDeadline.set(t)
 	return nil
 }
 
-func (c *serveHTTPConn) SetWriteDeadline(t time.Time) error {
+func (c *serveHTTPHijackedConn) SetWriteDeadline(t time.Time) error {
 	c.s.writeDeadline.set(t)
 	return nil
 }
 
-// serveHTTPDeadline is the deadline of one direction of a conn, as a
+// serveHTTPConnDeadline is the deadline of one direction of a conn, as a
 // channel closed once it passes. The channel is kept while the deadline
 // moves without having passed, so that calls already waiting see the new
 // one.
-type serveHTTPDeadline struct {
+type serveHTTPConnDeadline struct {
 	mu      sync.Mutex
 	timer   *time.Timer
 	expired chan struct{}
 	passed  bool // expired was closed without a timer
 }
 
-func (d *serveHTTPDeadline) set(t time.Time) {
+func (d *serveHTTPConnDeadline) set(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	// A timer that cannot be stopped has closed, or is closing, its channel.
@@ -2877,7 +2881,7 @@ func (d *serveHTTPDeadline) set(t time.Time) {
 	d.passed = true
 }
 
-func (d *serveHTTPDeadline) wait() <-chan struct{} {
+func (d *serveHTTPConnDeadline) wait() <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.expired == nil {
@@ -2886,21 +2890,21 @@ func (d *serveHTTPDeadline) wait() <-chan struct{} {
 	return d.expired
 }
 
-// serveHTTPParseAddr is the net.Addr of an address the host reported: a
+// serveHTTPConnAddr is the net.Addr of an address the host reported: a
 // *net.TCPAddr for ip:port, else the text itself.
-func serveHTTPParseAddr(address string) net.Addr {
+func serveHTTPConnAddr(address string) net.Addr {
 	if ap, err := netip.ParseAddrPort(address); err == nil {
 		return net.TCPAddrFromAddrPort(ap)
 	}
-	return serveHTTPAddr(address)
+	return serveHTTPTextAddr(address)
 }
 
-// serveHTTPAddr is an address that is not ip:port, such as a host name.
-type serveHTTPAddr string
+// serveHTTPTextAddr is an address that is not ip:port, such as a host name.
+type serveHTTPTextAddr string
 
 // Network returns "httpbridge": the address came over the bridge as text.
-func (a serveHTTPAddr) Network() string { return "httpbridge" }
-func (a serveHTTPAddr) String() string  { return string(a) }
+func (a serveHTTPTextAddr) Network() string { return "httpbridge" }
+func (a serveHTTPTextAddr) String() string  { return string(a) }
 
 // serveHTTPEncodeResponseHeader converts h to HTTPHeader entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are

@@ -1450,7 +1450,7 @@ func (p *HandlePlugin) Serve(stream grpc.BidiStreamingServer[Handle_Request, Han
 
 	var handlerWriter http.ResponseWriter = w
 	if protocol != "" {
-		w.upgrade = &handleSession{
+		w.upgrade = &handleHijacked{
 			w: w, stream: stream, ctx: stream.Context(), log: w.log, chunkSize: w.chunkSize,
 			protocol: protocol, method: r.Method, path: r.URL.Path, remote: r.RemoteAddr, local: r.Host,
 		}
@@ -1899,7 +1899,7 @@ type HandleResponseWriter struct {
 	hijacked  bool
 	// upgrade is set on exchanges where the host offered an upgrade: the
 	// connection a hijack hands out.
-	upgrade *handleSession
+	upgrade *handleHijacked
 }
 
 var (
@@ -2076,14 +2076,13 @@ func (w *HandleResponseWriter) finish() error {
 	return w.sendLocked(false, true)
 }
 
-// endHijacked reports, once the handler returned, whether it hijacked the
-// connection; the writer is ended either way.
+// endHijacked ends the writer once the handler returned, so that a
+// goroutine it left cannot hijack from now on, and reports whether it
+// hijacked the connection.
 func (w *HandleResponseWriter) endHijacked() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.hijacked {
-		w.ended = true
-	}
+	w.ended = true
 	return w.hijacked
 }
 
@@ -2156,7 +2155,7 @@ func handleUpgradeOffer(ctx context.Context, h http.Header) string {
 			protocol = token
 		}
 	}
-	if protocol == "" || !handleHasToken(h["Connection"], "upgrade") {
+	if protocol == "" || !handleHeaderHasToken(h["Connection"], "upgrade") {
 		return ""
 	}
 	offered := metadata.ValueFromIncomingContext(ctx, HandleUpgradeKey)
@@ -2166,9 +2165,9 @@ func handleUpgradeOffer(ctx context.Context, h http.Header) string {
 	return protocol
 }
 
-// handleHasToken reports whether the comma-separated header values
+// handleHeaderHasToken reports whether the comma-separated header values
 // hold token, compared case-insensitively.
-func handleHasToken(values []string, token string) bool {
+func handleHeaderHasToken(values []string, token string) bool {
 	for _, value := range values {
 		for more := true; more; {
 			var t string
@@ -2222,23 +2221,24 @@ func (w *HandleResponseWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {
 		if err := w.sendLocked(false, false); err != nil {
 			return nil, nil, err
 		}
-		s.mode = handleTunnel
+		s.mode = handleWritesTunnel
 	}
 	w.hijacked = true
 	conn := s.start()
 	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, 4096), bufio.NewWriterSize(conn, 4096)), nil
 }
 
-// handleSession is the hijacked connection of one exchange, as its
-// goroutines and Serve see it. The handler holds a handleConn around
-// it instead, so that a conn it drops can be closed by a cleanup (the
-// session itself stays reachable from the goroutines).
+// handleHijacked is the hijacked connection of one exchange (the
+// session), as its goroutines and Serve see it. The handler holds a
+// handleHijackedConn around it instead, so that a conn it drops can be
+// closed by a cleanup: the session itself stays reachable from the
+// goroutines.
 //
 // After the hijack only its receiver goroutine calls Recv and only its sender
 // goroutine calls Send (the relay goroutine of a non-101 answer instead,
 // while it lasts): neither can be interrupted, so Read and Write wait for
 // them on channels, which deadlines and Close can interrupt.
-type handleSession struct {
+type handleHijacked struct {
 	w         *HandleResponseWriter
 	stream    grpc.BidiStreamingServer[Handle_Request, Handle_Response]
 	ctx       context.Context // the stream's: the session outlives the request's
@@ -2254,11 +2254,11 @@ type handleSession struct {
 
 	readTurn      chan struct{} // holds one reader at a time
 	incoming      chan handleReceived
-	readDeadline  handleDeadline
+	readDeadline  handleConnDeadline
 	pending       []byte        // the unread rest of the current chunk; under readTurn
 	readErr       error         // what Read returns once pending is empty; under readTurn
 	writeTurn     chan struct{} // holds one writer at a time
-	writeDeadline handleDeadline
+	writeDeadline handleConnDeadline
 	inFlight      bool          // a timed-out Write's bytes are still with the sender; under writeTurn
 	kick          chan struct{} // wakes the sender
 	written       chan error    // the sender finished a Write's bytes
@@ -2276,16 +2276,16 @@ type handleSession struct {
 	endErr       error
 
 	// The sender's alone.
-	mode int // handleHead, handleTunnel or handleRefusal
+	mode int // handleWritesHead, handleWritesTunnel or handleWritesAnswer
 	head []byte
 	pipe *io.PipeWriter // into the relay of a non-101 answer
 }
 
 // What the bytes written to a hijacked connection are.
 const (
-	handleHead    = iota // the response head, until it is complete
-	handleTunnel         // the new protocol, after a 101
-	handleRefusal        // the body of a non-101 answer
+	handleWritesHead   = iota // the response head, until it is complete
+	handleWritesTunnel        // the new protocol, after a 101
+	handleWritesAnswer        // the body of a non-101 answer
 )
 
 // handleReceived is one request message, as the receiver hands it to
@@ -2296,13 +2296,13 @@ type handleReceived struct {
 	err      error
 }
 
-func (s *handleSession) start() *handleConn {
+func (s *handleHijacked) start() *handleHijackedConn {
 	s.readTurn, s.writeTurn = make(chan struct{}, 1), make(chan struct{}, 1)
 	s.incoming = make(chan handleReceived)
 	s.kick, s.written = make(chan struct{}, 1), make(chan error, 1)
 	s.stop, s.finished = make(chan struct{}), make(chan struct{})
-	conn := &handleConn{s: s, remote: handleParseAddr(s.remote), local: handleParseAddr(s.local)}
-	runtime.AddCleanup(conn, (*handleSession).unreachable, s)
+	conn := &handleHijackedConn{s: s, remote: handleConnAddr(s.remote), local: handleConnAddr(s.local)}
+	runtime.AddCleanup(conn, (*handleHijacked).unreachable, s)
 	go s.receive()
 	go s.send()
 	return conn
@@ -2312,7 +2312,7 @@ func (s *handleSession) start() *handleConn {
 // returns what Serve returns: nil once the conn was closed and
 // body_complete went out, an error (a non-OK status for the host: an
 // abort) if the handler panicked, the session failed or the host cancelled.
-func (s *handleSession) await(handlerOK bool) error {
+func (s *handleHijacked) await(handlerOK bool) error {
 	if !handlerOK {
 		return status.Error(codes.Aborted, "httpbridge: Handle handler failed after hijacking the connection")
 	}
@@ -2330,13 +2330,13 @@ func (s *handleSession) await(handlerOK bool) error {
 }
 
 // end lets Serve return, with err nil for a clean end.
-func (s *handleSession) end(err error) {
+func (s *handleHijacked) end(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.endLocked(err)
 }
 
-func (s *handleSession) endLocked(err error) {
+func (s *handleHijacked) endLocked(err error) {
 	if s.ended {
 		return
 	}
@@ -2352,7 +2352,7 @@ func (s *handleSession) endLocked(err error) {
 
 // receive hands the request messages to Read, one at a time: it receives
 // the next only once Read took this one, so at most one chunk waits here.
-func (s *handleSession) receive() {
+func (s *handleHijacked) receive() {
 	warned := false
 	for {
 		msg, err := s.stream.Recv()
@@ -2383,7 +2383,7 @@ func (s *handleSession) receive() {
 	}
 }
 
-func (s *handleSession) read(p []byte) (int, error) {
+func (s *handleHijacked) read(p []byte) (int, error) {
 	expired := s.readDeadline.wait()
 	if err := s.take(s.readTurn, expired); err != nil {
 		return 0, err
@@ -2426,7 +2426,7 @@ func (s *handleSession) read(p []byte) (int, error) {
 
 // take waits for turn, a channel of capacity 1 that holds the one caller
 // allowed to go on.
-func (s *handleSession) take(turn chan struct{}, expired <-chan struct{}) error {
+func (s *handleHijacked) take(turn chan struct{}, expired <-chan struct{}) error {
 	select {
 	case turn <- struct{}{}:
 		return nil
@@ -2444,7 +2444,7 @@ func (s *handleSession) take(turn chan struct{}, expired <-chan struct{}) error 
 // the bytes are still sent, in order, unless the stream ends first, and the
 // next Write waits for them. So a caller that retries after a timeout does
 // not send them twice.
-func (s *handleSession) write(p []byte) (int, error) {
+func (s *handleHijacked) write(p []byte) (int, error) {
 	expired := s.writeDeadline.wait()
 	if err := s.take(s.writeTurn, expired); err != nil {
 		return 0, err
@@ -2491,7 +2491,7 @@ func (s *handleSession) write(p []byte) (int, error) {
 // waitSent waits until the sender reports the bytes in flight sent. It
 // reports whether they were handed over (they are still sent) when it
 // returns an error.
-func (s *handleSession) waitSent(expired <-chan struct{}) (handed bool, err error) {
+func (s *handleHijacked) waitSent(expired <-chan struct{}) (handed bool, err error) {
 	select {
 	case err := <-s.written:
 		s.inFlight = false
@@ -2505,7 +2505,7 @@ func (s *handleSession) waitSent(expired <-chan struct{}) (handed bool, err erro
 	}
 }
 
-func (s *handleSession) wake() {
+func (s *handleHijacked) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -2514,7 +2514,7 @@ func (s *handleSession) wake() {
 
 // send is the sender goroutine: it sends each Write's bytes, then
 // body_complete once the conn is half-closed or closed.
-func (s *handleSession) send() {
+func (s *handleHijacked) send() {
 	for {
 		s.mu.Lock()
 		data, has := s.queued, s.hasQueued
@@ -2524,7 +2524,7 @@ func (s *handleSession) send() {
 		switch {
 		case has:
 			err := s.sendBytes(data)
-			if err != nil && s.mode == handleRefusal {
+			if err != nil && s.mode == handleWritesAnswer {
 				// The answer ended (the relay ended the session) or failed.
 				s.mu.Lock()
 				s.failure = err
@@ -2553,17 +2553,21 @@ func (s *handleSession) send() {
 }
 
 // sendBytes sends what one Write wrote, as the mode says.
-func (s *handleSession) sendBytes(data []byte) error {
+func (s *handleHijacked) sendBytes(data []byte) error {
 	switch s.mode {
-	case handleTunnel:
+	case handleWritesTunnel:
 		return s.sendChunks(nil, data)
-	case handleRefusal:
+	case handleWritesAnswer:
 		if _, err := s.pipe.Write(data); err != nil {
 			return net.ErrClosed // the answer has ended
 		}
 		return nil
 	}
-	s.head = append(s.head, data...)
+	if s.head == nil {
+		s.head = data // a copy already
+	} else {
+		s.head = append(s.head, data...)
+	}
 	for {
 		end := bytes.Index(s.head, []byte("\r\n\r\n"))
 		if end < 0 && len(s.head) <= handleMaxResponseHead {
@@ -2579,7 +2583,7 @@ func (s *handleSession) sendBytes(data []byte) error {
 		}
 		switch code := res.StatusCode; {
 		case code == http.StatusSwitchingProtocols:
-			s.mode, s.head = handleTunnel, nil
+			s.mode, s.head = handleWritesTunnel, nil
 			headers, invalid := handleEncodeResponseHeader(res.Header)
 			if invalid != "" {
 				return fmt.Errorf("its 101 header %s is not valid UTF-8", strconv.QuoteToASCII(invalid))
@@ -2595,7 +2599,7 @@ func (s *handleSession) sendBytes(data []byte) error {
 			// An answer without switching, to be sent as an ordinary
 			// response: its body is decoded by the framing of its head.
 			pr, pw := io.Pipe()
-			s.mode, s.pipe = handleRefusal, pw
+			s.mode, s.pipe = handleWritesAnswer, pw
 			go s.relay(bufio.NewReader(io.MultiReader(bytes.NewReader(s.head), pr)), pr)
 			s.head = nil
 			return nil
@@ -2605,7 +2609,7 @@ func (s *handleSession) sendBytes(data []byte) error {
 
 // sendChunks sends data in messages of at most chunkSize bytes, the first
 // with init if it is not nil.
-func (s *handleSession) sendChunks(init *ResponseInit, data []byte) error {
+func (s *handleHijacked) sendChunks(init *ResponseInit, data []byte) error {
 	for init != nil || len(data) > 0 {
 		piece := data[:min(len(data), s.chunkSize)]
 		data = data[len(piece):]
@@ -2618,12 +2622,12 @@ func (s *handleSession) sendChunks(init *ResponseInit, data []byte) error {
 }
 
 // sendComplete ends the write side after the last Write.
-func (s *handleSession) sendComplete() {
+func (s *handleHijacked) sendComplete() {
 	switch s.mode {
-	case handleHead:
+	case handleWritesHead:
 		s.end(errors.New("it was closed before a response head was written to it"))
 		return
-	case handleRefusal:
+	case handleWritesAnswer:
 		s.pipe.Close() // the relay sees the end of the answer and ends the session
 		return
 	}
@@ -2644,12 +2648,12 @@ func (s *handleSession) sendComplete() {
 // by its framing (Content-Length, chunked or up to Close), with
 // body_complete only after a clean end. Until it ends it is the only
 // goroutine that sends.
-func (s *handleSession) relay(br *bufio.Reader, pr *io.PipeReader) {
+func (s *handleHijacked) relay(br *bufio.Reader, pr *io.PipeReader) {
 	s.end(s.relayResponse(br))
 	pr.CloseWithError(net.ErrClosed) // later writes fail
 }
 
-func (s *handleSession) relayResponse(br *bufio.Reader) error {
+func (s *handleHijacked) relayResponse(br *bufio.Reader) error {
 	res, err := http.ReadResponse(br, &http.Request{Method: s.method})
 	if err != nil {
 		return err
@@ -2688,7 +2692,7 @@ func (s *handleSession) relayResponse(br *bufio.Reader) error {
 
 // close is Close: it makes blocked and later calls fail, and lets the sender
 // send body_complete after the bytes it has.
-func (s *handleSession) close() {
+func (s *handleHijacked) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -2704,7 +2708,7 @@ func (s *handleSession) close() {
 
 // unreachable closes a session whose conn the handler dropped without
 // closing it, so that the RPC ends.
-func (s *handleSession) unreachable() {
+func (s *handleHijacked) unreachable() {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
@@ -2714,7 +2718,7 @@ func (s *handleSession) unreachable() {
 	}
 }
 
-// handleConn is the connection Hijack returns: a [net.Conn] whose
+// handleHijackedConn is the connection Hijack returns: a [net.Conn] whose
 // reads are the request's body chunks and whose writes become response body
 // chunks.
 //
@@ -2731,27 +2735,27 @@ func (s *handleSession) unreachable() {
 //     "httpbridge" holding the text.
 //
 // It is safe for concurrent use.
-type handleConn struct {
-	s      *handleSession
+type handleHijackedConn struct {
+	s      *handleHijacked
 	remote net.Addr
 	local  net.Addr
 }
 
-var _ net.Conn = (*handleConn)(nil)
+var _ net.Conn = (*handleHijackedConn)(nil)
 
-func (c *handleConn) Read(p []byte) (int, error)  { return c.s.read(p) }
-func (c *handleConn) Write(p []byte) (int, error) { return c.s.write(p) }
+func (c *handleHijackedConn) Read(p []byte) (int, error)  { return c.s.read(p) }
+func (c *handleHijackedConn) Write(p []byte) (int, error) { return c.s.write(p) }
 
 // Close closes both directions. It does not wait for the bytes written to
 // be sent; Serve waits for them.
-func (c *handleConn) Close() error {
+func (c *handleHijackedConn) Close() error {
 	c.s.close()
 	return nil
 }
 
 // CloseWrite half-closes the connection: the host gets body_complete after
 // the bytes written, and reads go on.
-func (c *handleConn) CloseWrite() error {
+func (c *handleHijackedConn) CloseWrite() error {
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -2763,37 +2767,37 @@ func (c *handleConn) CloseWrite() error {
 	return nil
 }
 
-func (c *handleConn) LocalAddr() net.Addr  { return c.local }
-func (c *handleConn) RemoteAddr() net.Addr { return c.remote }
+func (c *handleHijackedConn) LocalAddr() net.Addr  { return c.local }
+func (c *handleHijackedConn) RemoteAddr() net.Addr { return c.remote }
 
-func (c *handleConn) SetDeadline(t time.Time) error {
+func (c *handleHijackedConn) SetDeadline(t time.Time) error {
 	c.s.readDeadline.set(t)
 	c.s.writeDeadline.set(t)
 	return nil
 }
 
-func (c *handleConn) SetReadDeadline(t time.Time) error {
+func (c *handleHijackedConn) SetReadDeadline(t time.Time) error {
 	c.s.readDeadline.set(t)
 	return nil
 }
 
-func (c *handleConn) SetWriteDeadline(t time.Time) error {
+func (c *handleHijackedConn) SetWriteDeadline(t time.Time) error {
 	c.s.writeDeadline.set(t)
 	return nil
 }
 
-// handleDeadline is the deadline of one direction of a conn, as a
+// handleConnDeadline is the deadline of one direction of a conn, as a
 // channel closed once it passes. The channel is kept while the deadline
 // moves without having passed, so that calls already waiting see the new
 // one.
-type handleDeadline struct {
+type handleConnDeadline struct {
 	mu      sync.Mutex
 	timer   *time.Timer
 	expired chan struct{}
 	passed  bool // expired was closed without a timer
 }
 
-func (d *handleDeadline) set(t time.Time) {
+func (d *handleConnDeadline) set(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	// A timer that cannot be stopped has closed, or is closing, its channel.
@@ -2813,7 +2817,7 @@ func (d *handleDeadline) set(t time.Time) {
 	d.passed = true
 }
 
-func (d *handleDeadline) wait() <-chan struct{} {
+func (d *handleConnDeadline) wait() <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.expired == nil {
@@ -2822,21 +2826,21 @@ func (d *handleDeadline) wait() <-chan struct{} {
 	return d.expired
 }
 
-// handleParseAddr is the net.Addr of an address the host reported: a
+// handleConnAddr is the net.Addr of an address the host reported: a
 // *net.TCPAddr for ip:port, else the text itself.
-func handleParseAddr(address string) net.Addr {
+func handleConnAddr(address string) net.Addr {
 	if ap, err := netip.ParseAddrPort(address); err == nil {
 		return net.TCPAddrFromAddrPort(ap)
 	}
-	return handleAddr(address)
+	return handleTextAddr(address)
 }
 
-// handleAddr is an address that is not ip:port, such as a host name.
-type handleAddr string
+// handleTextAddr is an address that is not ip:port, such as a host name.
+type handleTextAddr string
 
 // Network returns "httpbridge": the address came over the bridge as text.
-func (a handleAddr) Network() string { return "httpbridge" }
-func (a handleAddr) String() string  { return string(a) }
+func (a handleTextAddr) Network() string { return "httpbridge" }
+func (a handleTextAddr) String() string  { return string(a) }
 
 // handleEncodeResponseHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
@@ -4284,7 +4288,7 @@ func (p *OuterFetchPlugin) Serve(stream grpc.BidiStreamingServer[Outer_FetchRequ
 
 	var handlerWriter http.ResponseWriter = w
 	if protocol != "" {
-		w.upgrade = &outerFetchSession{
+		w.upgrade = &outerFetchHijacked{
 			w: w, stream: stream, ctx: stream.Context(), log: w.log, chunkSize: w.chunkSize,
 			protocol: protocol, method: r.Method, path: r.URL.Path, remote: r.RemoteAddr, local: r.Host,
 		}
@@ -4733,7 +4737,7 @@ type OuterFetchResponseWriter struct {
 	hijacked  bool
 	// upgrade is set on exchanges where the host offered an upgrade: the
 	// connection a hijack hands out.
-	upgrade *outerFetchSession
+	upgrade *outerFetchHijacked
 }
 
 var (
@@ -4910,14 +4914,13 @@ func (w *OuterFetchResponseWriter) finish() error {
 	return w.sendLocked(false, true)
 }
 
-// endHijacked reports, once the handler returned, whether it hijacked the
-// connection; the writer is ended either way.
+// endHijacked ends the writer once the handler returned, so that a
+// goroutine it left cannot hijack from now on, and reports whether it
+// hijacked the connection.
 func (w *OuterFetchResponseWriter) endHijacked() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.hijacked {
-		w.ended = true
-	}
+	w.ended = true
 	return w.hijacked
 }
 
@@ -4990,7 +4993,7 @@ func outerFetchUpgradeOffer(ctx context.Context, h http.Header) string {
 			protocol = token
 		}
 	}
-	if protocol == "" || !outerFetchHasToken(h["Connection"], "upgrade") {
+	if protocol == "" || !outerFetchHeaderHasToken(h["Connection"], "upgrade") {
 		return ""
 	}
 	offered := metadata.ValueFromIncomingContext(ctx, OuterFetchUpgradeKey)
@@ -5000,9 +5003,9 @@ func outerFetchUpgradeOffer(ctx context.Context, h http.Header) string {
 	return protocol
 }
 
-// outerFetchHasToken reports whether the comma-separated header values
+// outerFetchHeaderHasToken reports whether the comma-separated header values
 // hold token, compared case-insensitively.
-func outerFetchHasToken(values []string, token string) bool {
+func outerFetchHeaderHasToken(values []string, token string) bool {
 	for _, value := range values {
 		for more := true; more; {
 			var t string
@@ -5056,23 +5059,24 @@ func (w *OuterFetchResponseWriter) hijack() (net.Conn, *bufio.ReadWriter, error)
 		if err := w.sendLocked(false, false); err != nil {
 			return nil, nil, err
 		}
-		s.mode = outerFetchTunnel
+		s.mode = outerFetchWritesTunnel
 	}
 	w.hijacked = true
 	conn := s.start()
 	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, 4096), bufio.NewWriterSize(conn, 4096)), nil
 }
 
-// outerFetchSession is the hijacked connection of one exchange, as its
-// goroutines and Serve see it. The handler holds a outerFetchConn around
-// it instead, so that a conn it drops can be closed by a cleanup (the
-// session itself stays reachable from the goroutines).
+// outerFetchHijacked is the hijacked connection of one exchange (the
+// session), as its goroutines and Serve see it. The handler holds a
+// outerFetchHijackedConn around it instead, so that a conn it drops can be
+// closed by a cleanup: the session itself stays reachable from the
+// goroutines.
 //
 // After the hijack only its receiver goroutine calls Recv and only its sender
 // goroutine calls Send (the relay goroutine of a non-101 answer instead,
 // while it lasts): neither can be interrupted, so Read and Write wait for
 // them on channels, which deadlines and Close can interrupt.
-type outerFetchSession struct {
+type outerFetchHijacked struct {
 	w         *OuterFetchResponseWriter
 	stream    grpc.BidiStreamingServer[Outer_FetchRequest, Outer_FetchResponse]
 	ctx       context.Context // the stream's: the session outlives the request's
@@ -5088,11 +5092,11 @@ type outerFetchSession struct {
 
 	readTurn      chan struct{} // holds one reader at a time
 	incoming      chan outerFetchReceived
-	readDeadline  outerFetchDeadline
+	readDeadline  outerFetchConnDeadline
 	pending       []byte        // the unread rest of the current chunk; under readTurn
 	readErr       error         // what Read returns once pending is empty; under readTurn
 	writeTurn     chan struct{} // holds one writer at a time
-	writeDeadline outerFetchDeadline
+	writeDeadline outerFetchConnDeadline
 	inFlight      bool          // a timed-out Write's bytes are still with the sender; under writeTurn
 	kick          chan struct{} // wakes the sender
 	written       chan error    // the sender finished a Write's bytes
@@ -5110,16 +5114,16 @@ type outerFetchSession struct {
 	endErr       error
 
 	// The sender's alone.
-	mode int // outerFetchHead, outerFetchTunnel or outerFetchRefusal
+	mode int // outerFetchWritesHead, outerFetchWritesTunnel or outerFetchWritesAnswer
 	head []byte
 	pipe *io.PipeWriter // into the relay of a non-101 answer
 }
 
 // What the bytes written to a hijacked connection are.
 const (
-	outerFetchHead    = iota // the response head, until it is complete
-	outerFetchTunnel         // the new protocol, after a 101
-	outerFetchRefusal        // the body of a non-101 answer
+	outerFetchWritesHead   = iota // the response head, until it is complete
+	outerFetchWritesTunnel        // the new protocol, after a 101
+	outerFetchWritesAnswer        // the body of a non-101 answer
 )
 
 // outerFetchReceived is one request message, as the receiver hands it to
@@ -5130,13 +5134,13 @@ type outerFetchReceived struct {
 	err      error
 }
 
-func (s *outerFetchSession) start() *outerFetchConn {
+func (s *outerFetchHijacked) start() *outerFetchHijackedConn {
 	s.readTurn, s.writeTurn = make(chan struct{}, 1), make(chan struct{}, 1)
 	s.incoming = make(chan outerFetchReceived)
 	s.kick, s.written = make(chan struct{}, 1), make(chan error, 1)
 	s.stop, s.finished = make(chan struct{}), make(chan struct{})
-	conn := &outerFetchConn{s: s, remote: outerFetchParseAddr(s.remote), local: outerFetchParseAddr(s.local)}
-	runtime.AddCleanup(conn, (*outerFetchSession).unreachable, s)
+	conn := &outerFetchHijackedConn{s: s, remote: outerFetchConnAddr(s.remote), local: outerFetchConnAddr(s.local)}
+	runtime.AddCleanup(conn, (*outerFetchHijacked).unreachable, s)
 	go s.receive()
 	go s.send()
 	return conn
@@ -5146,7 +5150,7 @@ func (s *outerFetchSession) start() *outerFetchConn {
 // returns what Serve returns: nil once the conn was closed and
 // body_complete went out, an error (a non-OK status for the host: an
 // abort) if the handler panicked, the session failed or the host cancelled.
-func (s *outerFetchSession) await(handlerOK bool) error {
+func (s *outerFetchHijacked) await(handlerOK bool) error {
 	if !handlerOK {
 		return status.Error(codes.Aborted, "httpbridge: OuterFetch handler failed after hijacking the connection")
 	}
@@ -5164,13 +5168,13 @@ func (s *outerFetchSession) await(handlerOK bool) error {
 }
 
 // end lets Serve return, with err nil for a clean end.
-func (s *outerFetchSession) end(err error) {
+func (s *outerFetchHijacked) end(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.endLocked(err)
 }
 
-func (s *outerFetchSession) endLocked(err error) {
+func (s *outerFetchHijacked) endLocked(err error) {
 	if s.ended {
 		return
 	}
@@ -5186,7 +5190,7 @@ func (s *outerFetchSession) endLocked(err error) {
 
 // receive hands the request messages to Read, one at a time: it receives
 // the next only once Read took this one, so at most one chunk waits here.
-func (s *outerFetchSession) receive() {
+func (s *outerFetchHijacked) receive() {
 	warned := false
 	for {
 		msg, err := s.stream.Recv()
@@ -5217,7 +5221,7 @@ func (s *outerFetchSession) receive() {
 	}
 }
 
-func (s *outerFetchSession) read(p []byte) (int, error) {
+func (s *outerFetchHijacked) read(p []byte) (int, error) {
 	expired := s.readDeadline.wait()
 	if err := s.take(s.readTurn, expired); err != nil {
 		return 0, err
@@ -5260,7 +5264,7 @@ func (s *outerFetchSession) read(p []byte) (int, error) {
 
 // take waits for turn, a channel of capacity 1 that holds the one caller
 // allowed to go on.
-func (s *outerFetchSession) take(turn chan struct{}, expired <-chan struct{}) error {
+func (s *outerFetchHijacked) take(turn chan struct{}, expired <-chan struct{}) error {
 	select {
 	case turn <- struct{}{}:
 		return nil
@@ -5278,7 +5282,7 @@ func (s *outerFetchSession) take(turn chan struct{}, expired <-chan struct{}) er
 // the bytes are still sent, in order, unless the stream ends first, and the
 // next Write waits for them. So a caller that retries after a timeout does
 // not send them twice.
-func (s *outerFetchSession) write(p []byte) (int, error) {
+func (s *outerFetchHijacked) write(p []byte) (int, error) {
 	expired := s.writeDeadline.wait()
 	if err := s.take(s.writeTurn, expired); err != nil {
 		return 0, err
@@ -5325,7 +5329,7 @@ func (s *outerFetchSession) write(p []byte) (int, error) {
 // waitSent waits until the sender reports the bytes in flight sent. It
 // reports whether they were handed over (they are still sent) when it
 // returns an error.
-func (s *outerFetchSession) waitSent(expired <-chan struct{}) (handed bool, err error) {
+func (s *outerFetchHijacked) waitSent(expired <-chan struct{}) (handed bool, err error) {
 	select {
 	case err := <-s.written:
 		s.inFlight = false
@@ -5339,7 +5343,7 @@ func (s *outerFetchSession) waitSent(expired <-chan struct{}) (handed bool, err 
 	}
 }
 
-func (s *outerFetchSession) wake() {
+func (s *outerFetchHijacked) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -5348,7 +5352,7 @@ func (s *outerFetchSession) wake() {
 
 // send is the sender goroutine: it sends each Write's bytes, then
 // body_complete once the conn is half-closed or closed.
-func (s *outerFetchSession) send() {
+func (s *outerFetchHijacked) send() {
 	for {
 		s.mu.Lock()
 		data, has := s.queued, s.hasQueued
@@ -5358,7 +5362,7 @@ func (s *outerFetchSession) send() {
 		switch {
 		case has:
 			err := s.sendBytes(data)
-			if err != nil && s.mode == outerFetchRefusal {
+			if err != nil && s.mode == outerFetchWritesAnswer {
 				// The answer ended (the relay ended the session) or failed.
 				s.mu.Lock()
 				s.failure = err
@@ -5387,17 +5391,21 @@ func (s *outerFetchSession) send() {
 }
 
 // sendBytes sends what one Write wrote, as the mode says.
-func (s *outerFetchSession) sendBytes(data []byte) error {
+func (s *outerFetchHijacked) sendBytes(data []byte) error {
 	switch s.mode {
-	case outerFetchTunnel:
+	case outerFetchWritesTunnel:
 		return s.sendChunks(nil, data)
-	case outerFetchRefusal:
+	case outerFetchWritesAnswer:
 		if _, err := s.pipe.Write(data); err != nil {
 			return net.ErrClosed // the answer has ended
 		}
 		return nil
 	}
-	s.head = append(s.head, data...)
+	if s.head == nil {
+		s.head = data // a copy already
+	} else {
+		s.head = append(s.head, data...)
+	}
 	for {
 		end := bytes.Index(s.head, []byte("\r\n\r\n"))
 		if end < 0 && len(s.head) <= outerFetchMaxResponseHead {
@@ -5413,7 +5421,7 @@ func (s *outerFetchSession) sendBytes(data []byte) error {
 		}
 		switch code := res.StatusCode; {
 		case code == http.StatusSwitchingProtocols:
-			s.mode, s.head = outerFetchTunnel, nil
+			s.mode, s.head = outerFetchWritesTunnel, nil
 			headers, invalid := outerFetchEncodeResponseHeader(res.Header)
 			if invalid != "" {
 				return fmt.Errorf("its 101 header %s is not valid UTF-8", strconv.QuoteToASCII(invalid))
@@ -5429,7 +5437,7 @@ func (s *outerFetchSession) sendBytes(data []byte) error {
 			// An answer without switching, to be sent as an ordinary
 			// response: its body is decoded by the framing of its head.
 			pr, pw := io.Pipe()
-			s.mode, s.pipe = outerFetchRefusal, pw
+			s.mode, s.pipe = outerFetchWritesAnswer, pw
 			go s.relay(bufio.NewReader(io.MultiReader(bytes.NewReader(s.head), pr)), pr)
 			s.head = nil
 			return nil
@@ -5439,7 +5447,7 @@ func (s *outerFetchSession) sendBytes(data []byte) error {
 
 // sendChunks sends data in messages of at most chunkSize bytes, the first
 // with init if it is not nil.
-func (s *outerFetchSession) sendChunks(init *ResponseInit, data []byte) error {
+func (s *outerFetchHijacked) sendChunks(init *ResponseInit, data []byte) error {
 	for init != nil || len(data) > 0 {
 		piece := data[:min(len(data), s.chunkSize)]
 		data = data[len(piece):]
@@ -5452,12 +5460,12 @@ func (s *outerFetchSession) sendChunks(init *ResponseInit, data []byte) error {
 }
 
 // sendComplete ends the write side after the last Write.
-func (s *outerFetchSession) sendComplete() {
+func (s *outerFetchHijacked) sendComplete() {
 	switch s.mode {
-	case outerFetchHead:
+	case outerFetchWritesHead:
 		s.end(errors.New("it was closed before a response head was written to it"))
 		return
-	case outerFetchRefusal:
+	case outerFetchWritesAnswer:
 		s.pipe.Close() // the relay sees the end of the answer and ends the session
 		return
 	}
@@ -5478,12 +5486,12 @@ func (s *outerFetchSession) sendComplete() {
 // by its framing (Content-Length, chunked or up to Close), with
 // body_complete only after a clean end. Until it ends it is the only
 // goroutine that sends.
-func (s *outerFetchSession) relay(br *bufio.Reader, pr *io.PipeReader) {
+func (s *outerFetchHijacked) relay(br *bufio.Reader, pr *io.PipeReader) {
 	s.end(s.relayResponse(br))
 	pr.CloseWithError(net.ErrClosed) // later writes fail
 }
 
-func (s *outerFetchSession) relayResponse(br *bufio.Reader) error {
+func (s *outerFetchHijacked) relayResponse(br *bufio.Reader) error {
 	res, err := http.ReadResponse(br, &http.Request{Method: s.method})
 	if err != nil {
 		return err
@@ -5522,7 +5530,7 @@ func (s *outerFetchSession) relayResponse(br *bufio.Reader) error {
 
 // close is Close: it makes blocked and later calls fail, and lets the sender
 // send body_complete after the bytes it has.
-func (s *outerFetchSession) close() {
+func (s *outerFetchHijacked) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -5538,7 +5546,7 @@ func (s *outerFetchSession) close() {
 
 // unreachable closes a session whose conn the handler dropped without
 // closing it, so that the RPC ends.
-func (s *outerFetchSession) unreachable() {
+func (s *outerFetchHijacked) unreachable() {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
@@ -5548,7 +5556,7 @@ func (s *outerFetchSession) unreachable() {
 	}
 }
 
-// outerFetchConn is the connection Hijack returns: a [net.Conn] whose
+// outerFetchHijackedConn is the connection Hijack returns: a [net.Conn] whose
 // reads are the request's body chunks and whose writes become response body
 // chunks.
 //
@@ -5565,27 +5573,27 @@ func (s *outerFetchSession) unreachable() {
 //     "httpbridge" holding the text.
 //
 // It is safe for concurrent use.
-type outerFetchConn struct {
-	s      *outerFetchSession
+type outerFetchHijackedConn struct {
+	s      *outerFetchHijacked
 	remote net.Addr
 	local  net.Addr
 }
 
-var _ net.Conn = (*outerFetchConn)(nil)
+var _ net.Conn = (*outerFetchHijackedConn)(nil)
 
-func (c *outerFetchConn) Read(p []byte) (int, error)  { return c.s.read(p) }
-func (c *outerFetchConn) Write(p []byte) (int, error) { return c.s.write(p) }
+func (c *outerFetchHijackedConn) Read(p []byte) (int, error)  { return c.s.read(p) }
+func (c *outerFetchHijackedConn) Write(p []byte) (int, error) { return c.s.write(p) }
 
 // Close closes both directions. It does not wait for the bytes written to
 // be sent; Serve waits for them.
-func (c *outerFetchConn) Close() error {
+func (c *outerFetchHijackedConn) Close() error {
 	c.s.close()
 	return nil
 }
 
 // CloseWrite half-closes the connection: the host gets body_complete after
 // the bytes written, and reads go on.
-func (c *outerFetchConn) CloseWrite() error {
+func (c *outerFetchHijackedConn) CloseWrite() error {
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -5597,37 +5605,37 @@ func (c *outerFetchConn) CloseWrite() error {
 	return nil
 }
 
-func (c *outerFetchConn) LocalAddr() net.Addr  { return c.local }
-func (c *outerFetchConn) RemoteAddr() net.Addr { return c.remote }
+func (c *outerFetchHijackedConn) LocalAddr() net.Addr  { return c.local }
+func (c *outerFetchHijackedConn) RemoteAddr() net.Addr { return c.remote }
 
-func (c *outerFetchConn) SetDeadline(t time.Time) error {
+func (c *outerFetchHijackedConn) SetDeadline(t time.Time) error {
 	c.s.readDeadline.set(t)
 	c.s.writeDeadline.set(t)
 	return nil
 }
 
-func (c *outerFetchConn) SetReadDeadline(t time.Time) error {
+func (c *outerFetchHijackedConn) SetReadDeadline(t time.Time) error {
 	c.s.readDeadline.set(t)
 	return nil
 }
 
-func (c *outerFetchConn) SetWriteDeadline(t time.Time) error {
+func (c *outerFetchHijackedConn) SetWriteDeadline(t time.Time) error {
 	c.s.writeDeadline.set(t)
 	return nil
 }
 
-// outerFetchDeadline is the deadline of one direction of a conn, as a
+// outerFetchConnDeadline is the deadline of one direction of a conn, as a
 // channel closed once it passes. The channel is kept while the deadline
 // moves without having passed, so that calls already waiting see the new
 // one.
-type outerFetchDeadline struct {
+type outerFetchConnDeadline struct {
 	mu      sync.Mutex
 	timer   *time.Timer
 	expired chan struct{}
 	passed  bool // expired was closed without a timer
 }
 
-func (d *outerFetchDeadline) set(t time.Time) {
+func (d *outerFetchConnDeadline) set(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	// A timer that cannot be stopped has closed, or is closing, its channel.
@@ -5647,7 +5655,7 @@ func (d *outerFetchDeadline) set(t time.Time) {
 	d.passed = true
 }
 
-func (d *outerFetchDeadline) wait() <-chan struct{} {
+func (d *outerFetchConnDeadline) wait() <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.expired == nil {
@@ -5656,21 +5664,21 @@ func (d *outerFetchDeadline) wait() <-chan struct{} {
 	return d.expired
 }
 
-// outerFetchParseAddr is the net.Addr of an address the host reported: a
+// outerFetchConnAddr is the net.Addr of an address the host reported: a
 // *net.TCPAddr for ip:port, else the text itself.
-func outerFetchParseAddr(address string) net.Addr {
+func outerFetchConnAddr(address string) net.Addr {
 	if ap, err := netip.ParseAddrPort(address); err == nil {
 		return net.TCPAddrFromAddrPort(ap)
 	}
-	return outerFetchAddr(address)
+	return outerFetchTextAddr(address)
 }
 
-// outerFetchAddr is an address that is not ip:port, such as a host name.
-type outerFetchAddr string
+// outerFetchTextAddr is an address that is not ip:port, such as a host name.
+type outerFetchTextAddr string
 
 // Network returns "httpbridge": the address came over the bridge as text.
-func (a outerFetchAddr) Network() string { return "httpbridge" }
-func (a outerFetchAddr) String() string  { return string(a) }
+func (a outerFetchTextAddr) Network() string { return "httpbridge" }
+func (a outerFetchTextAddr) String() string  { return string(a) }
 
 // outerFetchEncodeResponseHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
@@ -7122,7 +7130,7 @@ func (p *PassPlugin) Serve(stream grpc.BidiStreamingServer[Relay_Up, Relay_Down]
 
 	var handlerWriter http.ResponseWriter = w
 	if protocol != "" {
-		w.upgrade = &passSession{
+		w.upgrade = &passHijacked{
 			w: w, stream: stream, ctx: stream.Context(), log: w.log, chunkSize: w.chunkSize,
 			protocol: protocol, method: r.Method, path: r.URL.Path, remote: r.RemoteAddr, local: r.Host,
 		}
@@ -7571,7 +7579,7 @@ type PassResponseWriter struct {
 	hijacked  bool
 	// upgrade is set on exchanges where the host offered an upgrade: the
 	// connection a hijack hands out.
-	upgrade *passSession
+	upgrade *passHijacked
 }
 
 var (
@@ -7748,14 +7756,13 @@ func (w *PassResponseWriter) finish() error {
 	return w.sendLocked(false, true)
 }
 
-// endHijacked reports, once the handler returned, whether it hijacked the
-// connection; the writer is ended either way.
+// endHijacked ends the writer once the handler returned, so that a
+// goroutine it left cannot hijack from now on, and reports whether it
+// hijacked the connection.
 func (w *PassResponseWriter) endHijacked() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.hijacked {
-		w.ended = true
-	}
+	w.ended = true
 	return w.hijacked
 }
 
@@ -7828,7 +7835,7 @@ func passUpgradeOffer(ctx context.Context, h http.Header) string {
 			protocol = token
 		}
 	}
-	if protocol == "" || !passHasToken(h["Connection"], "upgrade") {
+	if protocol == "" || !passHeaderHasToken(h["Connection"], "upgrade") {
 		return ""
 	}
 	offered := metadata.ValueFromIncomingContext(ctx, PassUpgradeKey)
@@ -7838,9 +7845,9 @@ func passUpgradeOffer(ctx context.Context, h http.Header) string {
 	return protocol
 }
 
-// passHasToken reports whether the comma-separated header values
+// passHeaderHasToken reports whether the comma-separated header values
 // hold token, compared case-insensitively.
-func passHasToken(values []string, token string) bool {
+func passHeaderHasToken(values []string, token string) bool {
 	for _, value := range values {
 		for more := true; more; {
 			var t string
@@ -7894,23 +7901,24 @@ func (w *PassResponseWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {
 		if err := w.sendLocked(false, false); err != nil {
 			return nil, nil, err
 		}
-		s.mode = passTunnel
+		s.mode = passWritesTunnel
 	}
 	w.hijacked = true
 	conn := s.start()
 	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, 4096), bufio.NewWriterSize(conn, 4096)), nil
 }
 
-// passSession is the hijacked connection of one exchange, as its
-// goroutines and Serve see it. The handler holds a passConn around
-// it instead, so that a conn it drops can be closed by a cleanup (the
-// session itself stays reachable from the goroutines).
+// passHijacked is the hijacked connection of one exchange (the
+// session), as its goroutines and Serve see it. The handler holds a
+// passHijackedConn around it instead, so that a conn it drops can be
+// closed by a cleanup: the session itself stays reachable from the
+// goroutines.
 //
 // After the hijack only its receiver goroutine calls Recv and only its sender
 // goroutine calls Send (the relay goroutine of a non-101 answer instead,
 // while it lasts): neither can be interrupted, so Read and Write wait for
 // them on channels, which deadlines and Close can interrupt.
-type passSession struct {
+type passHijacked struct {
 	w         *PassResponseWriter
 	stream    grpc.BidiStreamingServer[Relay_Up, Relay_Down]
 	ctx       context.Context // the stream's: the session outlives the request's
@@ -7926,11 +7934,11 @@ type passSession struct {
 
 	readTurn      chan struct{} // holds one reader at a time
 	incoming      chan passReceived
-	readDeadline  passDeadline
+	readDeadline  passConnDeadline
 	pending       []byte        // the unread rest of the current chunk; under readTurn
 	readErr       error         // what Read returns once pending is empty; under readTurn
 	writeTurn     chan struct{} // holds one writer at a time
-	writeDeadline passDeadline
+	writeDeadline passConnDeadline
 	inFlight      bool          // a timed-out Write's bytes are still with the sender; under writeTurn
 	kick          chan struct{} // wakes the sender
 	written       chan error    // the sender finished a Write's bytes
@@ -7948,16 +7956,16 @@ type passSession struct {
 	endErr       error
 
 	// The sender's alone.
-	mode int // passHead, passTunnel or passRefusal
+	mode int // passWritesHead, passWritesTunnel or passWritesAnswer
 	head []byte
 	pipe *io.PipeWriter // into the relay of a non-101 answer
 }
 
 // What the bytes written to a hijacked connection are.
 const (
-	passHead    = iota // the response head, until it is complete
-	passTunnel         // the new protocol, after a 101
-	passRefusal        // the body of a non-101 answer
+	passWritesHead   = iota // the response head, until it is complete
+	passWritesTunnel        // the new protocol, after a 101
+	passWritesAnswer        // the body of a non-101 answer
 )
 
 // passReceived is one request message, as the receiver hands it to
@@ -7968,13 +7976,13 @@ type passReceived struct {
 	err      error
 }
 
-func (s *passSession) start() *passConn {
+func (s *passHijacked) start() *passHijackedConn {
 	s.readTurn, s.writeTurn = make(chan struct{}, 1), make(chan struct{}, 1)
 	s.incoming = make(chan passReceived)
 	s.kick, s.written = make(chan struct{}, 1), make(chan error, 1)
 	s.stop, s.finished = make(chan struct{}), make(chan struct{})
-	conn := &passConn{s: s, remote: passParseAddr(s.remote), local: passParseAddr(s.local)}
-	runtime.AddCleanup(conn, (*passSession).unreachable, s)
+	conn := &passHijackedConn{s: s, remote: passConnAddr(s.remote), local: passConnAddr(s.local)}
+	runtime.AddCleanup(conn, (*passHijacked).unreachable, s)
 	go s.receive()
 	go s.send()
 	return conn
@@ -7984,7 +7992,7 @@ func (s *passSession) start() *passConn {
 // returns what Serve returns: nil once the conn was closed and
 // body_complete went out, an error (a non-OK status for the host: an
 // abort) if the handler panicked, the session failed or the host cancelled.
-func (s *passSession) await(handlerOK bool) error {
+func (s *passHijacked) await(handlerOK bool) error {
 	if !handlerOK {
 		return status.Error(codes.Aborted, "httpbridge: Pass handler failed after hijacking the connection")
 	}
@@ -8002,13 +8010,13 @@ func (s *passSession) await(handlerOK bool) error {
 }
 
 // end lets Serve return, with err nil for a clean end.
-func (s *passSession) end(err error) {
+func (s *passHijacked) end(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.endLocked(err)
 }
 
-func (s *passSession) endLocked(err error) {
+func (s *passHijacked) endLocked(err error) {
 	if s.ended {
 		return
 	}
@@ -8024,7 +8032,7 @@ func (s *passSession) endLocked(err error) {
 
 // receive hands the request messages to Read, one at a time: it receives
 // the next only once Read took this one, so at most one chunk waits here.
-func (s *passSession) receive() {
+func (s *passHijacked) receive() {
 	warned := false
 	for {
 		msg, err := s.stream.Recv()
@@ -8055,7 +8063,7 @@ func (s *passSession) receive() {
 	}
 }
 
-func (s *passSession) read(p []byte) (int, error) {
+func (s *passHijacked) read(p []byte) (int, error) {
 	expired := s.readDeadline.wait()
 	if err := s.take(s.readTurn, expired); err != nil {
 		return 0, err
@@ -8098,7 +8106,7 @@ func (s *passSession) read(p []byte) (int, error) {
 
 // take waits for turn, a channel of capacity 1 that holds the one caller
 // allowed to go on.
-func (s *passSession) take(turn chan struct{}, expired <-chan struct{}) error {
+func (s *passHijacked) take(turn chan struct{}, expired <-chan struct{}) error {
 	select {
 	case turn <- struct{}{}:
 		return nil
@@ -8116,7 +8124,7 @@ func (s *passSession) take(turn chan struct{}, expired <-chan struct{}) error {
 // the bytes are still sent, in order, unless the stream ends first, and the
 // next Write waits for them. So a caller that retries after a timeout does
 // not send them twice.
-func (s *passSession) write(p []byte) (int, error) {
+func (s *passHijacked) write(p []byte) (int, error) {
 	expired := s.writeDeadline.wait()
 	if err := s.take(s.writeTurn, expired); err != nil {
 		return 0, err
@@ -8163,7 +8171,7 @@ func (s *passSession) write(p []byte) (int, error) {
 // waitSent waits until the sender reports the bytes in flight sent. It
 // reports whether they were handed over (they are still sent) when it
 // returns an error.
-func (s *passSession) waitSent(expired <-chan struct{}) (handed bool, err error) {
+func (s *passHijacked) waitSent(expired <-chan struct{}) (handed bool, err error) {
 	select {
 	case err := <-s.written:
 		s.inFlight = false
@@ -8177,7 +8185,7 @@ func (s *passSession) waitSent(expired <-chan struct{}) (handed bool, err error)
 	}
 }
 
-func (s *passSession) wake() {
+func (s *passHijacked) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -8186,7 +8194,7 @@ func (s *passSession) wake() {
 
 // send is the sender goroutine: it sends each Write's bytes, then
 // body_complete once the conn is half-closed or closed.
-func (s *passSession) send() {
+func (s *passHijacked) send() {
 	for {
 		s.mu.Lock()
 		data, has := s.queued, s.hasQueued
@@ -8196,7 +8204,7 @@ func (s *passSession) send() {
 		switch {
 		case has:
 			err := s.sendBytes(data)
-			if err != nil && s.mode == passRefusal {
+			if err != nil && s.mode == passWritesAnswer {
 				// The answer ended (the relay ended the session) or failed.
 				s.mu.Lock()
 				s.failure = err
@@ -8225,17 +8233,21 @@ func (s *passSession) send() {
 }
 
 // sendBytes sends what one Write wrote, as the mode says.
-func (s *passSession) sendBytes(data []byte) error {
+func (s *passHijacked) sendBytes(data []byte) error {
 	switch s.mode {
-	case passTunnel:
+	case passWritesTunnel:
 		return s.sendChunks(nil, data)
-	case passRefusal:
+	case passWritesAnswer:
 		if _, err := s.pipe.Write(data); err != nil {
 			return net.ErrClosed // the answer has ended
 		}
 		return nil
 	}
-	s.head = append(s.head, data...)
+	if s.head == nil {
+		s.head = data // a copy already
+	} else {
+		s.head = append(s.head, data...)
+	}
 	for {
 		end := bytes.Index(s.head, []byte("\r\n\r\n"))
 		if end < 0 && len(s.head) <= passMaxResponseHead {
@@ -8251,7 +8263,7 @@ func (s *passSession) sendBytes(data []byte) error {
 		}
 		switch code := res.StatusCode; {
 		case code == http.StatusSwitchingProtocols:
-			s.mode, s.head = passTunnel, nil
+			s.mode, s.head = passWritesTunnel, nil
 			headers, invalid := passEncodeResponseHeader(res.Header)
 			if invalid != "" {
 				return fmt.Errorf("its 101 header %s is not valid UTF-8", strconv.QuoteToASCII(invalid))
@@ -8267,7 +8279,7 @@ func (s *passSession) sendBytes(data []byte) error {
 			// An answer without switching, to be sent as an ordinary
 			// response: its body is decoded by the framing of its head.
 			pr, pw := io.Pipe()
-			s.mode, s.pipe = passRefusal, pw
+			s.mode, s.pipe = passWritesAnswer, pw
 			go s.relay(bufio.NewReader(io.MultiReader(bytes.NewReader(s.head), pr)), pr)
 			s.head = nil
 			return nil
@@ -8277,7 +8289,7 @@ func (s *passSession) sendBytes(data []byte) error {
 
 // sendChunks sends data in messages of at most chunkSize bytes, the first
 // with init if it is not nil.
-func (s *passSession) sendChunks(init *ResponseInit, data []byte) error {
+func (s *passHijacked) sendChunks(init *ResponseInit, data []byte) error {
 	for init != nil || len(data) > 0 {
 		piece := data[:min(len(data), s.chunkSize)]
 		data = data[len(piece):]
@@ -8290,12 +8302,12 @@ func (s *passSession) sendChunks(init *ResponseInit, data []byte) error {
 }
 
 // sendComplete ends the write side after the last Write.
-func (s *passSession) sendComplete() {
+func (s *passHijacked) sendComplete() {
 	switch s.mode {
-	case passHead:
+	case passWritesHead:
 		s.end(errors.New("it was closed before a response head was written to it"))
 		return
-	case passRefusal:
+	case passWritesAnswer:
 		s.pipe.Close() // the relay sees the end of the answer and ends the session
 		return
 	}
@@ -8316,12 +8328,12 @@ func (s *passSession) sendComplete() {
 // by its framing (Content-Length, chunked or up to Close), with
 // body_complete only after a clean end. Until it ends it is the only
 // goroutine that sends.
-func (s *passSession) relay(br *bufio.Reader, pr *io.PipeReader) {
+func (s *passHijacked) relay(br *bufio.Reader, pr *io.PipeReader) {
 	s.end(s.relayResponse(br))
 	pr.CloseWithError(net.ErrClosed) // later writes fail
 }
 
-func (s *passSession) relayResponse(br *bufio.Reader) error {
+func (s *passHijacked) relayResponse(br *bufio.Reader) error {
 	res, err := http.ReadResponse(br, &http.Request{Method: s.method})
 	if err != nil {
 		return err
@@ -8360,7 +8372,7 @@ func (s *passSession) relayResponse(br *bufio.Reader) error {
 
 // close is Close: it makes blocked and later calls fail, and lets the sender
 // send body_complete after the bytes it has.
-func (s *passSession) close() {
+func (s *passHijacked) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -8376,7 +8388,7 @@ func (s *passSession) close() {
 
 // unreachable closes a session whose conn the handler dropped without
 // closing it, so that the RPC ends.
-func (s *passSession) unreachable() {
+func (s *passHijacked) unreachable() {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
@@ -8386,7 +8398,7 @@ func (s *passSession) unreachable() {
 	}
 }
 
-// passConn is the connection Hijack returns: a [net.Conn] whose
+// passHijackedConn is the connection Hijack returns: a [net.Conn] whose
 // reads are the request's body chunks and whose writes become response body
 // chunks.
 //
@@ -8403,27 +8415,27 @@ func (s *passSession) unreachable() {
 //     "httpbridge" holding the text.
 //
 // It is safe for concurrent use.
-type passConn struct {
-	s      *passSession
+type passHijackedConn struct {
+	s      *passHijacked
 	remote net.Addr
 	local  net.Addr
 }
 
-var _ net.Conn = (*passConn)(nil)
+var _ net.Conn = (*passHijackedConn)(nil)
 
-func (c *passConn) Read(p []byte) (int, error)  { return c.s.read(p) }
-func (c *passConn) Write(p []byte) (int, error) { return c.s.write(p) }
+func (c *passHijackedConn) Read(p []byte) (int, error)  { return c.s.read(p) }
+func (c *passHijackedConn) Write(p []byte) (int, error) { return c.s.write(p) }
 
 // Close closes both directions. It does not wait for the bytes written to
 // be sent; Serve waits for them.
-func (c *passConn) Close() error {
+func (c *passHijackedConn) Close() error {
 	c.s.close()
 	return nil
 }
 
 // CloseWrite half-closes the connection: the host gets body_complete after
 // the bytes written, and reads go on.
-func (c *passConn) CloseWrite() error {
+func (c *passHijackedConn) CloseWrite() error {
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -8435,37 +8447,37 @@ func (c *passConn) CloseWrite() error {
 	return nil
 }
 
-func (c *passConn) LocalAddr() net.Addr  { return c.local }
-func (c *passConn) RemoteAddr() net.Addr { return c.remote }
+func (c *passHijackedConn) LocalAddr() net.Addr  { return c.local }
+func (c *passHijackedConn) RemoteAddr() net.Addr { return c.remote }
 
-func (c *passConn) SetDeadline(t time.Time) error {
+func (c *passHijackedConn) SetDeadline(t time.Time) error {
 	c.s.readDeadline.set(t)
 	c.s.writeDeadline.set(t)
 	return nil
 }
 
-func (c *passConn) SetReadDeadline(t time.Time) error {
+func (c *passHijackedConn) SetReadDeadline(t time.Time) error {
 	c.s.readDeadline.set(t)
 	return nil
 }
 
-func (c *passConn) SetWriteDeadline(t time.Time) error {
+func (c *passHijackedConn) SetWriteDeadline(t time.Time) error {
 	c.s.writeDeadline.set(t)
 	return nil
 }
 
-// passDeadline is the deadline of one direction of a conn, as a
+// passConnDeadline is the deadline of one direction of a conn, as a
 // channel closed once it passes. The channel is kept while the deadline
 // moves without having passed, so that calls already waiting see the new
 // one.
-type passDeadline struct {
+type passConnDeadline struct {
 	mu      sync.Mutex
 	timer   *time.Timer
 	expired chan struct{}
 	passed  bool // expired was closed without a timer
 }
 
-func (d *passDeadline) set(t time.Time) {
+func (d *passConnDeadline) set(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	// A timer that cannot be stopped has closed, or is closing, its channel.
@@ -8485,7 +8497,7 @@ func (d *passDeadline) set(t time.Time) {
 	d.passed = true
 }
 
-func (d *passDeadline) wait() <-chan struct{} {
+func (d *passConnDeadline) wait() <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.expired == nil {
@@ -8494,21 +8506,21 @@ func (d *passDeadline) wait() <-chan struct{} {
 	return d.expired
 }
 
-// passParseAddr is the net.Addr of an address the host reported: a
+// passConnAddr is the net.Addr of an address the host reported: a
 // *net.TCPAddr for ip:port, else the text itself.
-func passParseAddr(address string) net.Addr {
+func passConnAddr(address string) net.Addr {
 	if ap, err := netip.ParseAddrPort(address); err == nil {
 		return net.TCPAddrFromAddrPort(ap)
 	}
-	return passAddr(address)
+	return passTextAddr(address)
 }
 
-// passAddr is an address that is not ip:port, such as a host name.
-type passAddr string
+// passTextAddr is an address that is not ip:port, such as a host name.
+type passTextAddr string
 
 // Network returns "httpbridge": the address came over the bridge as text.
-func (a passAddr) Network() string { return "httpbridge" }
-func (a passAddr) String() string  { return string(a) }
+func (a passTextAddr) Network() string { return "httpbridge" }
+func (a passTextAddr) String() string  { return string(a) }
 
 // passEncodeResponseHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are

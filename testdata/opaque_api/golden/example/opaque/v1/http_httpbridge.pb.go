@@ -1453,7 +1453,7 @@ func (p *FetchPlugin) Serve(stream grpc.BidiStreamingServer[FetchRequest, FetchR
 
 	var handlerWriter http.ResponseWriter = w
 	if protocol != "" {
-		w.upgrade = &fetchSession{
+		w.upgrade = &fetchHijacked{
 			w: w, stream: stream, ctx: stream.Context(), log: w.log, chunkSize: w.chunkSize,
 			protocol: protocol, method: r.Method, path: r.URL.Path, remote: r.RemoteAddr, local: r.Host,
 		}
@@ -1904,7 +1904,7 @@ type FetchResponseWriter struct {
 	hijacked  bool
 	// upgrade is set on exchanges where the host offered an upgrade: the
 	// connection a hijack hands out.
-	upgrade *fetchSession
+	upgrade *fetchHijacked
 }
 
 var (
@@ -2078,14 +2078,13 @@ func (w *FetchResponseWriter) finish() error {
 	return w.sendLocked(false, true)
 }
 
-// endHijacked reports, once the handler returned, whether it hijacked the
-// connection; the writer is ended either way.
+// endHijacked ends the writer once the handler returned, so that a
+// goroutine it left cannot hijack from now on, and reports whether it
+// hijacked the connection.
 func (w *FetchResponseWriter) endHijacked() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.hijacked {
-		w.ended = true
-	}
+	w.ended = true
 	return w.hijacked
 }
 
@@ -2158,7 +2157,7 @@ func fetchUpgradeOffer(ctx context.Context, h http.Header) string {
 			protocol = token
 		}
 	}
-	if protocol == "" || !fetchHasToken(h["Connection"], "upgrade") {
+	if protocol == "" || !fetchHeaderHasToken(h["Connection"], "upgrade") {
 		return ""
 	}
 	offered := metadata.ValueFromIncomingContext(ctx, FetchUpgradeKey)
@@ -2168,9 +2167,9 @@ func fetchUpgradeOffer(ctx context.Context, h http.Header) string {
 	return protocol
 }
 
-// fetchHasToken reports whether the comma-separated header values
+// fetchHeaderHasToken reports whether the comma-separated header values
 // hold token, compared case-insensitively.
-func fetchHasToken(values []string, token string) bool {
+func fetchHeaderHasToken(values []string, token string) bool {
 	for _, value := range values {
 		for more := true; more; {
 			var t string
@@ -2224,23 +2223,24 @@ func (w *FetchResponseWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {
 		if err := w.sendLocked(false, false); err != nil {
 			return nil, nil, err
 		}
-		s.mode = fetchTunnel
+		s.mode = fetchWritesTunnel
 	}
 	w.hijacked = true
 	conn := s.start()
 	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, 4096), bufio.NewWriterSize(conn, 4096)), nil
 }
 
-// fetchSession is the hijacked connection of one exchange, as its
-// goroutines and Serve see it. The handler holds a fetchConn around
-// it instead, so that a conn it drops can be closed by a cleanup (the
-// session itself stays reachable from the goroutines).
+// fetchHijacked is the hijacked connection of one exchange (the
+// session), as its goroutines and Serve see it. The handler holds a
+// fetchHijackedConn around it instead, so that a conn it drops can be
+// closed by a cleanup: the session itself stays reachable from the
+// goroutines.
 //
 // After the hijack only its receiver goroutine calls Recv and only its sender
 // goroutine calls Send (the relay goroutine of a non-101 answer instead,
 // while it lasts): neither can be interrupted, so Read and Write wait for
 // them on channels, which deadlines and Close can interrupt.
-type fetchSession struct {
+type fetchHijacked struct {
 	w         *FetchResponseWriter
 	stream    grpc.BidiStreamingServer[FetchRequest, FetchResponse]
 	ctx       context.Context // the stream's: the session outlives the request's
@@ -2256,11 +2256,11 @@ type fetchSession struct {
 
 	readTurn      chan struct{} // holds one reader at a time
 	incoming      chan fetchReceived
-	readDeadline  fetchDeadline
+	readDeadline  fetchConnDeadline
 	pending       []byte        // the unread rest of the current chunk; under readTurn
 	readErr       error         // what Read returns once pending is empty; under readTurn
 	writeTurn     chan struct{} // holds one writer at a time
-	writeDeadline fetchDeadline
+	writeDeadline fetchConnDeadline
 	inFlight      bool          // a timed-out Write's bytes are still with the sender; under writeTurn
 	kick          chan struct{} // wakes the sender
 	written       chan error    // the sender finished a Write's bytes
@@ -2278,16 +2278,16 @@ type fetchSession struct {
 	endErr       error
 
 	// The sender's alone.
-	mode int // fetchHead, fetchTunnel or fetchRefusal
+	mode int // fetchWritesHead, fetchWritesTunnel or fetchWritesAnswer
 	head []byte
 	pipe *io.PipeWriter // into the relay of a non-101 answer
 }
 
 // What the bytes written to a hijacked connection are.
 const (
-	fetchHead    = iota // the response head, until it is complete
-	fetchTunnel         // the new protocol, after a 101
-	fetchRefusal        // the body of a non-101 answer
+	fetchWritesHead   = iota // the response head, until it is complete
+	fetchWritesTunnel        // the new protocol, after a 101
+	fetchWritesAnswer        // the body of a non-101 answer
 )
 
 // fetchReceived is one request message, as the receiver hands it to
@@ -2298,13 +2298,13 @@ type fetchReceived struct {
 	err      error
 }
 
-func (s *fetchSession) start() *fetchConn {
+func (s *fetchHijacked) start() *fetchHijackedConn {
 	s.readTurn, s.writeTurn = make(chan struct{}, 1), make(chan struct{}, 1)
 	s.incoming = make(chan fetchReceived)
 	s.kick, s.written = make(chan struct{}, 1), make(chan error, 1)
 	s.stop, s.finished = make(chan struct{}), make(chan struct{})
-	conn := &fetchConn{s: s, remote: fetchParseAddr(s.remote), local: fetchParseAddr(s.local)}
-	runtime.AddCleanup(conn, (*fetchSession).unreachable, s)
+	conn := &fetchHijackedConn{s: s, remote: fetchConnAddr(s.remote), local: fetchConnAddr(s.local)}
+	runtime.AddCleanup(conn, (*fetchHijacked).unreachable, s)
 	go s.receive()
 	go s.send()
 	return conn
@@ -2314,7 +2314,7 @@ func (s *fetchSession) start() *fetchConn {
 // returns what Serve returns: nil once the conn was closed and
 // body_complete went out, an error (a non-OK status for the host: an
 // abort) if the handler panicked, the session failed or the host cancelled.
-func (s *fetchSession) await(handlerOK bool) error {
+func (s *fetchHijacked) await(handlerOK bool) error {
 	if !handlerOK {
 		return status.Error(codes.Aborted, "httpbridge: Fetch handler failed after hijacking the connection")
 	}
@@ -2332,13 +2332,13 @@ func (s *fetchSession) await(handlerOK bool) error {
 }
 
 // end lets Serve return, with err nil for a clean end.
-func (s *fetchSession) end(err error) {
+func (s *fetchHijacked) end(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.endLocked(err)
 }
 
-func (s *fetchSession) endLocked(err error) {
+func (s *fetchHijacked) endLocked(err error) {
 	if s.ended {
 		return
 	}
@@ -2354,7 +2354,7 @@ func (s *fetchSession) endLocked(err error) {
 
 // receive hands the request messages to Read, one at a time: it receives
 // the next only once Read took this one, so at most one chunk waits here.
-func (s *fetchSession) receive() {
+func (s *fetchHijacked) receive() {
 	warned := false
 	for {
 		msg, err := s.stream.Recv()
@@ -2385,7 +2385,7 @@ func (s *fetchSession) receive() {
 	}
 }
 
-func (s *fetchSession) read(p []byte) (int, error) {
+func (s *fetchHijacked) read(p []byte) (int, error) {
 	expired := s.readDeadline.wait()
 	if err := s.take(s.readTurn, expired); err != nil {
 		return 0, err
@@ -2428,7 +2428,7 @@ func (s *fetchSession) read(p []byte) (int, error) {
 
 // take waits for turn, a channel of capacity 1 that holds the one caller
 // allowed to go on.
-func (s *fetchSession) take(turn chan struct{}, expired <-chan struct{}) error {
+func (s *fetchHijacked) take(turn chan struct{}, expired <-chan struct{}) error {
 	select {
 	case turn <- struct{}{}:
 		return nil
@@ -2446,7 +2446,7 @@ func (s *fetchSession) take(turn chan struct{}, expired <-chan struct{}) error {
 // the bytes are still sent, in order, unless the stream ends first, and the
 // next Write waits for them. So a caller that retries after a timeout does
 // not send them twice.
-func (s *fetchSession) write(p []byte) (int, error) {
+func (s *fetchHijacked) write(p []byte) (int, error) {
 	expired := s.writeDeadline.wait()
 	if err := s.take(s.writeTurn, expired); err != nil {
 		return 0, err
@@ -2493,7 +2493,7 @@ func (s *fetchSession) write(p []byte) (int, error) {
 // waitSent waits until the sender reports the bytes in flight sent. It
 // reports whether they were handed over (they are still sent) when it
 // returns an error.
-func (s *fetchSession) waitSent(expired <-chan struct{}) (handed bool, err error) {
+func (s *fetchHijacked) waitSent(expired <-chan struct{}) (handed bool, err error) {
 	select {
 	case err := <-s.written:
 		s.inFlight = false
@@ -2507,7 +2507,7 @@ func (s *fetchSession) waitSent(expired <-chan struct{}) (handed bool, err error
 	}
 }
 
-func (s *fetchSession) wake() {
+func (s *fetchHijacked) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -2516,7 +2516,7 @@ func (s *fetchSession) wake() {
 
 // send is the sender goroutine: it sends each Write's bytes, then
 // body_complete once the conn is half-closed or closed.
-func (s *fetchSession) send() {
+func (s *fetchHijacked) send() {
 	for {
 		s.mu.Lock()
 		data, has := s.queued, s.hasQueued
@@ -2526,7 +2526,7 @@ func (s *fetchSession) send() {
 		switch {
 		case has:
 			err := s.sendBytes(data)
-			if err != nil && s.mode == fetchRefusal {
+			if err != nil && s.mode == fetchWritesAnswer {
 				// The answer ended (the relay ended the session) or failed.
 				s.mu.Lock()
 				s.failure = err
@@ -2555,17 +2555,21 @@ func (s *fetchSession) send() {
 }
 
 // sendBytes sends what one Write wrote, as the mode says.
-func (s *fetchSession) sendBytes(data []byte) error {
+func (s *fetchHijacked) sendBytes(data []byte) error {
 	switch s.mode {
-	case fetchTunnel:
+	case fetchWritesTunnel:
 		return s.sendChunks(nil, data)
-	case fetchRefusal:
+	case fetchWritesAnswer:
 		if _, err := s.pipe.Write(data); err != nil {
 			return net.ErrClosed // the answer has ended
 		}
 		return nil
 	}
-	s.head = append(s.head, data...)
+	if s.head == nil {
+		s.head = data // a copy already
+	} else {
+		s.head = append(s.head, data...)
+	}
 	for {
 		end := bytes.Index(s.head, []byte("\r\n\r\n"))
 		if end < 0 && len(s.head) <= fetchMaxResponseHead {
@@ -2581,7 +2585,7 @@ func (s *fetchSession) sendBytes(data []byte) error {
 		}
 		switch code := res.StatusCode; {
 		case code == http.StatusSwitchingProtocols:
-			s.mode, s.head = fetchTunnel, nil
+			s.mode, s.head = fetchWritesTunnel, nil
 			headers, invalid := fetchEncodeResponseHeader(res.Header)
 			if invalid != "" {
 				return fmt.Errorf("its 101 header %s is not valid UTF-8", strconv.QuoteToASCII(invalid))
@@ -2597,7 +2601,7 @@ func (s *fetchSession) sendBytes(data []byte) error {
 			// An answer without switching, to be sent as an ordinary
 			// response: its body is decoded by the framing of its head.
 			pr, pw := io.Pipe()
-			s.mode, s.pipe = fetchRefusal, pw
+			s.mode, s.pipe = fetchWritesAnswer, pw
 			go s.relay(bufio.NewReader(io.MultiReader(bytes.NewReader(s.head), pr)), pr)
 			s.head = nil
 			return nil
@@ -2607,7 +2611,7 @@ func (s *fetchSession) sendBytes(data []byte) error {
 
 // sendChunks sends data in messages of at most chunkSize bytes, the first
 // with init if it is not nil.
-func (s *fetchSession) sendChunks(init *FetchResponseInit, data []byte) error {
+func (s *fetchHijacked) sendChunks(init *FetchResponseInit, data []byte) error {
 	for init != nil || len(data) > 0 {
 		piece := data[:min(len(data), s.chunkSize)]
 		data = data[len(piece):]
@@ -2620,12 +2624,12 @@ func (s *fetchSession) sendChunks(init *FetchResponseInit, data []byte) error {
 }
 
 // sendComplete ends the write side after the last Write.
-func (s *fetchSession) sendComplete() {
+func (s *fetchHijacked) sendComplete() {
 	switch s.mode {
-	case fetchHead:
+	case fetchWritesHead:
 		s.end(errors.New("it was closed before a response head was written to it"))
 		return
-	case fetchRefusal:
+	case fetchWritesAnswer:
 		s.pipe.Close() // the relay sees the end of the answer and ends the session
 		return
 	}
@@ -2646,12 +2650,12 @@ func (s *fetchSession) sendComplete() {
 // by its framing (Content-Length, chunked or up to Close), with
 // body_complete only after a clean end. Until it ends it is the only
 // goroutine that sends.
-func (s *fetchSession) relay(br *bufio.Reader, pr *io.PipeReader) {
+func (s *fetchHijacked) relay(br *bufio.Reader, pr *io.PipeReader) {
 	s.end(s.relayResponse(br))
 	pr.CloseWithError(net.ErrClosed) // later writes fail
 }
 
-func (s *fetchSession) relayResponse(br *bufio.Reader) error {
+func (s *fetchHijacked) relayResponse(br *bufio.Reader) error {
 	res, err := http.ReadResponse(br, &http.Request{Method: s.method})
 	if err != nil {
 		return err
@@ -2690,7 +2694,7 @@ func (s *fetchSession) relayResponse(br *bufio.Reader) error {
 
 // close is Close: it makes blocked and later calls fail, and lets the sender
 // send body_complete after the bytes it has.
-func (s *fetchSession) close() {
+func (s *fetchHijacked) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -2706,7 +2710,7 @@ func (s *fetchSession) close() {
 
 // unreachable closes a session whose conn the handler dropped without
 // closing it, so that the RPC ends.
-func (s *fetchSession) unreachable() {
+func (s *fetchHijacked) unreachable() {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
@@ -2716,7 +2720,7 @@ func (s *fetchSession) unreachable() {
 	}
 }
 
-// fetchConn is the connection Hijack returns: a [net.Conn] whose
+// fetchHijackedConn is the connection Hijack returns: a [net.Conn] whose
 // reads are the request's body chunks and whose writes become response body
 // chunks.
 //
@@ -2733,27 +2737,27 @@ func (s *fetchSession) unreachable() {
 //     "httpbridge" holding the text.
 //
 // It is safe for concurrent use.
-type fetchConn struct {
-	s      *fetchSession
+type fetchHijackedConn struct {
+	s      *fetchHijacked
 	remote net.Addr
 	local  net.Addr
 }
 
-var _ net.Conn = (*fetchConn)(nil)
+var _ net.Conn = (*fetchHijackedConn)(nil)
 
-func (c *fetchConn) Read(p []byte) (int, error)  { return c.s.read(p) }
-func (c *fetchConn) Write(p []byte) (int, error) { return c.s.write(p) }
+func (c *fetchHijackedConn) Read(p []byte) (int, error)  { return c.s.read(p) }
+func (c *fetchHijackedConn) Write(p []byte) (int, error) { return c.s.write(p) }
 
 // Close closes both directions. It does not wait for the bytes written to
 // be sent; Serve waits for them.
-func (c *fetchConn) Close() error {
+func (c *fetchHijackedConn) Close() error {
 	c.s.close()
 	return nil
 }
 
 // CloseWrite half-closes the connection: the host gets body_complete after
 // the bytes written, and reads go on.
-func (c *fetchConn) CloseWrite() error {
+func (c *fetchHijackedConn) CloseWrite() error {
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -2765,37 +2769,37 @@ func (c *fetchConn) CloseWrite() error {
 	return nil
 }
 
-func (c *fetchConn) LocalAddr() net.Addr  { return c.local }
-func (c *fetchConn) RemoteAddr() net.Addr { return c.remote }
+func (c *fetchHijackedConn) LocalAddr() net.Addr  { return c.local }
+func (c *fetchHijackedConn) RemoteAddr() net.Addr { return c.remote }
 
-func (c *fetchConn) SetDeadline(t time.Time) error {
+func (c *fetchHijackedConn) SetDeadline(t time.Time) error {
 	c.s.readDeadline.set(t)
 	c.s.writeDeadline.set(t)
 	return nil
 }
 
-func (c *fetchConn) SetReadDeadline(t time.Time) error {
+func (c *fetchHijackedConn) SetReadDeadline(t time.Time) error {
 	c.s.readDeadline.set(t)
 	return nil
 }
 
-func (c *fetchConn) SetWriteDeadline(t time.Time) error {
+func (c *fetchHijackedConn) SetWriteDeadline(t time.Time) error {
 	c.s.writeDeadline.set(t)
 	return nil
 }
 
-// fetchDeadline is the deadline of one direction of a conn, as a
+// fetchConnDeadline is the deadline of one direction of a conn, as a
 // channel closed once it passes. The channel is kept while the deadline
 // moves without having passed, so that calls already waiting see the new
 // one.
-type fetchDeadline struct {
+type fetchConnDeadline struct {
 	mu      sync.Mutex
 	timer   *time.Timer
 	expired chan struct{}
 	passed  bool // expired was closed without a timer
 }
 
-func (d *fetchDeadline) set(t time.Time) {
+func (d *fetchConnDeadline) set(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	// A timer that cannot be stopped has closed, or is closing, its channel.
@@ -2815,7 +2819,7 @@ func (d *fetchDeadline) set(t time.Time) {
 	d.passed = true
 }
 
-func (d *fetchDeadline) wait() <-chan struct{} {
+func (d *fetchConnDeadline) wait() <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.expired == nil {
@@ -2824,21 +2828,21 @@ func (d *fetchDeadline) wait() <-chan struct{} {
 	return d.expired
 }
 
-// fetchParseAddr is the net.Addr of an address the host reported: a
+// fetchConnAddr is the net.Addr of an address the host reported: a
 // *net.TCPAddr for ip:port, else the text itself.
-func fetchParseAddr(address string) net.Addr {
+func fetchConnAddr(address string) net.Addr {
 	if ap, err := netip.ParseAddrPort(address); err == nil {
 		return net.TCPAddrFromAddrPort(ap)
 	}
-	return fetchAddr(address)
+	return fetchTextAddr(address)
 }
 
-// fetchAddr is an address that is not ip:port, such as a host name.
-type fetchAddr string
+// fetchTextAddr is an address that is not ip:port, such as a host name.
+type fetchTextAddr string
 
 // Network returns "httpbridge": the address came over the bridge as text.
-func (a fetchAddr) Network() string { return "httpbridge" }
-func (a fetchAddr) String() string  { return string(a) }
+func (a fetchTextAddr) Network() string { return "httpbridge" }
+func (a fetchTextAddr) String() string  { return string(a) }
 
 // fetchEncodeResponseHeader converts h to Header entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are

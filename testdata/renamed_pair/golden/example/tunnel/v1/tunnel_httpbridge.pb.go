@@ -1463,7 +1463,7 @@ func (p *ExchangePlugin) Serve(stream grpc.BidiStreamingServer[TunnelUpload, Tun
 
 	var handlerWriter http.ResponseWriter = w
 	if protocol != "" {
-		w.upgrade = &exchangeSession{
+		w.upgrade = &exchangeHijacked{
 			w: w, stream: stream, ctx: stream.Context(), log: w.log, chunkSize: w.chunkSize,
 			protocol: protocol, method: r.Method, path: r.URL.Path, remote: r.RemoteAddr, local: r.Host,
 		}
@@ -1918,7 +1918,7 @@ type ExchangeResponseWriter struct {
 	hijacked  bool
 	// upgrade is set on exchanges where the host offered an upgrade: the
 	// connection a hijack hands out.
-	upgrade *exchangeSession
+	upgrade *exchangeHijacked
 }
 
 var (
@@ -2092,14 +2092,13 @@ func (w *ExchangeResponseWriter) finish() error {
 	return w.sendLocked(false, true)
 }
 
-// endHijacked reports, once the handler returned, whether it hijacked the
-// connection; the writer is ended either way.
+// endHijacked ends the writer once the handler returned, so that a
+// goroutine it left cannot hijack from now on, and reports whether it
+// hijacked the connection.
 func (w *ExchangeResponseWriter) endHijacked() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.hijacked {
-		w.ended = true
-	}
+	w.ended = true
 	return w.hijacked
 }
 
@@ -2172,7 +2171,7 @@ func exchangeUpgradeOffer(ctx context.Context, h http.Header) string {
 			protocol = token
 		}
 	}
-	if protocol == "" || !exchangeHasToken(h["Connection"], "upgrade") {
+	if protocol == "" || !exchangeHeaderHasToken(h["Connection"], "upgrade") {
 		return ""
 	}
 	offered := metadata.ValueFromIncomingContext(ctx, ExchangeUpgradeKey)
@@ -2182,9 +2181,9 @@ func exchangeUpgradeOffer(ctx context.Context, h http.Header) string {
 	return protocol
 }
 
-// exchangeHasToken reports whether the comma-separated header values
+// exchangeHeaderHasToken reports whether the comma-separated header values
 // hold token, compared case-insensitively.
-func exchangeHasToken(values []string, token string) bool {
+func exchangeHeaderHasToken(values []string, token string) bool {
 	for _, value := range values {
 		for more := true; more; {
 			var t string
@@ -2238,23 +2237,24 @@ func (w *ExchangeResponseWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {
 		if err := w.sendLocked(false, false); err != nil {
 			return nil, nil, err
 		}
-		s.mode = exchangeTunnel
+		s.mode = exchangeWritesTunnel
 	}
 	w.hijacked = true
 	conn := s.start()
 	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, 4096), bufio.NewWriterSize(conn, 4096)), nil
 }
 
-// exchangeSession is the hijacked connection of one exchange, as its
-// goroutines and Serve see it. The handler holds a exchangeConn around
-// it instead, so that a conn it drops can be closed by a cleanup (the
-// session itself stays reachable from the goroutines).
+// exchangeHijacked is the hijacked connection of one exchange (the
+// session), as its goroutines and Serve see it. The handler holds a
+// exchangeHijackedConn around it instead, so that a conn it drops can be
+// closed by a cleanup: the session itself stays reachable from the
+// goroutines.
 //
 // After the hijack only its receiver goroutine calls Recv and only its sender
 // goroutine calls Send (the relay goroutine of a non-101 answer instead,
 // while it lasts): neither can be interrupted, so Read and Write wait for
 // them on channels, which deadlines and Close can interrupt.
-type exchangeSession struct {
+type exchangeHijacked struct {
 	w         *ExchangeResponseWriter
 	stream    grpc.BidiStreamingServer[TunnelUpload, TunnelDownload]
 	ctx       context.Context // the stream's: the session outlives the request's
@@ -2270,11 +2270,11 @@ type exchangeSession struct {
 
 	readTurn      chan struct{} // holds one reader at a time
 	incoming      chan exchangeReceived
-	readDeadline  exchangeDeadline
+	readDeadline  exchangeConnDeadline
 	pending       []byte        // the unread rest of the current chunk; under readTurn
 	readErr       error         // what Read returns once pending is empty; under readTurn
 	writeTurn     chan struct{} // holds one writer at a time
-	writeDeadline exchangeDeadline
+	writeDeadline exchangeConnDeadline
 	inFlight      bool          // a timed-out Write's bytes are still with the sender; under writeTurn
 	kick          chan struct{} // wakes the sender
 	written       chan error    // the sender finished a Write's bytes
@@ -2292,16 +2292,16 @@ type exchangeSession struct {
 	endErr       error
 
 	// The sender's alone.
-	mode int // exchangeHead, exchangeTunnel or exchangeRefusal
+	mode int // exchangeWritesHead, exchangeWritesTunnel or exchangeWritesAnswer
 	head []byte
 	pipe *io.PipeWriter // into the relay of a non-101 answer
 }
 
 // What the bytes written to a hijacked connection are.
 const (
-	exchangeHead    = iota // the response head, until it is complete
-	exchangeTunnel         // the new protocol, after a 101
-	exchangeRefusal        // the body of a non-101 answer
+	exchangeWritesHead   = iota // the response head, until it is complete
+	exchangeWritesTunnel        // the new protocol, after a 101
+	exchangeWritesAnswer        // the body of a non-101 answer
 )
 
 // exchangeReceived is one request message, as the receiver hands it to
@@ -2312,13 +2312,13 @@ type exchangeReceived struct {
 	err      error
 }
 
-func (s *exchangeSession) start() *exchangeConn {
+func (s *exchangeHijacked) start() *exchangeHijackedConn {
 	s.readTurn, s.writeTurn = make(chan struct{}, 1), make(chan struct{}, 1)
 	s.incoming = make(chan exchangeReceived)
 	s.kick, s.written = make(chan struct{}, 1), make(chan error, 1)
 	s.stop, s.finished = make(chan struct{}), make(chan struct{})
-	conn := &exchangeConn{s: s, remote: exchangeParseAddr(s.remote), local: exchangeParseAddr(s.local)}
-	runtime.AddCleanup(conn, (*exchangeSession).unreachable, s)
+	conn := &exchangeHijackedConn{s: s, remote: exchangeConnAddr(s.remote), local: exchangeConnAddr(s.local)}
+	runtime.AddCleanup(conn, (*exchangeHijacked).unreachable, s)
 	go s.receive()
 	go s.send()
 	return conn
@@ -2328,7 +2328,7 @@ func (s *exchangeSession) start() *exchangeConn {
 // returns what Serve returns: nil once the conn was closed and
 // body_complete went out, an error (a non-OK status for the host: an
 // abort) if the handler panicked, the session failed or the host cancelled.
-func (s *exchangeSession) await(handlerOK bool) error {
+func (s *exchangeHijacked) await(handlerOK bool) error {
 	if !handlerOK {
 		return status.Error(codes.Aborted, "httpbridge: Exchange handler failed after hijacking the connection")
 	}
@@ -2346,13 +2346,13 @@ func (s *exchangeSession) await(handlerOK bool) error {
 }
 
 // end lets Serve return, with err nil for a clean end.
-func (s *exchangeSession) end(err error) {
+func (s *exchangeHijacked) end(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.endLocked(err)
 }
 
-func (s *exchangeSession) endLocked(err error) {
+func (s *exchangeHijacked) endLocked(err error) {
 	if s.ended {
 		return
 	}
@@ -2368,7 +2368,7 @@ func (s *exchangeSession) endLocked(err error) {
 
 // receive hands the request messages to Read, one at a time: it receives
 // the next only once Read took this one, so at most one chunk waits here.
-func (s *exchangeSession) receive() {
+func (s *exchangeHijacked) receive() {
 	warned := false
 	for {
 		msg, err := s.stream.Recv()
@@ -2399,7 +2399,7 @@ func (s *exchangeSession) receive() {
 	}
 }
 
-func (s *exchangeSession) read(p []byte) (int, error) {
+func (s *exchangeHijacked) read(p []byte) (int, error) {
 	expired := s.readDeadline.wait()
 	if err := s.take(s.readTurn, expired); err != nil {
 		return 0, err
@@ -2442,7 +2442,7 @@ func (s *exchangeSession) read(p []byte) (int, error) {
 
 // take waits for turn, a channel of capacity 1 that holds the one caller
 // allowed to go on.
-func (s *exchangeSession) take(turn chan struct{}, expired <-chan struct{}) error {
+func (s *exchangeHijacked) take(turn chan struct{}, expired <-chan struct{}) error {
 	select {
 	case turn <- struct{}{}:
 		return nil
@@ -2460,7 +2460,7 @@ func (s *exchangeSession) take(turn chan struct{}, expired <-chan struct{}) erro
 // the bytes are still sent, in order, unless the stream ends first, and the
 // next Write waits for them. So a caller that retries after a timeout does
 // not send them twice.
-func (s *exchangeSession) write(p []byte) (int, error) {
+func (s *exchangeHijacked) write(p []byte) (int, error) {
 	expired := s.writeDeadline.wait()
 	if err := s.take(s.writeTurn, expired); err != nil {
 		return 0, err
@@ -2507,7 +2507,7 @@ func (s *exchangeSession) write(p []byte) (int, error) {
 // waitSent waits until the sender reports the bytes in flight sent. It
 // reports whether they were handed over (they are still sent) when it
 // returns an error.
-func (s *exchangeSession) waitSent(expired <-chan struct{}) (handed bool, err error) {
+func (s *exchangeHijacked) waitSent(expired <-chan struct{}) (handed bool, err error) {
 	select {
 	case err := <-s.written:
 		s.inFlight = false
@@ -2521,7 +2521,7 @@ func (s *exchangeSession) waitSent(expired <-chan struct{}) (handed bool, err er
 	}
 }
 
-func (s *exchangeSession) wake() {
+func (s *exchangeHijacked) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -2530,7 +2530,7 @@ func (s *exchangeSession) wake() {
 
 // send is the sender goroutine: it sends each Write's bytes, then
 // body_complete once the conn is half-closed or closed.
-func (s *exchangeSession) send() {
+func (s *exchangeHijacked) send() {
 	for {
 		s.mu.Lock()
 		data, has := s.queued, s.hasQueued
@@ -2540,7 +2540,7 @@ func (s *exchangeSession) send() {
 		switch {
 		case has:
 			err := s.sendBytes(data)
-			if err != nil && s.mode == exchangeRefusal {
+			if err != nil && s.mode == exchangeWritesAnswer {
 				// The answer ended (the relay ended the session) or failed.
 				s.mu.Lock()
 				s.failure = err
@@ -2569,17 +2569,21 @@ func (s *exchangeSession) send() {
 }
 
 // sendBytes sends what one Write wrote, as the mode says.
-func (s *exchangeSession) sendBytes(data []byte) error {
+func (s *exchangeHijacked) sendBytes(data []byte) error {
 	switch s.mode {
-	case exchangeTunnel:
+	case exchangeWritesTunnel:
 		return s.sendChunks(nil, data)
-	case exchangeRefusal:
+	case exchangeWritesAnswer:
 		if _, err := s.pipe.Write(data); err != nil {
 			return net.ErrClosed // the answer has ended
 		}
 		return nil
 	}
-	s.head = append(s.head, data...)
+	if s.head == nil {
+		s.head = data // a copy already
+	} else {
+		s.head = append(s.head, data...)
+	}
 	for {
 		end := bytes.Index(s.head, []byte("\r\n\r\n"))
 		if end < 0 && len(s.head) <= exchangeMaxResponseHead {
@@ -2595,7 +2599,7 @@ func (s *exchangeSession) sendBytes(data []byte) error {
 		}
 		switch code := res.StatusCode; {
 		case code == http.StatusSwitchingProtocols:
-			s.mode, s.head = exchangeTunnel, nil
+			s.mode, s.head = exchangeWritesTunnel, nil
 			headers, invalid := exchangeEncodeResponseHeader(res.Header)
 			if invalid != "" {
 				return fmt.Errorf("its 101 header %s is not valid UTF-8", strconv.QuoteToASCII(invalid))
@@ -2611,7 +2615,7 @@ func (s *exchangeSession) sendBytes(data []byte) error {
 			// An answer without switching, to be sent as an ordinary
 			// response: its body is decoded by the framing of its head.
 			pr, pw := io.Pipe()
-			s.mode, s.pipe = exchangeRefusal, pw
+			s.mode, s.pipe = exchangeWritesAnswer, pw
 			go s.relay(bufio.NewReader(io.MultiReader(bytes.NewReader(s.head), pr)), pr)
 			s.head = nil
 			return nil
@@ -2621,7 +2625,7 @@ func (s *exchangeSession) sendBytes(data []byte) error {
 
 // sendChunks sends data in messages of at most chunkSize bytes, the first
 // with init if it is not nil.
-func (s *exchangeSession) sendChunks(init *TunnelResponseHead, data []byte) error {
+func (s *exchangeHijacked) sendChunks(init *TunnelResponseHead, data []byte) error {
 	for init != nil || len(data) > 0 {
 		piece := data[:min(len(data), s.chunkSize)]
 		data = data[len(piece):]
@@ -2634,12 +2638,12 @@ func (s *exchangeSession) sendChunks(init *TunnelResponseHead, data []byte) erro
 }
 
 // sendComplete ends the write side after the last Write.
-func (s *exchangeSession) sendComplete() {
+func (s *exchangeHijacked) sendComplete() {
 	switch s.mode {
-	case exchangeHead:
+	case exchangeWritesHead:
 		s.end(errors.New("it was closed before a response head was written to it"))
 		return
-	case exchangeRefusal:
+	case exchangeWritesAnswer:
 		s.pipe.Close() // the relay sees the end of the answer and ends the session
 		return
 	}
@@ -2660,12 +2664,12 @@ func (s *exchangeSession) sendComplete() {
 // by its framing (Content-Length, chunked or up to Close), with
 // body_complete only after a clean end. Until it ends it is the only
 // goroutine that sends.
-func (s *exchangeSession) relay(br *bufio.Reader, pr *io.PipeReader) {
+func (s *exchangeHijacked) relay(br *bufio.Reader, pr *io.PipeReader) {
 	s.end(s.relayResponse(br))
 	pr.CloseWithError(net.ErrClosed) // later writes fail
 }
 
-func (s *exchangeSession) relayResponse(br *bufio.Reader) error {
+func (s *exchangeHijacked) relayResponse(br *bufio.Reader) error {
 	res, err := http.ReadResponse(br, &http.Request{Method: s.method})
 	if err != nil {
 		return err
@@ -2704,7 +2708,7 @@ func (s *exchangeSession) relayResponse(br *bufio.Reader) error {
 
 // close is Close: it makes blocked and later calls fail, and lets the sender
 // send body_complete after the bytes it has.
-func (s *exchangeSession) close() {
+func (s *exchangeHijacked) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -2720,7 +2724,7 @@ func (s *exchangeSession) close() {
 
 // unreachable closes a session whose conn the handler dropped without
 // closing it, so that the RPC ends.
-func (s *exchangeSession) unreachable() {
+func (s *exchangeHijacked) unreachable() {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
@@ -2730,7 +2734,7 @@ func (s *exchangeSession) unreachable() {
 	}
 }
 
-// exchangeConn is the connection Hijack returns: a [net.Conn] whose
+// exchangeHijackedConn is the connection Hijack returns: a [net.Conn] whose
 // reads are the request's body chunks and whose writes become response body
 // chunks.
 //
@@ -2747,27 +2751,27 @@ func (s *exchangeSession) unreachable() {
 //     "httpbridge" holding the text.
 //
 // It is safe for concurrent use.
-type exchangeConn struct {
-	s      *exchangeSession
+type exchangeHijackedConn struct {
+	s      *exchangeHijacked
 	remote net.Addr
 	local  net.Addr
 }
 
-var _ net.Conn = (*exchangeConn)(nil)
+var _ net.Conn = (*exchangeHijackedConn)(nil)
 
-func (c *exchangeConn) Read(p []byte) (int, error)  { return c.s.read(p) }
-func (c *exchangeConn) Write(p []byte) (int, error) { return c.s.write(p) }
+func (c *exchangeHijackedConn) Read(p []byte) (int, error)  { return c.s.read(p) }
+func (c *exchangeHijackedConn) Write(p []byte) (int, error) { return c.s.write(p) }
 
 // Close closes both directions. It does not wait for the bytes written to
 // be sent; Serve waits for them.
-func (c *exchangeConn) Close() error {
+func (c *exchangeHijackedConn) Close() error {
 	c.s.close()
 	return nil
 }
 
 // CloseWrite half-closes the connection: the host gets body_complete after
 // the bytes written, and reads go on.
-func (c *exchangeConn) CloseWrite() error {
+func (c *exchangeHijackedConn) CloseWrite() error {
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -2779,37 +2783,37 @@ func (c *exchangeConn) CloseWrite() error {
 	return nil
 }
 
-func (c *exchangeConn) LocalAddr() net.Addr  { return c.local }
-func (c *exchangeConn) RemoteAddr() net.Addr { return c.remote }
+func (c *exchangeHijackedConn) LocalAddr() net.Addr  { return c.local }
+func (c *exchangeHijackedConn) RemoteAddr() net.Addr { return c.remote }
 
-func (c *exchangeConn) SetDeadline(t time.Time) error {
+func (c *exchangeHijackedConn) SetDeadline(t time.Time) error {
 	c.s.readDeadline.set(t)
 	c.s.writeDeadline.set(t)
 	return nil
 }
 
-func (c *exchangeConn) SetReadDeadline(t time.Time) error {
+func (c *exchangeHijackedConn) SetReadDeadline(t time.Time) error {
 	c.s.readDeadline.set(t)
 	return nil
 }
 
-func (c *exchangeConn) SetWriteDeadline(t time.Time) error {
+func (c *exchangeHijackedConn) SetWriteDeadline(t time.Time) error {
 	c.s.writeDeadline.set(t)
 	return nil
 }
 
-// exchangeDeadline is the deadline of one direction of a conn, as a
+// exchangeConnDeadline is the deadline of one direction of a conn, as a
 // channel closed once it passes. The channel is kept while the deadline
 // moves without having passed, so that calls already waiting see the new
 // one.
-type exchangeDeadline struct {
+type exchangeConnDeadline struct {
 	mu      sync.Mutex
 	timer   *time.Timer
 	expired chan struct{}
 	passed  bool // expired was closed without a timer
 }
 
-func (d *exchangeDeadline) set(t time.Time) {
+func (d *exchangeConnDeadline) set(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	// A timer that cannot be stopped has closed, or is closing, its channel.
@@ -2829,7 +2833,7 @@ func (d *exchangeDeadline) set(t time.Time) {
 	d.passed = true
 }
 
-func (d *exchangeDeadline) wait() <-chan struct{} {
+func (d *exchangeConnDeadline) wait() <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.expired == nil {
@@ -2838,21 +2842,21 @@ func (d *exchangeDeadline) wait() <-chan struct{} {
 	return d.expired
 }
 
-// exchangeParseAddr is the net.Addr of an address the host reported: a
+// exchangeConnAddr is the net.Addr of an address the host reported: a
 // *net.TCPAddr for ip:port, else the text itself.
-func exchangeParseAddr(address string) net.Addr {
+func exchangeConnAddr(address string) net.Addr {
 	if ap, err := netip.ParseAddrPort(address); err == nil {
 		return net.TCPAddrFromAddrPort(ap)
 	}
-	return exchangeAddr(address)
+	return exchangeTextAddr(address)
 }
 
-// exchangeAddr is an address that is not ip:port, such as a host name.
-type exchangeAddr string
+// exchangeTextAddr is an address that is not ip:port, such as a host name.
+type exchangeTextAddr string
 
 // Network returns "httpbridge": the address came over the bridge as text.
-func (a exchangeAddr) Network() string { return "httpbridge" }
-func (a exchangeAddr) String() string  { return string(a) }
+func (a exchangeTextAddr) Network() string { return "httpbridge" }
+func (a exchangeTextAddr) String() string  { return string(a) }
 
 // exchangeEncodeResponseHeader converts h to TunnelHeader entries, one per key,
 // with keys sorted so that the wire form is deterministic. The values are
