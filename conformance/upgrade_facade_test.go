@@ -36,8 +36,8 @@ import (
 
 // The handshake of RFC 6455 §1.3: this key gets this accept value.
 const (
-	upgradeKey    = "dGhlIHNhbXBsZSBub25jZQ=="
-	upgradeAccept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+	upgradeKey          = "dGhlIHNhbXBsZSBub25jZQ=="
+	upgradeSampleAccept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 )
 
 // upgradeInit is the init a host sends for an eligible WebSocket handshake
@@ -307,7 +307,7 @@ func TestFacadeUWebSocketEcho(t *testing.T) {
 			first := upgradeWant101(t, stream, http.Header{
 				"Connection":           {"Upgrade"},
 				"Upgrade":              {"websocket"},
-				"Sec-Websocket-Accept": {upgradeAccept},
+				"Sec-Websocket-Accept": {upgradeSampleAccept},
 			})
 			if len(first) != 0 {
 				t.Errorf("the 101 carries %q, want no bytes", first)
