@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"syscall"
 	"testing"
@@ -524,4 +525,28 @@ func TestHostUpgradeLimits(t *testing.T) {
 			t.Errorf("upgrade after CloseUpgraded: %q, want 503", raw)
 		}
 	})
+}
+
+// HTTP/2 extended CONNECT (RFC 8441), which net/http serves only with
+// GODEBUG=http2xconnect=1, is answered 501 without calling the plugin, and
+// noted once per process (upgrade.md §2.2). ws_*_test.go runs it over a
+// real HTTP/2 connection in a child process (U18).
+func TestHostUpgradeExtendedConnect(t *testing.T) {
+	env, plugin := upgradeEnv(t, upgradeEcho("", nil), nil)
+	for range 2 {
+		r := httptest.NewRequest(http.MethodConnect, "https://example.test/ws", nil)
+		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/2.0", 2, 0
+		r.Header[":protocol"] = []string{"websocket"}
+		rec := httptest.NewRecorder()
+		env.Host.ServeHTTP(rec, r)
+		if rec.Code != http.StatusNotImplemented {
+			t.Errorf("extended CONNECT: %d, want 501", rec.Code)
+		}
+	}
+	if plugin.Calls() != 0 {
+		t.Errorf("the plugin was called %d times", plugin.Calls())
+	}
+	if n := strings.Count(env.HostLog.String(), "http2xconnect"); n > 1 {
+		t.Errorf("the note on GODEBUG was logged %d times, want at most once per process", n)
+	}
 }

@@ -147,14 +147,16 @@ type ServeHTTPHost struct {
 	OpenUpgrade func(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ServeHTTPRequest, ServeHTTPResponse], error)
 
 	// MaxUpgraded bounds the upgraded sessions open at once, counted from
-	// the request; beyond it a request that asks for an upgrade gets 503
+	// the request; beyond it a request that could be upgraded gets 503
 	// Service Unavailable with Retry-After, and the plugin is not called.
 	// Zero or less means no limit.
 	MaxUpgraded int
 
 	// UpgradeHandshakeTimeout bounds the wait for the plugin's answer to an
-	// upgrade request: 504 Gateway Timeout when it passes. Zero means 10
-	// seconds, less than zero no limit.
+	// upgrade request, from opening the stream (which waits while the
+	// plugin's MaxConcurrentStreams are in use) to its first message: 504
+	// Gateway Timeout when it passes. Zero means 10 seconds, less than zero
+	// no limit.
 	UpgradeHandshakeTimeout time.Duration
 
 	// UpgradeIdleTimeout ends an upgraded session abruptly when no byte
@@ -164,22 +166,29 @@ type ServeHTTPHost struct {
 	// connection is hijacked. Zero or less means none, the default: an
 	// idle limit that is on by default ends healthy sessions, and the
 	// application's pings are the better check that a peer is alive.
+	//
+	// A client that stops reading holds its session, as behind
+	// httputil.ReverseProxy, until it reads again or disconnects, even
+	// after the plugin has ended: the host learns the stream's end only
+	// when it has written what came before. UpgradeWriteTimeout bounds
+	// that.
 	UpgradeIdleTimeout  time.Duration
 	UpgradeMaxDuration  time.Duration
 	UpgradeWriteTimeout time.Duration
 
 	// upgrades are the upgraded sessions open, for MaxUpgraded and
-	// CloseUpgraded.
+	// CloseUpgraded: a host must not be copied once it has served.
 	upgrades serveHTTPUpgrades
 }
 
 // ServeHTTP forwards r with [ServeHTTPHost.Forward]. When the response was cut
 // off after it started, it panics with [http.ErrAbortHandler], which
 // net/http turns into a truncated response (a missing final chunk, or a
-// stream reset on HTTP/2) without logging a stack trace.
+// stream reset on HTTP/2) without logging a stack trace; an upgraded
+// session that ended abruptly has been reset by Forward already.
 func (h *ServeHTTPHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	err := h.Forward(w, r)
-	if err == nil || errors.Is(err, errServeHTTPUpgraded) {
+	if err == nil || errors.Is(err, ErrServeHTTPHijacked) {
 		// An upgraded session has logged its own end, and closed the
 		// connection: net/http must not touch a hijacked one.
 		return
@@ -207,11 +216,25 @@ func (h *ServeHTTPHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // when its read returns, which net/http ensures once the handler returns.
 //
 // An upgraded session (see UpgradeProtocols) is served to its end before
-// Forward returns. Its error then wraps ErrServeHTTPAborted if the session
-// ended abruptly, but the connection is closed already: the caller must
-// not panic, nor write to w.
+// Forward returns. If it ended abruptly, the error wraps both
+// ErrServeHTTPAborted and ErrServeHTTPHijacked: the connection has been
+// reset already, and the caller must neither panic nor touch w.
 func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	hasBody := serveHTTPHasBody(r)
+	header := r.Header
+	protocol, declined := h.upgradeProtocol(w, r)
+	if protocol != "" || declined != "" {
+		header = serveHTTPUpgradeRequestHeader(r.Header, protocol)
+		if r.ProtoMajor == 1 {
+			// Every answer but a 101 closes the connection: the client may
+			// have sent bytes of the new protocol behind the request, which
+			// must not be read as HTTP. A 101 replaces Connection.
+			w.Header().Set("Connection", "close")
+		}
+		if declined != "" && len(h.UpgradeProtocols) > 0 {
+			h.logger().Debug("httpbridge: ServeHTTP declined an upgrade", "path", r.URL.Path, "reason", declined)
+		}
+	}
 	if h.Open == nil {
 		err := errors.New("httpbridge: ServeHTTPHost.Open is nil")
 		h.fail(w, r, http.StatusInternalServerError, err, !hasBody)
@@ -219,15 +242,6 @@ func (h *ServeHTTPHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	}
 	if r.Method == http.MethodConnect && r.Header[":protocol"] != nil {
 		return h.refuseExtendedConnect(w, r)
-	}
-	header := r.Header
-	protocol, asked := h.upgradeProtocol(w, r)
-	if asked {
-		header = serveHTTPUpgradeRequestHeader(r.Header, protocol)
-	}
-	if asked && protocol == "" && r.ProtoMajor == 1 {
-		// The client may have sent bytes of the new protocol already.
-		w.Header().Set("Connection", "close")
 	}
 	init, uncarried := serveHTTPRequestInit(r, header, serveHTTPTarget(r.URL))
 	if uncarried != "" {
@@ -450,6 +464,15 @@ func (c *serveHTTPResponseCodec) Unmarshal(data mem.BufferSlice, v any) error {
 // as with gRPC's default codec, rather than application/grpc+proto.
 func (c *serveHTTPResponseCodec) Name() string {
 	return ""
+}
+
+// trim releases the last message's buffer and drops a reassembly buffer
+// of more than 4 KiB: an upgraded session may wait long between messages.
+func (c *serveHTTPResponseCodec) trim() {
+	c.release()
+	if cap(c.buf) > 4<<10 {
+		c.buf = nil
+	}
 }
 
 // release lets gRPC reuse the buffer that the last message aliases.
@@ -780,9 +803,11 @@ func serveHTTPEncodeRequestHeader(h http.Header) (headers []*HTTPHeader, invalid
 	return headers, invalid
 }
 
-// errServeHTTPUpgraded is wrapped by the error of an exchange that switched
-// protocols: Forward has already closed the hijacked connection.
-var errServeHTTPUpgraded = errors.New("httpbridge: ServeHTTP upgraded session")
+// ErrServeHTTPHijacked is wrapped, with ErrServeHTTPAborted, by the error of
+// [ServeHTTPHost.Forward] when an upgraded session ended abruptly. The
+// connection was hijacked and has been reset already: the caller must not
+// panic with [http.ErrAbortHandler], nor touch the ResponseWriter.
+var ErrServeHTTPHijacked = errors.New("httpbridge: ServeHTTP upgraded session")
 
 // serveHTTPExtendedConnectWarned makes the note on HTTP/2 extended CONNECT
 // a single record per process.
@@ -802,20 +827,24 @@ func (h *ServeHTTPHost) refuseExtendedConnect(w http.ResponseWriter, r *http.Req
 }
 
 // upgradeProtocol returns the protocol r may switch to, as the client wrote
-// it, or "" if r cannot be upgraded here; asked reports whether r asks for
-// an upgrade at all (or carries HTTP2-Settings), so that those headers must
-// be taken out or normalised. The checks are those of
-// httputil.ReverseProxy, and more: HTTP/1.1 or later, the upgrade token in
-// Connection, one printable protocol in Upgrade from UpgradeProtocols and
-// never h2c, no body, and a ResponseWriter that can be hijacked.
-func (h *ServeHTTPHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) (protocol string, asked bool) {
+// it; or, for a request that asks for an upgrade (or carries
+// HTTP2-Settings) but cannot have it here, why not; or two empty strings
+// for any other request. The checks are those of httputil.ReverseProxy, and
+// more: HTTP/1.1 or later, the upgrade token in Connection, one printable
+// protocol in Upgrade from UpgradeProtocols and never h2c, no body, and a
+// ResponseWriter that can be hijacked.
+func (h *ServeHTTPHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) (protocol, declined string) {
 	upgrade, hasUpgrade := r.Header["Upgrade"]
 	token := serveHTTPHasToken(r.Header["Connection"], "upgrade")
-	if !hasUpgrade && !token && r.Header["Http2-Settings"] == nil {
-		return "", false
-	}
-	if !hasUpgrade || !token || len(h.UpgradeProtocols) == 0 || r.ProtoMajor != 1 || r.ProtoMinor < 1 {
-		return "", true
+	switch {
+	case !hasUpgrade && !token && r.Header["Http2-Settings"] == nil:
+		return "", ""
+	case !hasUpgrade || !token:
+		return "", "Upgrade and the upgrade token of Connection go together"
+	case len(h.UpgradeProtocols) == 0:
+		return "", "UpgradeProtocols is empty"
+	case r.ProtoMajor != 1 || r.ProtoMinor < 1:
+		return "", "not HTTP/1.1"
 	}
 	count := 0
 	for _, value := range upgrade {
@@ -826,20 +855,32 @@ func (h *ServeHTTPHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) 
 			}
 		}
 	}
-	printable := !strings.ContainsFunc(protocol, func(c rune) bool { return c < ' ' || c > '~' })
-	allowed := slices.ContainsFunc(h.UpgradeProtocols, func(p string) bool { return strings.EqualFold(p, protocol) })
-	if count != 1 || !printable || !allowed || strings.EqualFold(protocol, "h2c") ||
-		r.ContentLength != 0 || len(r.TransferEncoding) > 0 || !serveHTTPCanHijack(w) {
-		return "", true
+	switch {
+	case count != 1:
+		return "", "not exactly one protocol"
+	case strings.ContainsFunc(protocol, func(c rune) bool { return c < ' ' || c > '~' }):
+		return "", "not printable"
+	case strings.EqualFold(protocol, "h2c"):
+		return "", "h2c is never allowed"
+	case !slices.ContainsFunc(h.UpgradeProtocols, func(p string) bool { return strings.EqualFold(p, protocol) }):
+		return "", "not in UpgradeProtocols"
+	case r.ContentLength != 0 || len(r.TransferEncoding) > 0:
+		return "", "the request has a body"
+	case !serveHTTPCanHijack(w):
+		return "", "the ResponseWriter cannot be hijacked"
 	}
-	return protocol, true
+	return protocol, ""
 }
 
 // serveHTTPHasToken reports whether a comma-separated list header has
 // the token, compared without case.
 func serveHTTPHasToken(values []string, token string) bool {
 	for _, value := range values {
-		for _, t := range strings.Split(value, ",") {
+		// Without a slice of tokens: browsers send "Connection: keep-alive"
+		// with every request.
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
 			if strings.EqualFold(strings.TrimSpace(t), token) {
 				return true
 			}
@@ -900,10 +941,8 @@ func serveHTTPUpgradeRequestHeader(h http.Header, protocol string) http.Header {
 // 101, relays the switched connection until either side ends it. Any other
 // answer is an ordinary response, after which the connection closes.
 func (h *ServeHTTPHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init *ServeHTTPRequestInit, protocol string) error {
-	// Every answer but a 101 closes the connection: bytes the client sent
-	// after the request, for the new protocol, must not be read as HTTP.
+	// Forward has set "Connection: close" for every answer but a 101.
 	refuse := func(status int, err error) error {
-		w.Header().Set("Connection", "close")
 		if status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "5")
 		}
@@ -922,6 +961,16 @@ func (h *ServeHTTPHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, i
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
+	// A plugin that cannot switch (Mattermost's Python SDK waits for the
+	// body's end) would otherwise hold the request for ever; so would a
+	// plugin whose stream quota long sessions have taken, in Open.
+	timedOut := func() bool { return false }
+	if d := h.upgradeHandshakeTimeout(); d > 0 {
+		timer := time.AfterFunc(d, cancel)
+		// A timer that has fired has cancelled the stream, whatever
+		// arrived: the answer is then 504.
+		timedOut = func() bool { return !timer.Stop() }
+	}
 	ctx = metadata.AppendToOutgoingContext(ctx, ServeHTTPUpgradeKey, strings.ToLower(protocol))
 	open := h.OpenUpgrade
 	if open == nil {
@@ -931,6 +980,9 @@ func (h *ServeHTTPHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, i
 	defer codec.release()
 	stream, err := open(ctx, grpc.ForceCodecV2(codec))
 	if err != nil {
+		if timedOut() {
+			return refuse(http.StatusGatewayTimeout, fmt.Errorf("httpbridge: no ServeHTTP stream for the upgrade request in time: %w", err))
+		}
 		return refuse(http.StatusServiceUnavailable, fmt.Errorf("httpbridge: open ServeHTTP stream: %w", err))
 	}
 	if h.Init != nil {
@@ -943,22 +995,11 @@ func (h *ServeHTTPHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, i
 		return refuse(http.StatusInternalServerError, fmt.Errorf("httpbridge: send ServeHTTP init: %w", err))
 	}
 
-	// A plugin that cannot switch (Mattermost's Python SDK waits for the
-	// body's end) would otherwise hold the request for ever.
-	var timedOut atomic.Bool
-	stopTimer := func() bool { return false }
-	if d := h.upgradeHandshakeTimeout(); d > 0 {
-		stopTimer = time.AfterFunc(d, func() {
-			timedOut.Store(true)
-			cancel()
-		}).Stop
-	}
 	msg, err := stream.Recv()
-	stopTimer()
+	if timedOut() {
+		return refuse(http.StatusGatewayTimeout, fmt.Errorf("httpbridge: the plugin did not answer the ServeHTTP upgrade request in time"))
+	}
 	if err != nil {
-		if timedOut.Load() {
-			return refuse(http.StatusGatewayTimeout, fmt.Errorf("httpbridge: the plugin did not answer the ServeHTTP upgrade request in time"))
-		}
 		return refuse(http.StatusBadGateway, serveHTTPNoResponse(err))
 	}
 	first := msg.GetInit()
@@ -982,10 +1023,36 @@ func (h *ServeHTTPHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, i
 		cancel()
 		return refuse(http.StatusBadGateway, fmt.Errorf("httpbridge: plugin switched the ServeHTTP request to %q, not %q", header.Get("Upgrade"), protocol))
 	}
+	s := &serveHTTPSession{
+		host:      h,
+		stream:    stream,
+		cancel:    cancel,
+		codec:     codec,
+		protocol:  protocol,
+		path:      r.URL.Path,
+		chunkSize: serveHTTPChunkSize(h.ChunkSize),
+		start:     time.Now(),
+		done:      make(chan struct{}),
+	}
+	// Registered before the hijack, so that CloseUpgraded, once called,
+	// either sees the session or has stopped it here.
+	if !h.upgrades.add(s) {
+		cancel()
+		return refuse(http.StatusServiceUnavailable, fmt.Errorf("%w: CloseUpgraded was called during the handshake", errServeHTTPUncarried))
+	}
+	reserved = false
+	defer h.upgrades.release(s)
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		cancel()
+		close(s.done)
 		return refuse(http.StatusBadGateway, fmt.Errorf("httpbridge: hijack for the ServeHTTP upgrade: %w", err))
+	}
+	s.mu.Lock()
+	s.conn = conn
+	s.mu.Unlock()
+	if s.shutdown.Load() {
+		s.closeInput() // CloseUpgraded came during the hijack
 	}
 	// The host's middleware headers stay, as in httputil.ReverseProxy;
 	// framing and hop-by-hop headers never reach a 101.
@@ -1009,21 +1076,8 @@ func (h *ServeHTTPHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, i
 		}
 	}
 	head["Connection"] = []string{"Upgrade"}
-	s := &serveHTTPSession{
-		host:      h,
-		conn:      conn,
-		stream:    stream,
-		cancel:    cancel,
-		protocol:  protocol,
-		path:      r.URL.Path,
-		chunkSize: serveHTTPChunkSize(h.ChunkSize),
-		start:     time.Now(),
-		done:      make(chan struct{}),
-	}
+	head["Upgrade"] = header["Upgrade"] // the plugin's, not the middleware's too
 	s.touch()
-	reserved = false
-	h.upgrades.add(s)
-	defer h.upgrades.release(s)
 	// Header.Write, which Response.Write uses, drops invalid names and
 	// turns CR and LF in values into spaces, so the plugin cannot split
 	// the head.
@@ -1064,9 +1118,7 @@ func (h *ServeHTTPHost) upgradeHandshakeTimeout() time.Duration {
 func (h *ServeHTTPHost) CloseUpgraded(ctx context.Context) error {
 	sessions := h.upgrades.shut()
 	for _, s := range sessions {
-		s.shutdown.Store(true)
-		// The pump sees the deadline, sends body_complete and stops.
-		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+		s.closeInput()
 	}
 	for _, s := range sessions {
 		select {
@@ -1102,14 +1154,19 @@ func (u *serveHTTPUpgrades) reserve(max int) bool {
 	return true
 }
 
-// add registers a session that has started; its reservation goes with it.
-func (u *serveHTTPUpgrades) add(s *serveHTTPSession) {
+// add registers a session about to start, unless the host is shutting
+// sessions down; its reservation goes with it.
+func (u *serveHTTPUpgrades) add(s *serveHTTPSession) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.shutting {
+		return false
+	}
 	if u.open == nil {
 		u.open = make(map[*serveHTTPSession]struct{})
 	}
 	u.open[s] = struct{}{}
+	return true
 }
 
 // release ends a reservation, and the session s if not nil.
@@ -1140,26 +1197,41 @@ func (u *serveHTTPUpgrades) shut() []*serveHTTPSession {
 // toward the plugin, TCP toward the client.
 type serveHTTPSession struct {
 	host      *ServeHTTPHost
-	conn      net.Conn
+	conn      net.Conn // set after the hijack, under mu; fixed from then on
 	stream    grpc.BidiStreamingClient[ServeHTTPRequest, ServeHTTPResponse]
 	cancel    context.CancelFunc
+	codec     *serveHTTPResponseCodec
 	protocol  string
 	path      string
 	chunkSize int
 	start     time.Time
 	done      chan struct{} // closed when the session has ended
 
-	active   atomic.Int64 // when a byte last crossed, in Unix nanoseconds
-	toPlugin atomic.Int64 // bytes
-	toClient atomic.Int64
-	shutdown atomic.Bool   // CloseUpgraded asked for the end of the client's input
-	ending   atomic.Bool   // the stream has ended: the pump only drains
-	pumped   chan struct{} // closed when pumpToPlugin returns
+	active     atomic.Int64 // when a byte last crossed, in Unix nanoseconds
+	toPlugin   atomic.Int64 // bytes
+	toClient   atomic.Int64
+	shutdown   atomic.Bool   // CloseUpgraded asked for the end of the client's input
+	inputEnded atomic.Bool   // closeWrite closed a connection without CloseWrite
+	ending     atomic.Bool   // the stream has ended: the pump only drains
+	pumped     chan struct{} // closed when pumpToPlugin returns
 
-	mu    sync.Mutex
-	cause string      // why the session ended, first reason only
-	reset bool        // the connection was closed abruptly
-	idle  *time.Timer // for UpgradeIdleTimeout
+	mu      sync.Mutex
+	cause   string      // why the session ended, first reason only
+	reset   bool        // the connection was closed abruptly
+	idle    *time.Timer // for UpgradeIdleTimeout
+	stopped bool        // the session's timers must not fire again
+}
+
+// closeInput makes the pump half-close the stream toward the plugin, for
+// CloseUpgraded: the read deadline wakes it. A session still in its
+// handshake does it as soon as it starts.
+func (s *serveHTTPSession) closeInput() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shutdown.Store(true)
+	if s.conn != nil {
+		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+	}
 }
 
 // touch records activity, for UpgradeIdleTimeout.
@@ -1183,21 +1255,24 @@ func (s *serveHTTPSession) setCause(cause string) {
 func (s *serveHTTPSession) abort(cause string) {
 	s.setCause(cause)
 	s.mu.Lock()
-	first := !s.reset
-	s.reset = true
+	conn := s.conn
+	first := !s.reset && conn != nil
+	s.reset = s.reset || conn != nil
 	s.mu.Unlock()
 	s.cancel()
 	if !first {
 		return
 	}
-	conn := s.conn
+	// Under TLS the socket itself: tls.Conn's Close would first send a
+	// close_notify, which reads as a clean end, and could block on a full
+	// send buffer.
 	if tlsConn, ok := conn.(interface{ NetConn() net.Conn }); ok {
 		conn = tlsConn.NetConn()
 	}
 	if tcp, ok := conn.(interface{ SetLinger(int) error }); ok {
 		_ = tcp.SetLinger(0)
 	}
-	_ = s.conn.Close()
+	_ = conn.Close()
 }
 
 // pumpToPlugin sends the client's bytes to the plugin as they arrive,
@@ -1220,7 +1295,8 @@ func (s *serveHTTPSession) pumpToPlugin(pending []byte) {
 		return true
 	}
 	send(pending)
-	buf := make([]byte, min(4<<10, s.chunkSize))
+	const small = 4 << 10
+	buf := make([]byte, min(small, s.chunkSize))
 	for {
 		n, err := s.conn.Read(buf)
 		if n > 0 {
@@ -1230,8 +1306,13 @@ func (s *serveHTTPSession) pumpToPlugin(pending []byte) {
 				chunk = slices.Clone(chunk)
 			}
 			send(chunk)
-			if n == len(buf) && len(buf) < s.chunkSize {
+			switch {
+			case n == len(buf) && len(buf) < s.chunkSize:
 				buf = make([]byte, min(2*len(buf), s.chunkSize))
+			case n < small && len(buf) > small:
+				// Small messages again, after a burst: an idle session
+				// should not hold a whole chunk.
+				buf = make([]byte, small)
 			}
 		}
 		if err == nil {
@@ -1239,12 +1320,13 @@ func (s *serveHTTPSession) pumpToPlugin(pending []byte) {
 		}
 		switch {
 		case s.ending.Load():
-		case err == io.EOF || s.shutdown.Load():
+		case err == io.EOF || s.inputEnded.Load() || s.shutdown.Load() && errors.Is(err, os.ErrDeadlineExceeded):
 			// The client, or CloseUpgraded, half-closed: the plugin reads
 			// its input's end and can still answer.
-			if err == io.EOF {
+			switch {
+			case err == io.EOF:
 				s.setCause("client-eof")
-			} else {
+			case s.shutdown.Load():
 				s.setCause("shutdown")
 			}
 			_ = s.stream.Send(serveHTTPRequestMessage(nil, nil, true))
@@ -1266,25 +1348,30 @@ func (s *serveHTTPSession) relayToClient(first *ServeHTTPResponse) error {
 		s.mu.Lock()
 		s.idle = time.AfterFunc(d, func() {
 			idle := time.Since(time.Unix(0, s.active.Load()))
-			if idle >= d {
-				s.abort("idle")
-				return
-			}
 			s.mu.Lock()
-			s.idle.Reset(d - idle)
-			s.mu.Unlock()
+			defer s.mu.Unlock()
+			switch {
+			case s.stopped:
+			case idle < d:
+				s.idle.Reset(d - idle)
+			default:
+				go s.abort("idle") // abort takes mu
+			}
 		})
 		s.mu.Unlock()
-		defer func() {
-			s.mu.Lock()
-			s.idle.Stop()
-			s.mu.Unlock()
-		}()
 	}
 	if d := h.UpgradeMaxDuration; d > 0 {
 		timer := time.AfterFunc(d, func() { s.abort("max-duration") })
 		defer timer.Stop()
 	}
+	defer func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.stopped = true
+		if s.idle != nil {
+			s.idle.Stop()
+		}
+	}()
 	msg, complete, warned := first, false, false
 	for {
 		if chunk := msg.GetBodyChunk(); len(chunk) > 0 && !complete {
@@ -1292,7 +1379,11 @@ func (s *serveHTTPSession) relayToClient(first *ServeHTTPResponse) error {
 				_ = s.conn.SetWriteDeadline(time.Now().Add(d))
 			}
 			if _, err := s.conn.Write(chunk); err != nil {
-				s.abort("client-error")
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					s.abort("write-timeout")
+				} else {
+					s.abort("client-error")
+				}
 				return fmt.Errorf("%w: write: %w", ErrServeHTTPAborted, err)
 			}
 			s.touch()
@@ -1303,6 +1394,9 @@ func (s *serveHTTPSession) relayToClient(first *ServeHTTPResponse) error {
 			complete = true
 			s.closeWrite()
 		}
+		// The chunk is written: gRPC may have its buffer back while this
+		// waits, which in an idle session may be long.
+		s.codec.trim()
 		var err error
 		msg, err = s.stream.Recv()
 		switch {
@@ -1324,12 +1418,16 @@ func (s *serveHTTPSession) relayToClient(first *ServeHTTPResponse) error {
 	}
 }
 
-// closeWrite half-closes the client's connection. One without CloseWrite
-// is closed when the session ends.
+// closeWrite half-closes the client's connection. One that cannot is
+// closed both ways, as httputil.ReverseProxy does: the client then cannot
+// send more either, and the plugin reads the end of its input.
 func (s *serveHTTPSession) closeWrite() {
 	if conn, ok := s.conn.(interface{ CloseWrite() error }); ok {
 		_ = conn.CloseWrite()
+		return
 	}
+	s.inputEnded.Store(true) // the pump's read error is then the input's end
+	_ = s.conn.Close()
 }
 
 // finish closes the connection after the plugin ended cleanly, as net/http
@@ -1365,7 +1463,7 @@ func (s *serveHTTPSession) end(err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: %w", errServeHTTPUpgraded, err)
+	return fmt.Errorf("%w: %w", ErrServeHTTPHijacked, err)
 }
 
 // ServeHTTPPlugin serves ServeHTTP streams with an ordinary [http.Handler].

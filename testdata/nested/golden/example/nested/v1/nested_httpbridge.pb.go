@@ -149,14 +149,16 @@ type HandleHost struct {
 	OpenUpgrade func(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Handle_Request, Handle_Response], error)
 
 	// MaxUpgraded bounds the upgraded sessions open at once, counted from
-	// the request; beyond it a request that asks for an upgrade gets 503
+	// the request; beyond it a request that could be upgraded gets 503
 	// Service Unavailable with Retry-After, and the plugin is not called.
 	// Zero or less means no limit.
 	MaxUpgraded int
 
 	// UpgradeHandshakeTimeout bounds the wait for the plugin's answer to an
-	// upgrade request: 504 Gateway Timeout when it passes. Zero means 10
-	// seconds, less than zero no limit.
+	// upgrade request, from opening the stream (which waits while the
+	// plugin's MaxConcurrentStreams are in use) to its first message: 504
+	// Gateway Timeout when it passes. Zero means 10 seconds, less than zero
+	// no limit.
 	UpgradeHandshakeTimeout time.Duration
 
 	// UpgradeIdleTimeout ends an upgraded session abruptly when no byte
@@ -166,22 +168,29 @@ type HandleHost struct {
 	// connection is hijacked. Zero or less means none, the default: an
 	// idle limit that is on by default ends healthy sessions, and the
 	// application's pings are the better check that a peer is alive.
+	//
+	// A client that stops reading holds its session, as behind
+	// httputil.ReverseProxy, until it reads again or disconnects, even
+	// after the plugin has ended: the host learns the stream's end only
+	// when it has written what came before. UpgradeWriteTimeout bounds
+	// that.
 	UpgradeIdleTimeout  time.Duration
 	UpgradeMaxDuration  time.Duration
 	UpgradeWriteTimeout time.Duration
 
 	// upgrades are the upgraded sessions open, for MaxUpgraded and
-	// CloseUpgraded.
+	// CloseUpgraded: a host must not be copied once it has served.
 	upgrades handleUpgrades
 }
 
 // ServeHTTP forwards r with [HandleHost.Forward]. When the response was cut
 // off after it started, it panics with [http.ErrAbortHandler], which
 // net/http turns into a truncated response (a missing final chunk, or a
-// stream reset on HTTP/2) without logging a stack trace.
+// stream reset on HTTP/2) without logging a stack trace; an upgraded
+// session that ended abruptly has been reset by Forward already.
 func (h *HandleHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	err := h.Forward(w, r)
-	if err == nil || errors.Is(err, errHandleUpgraded) {
+	if err == nil || errors.Is(err, ErrHandleHijacked) {
 		// An upgraded session has logged its own end, and closed the
 		// connection: net/http must not touch a hijacked one.
 		return
@@ -209,11 +218,25 @@ func (h *HandleHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // when its read returns, which net/http ensures once the handler returns.
 //
 // An upgraded session (see UpgradeProtocols) is served to its end before
-// Forward returns. Its error then wraps ErrHandleAborted if the session
-// ended abruptly, but the connection is closed already: the caller must
-// not panic, nor write to w.
+// Forward returns. If it ended abruptly, the error wraps both
+// ErrHandleAborted and ErrHandleHijacked: the connection has been
+// reset already, and the caller must neither panic nor touch w.
 func (h *HandleHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	hasBody := handleHasBody(r)
+	header := r.Header
+	protocol, declined := h.upgradeProtocol(w, r)
+	if protocol != "" || declined != "" {
+		header = handleUpgradeRequestHeader(r.Header, protocol)
+		if r.ProtoMajor == 1 {
+			// Every answer but a 101 closes the connection: the client may
+			// have sent bytes of the new protocol behind the request, which
+			// must not be read as HTTP. A 101 replaces Connection.
+			w.Header().Set("Connection", "close")
+		}
+		if declined != "" && len(h.UpgradeProtocols) > 0 {
+			h.logger().Debug("httpbridge: Handle declined an upgrade", "path", r.URL.Path, "reason", declined)
+		}
+	}
 	if h.Open == nil {
 		err := errors.New("httpbridge: HandleHost.Open is nil")
 		h.fail(w, r, http.StatusInternalServerError, err, !hasBody)
@@ -221,15 +244,6 @@ func (h *HandleHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	}
 	if r.Method == http.MethodConnect && r.Header[":protocol"] != nil {
 		return h.refuseExtendedConnect(w, r)
-	}
-	header := r.Header
-	protocol, asked := h.upgradeProtocol(w, r)
-	if asked {
-		header = handleUpgradeRequestHeader(r.Header, protocol)
-	}
-	if asked && protocol == "" && r.ProtoMajor == 1 {
-		// The client may have sent bytes of the new protocol already.
-		w.Header().Set("Connection", "close")
 	}
 	init, uncarried := handleRequestInit(r, header, handleTarget(r.URL))
 	if uncarried != "" {
@@ -448,6 +462,15 @@ func (c *handleResponseCodec) Unmarshal(data mem.BufferSlice, v any) error {
 // as with gRPC's default codec, rather than application/grpc+proto.
 func (c *handleResponseCodec) Name() string {
 	return ""
+}
+
+// trim releases the last message's buffer and drops a reassembly buffer
+// of more than 4 KiB: an upgraded session may wait long between messages.
+func (c *handleResponseCodec) trim() {
+	c.release()
+	if cap(c.buf) > 4<<10 {
+		c.buf = nil
+	}
 }
 
 // release lets gRPC reuse the buffer that the last message aliases.
@@ -769,9 +792,11 @@ func handleEncodeRequestHeader(h http.Header) (headers []*Header, invalid string
 	return headers, invalid
 }
 
-// errHandleUpgraded is wrapped by the error of an exchange that switched
-// protocols: Forward has already closed the hijacked connection.
-var errHandleUpgraded = errors.New("httpbridge: Handle upgraded session")
+// ErrHandleHijacked is wrapped, with ErrHandleAborted, by the error of
+// [HandleHost.Forward] when an upgraded session ended abruptly. The
+// connection was hijacked and has been reset already: the caller must not
+// panic with [http.ErrAbortHandler], nor touch the ResponseWriter.
+var ErrHandleHijacked = errors.New("httpbridge: Handle upgraded session")
 
 // handleExtendedConnectWarned makes the note on HTTP/2 extended CONNECT
 // a single record per process.
@@ -791,20 +816,24 @@ func (h *HandleHost) refuseExtendedConnect(w http.ResponseWriter, r *http.Reques
 }
 
 // upgradeProtocol returns the protocol r may switch to, as the client wrote
-// it, or "" if r cannot be upgraded here; asked reports whether r asks for
-// an upgrade at all (or carries HTTP2-Settings), so that those headers must
-// be taken out or normalised. The checks are those of
-// httputil.ReverseProxy, and more: HTTP/1.1 or later, the upgrade token in
-// Connection, one printable protocol in Upgrade from UpgradeProtocols and
-// never h2c, no body, and a ResponseWriter that can be hijacked.
-func (h *HandleHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) (protocol string, asked bool) {
+// it; or, for a request that asks for an upgrade (or carries
+// HTTP2-Settings) but cannot have it here, why not; or two empty strings
+// for any other request. The checks are those of httputil.ReverseProxy, and
+// more: HTTP/1.1 or later, the upgrade token in Connection, one printable
+// protocol in Upgrade from UpgradeProtocols and never h2c, no body, and a
+// ResponseWriter that can be hijacked.
+func (h *HandleHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) (protocol, declined string) {
 	upgrade, hasUpgrade := r.Header["Upgrade"]
 	token := handleHasToken(r.Header["Connection"], "upgrade")
-	if !hasUpgrade && !token && r.Header["Http2-Settings"] == nil {
-		return "", false
-	}
-	if !hasUpgrade || !token || len(h.UpgradeProtocols) == 0 || r.ProtoMajor != 1 || r.ProtoMinor < 1 {
-		return "", true
+	switch {
+	case !hasUpgrade && !token && r.Header["Http2-Settings"] == nil:
+		return "", ""
+	case !hasUpgrade || !token:
+		return "", "Upgrade and the upgrade token of Connection go together"
+	case len(h.UpgradeProtocols) == 0:
+		return "", "UpgradeProtocols is empty"
+	case r.ProtoMajor != 1 || r.ProtoMinor < 1:
+		return "", "not HTTP/1.1"
 	}
 	count := 0
 	for _, value := range upgrade {
@@ -815,20 +844,32 @@ func (h *HandleHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) (pr
 			}
 		}
 	}
-	printable := !strings.ContainsFunc(protocol, func(c rune) bool { return c < ' ' || c > '~' })
-	allowed := slices.ContainsFunc(h.UpgradeProtocols, func(p string) bool { return strings.EqualFold(p, protocol) })
-	if count != 1 || !printable || !allowed || strings.EqualFold(protocol, "h2c") ||
-		r.ContentLength != 0 || len(r.TransferEncoding) > 0 || !handleCanHijack(w) {
-		return "", true
+	switch {
+	case count != 1:
+		return "", "not exactly one protocol"
+	case strings.ContainsFunc(protocol, func(c rune) bool { return c < ' ' || c > '~' }):
+		return "", "not printable"
+	case strings.EqualFold(protocol, "h2c"):
+		return "", "h2c is never allowed"
+	case !slices.ContainsFunc(h.UpgradeProtocols, func(p string) bool { return strings.EqualFold(p, protocol) }):
+		return "", "not in UpgradeProtocols"
+	case r.ContentLength != 0 || len(r.TransferEncoding) > 0:
+		return "", "the request has a body"
+	case !handleCanHijack(w):
+		return "", "the ResponseWriter cannot be hijacked"
 	}
-	return protocol, true
+	return protocol, ""
 }
 
 // handleHasToken reports whether a comma-separated list header has
 // the token, compared without case.
 func handleHasToken(values []string, token string) bool {
 	for _, value := range values {
-		for _, t := range strings.Split(value, ",") {
+		// Without a slice of tokens: browsers send "Connection: keep-alive"
+		// with every request.
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
 			if strings.EqualFold(strings.TrimSpace(t), token) {
 				return true
 			}
@@ -889,10 +930,8 @@ func handleUpgradeRequestHeader(h http.Header, protocol string) http.Header {
 // 101, relays the switched connection until either side ends it. Any other
 // answer is an ordinary response, after which the connection closes.
 func (h *HandleHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init *RequestInit, protocol string) error {
-	// Every answer but a 101 closes the connection: bytes the client sent
-	// after the request, for the new protocol, must not be read as HTTP.
+	// Forward has set "Connection: close" for every answer but a 101.
 	refuse := func(status int, err error) error {
-		w.Header().Set("Connection", "close")
 		if status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "5")
 		}
@@ -911,6 +950,16 @@ func (h *HandleHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
+	// A plugin that cannot switch (Mattermost's Python SDK waits for the
+	// body's end) would otherwise hold the request for ever; so would a
+	// plugin whose stream quota long sessions have taken, in Open.
+	timedOut := func() bool { return false }
+	if d := h.upgradeHandshakeTimeout(); d > 0 {
+		timer := time.AfterFunc(d, cancel)
+		// A timer that has fired has cancelled the stream, whatever
+		// arrived: the answer is then 504.
+		timedOut = func() bool { return !timer.Stop() }
+	}
 	ctx = metadata.AppendToOutgoingContext(ctx, HandleUpgradeKey, strings.ToLower(protocol))
 	open := h.OpenUpgrade
 	if open == nil {
@@ -920,6 +969,9 @@ func (h *HandleHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init
 	defer codec.release()
 	stream, err := open(ctx, grpc.ForceCodecV2(codec))
 	if err != nil {
+		if timedOut() {
+			return refuse(http.StatusGatewayTimeout, fmt.Errorf("httpbridge: no Handle stream for the upgrade request in time: %w", err))
+		}
 		return refuse(http.StatusServiceUnavailable, fmt.Errorf("httpbridge: open Handle stream: %w", err))
 	}
 	if h.Init != nil {
@@ -932,22 +984,11 @@ func (h *HandleHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init
 		return refuse(http.StatusInternalServerError, fmt.Errorf("httpbridge: send Handle init: %w", err))
 	}
 
-	// A plugin that cannot switch (Mattermost's Python SDK waits for the
-	// body's end) would otherwise hold the request for ever.
-	var timedOut atomic.Bool
-	stopTimer := func() bool { return false }
-	if d := h.upgradeHandshakeTimeout(); d > 0 {
-		stopTimer = time.AfterFunc(d, func() {
-			timedOut.Store(true)
-			cancel()
-		}).Stop
-	}
 	msg, err := stream.Recv()
-	stopTimer()
+	if timedOut() {
+		return refuse(http.StatusGatewayTimeout, fmt.Errorf("httpbridge: the plugin did not answer the Handle upgrade request in time"))
+	}
 	if err != nil {
-		if timedOut.Load() {
-			return refuse(http.StatusGatewayTimeout, fmt.Errorf("httpbridge: the plugin did not answer the Handle upgrade request in time"))
-		}
 		return refuse(http.StatusBadGateway, handleNoResponse(err))
 	}
 	first := msg.GetInit()
@@ -971,10 +1012,36 @@ func (h *HandleHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init
 		cancel()
 		return refuse(http.StatusBadGateway, fmt.Errorf("httpbridge: plugin switched the Handle request to %q, not %q", header.Get("Upgrade"), protocol))
 	}
+	s := &handleSession{
+		host:      h,
+		stream:    stream,
+		cancel:    cancel,
+		codec:     codec,
+		protocol:  protocol,
+		path:      r.URL.Path,
+		chunkSize: handleChunkSize(h.ChunkSize),
+		start:     time.Now(),
+		done:      make(chan struct{}),
+	}
+	// Registered before the hijack, so that CloseUpgraded, once called,
+	// either sees the session or has stopped it here.
+	if !h.upgrades.add(s) {
+		cancel()
+		return refuse(http.StatusServiceUnavailable, fmt.Errorf("%w: CloseUpgraded was called during the handshake", errHandleUncarried))
+	}
+	reserved = false
+	defer h.upgrades.release(s)
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		cancel()
+		close(s.done)
 		return refuse(http.StatusBadGateway, fmt.Errorf("httpbridge: hijack for the Handle upgrade: %w", err))
+	}
+	s.mu.Lock()
+	s.conn = conn
+	s.mu.Unlock()
+	if s.shutdown.Load() {
+		s.closeInput() // CloseUpgraded came during the hijack
 	}
 	// The host's middleware headers stay, as in httputil.ReverseProxy;
 	// framing and hop-by-hop headers never reach a 101.
@@ -998,21 +1065,8 @@ func (h *HandleHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init
 		}
 	}
 	head["Connection"] = []string{"Upgrade"}
-	s := &handleSession{
-		host:      h,
-		conn:      conn,
-		stream:    stream,
-		cancel:    cancel,
-		protocol:  protocol,
-		path:      r.URL.Path,
-		chunkSize: handleChunkSize(h.ChunkSize),
-		start:     time.Now(),
-		done:      make(chan struct{}),
-	}
+	head["Upgrade"] = header["Upgrade"] // the plugin's, not the middleware's too
 	s.touch()
-	reserved = false
-	h.upgrades.add(s)
-	defer h.upgrades.release(s)
 	// Header.Write, which Response.Write uses, drops invalid names and
 	// turns CR and LF in values into spaces, so the plugin cannot split
 	// the head.
@@ -1053,9 +1107,7 @@ func (h *HandleHost) upgradeHandshakeTimeout() time.Duration {
 func (h *HandleHost) CloseUpgraded(ctx context.Context) error {
 	sessions := h.upgrades.shut()
 	for _, s := range sessions {
-		s.shutdown.Store(true)
-		// The pump sees the deadline, sends body_complete and stops.
-		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+		s.closeInput()
 	}
 	for _, s := range sessions {
 		select {
@@ -1091,14 +1143,19 @@ func (u *handleUpgrades) reserve(max int) bool {
 	return true
 }
 
-// add registers a session that has started; its reservation goes with it.
-func (u *handleUpgrades) add(s *handleSession) {
+// add registers a session about to start, unless the host is shutting
+// sessions down; its reservation goes with it.
+func (u *handleUpgrades) add(s *handleSession) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.shutting {
+		return false
+	}
 	if u.open == nil {
 		u.open = make(map[*handleSession]struct{})
 	}
 	u.open[s] = struct{}{}
+	return true
 }
 
 // release ends a reservation, and the session s if not nil.
@@ -1129,26 +1186,41 @@ func (u *handleUpgrades) shut() []*handleSession {
 // toward the plugin, TCP toward the client.
 type handleSession struct {
 	host      *HandleHost
-	conn      net.Conn
+	conn      net.Conn // set after the hijack, under mu; fixed from then on
 	stream    grpc.BidiStreamingClient[Handle_Request, Handle_Response]
 	cancel    context.CancelFunc
+	codec     *handleResponseCodec
 	protocol  string
 	path      string
 	chunkSize int
 	start     time.Time
 	done      chan struct{} // closed when the session has ended
 
-	active   atomic.Int64 // when a byte last crossed, in Unix nanoseconds
-	toPlugin atomic.Int64 // bytes
-	toClient atomic.Int64
-	shutdown atomic.Bool   // CloseUpgraded asked for the end of the client's input
-	ending   atomic.Bool   // the stream has ended: the pump only drains
-	pumped   chan struct{} // closed when pumpToPlugin returns
+	active     atomic.Int64 // when a byte last crossed, in Unix nanoseconds
+	toPlugin   atomic.Int64 // bytes
+	toClient   atomic.Int64
+	shutdown   atomic.Bool   // CloseUpgraded asked for the end of the client's input
+	inputEnded atomic.Bool   // closeWrite closed a connection without CloseWrite
+	ending     atomic.Bool   // the stream has ended: the pump only drains
+	pumped     chan struct{} // closed when pumpToPlugin returns
 
-	mu    sync.Mutex
-	cause string      // why the session ended, first reason only
-	reset bool        // the connection was closed abruptly
-	idle  *time.Timer // for UpgradeIdleTimeout
+	mu      sync.Mutex
+	cause   string      // why the session ended, first reason only
+	reset   bool        // the connection was closed abruptly
+	idle    *time.Timer // for UpgradeIdleTimeout
+	stopped bool        // the session's timers must not fire again
+}
+
+// closeInput makes the pump half-close the stream toward the plugin, for
+// CloseUpgraded: the read deadline wakes it. A session still in its
+// handshake does it as soon as it starts.
+func (s *handleSession) closeInput() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shutdown.Store(true)
+	if s.conn != nil {
+		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+	}
 }
 
 // touch records activity, for UpgradeIdleTimeout.
@@ -1172,21 +1244,24 @@ func (s *handleSession) setCause(cause string) {
 func (s *handleSession) abort(cause string) {
 	s.setCause(cause)
 	s.mu.Lock()
-	first := !s.reset
-	s.reset = true
+	conn := s.conn
+	first := !s.reset && conn != nil
+	s.reset = s.reset || conn != nil
 	s.mu.Unlock()
 	s.cancel()
 	if !first {
 		return
 	}
-	conn := s.conn
+	// Under TLS the socket itself: tls.Conn's Close would first send a
+	// close_notify, which reads as a clean end, and could block on a full
+	// send buffer.
 	if tlsConn, ok := conn.(interface{ NetConn() net.Conn }); ok {
 		conn = tlsConn.NetConn()
 	}
 	if tcp, ok := conn.(interface{ SetLinger(int) error }); ok {
 		_ = tcp.SetLinger(0)
 	}
-	_ = s.conn.Close()
+	_ = conn.Close()
 }
 
 // pumpToPlugin sends the client's bytes to the plugin as they arrive,
@@ -1209,7 +1284,8 @@ func (s *handleSession) pumpToPlugin(pending []byte) {
 		return true
 	}
 	send(pending)
-	buf := make([]byte, min(4<<10, s.chunkSize))
+	const small = 4 << 10
+	buf := make([]byte, min(small, s.chunkSize))
 	for {
 		n, err := s.conn.Read(buf)
 		if n > 0 {
@@ -1219,8 +1295,13 @@ func (s *handleSession) pumpToPlugin(pending []byte) {
 				chunk = slices.Clone(chunk)
 			}
 			send(chunk)
-			if n == len(buf) && len(buf) < s.chunkSize {
+			switch {
+			case n == len(buf) && len(buf) < s.chunkSize:
 				buf = make([]byte, min(2*len(buf), s.chunkSize))
+			case n < small && len(buf) > small:
+				// Small messages again, after a burst: an idle session
+				// should not hold a whole chunk.
+				buf = make([]byte, small)
 			}
 		}
 		if err == nil {
@@ -1228,12 +1309,13 @@ func (s *handleSession) pumpToPlugin(pending []byte) {
 		}
 		switch {
 		case s.ending.Load():
-		case err == io.EOF || s.shutdown.Load():
+		case err == io.EOF || s.inputEnded.Load() || s.shutdown.Load() && errors.Is(err, os.ErrDeadlineExceeded):
 			// The client, or CloseUpgraded, half-closed: the plugin reads
 			// its input's end and can still answer.
-			if err == io.EOF {
+			switch {
+			case err == io.EOF:
 				s.setCause("client-eof")
-			} else {
+			case s.shutdown.Load():
 				s.setCause("shutdown")
 			}
 			_ = s.stream.Send(handleRequestMessage(nil, nil, true))
@@ -1255,25 +1337,30 @@ func (s *handleSession) relayToClient(first *Handle_Response) error {
 		s.mu.Lock()
 		s.idle = time.AfterFunc(d, func() {
 			idle := time.Since(time.Unix(0, s.active.Load()))
-			if idle >= d {
-				s.abort("idle")
-				return
-			}
 			s.mu.Lock()
-			s.idle.Reset(d - idle)
-			s.mu.Unlock()
+			defer s.mu.Unlock()
+			switch {
+			case s.stopped:
+			case idle < d:
+				s.idle.Reset(d - idle)
+			default:
+				go s.abort("idle") // abort takes mu
+			}
 		})
 		s.mu.Unlock()
-		defer func() {
-			s.mu.Lock()
-			s.idle.Stop()
-			s.mu.Unlock()
-		}()
 	}
 	if d := h.UpgradeMaxDuration; d > 0 {
 		timer := time.AfterFunc(d, func() { s.abort("max-duration") })
 		defer timer.Stop()
 	}
+	defer func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.stopped = true
+		if s.idle != nil {
+			s.idle.Stop()
+		}
+	}()
 	msg, complete, warned := first, false, false
 	for {
 		if chunk := msg.GetBodyChunk(); len(chunk) > 0 && !complete {
@@ -1281,7 +1368,11 @@ func (s *handleSession) relayToClient(first *Handle_Response) error {
 				_ = s.conn.SetWriteDeadline(time.Now().Add(d))
 			}
 			if _, err := s.conn.Write(chunk); err != nil {
-				s.abort("client-error")
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					s.abort("write-timeout")
+				} else {
+					s.abort("client-error")
+				}
 				return fmt.Errorf("%w: write: %w", ErrHandleAborted, err)
 			}
 			s.touch()
@@ -1292,6 +1383,9 @@ func (s *handleSession) relayToClient(first *Handle_Response) error {
 			complete = true
 			s.closeWrite()
 		}
+		// The chunk is written: gRPC may have its buffer back while this
+		// waits, which in an idle session may be long.
+		s.codec.trim()
 		var err error
 		msg, err = s.stream.Recv()
 		switch {
@@ -1313,12 +1407,16 @@ func (s *handleSession) relayToClient(first *Handle_Response) error {
 	}
 }
 
-// closeWrite half-closes the client's connection. One without CloseWrite
-// is closed when the session ends.
+// closeWrite half-closes the client's connection. One that cannot is
+// closed both ways, as httputil.ReverseProxy does: the client then cannot
+// send more either, and the plugin reads the end of its input.
 func (s *handleSession) closeWrite() {
 	if conn, ok := s.conn.(interface{ CloseWrite() error }); ok {
 		_ = conn.CloseWrite()
+		return
 	}
+	s.inputEnded.Store(true) // the pump's read error is then the input's end
+	_ = s.conn.Close()
 }
 
 // finish closes the connection after the plugin ended cleanly, as net/http
@@ -1354,7 +1452,7 @@ func (s *handleSession) end(err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: %w", errHandleUpgraded, err)
+	return fmt.Errorf("%w: %w", ErrHandleHijacked, err)
 }
 
 // HandlePlugin serves Handle streams with an ordinary [http.Handler].
@@ -2989,14 +3087,16 @@ type OuterFetchHost struct {
 	OpenUpgrade func(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Outer_FetchRequest, Outer_FetchResponse], error)
 
 	// MaxUpgraded bounds the upgraded sessions open at once, counted from
-	// the request; beyond it a request that asks for an upgrade gets 503
+	// the request; beyond it a request that could be upgraded gets 503
 	// Service Unavailable with Retry-After, and the plugin is not called.
 	// Zero or less means no limit.
 	MaxUpgraded int
 
 	// UpgradeHandshakeTimeout bounds the wait for the plugin's answer to an
-	// upgrade request: 504 Gateway Timeout when it passes. Zero means 10
-	// seconds, less than zero no limit.
+	// upgrade request, from opening the stream (which waits while the
+	// plugin's MaxConcurrentStreams are in use) to its first message: 504
+	// Gateway Timeout when it passes. Zero means 10 seconds, less than zero
+	// no limit.
 	UpgradeHandshakeTimeout time.Duration
 
 	// UpgradeIdleTimeout ends an upgraded session abruptly when no byte
@@ -3006,22 +3106,29 @@ type OuterFetchHost struct {
 	// connection is hijacked. Zero or less means none, the default: an
 	// idle limit that is on by default ends healthy sessions, and the
 	// application's pings are the better check that a peer is alive.
+	//
+	// A client that stops reading holds its session, as behind
+	// httputil.ReverseProxy, until it reads again or disconnects, even
+	// after the plugin has ended: the host learns the stream's end only
+	// when it has written what came before. UpgradeWriteTimeout bounds
+	// that.
 	UpgradeIdleTimeout  time.Duration
 	UpgradeMaxDuration  time.Duration
 	UpgradeWriteTimeout time.Duration
 
 	// upgrades are the upgraded sessions open, for MaxUpgraded and
-	// CloseUpgraded.
+	// CloseUpgraded: a host must not be copied once it has served.
 	upgrades outerFetchUpgrades
 }
 
 // ServeHTTP forwards r with [OuterFetchHost.Forward]. When the response was cut
 // off after it started, it panics with [http.ErrAbortHandler], which
 // net/http turns into a truncated response (a missing final chunk, or a
-// stream reset on HTTP/2) without logging a stack trace.
+// stream reset on HTTP/2) without logging a stack trace; an upgraded
+// session that ended abruptly has been reset by Forward already.
 func (h *OuterFetchHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	err := h.Forward(w, r)
-	if err == nil || errors.Is(err, errOuterFetchUpgraded) {
+	if err == nil || errors.Is(err, ErrOuterFetchHijacked) {
 		// An upgraded session has logged its own end, and closed the
 		// connection: net/http must not touch a hijacked one.
 		return
@@ -3049,11 +3156,25 @@ func (h *OuterFetchHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // when its read returns, which net/http ensures once the handler returns.
 //
 // An upgraded session (see UpgradeProtocols) is served to its end before
-// Forward returns. Its error then wraps ErrOuterFetchAborted if the session
-// ended abruptly, but the connection is closed already: the caller must
-// not panic, nor write to w.
+// Forward returns. If it ended abruptly, the error wraps both
+// ErrOuterFetchAborted and ErrOuterFetchHijacked: the connection has been
+// reset already, and the caller must neither panic nor touch w.
 func (h *OuterFetchHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	hasBody := outerFetchHasBody(r)
+	header := r.Header
+	protocol, declined := h.upgradeProtocol(w, r)
+	if protocol != "" || declined != "" {
+		header = outerFetchUpgradeRequestHeader(r.Header, protocol)
+		if r.ProtoMajor == 1 {
+			// Every answer but a 101 closes the connection: the client may
+			// have sent bytes of the new protocol behind the request, which
+			// must not be read as HTTP. A 101 replaces Connection.
+			w.Header().Set("Connection", "close")
+		}
+		if declined != "" && len(h.UpgradeProtocols) > 0 {
+			h.logger().Debug("httpbridge: OuterFetch declined an upgrade", "path", r.URL.Path, "reason", declined)
+		}
+	}
 	if h.Open == nil {
 		err := errors.New("httpbridge: OuterFetchHost.Open is nil")
 		h.fail(w, r, http.StatusInternalServerError, err, !hasBody)
@@ -3061,15 +3182,6 @@ func (h *OuterFetchHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	}
 	if r.Method == http.MethodConnect && r.Header[":protocol"] != nil {
 		return h.refuseExtendedConnect(w, r)
-	}
-	header := r.Header
-	protocol, asked := h.upgradeProtocol(w, r)
-	if asked {
-		header = outerFetchUpgradeRequestHeader(r.Header, protocol)
-	}
-	if asked && protocol == "" && r.ProtoMajor == 1 {
-		// The client may have sent bytes of the new protocol already.
-		w.Header().Set("Connection", "close")
 	}
 	init, uncarried := outerFetchRequestInit(r, header, outerFetchTarget(r.URL))
 	if uncarried != "" {
@@ -3288,6 +3400,15 @@ func (c *outerFetchResponseCodec) Unmarshal(data mem.BufferSlice, v any) error {
 // as with gRPC's default codec, rather than application/grpc+proto.
 func (c *outerFetchResponseCodec) Name() string {
 	return ""
+}
+
+// trim releases the last message's buffer and drops a reassembly buffer
+// of more than 4 KiB: an upgraded session may wait long between messages.
+func (c *outerFetchResponseCodec) trim() {
+	c.release()
+	if cap(c.buf) > 4<<10 {
+		c.buf = nil
+	}
 }
 
 // release lets gRPC reuse the buffer that the last message aliases.
@@ -3609,9 +3730,11 @@ func outerFetchEncodeRequestHeader(h http.Header) (headers []*Header, invalid st
 	return headers, invalid
 }
 
-// errOuterFetchUpgraded is wrapped by the error of an exchange that switched
-// protocols: Forward has already closed the hijacked connection.
-var errOuterFetchUpgraded = errors.New("httpbridge: OuterFetch upgraded session")
+// ErrOuterFetchHijacked is wrapped, with ErrOuterFetchAborted, by the error of
+// [OuterFetchHost.Forward] when an upgraded session ended abruptly. The
+// connection was hijacked and has been reset already: the caller must not
+// panic with [http.ErrAbortHandler], nor touch the ResponseWriter.
+var ErrOuterFetchHijacked = errors.New("httpbridge: OuterFetch upgraded session")
 
 // outerFetchExtendedConnectWarned makes the note on HTTP/2 extended CONNECT
 // a single record per process.
@@ -3631,20 +3754,24 @@ func (h *OuterFetchHost) refuseExtendedConnect(w http.ResponseWriter, r *http.Re
 }
 
 // upgradeProtocol returns the protocol r may switch to, as the client wrote
-// it, or "" if r cannot be upgraded here; asked reports whether r asks for
-// an upgrade at all (or carries HTTP2-Settings), so that those headers must
-// be taken out or normalised. The checks are those of
-// httputil.ReverseProxy, and more: HTTP/1.1 or later, the upgrade token in
-// Connection, one printable protocol in Upgrade from UpgradeProtocols and
-// never h2c, no body, and a ResponseWriter that can be hijacked.
-func (h *OuterFetchHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) (protocol string, asked bool) {
+// it; or, for a request that asks for an upgrade (or carries
+// HTTP2-Settings) but cannot have it here, why not; or two empty strings
+// for any other request. The checks are those of httputil.ReverseProxy, and
+// more: HTTP/1.1 or later, the upgrade token in Connection, one printable
+// protocol in Upgrade from UpgradeProtocols and never h2c, no body, and a
+// ResponseWriter that can be hijacked.
+func (h *OuterFetchHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) (protocol, declined string) {
 	upgrade, hasUpgrade := r.Header["Upgrade"]
 	token := outerFetchHasToken(r.Header["Connection"], "upgrade")
-	if !hasUpgrade && !token && r.Header["Http2-Settings"] == nil {
-		return "", false
-	}
-	if !hasUpgrade || !token || len(h.UpgradeProtocols) == 0 || r.ProtoMajor != 1 || r.ProtoMinor < 1 {
-		return "", true
+	switch {
+	case !hasUpgrade && !token && r.Header["Http2-Settings"] == nil:
+		return "", ""
+	case !hasUpgrade || !token:
+		return "", "Upgrade and the upgrade token of Connection go together"
+	case len(h.UpgradeProtocols) == 0:
+		return "", "UpgradeProtocols is empty"
+	case r.ProtoMajor != 1 || r.ProtoMinor < 1:
+		return "", "not HTTP/1.1"
 	}
 	count := 0
 	for _, value := range upgrade {
@@ -3655,20 +3782,32 @@ func (h *OuterFetchHost) upgradeProtocol(w http.ResponseWriter, r *http.Request)
 			}
 		}
 	}
-	printable := !strings.ContainsFunc(protocol, func(c rune) bool { return c < ' ' || c > '~' })
-	allowed := slices.ContainsFunc(h.UpgradeProtocols, func(p string) bool { return strings.EqualFold(p, protocol) })
-	if count != 1 || !printable || !allowed || strings.EqualFold(protocol, "h2c") ||
-		r.ContentLength != 0 || len(r.TransferEncoding) > 0 || !outerFetchCanHijack(w) {
-		return "", true
+	switch {
+	case count != 1:
+		return "", "not exactly one protocol"
+	case strings.ContainsFunc(protocol, func(c rune) bool { return c < ' ' || c > '~' }):
+		return "", "not printable"
+	case strings.EqualFold(protocol, "h2c"):
+		return "", "h2c is never allowed"
+	case !slices.ContainsFunc(h.UpgradeProtocols, func(p string) bool { return strings.EqualFold(p, protocol) }):
+		return "", "not in UpgradeProtocols"
+	case r.ContentLength != 0 || len(r.TransferEncoding) > 0:
+		return "", "the request has a body"
+	case !outerFetchCanHijack(w):
+		return "", "the ResponseWriter cannot be hijacked"
 	}
-	return protocol, true
+	return protocol, ""
 }
 
 // outerFetchHasToken reports whether a comma-separated list header has
 // the token, compared without case.
 func outerFetchHasToken(values []string, token string) bool {
 	for _, value := range values {
-		for _, t := range strings.Split(value, ",") {
+		// Without a slice of tokens: browsers send "Connection: keep-alive"
+		// with every request.
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
 			if strings.EqualFold(strings.TrimSpace(t), token) {
 				return true
 			}
@@ -3729,10 +3868,8 @@ func outerFetchUpgradeRequestHeader(h http.Header, protocol string) http.Header 
 // 101, relays the switched connection until either side ends it. Any other
 // answer is an ordinary response, after which the connection closes.
 func (h *OuterFetchHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init *RequestInit, protocol string) error {
-	// Every answer but a 101 closes the connection: bytes the client sent
-	// after the request, for the new protocol, must not be read as HTTP.
+	// Forward has set "Connection: close" for every answer but a 101.
 	refuse := func(status int, err error) error {
-		w.Header().Set("Connection", "close")
 		if status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "5")
 		}
@@ -3751,6 +3888,16 @@ func (h *OuterFetchHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, 
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
+	// A plugin that cannot switch (Mattermost's Python SDK waits for the
+	// body's end) would otherwise hold the request for ever; so would a
+	// plugin whose stream quota long sessions have taken, in Open.
+	timedOut := func() bool { return false }
+	if d := h.upgradeHandshakeTimeout(); d > 0 {
+		timer := time.AfterFunc(d, cancel)
+		// A timer that has fired has cancelled the stream, whatever
+		// arrived: the answer is then 504.
+		timedOut = func() bool { return !timer.Stop() }
+	}
 	ctx = metadata.AppendToOutgoingContext(ctx, OuterFetchUpgradeKey, strings.ToLower(protocol))
 	open := h.OpenUpgrade
 	if open == nil {
@@ -3760,6 +3907,9 @@ func (h *OuterFetchHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, 
 	defer codec.release()
 	stream, err := open(ctx, grpc.ForceCodecV2(codec))
 	if err != nil {
+		if timedOut() {
+			return refuse(http.StatusGatewayTimeout, fmt.Errorf("httpbridge: no OuterFetch stream for the upgrade request in time: %w", err))
+		}
 		return refuse(http.StatusServiceUnavailable, fmt.Errorf("httpbridge: open OuterFetch stream: %w", err))
 	}
 	if h.Init != nil {
@@ -3772,22 +3922,11 @@ func (h *OuterFetchHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, 
 		return refuse(http.StatusInternalServerError, fmt.Errorf("httpbridge: send OuterFetch init: %w", err))
 	}
 
-	// A plugin that cannot switch (Mattermost's Python SDK waits for the
-	// body's end) would otherwise hold the request for ever.
-	var timedOut atomic.Bool
-	stopTimer := func() bool { return false }
-	if d := h.upgradeHandshakeTimeout(); d > 0 {
-		stopTimer = time.AfterFunc(d, func() {
-			timedOut.Store(true)
-			cancel()
-		}).Stop
-	}
 	msg, err := stream.Recv()
-	stopTimer()
+	if timedOut() {
+		return refuse(http.StatusGatewayTimeout, fmt.Errorf("httpbridge: the plugin did not answer the OuterFetch upgrade request in time"))
+	}
 	if err != nil {
-		if timedOut.Load() {
-			return refuse(http.StatusGatewayTimeout, fmt.Errorf("httpbridge: the plugin did not answer the OuterFetch upgrade request in time"))
-		}
 		return refuse(http.StatusBadGateway, outerFetchNoResponse(err))
 	}
 	first := msg.GetInit()
@@ -3811,10 +3950,36 @@ func (h *OuterFetchHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, 
 		cancel()
 		return refuse(http.StatusBadGateway, fmt.Errorf("httpbridge: plugin switched the OuterFetch request to %q, not %q", header.Get("Upgrade"), protocol))
 	}
+	s := &outerFetchSession{
+		host:      h,
+		stream:    stream,
+		cancel:    cancel,
+		codec:     codec,
+		protocol:  protocol,
+		path:      r.URL.Path,
+		chunkSize: outerFetchChunkSize(h.ChunkSize),
+		start:     time.Now(),
+		done:      make(chan struct{}),
+	}
+	// Registered before the hijack, so that CloseUpgraded, once called,
+	// either sees the session or has stopped it here.
+	if !h.upgrades.add(s) {
+		cancel()
+		return refuse(http.StatusServiceUnavailable, fmt.Errorf("%w: CloseUpgraded was called during the handshake", errOuterFetchUncarried))
+	}
+	reserved = false
+	defer h.upgrades.release(s)
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		cancel()
+		close(s.done)
 		return refuse(http.StatusBadGateway, fmt.Errorf("httpbridge: hijack for the OuterFetch upgrade: %w", err))
+	}
+	s.mu.Lock()
+	s.conn = conn
+	s.mu.Unlock()
+	if s.shutdown.Load() {
+		s.closeInput() // CloseUpgraded came during the hijack
 	}
 	// The host's middleware headers stay, as in httputil.ReverseProxy;
 	// framing and hop-by-hop headers never reach a 101.
@@ -3838,21 +4003,8 @@ func (h *OuterFetchHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, 
 		}
 	}
 	head["Connection"] = []string{"Upgrade"}
-	s := &outerFetchSession{
-		host:      h,
-		conn:      conn,
-		stream:    stream,
-		cancel:    cancel,
-		protocol:  protocol,
-		path:      r.URL.Path,
-		chunkSize: outerFetchChunkSize(h.ChunkSize),
-		start:     time.Now(),
-		done:      make(chan struct{}),
-	}
+	head["Upgrade"] = header["Upgrade"] // the plugin's, not the middleware's too
 	s.touch()
-	reserved = false
-	h.upgrades.add(s)
-	defer h.upgrades.release(s)
 	// Header.Write, which Response.Write uses, drops invalid names and
 	// turns CR and LF in values into spaces, so the plugin cannot split
 	// the head.
@@ -3893,9 +4045,7 @@ func (h *OuterFetchHost) upgradeHandshakeTimeout() time.Duration {
 func (h *OuterFetchHost) CloseUpgraded(ctx context.Context) error {
 	sessions := h.upgrades.shut()
 	for _, s := range sessions {
-		s.shutdown.Store(true)
-		// The pump sees the deadline, sends body_complete and stops.
-		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+		s.closeInput()
 	}
 	for _, s := range sessions {
 		select {
@@ -3931,14 +4081,19 @@ func (u *outerFetchUpgrades) reserve(max int) bool {
 	return true
 }
 
-// add registers a session that has started; its reservation goes with it.
-func (u *outerFetchUpgrades) add(s *outerFetchSession) {
+// add registers a session about to start, unless the host is shutting
+// sessions down; its reservation goes with it.
+func (u *outerFetchUpgrades) add(s *outerFetchSession) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.shutting {
+		return false
+	}
 	if u.open == nil {
 		u.open = make(map[*outerFetchSession]struct{})
 	}
 	u.open[s] = struct{}{}
+	return true
 }
 
 // release ends a reservation, and the session s if not nil.
@@ -3969,26 +4124,41 @@ func (u *outerFetchUpgrades) shut() []*outerFetchSession {
 // toward the plugin, TCP toward the client.
 type outerFetchSession struct {
 	host      *OuterFetchHost
-	conn      net.Conn
+	conn      net.Conn // set after the hijack, under mu; fixed from then on
 	stream    grpc.BidiStreamingClient[Outer_FetchRequest, Outer_FetchResponse]
 	cancel    context.CancelFunc
+	codec     *outerFetchResponseCodec
 	protocol  string
 	path      string
 	chunkSize int
 	start     time.Time
 	done      chan struct{} // closed when the session has ended
 
-	active   atomic.Int64 // when a byte last crossed, in Unix nanoseconds
-	toPlugin atomic.Int64 // bytes
-	toClient atomic.Int64
-	shutdown atomic.Bool   // CloseUpgraded asked for the end of the client's input
-	ending   atomic.Bool   // the stream has ended: the pump only drains
-	pumped   chan struct{} // closed when pumpToPlugin returns
+	active     atomic.Int64 // when a byte last crossed, in Unix nanoseconds
+	toPlugin   atomic.Int64 // bytes
+	toClient   atomic.Int64
+	shutdown   atomic.Bool   // CloseUpgraded asked for the end of the client's input
+	inputEnded atomic.Bool   // closeWrite closed a connection without CloseWrite
+	ending     atomic.Bool   // the stream has ended: the pump only drains
+	pumped     chan struct{} // closed when pumpToPlugin returns
 
-	mu    sync.Mutex
-	cause string      // why the session ended, first reason only
-	reset bool        // the connection was closed abruptly
-	idle  *time.Timer // for UpgradeIdleTimeout
+	mu      sync.Mutex
+	cause   string      // why the session ended, first reason only
+	reset   bool        // the connection was closed abruptly
+	idle    *time.Timer // for UpgradeIdleTimeout
+	stopped bool        // the session's timers must not fire again
+}
+
+// closeInput makes the pump half-close the stream toward the plugin, for
+// CloseUpgraded: the read deadline wakes it. A session still in its
+// handshake does it as soon as it starts.
+func (s *outerFetchSession) closeInput() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shutdown.Store(true)
+	if s.conn != nil {
+		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+	}
 }
 
 // touch records activity, for UpgradeIdleTimeout.
@@ -4012,21 +4182,24 @@ func (s *outerFetchSession) setCause(cause string) {
 func (s *outerFetchSession) abort(cause string) {
 	s.setCause(cause)
 	s.mu.Lock()
-	first := !s.reset
-	s.reset = true
+	conn := s.conn
+	first := !s.reset && conn != nil
+	s.reset = s.reset || conn != nil
 	s.mu.Unlock()
 	s.cancel()
 	if !first {
 		return
 	}
-	conn := s.conn
+	// Under TLS the socket itself: tls.Conn's Close would first send a
+	// close_notify, which reads as a clean end, and could block on a full
+	// send buffer.
 	if tlsConn, ok := conn.(interface{ NetConn() net.Conn }); ok {
 		conn = tlsConn.NetConn()
 	}
 	if tcp, ok := conn.(interface{ SetLinger(int) error }); ok {
 		_ = tcp.SetLinger(0)
 	}
-	_ = s.conn.Close()
+	_ = conn.Close()
 }
 
 // pumpToPlugin sends the client's bytes to the plugin as they arrive,
@@ -4049,7 +4222,8 @@ func (s *outerFetchSession) pumpToPlugin(pending []byte) {
 		return true
 	}
 	send(pending)
-	buf := make([]byte, min(4<<10, s.chunkSize))
+	const small = 4 << 10
+	buf := make([]byte, min(small, s.chunkSize))
 	for {
 		n, err := s.conn.Read(buf)
 		if n > 0 {
@@ -4059,8 +4233,13 @@ func (s *outerFetchSession) pumpToPlugin(pending []byte) {
 				chunk = slices.Clone(chunk)
 			}
 			send(chunk)
-			if n == len(buf) && len(buf) < s.chunkSize {
+			switch {
+			case n == len(buf) && len(buf) < s.chunkSize:
 				buf = make([]byte, min(2*len(buf), s.chunkSize))
+			case n < small && len(buf) > small:
+				// Small messages again, after a burst: an idle session
+				// should not hold a whole chunk.
+				buf = make([]byte, small)
 			}
 		}
 		if err == nil {
@@ -4068,12 +4247,13 @@ func (s *outerFetchSession) pumpToPlugin(pending []byte) {
 		}
 		switch {
 		case s.ending.Load():
-		case err == io.EOF || s.shutdown.Load():
+		case err == io.EOF || s.inputEnded.Load() || s.shutdown.Load() && errors.Is(err, os.ErrDeadlineExceeded):
 			// The client, or CloseUpgraded, half-closed: the plugin reads
 			// its input's end and can still answer.
-			if err == io.EOF {
+			switch {
+			case err == io.EOF:
 				s.setCause("client-eof")
-			} else {
+			case s.shutdown.Load():
 				s.setCause("shutdown")
 			}
 			_ = s.stream.Send(outerFetchRequestMessage(nil, nil, true))
@@ -4095,25 +4275,30 @@ func (s *outerFetchSession) relayToClient(first *Outer_FetchResponse) error {
 		s.mu.Lock()
 		s.idle = time.AfterFunc(d, func() {
 			idle := time.Since(time.Unix(0, s.active.Load()))
-			if idle >= d {
-				s.abort("idle")
-				return
-			}
 			s.mu.Lock()
-			s.idle.Reset(d - idle)
-			s.mu.Unlock()
+			defer s.mu.Unlock()
+			switch {
+			case s.stopped:
+			case idle < d:
+				s.idle.Reset(d - idle)
+			default:
+				go s.abort("idle") // abort takes mu
+			}
 		})
 		s.mu.Unlock()
-		defer func() {
-			s.mu.Lock()
-			s.idle.Stop()
-			s.mu.Unlock()
-		}()
 	}
 	if d := h.UpgradeMaxDuration; d > 0 {
 		timer := time.AfterFunc(d, func() { s.abort("max-duration") })
 		defer timer.Stop()
 	}
+	defer func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.stopped = true
+		if s.idle != nil {
+			s.idle.Stop()
+		}
+	}()
 	msg, complete, warned := first, false, false
 	for {
 		if chunk := msg.GetBodyChunk(); len(chunk) > 0 && !complete {
@@ -4121,7 +4306,11 @@ func (s *outerFetchSession) relayToClient(first *Outer_FetchResponse) error {
 				_ = s.conn.SetWriteDeadline(time.Now().Add(d))
 			}
 			if _, err := s.conn.Write(chunk); err != nil {
-				s.abort("client-error")
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					s.abort("write-timeout")
+				} else {
+					s.abort("client-error")
+				}
 				return fmt.Errorf("%w: write: %w", ErrOuterFetchAborted, err)
 			}
 			s.touch()
@@ -4132,6 +4321,9 @@ func (s *outerFetchSession) relayToClient(first *Outer_FetchResponse) error {
 			complete = true
 			s.closeWrite()
 		}
+		// The chunk is written: gRPC may have its buffer back while this
+		// waits, which in an idle session may be long.
+		s.codec.trim()
 		var err error
 		msg, err = s.stream.Recv()
 		switch {
@@ -4153,12 +4345,16 @@ func (s *outerFetchSession) relayToClient(first *Outer_FetchResponse) error {
 	}
 }
 
-// closeWrite half-closes the client's connection. One without CloseWrite
-// is closed when the session ends.
+// closeWrite half-closes the client's connection. One that cannot is
+// closed both ways, as httputil.ReverseProxy does: the client then cannot
+// send more either, and the plugin reads the end of its input.
 func (s *outerFetchSession) closeWrite() {
 	if conn, ok := s.conn.(interface{ CloseWrite() error }); ok {
 		_ = conn.CloseWrite()
+		return
 	}
+	s.inputEnded.Store(true) // the pump's read error is then the input's end
+	_ = s.conn.Close()
 }
 
 // finish closes the connection after the plugin ended cleanly, as net/http
@@ -4194,7 +4390,7 @@ func (s *outerFetchSession) end(err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: %w", errOuterFetchUpgraded, err)
+	return fmt.Errorf("%w: %w", ErrOuterFetchHijacked, err)
 }
 
 // OuterFetchPlugin serves OuterFetch streams with an ordinary [http.Handler].
@@ -5829,14 +6025,16 @@ type PassHost struct {
 	OpenUpgrade func(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Relay_Up, Relay_Down], error)
 
 	// MaxUpgraded bounds the upgraded sessions open at once, counted from
-	// the request; beyond it a request that asks for an upgrade gets 503
+	// the request; beyond it a request that could be upgraded gets 503
 	// Service Unavailable with Retry-After, and the plugin is not called.
 	// Zero or less means no limit.
 	MaxUpgraded int
 
 	// UpgradeHandshakeTimeout bounds the wait for the plugin's answer to an
-	// upgrade request: 504 Gateway Timeout when it passes. Zero means 10
-	// seconds, less than zero no limit.
+	// upgrade request, from opening the stream (which waits while the
+	// plugin's MaxConcurrentStreams are in use) to its first message: 504
+	// Gateway Timeout when it passes. Zero means 10 seconds, less than zero
+	// no limit.
 	UpgradeHandshakeTimeout time.Duration
 
 	// UpgradeIdleTimeout ends an upgraded session abruptly when no byte
@@ -5846,22 +6044,29 @@ type PassHost struct {
 	// connection is hijacked. Zero or less means none, the default: an
 	// idle limit that is on by default ends healthy sessions, and the
 	// application's pings are the better check that a peer is alive.
+	//
+	// A client that stops reading holds its session, as behind
+	// httputil.ReverseProxy, until it reads again or disconnects, even
+	// after the plugin has ended: the host learns the stream's end only
+	// when it has written what came before. UpgradeWriteTimeout bounds
+	// that.
 	UpgradeIdleTimeout  time.Duration
 	UpgradeMaxDuration  time.Duration
 	UpgradeWriteTimeout time.Duration
 
 	// upgrades are the upgraded sessions open, for MaxUpgraded and
-	// CloseUpgraded.
+	// CloseUpgraded: a host must not be copied once it has served.
 	upgrades passUpgrades
 }
 
 // ServeHTTP forwards r with [PassHost.Forward]. When the response was cut
 // off after it started, it panics with [http.ErrAbortHandler], which
 // net/http turns into a truncated response (a missing final chunk, or a
-// stream reset on HTTP/2) without logging a stack trace.
+// stream reset on HTTP/2) without logging a stack trace; an upgraded
+// session that ended abruptly has been reset by Forward already.
 func (h *PassHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	err := h.Forward(w, r)
-	if err == nil || errors.Is(err, errPassUpgraded) {
+	if err == nil || errors.Is(err, ErrPassHijacked) {
 		// An upgraded session has logged its own end, and closed the
 		// connection: net/http must not touch a hijacked one.
 		return
@@ -5889,11 +6094,25 @@ func (h *PassHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // when its read returns, which net/http ensures once the handler returns.
 //
 // An upgraded session (see UpgradeProtocols) is served to its end before
-// Forward returns. Its error then wraps ErrPassAborted if the session
-// ended abruptly, but the connection is closed already: the caller must
-// not panic, nor write to w.
+// Forward returns. If it ended abruptly, the error wraps both
+// ErrPassAborted and ErrPassHijacked: the connection has been
+// reset already, and the caller must neither panic nor touch w.
 func (h *PassHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	hasBody := passHasBody(r)
+	header := r.Header
+	protocol, declined := h.upgradeProtocol(w, r)
+	if protocol != "" || declined != "" {
+		header = passUpgradeRequestHeader(r.Header, protocol)
+		if r.ProtoMajor == 1 {
+			// Every answer but a 101 closes the connection: the client may
+			// have sent bytes of the new protocol behind the request, which
+			// must not be read as HTTP. A 101 replaces Connection.
+			w.Header().Set("Connection", "close")
+		}
+		if declined != "" && len(h.UpgradeProtocols) > 0 {
+			h.logger().Debug("httpbridge: Pass declined an upgrade", "path", r.URL.Path, "reason", declined)
+		}
+	}
 	if h.Open == nil {
 		err := errors.New("httpbridge: PassHost.Open is nil")
 		h.fail(w, r, http.StatusInternalServerError, err, !hasBody)
@@ -5901,15 +6120,6 @@ func (h *PassHost) Forward(w http.ResponseWriter, r *http.Request) error {
 	}
 	if r.Method == http.MethodConnect && r.Header[":protocol"] != nil {
 		return h.refuseExtendedConnect(w, r)
-	}
-	header := r.Header
-	protocol, asked := h.upgradeProtocol(w, r)
-	if asked {
-		header = passUpgradeRequestHeader(r.Header, protocol)
-	}
-	if asked && protocol == "" && r.ProtoMajor == 1 {
-		// The client may have sent bytes of the new protocol already.
-		w.Header().Set("Connection", "close")
 	}
 	init, uncarried := passRequestInit(r, header, passTarget(r.URL))
 	if uncarried != "" {
@@ -6128,6 +6338,15 @@ func (c *passResponseCodec) Unmarshal(data mem.BufferSlice, v any) error {
 // as with gRPC's default codec, rather than application/grpc+proto.
 func (c *passResponseCodec) Name() string {
 	return ""
+}
+
+// trim releases the last message's buffer and drops a reassembly buffer
+// of more than 4 KiB: an upgraded session may wait long between messages.
+func (c *passResponseCodec) trim() {
+	c.release()
+	if cap(c.buf) > 4<<10 {
+		c.buf = nil
+	}
 }
 
 // release lets gRPC reuse the buffer that the last message aliases.
@@ -6449,9 +6668,11 @@ func passEncodeRequestHeader(h http.Header) (headers []*Header, invalid string) 
 	return headers, invalid
 }
 
-// errPassUpgraded is wrapped by the error of an exchange that switched
-// protocols: Forward has already closed the hijacked connection.
-var errPassUpgraded = errors.New("httpbridge: Pass upgraded session")
+// ErrPassHijacked is wrapped, with ErrPassAborted, by the error of
+// [PassHost.Forward] when an upgraded session ended abruptly. The
+// connection was hijacked and has been reset already: the caller must not
+// panic with [http.ErrAbortHandler], nor touch the ResponseWriter.
+var ErrPassHijacked = errors.New("httpbridge: Pass upgraded session")
 
 // passExtendedConnectWarned makes the note on HTTP/2 extended CONNECT
 // a single record per process.
@@ -6471,20 +6692,24 @@ func (h *PassHost) refuseExtendedConnect(w http.ResponseWriter, r *http.Request)
 }
 
 // upgradeProtocol returns the protocol r may switch to, as the client wrote
-// it, or "" if r cannot be upgraded here; asked reports whether r asks for
-// an upgrade at all (or carries HTTP2-Settings), so that those headers must
-// be taken out or normalised. The checks are those of
-// httputil.ReverseProxy, and more: HTTP/1.1 or later, the upgrade token in
-// Connection, one printable protocol in Upgrade from UpgradeProtocols and
-// never h2c, no body, and a ResponseWriter that can be hijacked.
-func (h *PassHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) (protocol string, asked bool) {
+// it; or, for a request that asks for an upgrade (or carries
+// HTTP2-Settings) but cannot have it here, why not; or two empty strings
+// for any other request. The checks are those of httputil.ReverseProxy, and
+// more: HTTP/1.1 or later, the upgrade token in Connection, one printable
+// protocol in Upgrade from UpgradeProtocols and never h2c, no body, and a
+// ResponseWriter that can be hijacked.
+func (h *PassHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) (protocol, declined string) {
 	upgrade, hasUpgrade := r.Header["Upgrade"]
 	token := passHasToken(r.Header["Connection"], "upgrade")
-	if !hasUpgrade && !token && r.Header["Http2-Settings"] == nil {
-		return "", false
-	}
-	if !hasUpgrade || !token || len(h.UpgradeProtocols) == 0 || r.ProtoMajor != 1 || r.ProtoMinor < 1 {
-		return "", true
+	switch {
+	case !hasUpgrade && !token && r.Header["Http2-Settings"] == nil:
+		return "", ""
+	case !hasUpgrade || !token:
+		return "", "Upgrade and the upgrade token of Connection go together"
+	case len(h.UpgradeProtocols) == 0:
+		return "", "UpgradeProtocols is empty"
+	case r.ProtoMajor != 1 || r.ProtoMinor < 1:
+		return "", "not HTTP/1.1"
 	}
 	count := 0
 	for _, value := range upgrade {
@@ -6495,20 +6720,32 @@ func (h *PassHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) (prot
 			}
 		}
 	}
-	printable := !strings.ContainsFunc(protocol, func(c rune) bool { return c < ' ' || c > '~' })
-	allowed := slices.ContainsFunc(h.UpgradeProtocols, func(p string) bool { return strings.EqualFold(p, protocol) })
-	if count != 1 || !printable || !allowed || strings.EqualFold(protocol, "h2c") ||
-		r.ContentLength != 0 || len(r.TransferEncoding) > 0 || !passCanHijack(w) {
-		return "", true
+	switch {
+	case count != 1:
+		return "", "not exactly one protocol"
+	case strings.ContainsFunc(protocol, func(c rune) bool { return c < ' ' || c > '~' }):
+		return "", "not printable"
+	case strings.EqualFold(protocol, "h2c"):
+		return "", "h2c is never allowed"
+	case !slices.ContainsFunc(h.UpgradeProtocols, func(p string) bool { return strings.EqualFold(p, protocol) }):
+		return "", "not in UpgradeProtocols"
+	case r.ContentLength != 0 || len(r.TransferEncoding) > 0:
+		return "", "the request has a body"
+	case !passCanHijack(w):
+		return "", "the ResponseWriter cannot be hijacked"
 	}
-	return protocol, true
+	return protocol, ""
 }
 
 // passHasToken reports whether a comma-separated list header has
 // the token, compared without case.
 func passHasToken(values []string, token string) bool {
 	for _, value := range values {
-		for _, t := range strings.Split(value, ",") {
+		// Without a slice of tokens: browsers send "Connection: keep-alive"
+		// with every request.
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
 			if strings.EqualFold(strings.TrimSpace(t), token) {
 				return true
 			}
@@ -6569,10 +6806,8 @@ func passUpgradeRequestHeader(h http.Header, protocol string) http.Header {
 // 101, relays the switched connection until either side ends it. Any other
 // answer is an ordinary response, after which the connection closes.
 func (h *PassHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init *RequestInit, protocol string) error {
-	// Every answer but a 101 closes the connection: bytes the client sent
-	// after the request, for the new protocol, must not be read as HTTP.
+	// Forward has set "Connection: close" for every answer but a 101.
 	refuse := func(status int, err error) error {
-		w.Header().Set("Connection", "close")
 		if status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "5")
 		}
@@ -6591,6 +6826,16 @@ func (h *PassHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init *
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
+	// A plugin that cannot switch (Mattermost's Python SDK waits for the
+	// body's end) would otherwise hold the request for ever; so would a
+	// plugin whose stream quota long sessions have taken, in Open.
+	timedOut := func() bool { return false }
+	if d := h.upgradeHandshakeTimeout(); d > 0 {
+		timer := time.AfterFunc(d, cancel)
+		// A timer that has fired has cancelled the stream, whatever
+		// arrived: the answer is then 504.
+		timedOut = func() bool { return !timer.Stop() }
+	}
 	ctx = metadata.AppendToOutgoingContext(ctx, PassUpgradeKey, strings.ToLower(protocol))
 	open := h.OpenUpgrade
 	if open == nil {
@@ -6600,6 +6845,9 @@ func (h *PassHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init *
 	defer codec.release()
 	stream, err := open(ctx, grpc.ForceCodecV2(codec))
 	if err != nil {
+		if timedOut() {
+			return refuse(http.StatusGatewayTimeout, fmt.Errorf("httpbridge: no Pass stream for the upgrade request in time: %w", err))
+		}
 		return refuse(http.StatusServiceUnavailable, fmt.Errorf("httpbridge: open Pass stream: %w", err))
 	}
 	if h.Init != nil {
@@ -6612,22 +6860,11 @@ func (h *PassHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init *
 		return refuse(http.StatusInternalServerError, fmt.Errorf("httpbridge: send Pass init: %w", err))
 	}
 
-	// A plugin that cannot switch (Mattermost's Python SDK waits for the
-	// body's end) would otherwise hold the request for ever.
-	var timedOut atomic.Bool
-	stopTimer := func() bool { return false }
-	if d := h.upgradeHandshakeTimeout(); d > 0 {
-		stopTimer = time.AfterFunc(d, func() {
-			timedOut.Store(true)
-			cancel()
-		}).Stop
-	}
 	msg, err := stream.Recv()
-	stopTimer()
+	if timedOut() {
+		return refuse(http.StatusGatewayTimeout, fmt.Errorf("httpbridge: the plugin did not answer the Pass upgrade request in time"))
+	}
 	if err != nil {
-		if timedOut.Load() {
-			return refuse(http.StatusGatewayTimeout, fmt.Errorf("httpbridge: the plugin did not answer the Pass upgrade request in time"))
-		}
 		return refuse(http.StatusBadGateway, passNoResponse(err))
 	}
 	first := msg.GetInit()
@@ -6651,10 +6888,36 @@ func (h *PassHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init *
 		cancel()
 		return refuse(http.StatusBadGateway, fmt.Errorf("httpbridge: plugin switched the Pass request to %q, not %q", header.Get("Upgrade"), protocol))
 	}
+	s := &passSession{
+		host:      h,
+		stream:    stream,
+		cancel:    cancel,
+		codec:     codec,
+		protocol:  protocol,
+		path:      r.URL.Path,
+		chunkSize: passChunkSize(h.ChunkSize),
+		start:     time.Now(),
+		done:      make(chan struct{}),
+	}
+	// Registered before the hijack, so that CloseUpgraded, once called,
+	// either sees the session or has stopped it here.
+	if !h.upgrades.add(s) {
+		cancel()
+		return refuse(http.StatusServiceUnavailable, fmt.Errorf("%w: CloseUpgraded was called during the handshake", errPassUncarried))
+	}
+	reserved = false
+	defer h.upgrades.release(s)
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		cancel()
+		close(s.done)
 		return refuse(http.StatusBadGateway, fmt.Errorf("httpbridge: hijack for the Pass upgrade: %w", err))
+	}
+	s.mu.Lock()
+	s.conn = conn
+	s.mu.Unlock()
+	if s.shutdown.Load() {
+		s.closeInput() // CloseUpgraded came during the hijack
 	}
 	// The host's middleware headers stay, as in httputil.ReverseProxy;
 	// framing and hop-by-hop headers never reach a 101.
@@ -6678,21 +6941,8 @@ func (h *PassHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init *
 		}
 	}
 	head["Connection"] = []string{"Upgrade"}
-	s := &passSession{
-		host:      h,
-		conn:      conn,
-		stream:    stream,
-		cancel:    cancel,
-		protocol:  protocol,
-		path:      r.URL.Path,
-		chunkSize: passChunkSize(h.ChunkSize),
-		start:     time.Now(),
-		done:      make(chan struct{}),
-	}
+	head["Upgrade"] = header["Upgrade"] // the plugin's, not the middleware's too
 	s.touch()
-	reserved = false
-	h.upgrades.add(s)
-	defer h.upgrades.release(s)
 	// Header.Write, which Response.Write uses, drops invalid names and
 	// turns CR and LF in values into spaces, so the plugin cannot split
 	// the head.
@@ -6733,9 +6983,7 @@ func (h *PassHost) upgradeHandshakeTimeout() time.Duration {
 func (h *PassHost) CloseUpgraded(ctx context.Context) error {
 	sessions := h.upgrades.shut()
 	for _, s := range sessions {
-		s.shutdown.Store(true)
-		// The pump sees the deadline, sends body_complete and stops.
-		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+		s.closeInput()
 	}
 	for _, s := range sessions {
 		select {
@@ -6771,14 +7019,19 @@ func (u *passUpgrades) reserve(max int) bool {
 	return true
 }
 
-// add registers a session that has started; its reservation goes with it.
-func (u *passUpgrades) add(s *passSession) {
+// add registers a session about to start, unless the host is shutting
+// sessions down; its reservation goes with it.
+func (u *passUpgrades) add(s *passSession) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.shutting {
+		return false
+	}
 	if u.open == nil {
 		u.open = make(map[*passSession]struct{})
 	}
 	u.open[s] = struct{}{}
+	return true
 }
 
 // release ends a reservation, and the session s if not nil.
@@ -6809,26 +7062,41 @@ func (u *passUpgrades) shut() []*passSession {
 // toward the plugin, TCP toward the client.
 type passSession struct {
 	host      *PassHost
-	conn      net.Conn
+	conn      net.Conn // set after the hijack, under mu; fixed from then on
 	stream    grpc.BidiStreamingClient[Relay_Up, Relay_Down]
 	cancel    context.CancelFunc
+	codec     *passResponseCodec
 	protocol  string
 	path      string
 	chunkSize int
 	start     time.Time
 	done      chan struct{} // closed when the session has ended
 
-	active   atomic.Int64 // when a byte last crossed, in Unix nanoseconds
-	toPlugin atomic.Int64 // bytes
-	toClient atomic.Int64
-	shutdown atomic.Bool   // CloseUpgraded asked for the end of the client's input
-	ending   atomic.Bool   // the stream has ended: the pump only drains
-	pumped   chan struct{} // closed when pumpToPlugin returns
+	active     atomic.Int64 // when a byte last crossed, in Unix nanoseconds
+	toPlugin   atomic.Int64 // bytes
+	toClient   atomic.Int64
+	shutdown   atomic.Bool   // CloseUpgraded asked for the end of the client's input
+	inputEnded atomic.Bool   // closeWrite closed a connection without CloseWrite
+	ending     atomic.Bool   // the stream has ended: the pump only drains
+	pumped     chan struct{} // closed when pumpToPlugin returns
 
-	mu    sync.Mutex
-	cause string      // why the session ended, first reason only
-	reset bool        // the connection was closed abruptly
-	idle  *time.Timer // for UpgradeIdleTimeout
+	mu      sync.Mutex
+	cause   string      // why the session ended, first reason only
+	reset   bool        // the connection was closed abruptly
+	idle    *time.Timer // for UpgradeIdleTimeout
+	stopped bool        // the session's timers must not fire again
+}
+
+// closeInput makes the pump half-close the stream toward the plugin, for
+// CloseUpgraded: the read deadline wakes it. A session still in its
+// handshake does it as soon as it starts.
+func (s *passSession) closeInput() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shutdown.Store(true)
+	if s.conn != nil {
+		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+	}
 }
 
 // touch records activity, for UpgradeIdleTimeout.
@@ -6852,21 +7120,24 @@ func (s *passSession) setCause(cause string) {
 func (s *passSession) abort(cause string) {
 	s.setCause(cause)
 	s.mu.Lock()
-	first := !s.reset
-	s.reset = true
+	conn := s.conn
+	first := !s.reset && conn != nil
+	s.reset = s.reset || conn != nil
 	s.mu.Unlock()
 	s.cancel()
 	if !first {
 		return
 	}
-	conn := s.conn
+	// Under TLS the socket itself: tls.Conn's Close would first send a
+	// close_notify, which reads as a clean end, and could block on a full
+	// send buffer.
 	if tlsConn, ok := conn.(interface{ NetConn() net.Conn }); ok {
 		conn = tlsConn.NetConn()
 	}
 	if tcp, ok := conn.(interface{ SetLinger(int) error }); ok {
 		_ = tcp.SetLinger(0)
 	}
-	_ = s.conn.Close()
+	_ = conn.Close()
 }
 
 // pumpToPlugin sends the client's bytes to the plugin as they arrive,
@@ -6889,7 +7160,8 @@ func (s *passSession) pumpToPlugin(pending []byte) {
 		return true
 	}
 	send(pending)
-	buf := make([]byte, min(4<<10, s.chunkSize))
+	const small = 4 << 10
+	buf := make([]byte, min(small, s.chunkSize))
 	for {
 		n, err := s.conn.Read(buf)
 		if n > 0 {
@@ -6899,8 +7171,13 @@ func (s *passSession) pumpToPlugin(pending []byte) {
 				chunk = slices.Clone(chunk)
 			}
 			send(chunk)
-			if n == len(buf) && len(buf) < s.chunkSize {
+			switch {
+			case n == len(buf) && len(buf) < s.chunkSize:
 				buf = make([]byte, min(2*len(buf), s.chunkSize))
+			case n < small && len(buf) > small:
+				// Small messages again, after a burst: an idle session
+				// should not hold a whole chunk.
+				buf = make([]byte, small)
 			}
 		}
 		if err == nil {
@@ -6908,12 +7185,13 @@ func (s *passSession) pumpToPlugin(pending []byte) {
 		}
 		switch {
 		case s.ending.Load():
-		case err == io.EOF || s.shutdown.Load():
+		case err == io.EOF || s.inputEnded.Load() || s.shutdown.Load() && errors.Is(err, os.ErrDeadlineExceeded):
 			// The client, or CloseUpgraded, half-closed: the plugin reads
 			// its input's end and can still answer.
-			if err == io.EOF {
+			switch {
+			case err == io.EOF:
 				s.setCause("client-eof")
-			} else {
+			case s.shutdown.Load():
 				s.setCause("shutdown")
 			}
 			_ = s.stream.Send(passRequestMessage(nil, nil, true))
@@ -6935,25 +7213,30 @@ func (s *passSession) relayToClient(first *Relay_Down) error {
 		s.mu.Lock()
 		s.idle = time.AfterFunc(d, func() {
 			idle := time.Since(time.Unix(0, s.active.Load()))
-			if idle >= d {
-				s.abort("idle")
-				return
-			}
 			s.mu.Lock()
-			s.idle.Reset(d - idle)
-			s.mu.Unlock()
+			defer s.mu.Unlock()
+			switch {
+			case s.stopped:
+			case idle < d:
+				s.idle.Reset(d - idle)
+			default:
+				go s.abort("idle") // abort takes mu
+			}
 		})
 		s.mu.Unlock()
-		defer func() {
-			s.mu.Lock()
-			s.idle.Stop()
-			s.mu.Unlock()
-		}()
 	}
 	if d := h.UpgradeMaxDuration; d > 0 {
 		timer := time.AfterFunc(d, func() { s.abort("max-duration") })
 		defer timer.Stop()
 	}
+	defer func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.stopped = true
+		if s.idle != nil {
+			s.idle.Stop()
+		}
+	}()
 	msg, complete, warned := first, false, false
 	for {
 		if chunk := msg.GetBodyChunk(); len(chunk) > 0 && !complete {
@@ -6961,7 +7244,11 @@ func (s *passSession) relayToClient(first *Relay_Down) error {
 				_ = s.conn.SetWriteDeadline(time.Now().Add(d))
 			}
 			if _, err := s.conn.Write(chunk); err != nil {
-				s.abort("client-error")
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					s.abort("write-timeout")
+				} else {
+					s.abort("client-error")
+				}
 				return fmt.Errorf("%w: write: %w", ErrPassAborted, err)
 			}
 			s.touch()
@@ -6972,6 +7259,9 @@ func (s *passSession) relayToClient(first *Relay_Down) error {
 			complete = true
 			s.closeWrite()
 		}
+		// The chunk is written: gRPC may have its buffer back while this
+		// waits, which in an idle session may be long.
+		s.codec.trim()
 		var err error
 		msg, err = s.stream.Recv()
 		switch {
@@ -6993,12 +7283,16 @@ func (s *passSession) relayToClient(first *Relay_Down) error {
 	}
 }
 
-// closeWrite half-closes the client's connection. One without CloseWrite
-// is closed when the session ends.
+// closeWrite half-closes the client's connection. One that cannot is
+// closed both ways, as httputil.ReverseProxy does: the client then cannot
+// send more either, and the plugin reads the end of its input.
 func (s *passSession) closeWrite() {
 	if conn, ok := s.conn.(interface{ CloseWrite() error }); ok {
 		_ = conn.CloseWrite()
+		return
 	}
+	s.inputEnded.Store(true) // the pump's read error is then the input's end
+	_ = s.conn.Close()
 }
 
 // finish closes the connection after the plugin ended cleanly, as net/http
@@ -7034,7 +7328,7 @@ func (s *passSession) end(err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: %w", errPassUpgraded, err)
+	return fmt.Errorf("%w: %w", ErrPassHijacked, err)
 }
 
 // PassPlugin serves Pass streams with an ordinary [http.Handler].
