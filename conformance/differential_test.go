@@ -682,7 +682,8 @@ func TestDeviationTrailers(t *testing.T) {
 	})
 }
 
-// Hijacking is unsupported: the facade's writer is no http.Hijacker and
+// Hijacking is unsupported outside an upgrade the host offered (F-U0): the
+// facade's writer of an ordinary request is no http.Hijacker and
 // http.ResponseController.Hijack reports http.ErrNotSupported.
 func TestDeviationHijack(t *testing.T) {
 	type seen struct {

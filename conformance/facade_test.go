@@ -1361,7 +1361,8 @@ func TestFacadeF37AbortHandlerAfterFlush(t *testing.T) {
 // 4.5 ResponseController surface.
 
 // F38, with F-C3: the writer is an http.Flusher with FlushError, which
-// http.ResponseController prefers.
+// http.ResponseController prefers; on an exchange without an upgrade offer
+// it is no http.Hijacker (F-R1, F-U0).
 func TestFacadeF38ResponseControllerSurface(t *testing.T) {
 	bridgetest.LeakCheck(t)
 	type view struct {

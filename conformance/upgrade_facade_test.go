@@ -7,9 +7,10 @@ package conformance
 // real gorilla/websocket and coder/websocket handlers, or handlers that use
 // the hijacked connection directly, serve the exchange.
 //
-// Helpers of this file are prefixed with "upgrade".
+// Helpers of this file are prefixed with "facadeUp".
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -36,39 +37,39 @@ import (
 
 // The handshake of RFC 6455 §1.3: this key gets this accept value.
 const (
-	upgradeKey          = "dGhlIHNhbXBsZSBub25jZQ=="
-	upgradeSampleAccept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+	facadeUpKey    = "dGhlIHNhbXBsZSBub25jZQ=="
+	facadeUpAccept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 )
 
-// upgradeInit is the init a host sends for an eligible WebSocket handshake
+// facadeUpInit is the init a host sends for an eligible WebSocket handshake
 // (upgrade.md §1.2): Connection and Upgrade normalised, no length.
-func upgradeInit(protocol string) *pluginapiv1.ServeHTTPRequestInit {
+func facadeUpInit(protocol string) *pluginapiv1.ServeHTTPRequestInit {
 	init := bridgetest.ReqInit(http.MethodGet, "/ws?t=secret")
 	init.Headers = bridgetest.Headers(
 		"Connection", "Upgrade",
-		"Sec-WebSocket-Key", upgradeKey,
+		"Sec-WebSocket-Key", facadeUpKey,
 		"Sec-WebSocket-Version", "13",
 		"Upgrade", protocol,
 	)
 	return init
 }
 
-// upgradeOpen starts the facade around h, opens a stream that offers
+// facadeUpOpen starts the facade around h, opens a stream that offers
 // protocol and sends the init of an eligible request for it.
-func upgradeOpen(t *testing.T, h http.HandlerFunc, protocol string) (bridgetest.ClientStream, context.CancelFunc, *bridgetest.LogBuffer) {
+func facadeUpOpen(t *testing.T, h http.HandlerFunc, protocol string) (bridgetest.ClientStream, context.CancelFunc, *bridgetest.LogBuffer) {
 	t.Helper()
 	p, logs := facadeStart(t, h)
 	stream, cancel := bridgetest.OpenStreamOffering(t, p.Client, protocol)
-	if err := stream.Send(&bridgetest.RequestMsg{Init: upgradeInit(protocol)}); err != nil {
+	if err := stream.Send(&bridgetest.RequestMsg{Init: facadeUpInit(protocol)}); err != nil {
 		t.Fatalf("send init: %v", err)
 	}
 	return stream, cancel, logs
 }
 
-// upgradeWant101 receives the first response message and checks that it is
+// facadeUpWant101 receives the first response message and checks that it is
 // a 101 with the given headers (canonical keys), and returns the bytes it
 // carries.
-func upgradeWant101(t *testing.T, stream bridgetest.ClientStream, want http.Header) []byte {
+func facadeUpWant101(t *testing.T, stream bridgetest.ClientStream, want http.Header) []byte {
 	t.Helper()
 	m, err := stream.Recv()
 	if err != nil {
@@ -89,9 +90,9 @@ func upgradeWant101(t *testing.T, stream bridgetest.ClientStream, want http.Head
 	return m.GetBodyChunk()
 }
 
-// upgradeRecv receives body chunks until it has n bytes (a message may not
+// facadeUpRecv receives body chunks until it has n bytes (a message may not
 // carry an init or body_complete on the way) and returns them.
-func upgradeRecv(t *testing.T, stream bridgetest.ClientStream, n int) []byte {
+func facadeUpRecv(t *testing.T, stream bridgetest.ClientStream, n int) []byte {
 	t.Helper()
 	var got []byte
 	for len(got) < n {
@@ -110,9 +111,9 @@ func upgradeRecv(t *testing.T, stream bridgetest.ClientStream, n int) []byte {
 	return got
 }
 
-// upgradeWantEnd checks that the rest of the stream is one message with
+// facadeUpWantEnd checks that the rest of the stream is one message with
 // body_complete (and no bytes) and a clean end of the RPC.
-func upgradeWantEnd(t *testing.T, stream bridgetest.ClientStream) {
+func facadeUpWantEnd(t *testing.T, stream bridgetest.ClientStream) {
 	t.Helper()
 	msgs, err := facadeRecvAll(stream)
 	if err != nil {
@@ -123,9 +124,9 @@ func upgradeWantEnd(t *testing.T, stream bridgetest.ClientStream) {
 	}
 }
 
-// upgradeWantAbort checks that the RPC ends with a non-OK status and that
+// facadeUpWantAbort checks that the RPC ends with a non-OK status and that
 // no message on the way carries body_complete.
-func upgradeWantAbort(t *testing.T, stream bridgetest.ClientStream) []*bridgetest.ResponseMsg {
+func facadeUpWantAbort(t *testing.T, stream bridgetest.ClientStream) []*bridgetest.ResponseMsg {
 	t.Helper()
 	msgs, err := facadeRecvAll(stream)
 	if err == nil {
@@ -139,16 +140,16 @@ func upgradeWantAbort(t *testing.T, stream bridgetest.ClientStream) []*bridgetes
 	return msgs
 }
 
-func upgradeSend(t *testing.T, stream bridgetest.ClientStream, chunk []byte, complete bool) {
+func facadeUpSend(t *testing.T, stream bridgetest.ClientStream, chunk []byte, complete bool) {
 	t.Helper()
 	if err := stream.Send(&bridgetest.RequestMsg{BodyChunk: chunk, BodyComplete: complete}); err != nil {
 		t.Fatalf("send: %v", err)
 	}
 }
 
-// upgradeClientFrame is a final client frame (masked, as RFC 6455 wants)
+// facadeUpClientFrame is a final client frame (masked, as RFC 6455 wants)
 // with a payload shorter than 126 bytes.
-func upgradeClientFrame(opcode byte, payload []byte) []byte {
+func facadeUpClientFrame(opcode byte, payload []byte) []byte {
 	mask := []byte{0x37, 0xfa, 0x21, 0x3d}
 	frame := append([]byte{0x80 | opcode, 0x80 | byte(len(payload))}, mask...)
 	for i, b := range payload {
@@ -157,13 +158,13 @@ func upgradeClientFrame(opcode byte, payload []byte) []byte {
 	return frame
 }
 
-// upgradeServerFrame is the final, unmasked frame a server sends.
-func upgradeServerFrame(opcode byte, payload []byte) []byte {
+// facadeUpServerFrame is the final, unmasked frame a server sends.
+func facadeUpServerFrame(opcode byte, payload []byte) []byte {
 	return append([]byte{0x80 | opcode, byte(len(payload))}, payload...)
 }
 
-// upgradeReport sends v on ch without blocking the handler.
-func upgradeReport[T any](ch chan<- T, v T) {
+// facadeUpReport sends v on ch without blocking the handler.
+func facadeUpReport[T any](ch chan<- T, v T) {
 	select {
 	case ch <- v:
 	default:
@@ -171,7 +172,7 @@ func upgradeReport[T any](ch chan<- T, v T) {
 }
 
 // The WebSocket echo handlers, with the libraries' defaults.
-func upgradeGorillaEcho(w http.ResponseWriter, r *http.Request) {
+func facadeUpGorillaEcho(w http.ResponseWriter, r *http.Request) {
 	conn, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 	if err != nil {
 		return // Upgrade answered
@@ -192,7 +193,7 @@ func upgradeGorillaEcho(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
-func upgradeCoderEcho(w http.ResponseWriter, r *http.Request) {
+func facadeUpCoderEcho(w http.ResponseWriter, r *http.Request) {
 	conn, err := coderws.Accept(w, r, nil)
 	if err != nil {
 		return // Accept answered
@@ -235,8 +236,8 @@ func TestFacadeU19NoOfferNoHijacker(t *testing.T) {
 		handler http.HandlerFunc
 		status  int32
 	}{
-		{"gorilla", upgradeGorillaEcho, http.StatusInternalServerError},
-		{"coder", upgradeCoderEcho, http.StatusNotImplemented},
+		{"gorilla", facadeUpGorillaEcho, http.StatusInternalServerError},
+		{"coder", facadeUpCoderEcho, http.StatusNotImplemented},
 	}
 	for _, ex := range exchanges {
 		for _, h := range handlers {
@@ -260,13 +261,14 @@ func TestFacadeU19NoOfferNoHijacker(t *testing.T) {
 				} else {
 					stream, _ = bridgetest.OpenStream(t, p.Client)
 				}
-				init := upgradeInit(ex.upgrade)
+				init := facadeUpInit(ex.upgrade)
 				init.ContentLength = ex.length
 				if err := stream.Send(&bridgetest.RequestMsg{Init: init, BodyComplete: ex.complete}); err != nil {
 					t.Fatal(err)
 				}
 				if ex.length > 0 {
-					upgradeSend(t, stream, []byte("12345"), true)
+					// Fails once the handler answered without reading it.
+					_ = stream.Send(&bridgetest.RequestMsg{BodyChunk: []byte("12345"), BodyComplete: true})
 				}
 				if err := stream.CloseSend(); err != nil {
 					t.Fatal(err)
@@ -298,38 +300,38 @@ func TestFacadeUWebSocketEcho(t *testing.T) {
 		name    string
 		handler http.HandlerFunc
 	}{
-		{"gorilla", upgradeGorillaEcho},
-		{"coder", upgradeCoderEcho},
+		{"gorilla", facadeUpGorillaEcho},
+		{"coder", facadeUpCoderEcho},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bridgetest.LeakCheck(t)
-			stream, _, logs := upgradeOpen(t, tc.handler, "websocket")
-			first := upgradeWant101(t, stream, http.Header{
+			stream, _, logs := facadeUpOpen(t, tc.handler, "websocket")
+			first := facadeUpWant101(t, stream, http.Header{
 				"Connection":           {"Upgrade"},
 				"Upgrade":              {"websocket"},
-				"Sec-Websocket-Accept": {upgradeSampleAccept},
+				"Sec-Websocket-Accept": {facadeUpAccept},
 			})
 			if len(first) != 0 {
 				t.Errorf("the 101 carries %q, want no bytes", first)
 			}
 			for _, msg := range []string{"hello", "", strings.Repeat("x", 125)} {
-				upgradeSend(t, stream, upgradeClientFrame(0x1, []byte(msg)), false)
-				want := upgradeServerFrame(0x1, []byte(msg))
+				facadeUpSend(t, stream, facadeUpClientFrame(0x1, []byte(msg)), false)
+				want := facadeUpServerFrame(0x1, []byte(msg))
 				if len(msg) == 125 {
 					want = append([]byte{0x81, 125}, msg...)
 				}
-				if got := upgradeRecv(t, stream, len(want)); !bytes.Equal(got, want) {
+				if got := facadeUpRecv(t, stream, len(want)); !bytes.Equal(got, want) {
 					t.Errorf("echo of %q: got % x, want % x", facadeAbbrev(msg), got, want)
 				}
 			}
 			// A binary frame split across two chunks.
-			frame := upgradeClientFrame(0x2, []byte{0, 1, 2, 255})
-			upgradeSend(t, stream, frame[:3], false)
-			upgradeSend(t, stream, frame[3:], false)
-			if got, want := upgradeRecv(t, stream, 6), upgradeServerFrame(0x2, []byte{0, 1, 2, 255}); !bytes.Equal(got, want) {
+			frame := facadeUpClientFrame(0x2, []byte{0, 1, 2, 255})
+			facadeUpSend(t, stream, frame[:3], false)
+			facadeUpSend(t, stream, frame[3:], false)
+			if got, want := facadeUpRecv(t, stream, 6), facadeUpServerFrame(0x2, []byte{0, 1, 2, 255}); !bytes.Equal(got, want) {
 				t.Errorf("binary echo: got % x, want % x", got, want)
 			}
-			upgradeSend(t, stream, upgradeClientFrame(0x8, []byte{0x03, 0xe8, 'b', 'y', 'e'}), false)
+			facadeUpSend(t, stream, facadeUpClientFrame(0x8, []byte{0x03, 0xe8, 'b', 'y', 'e'}), false)
 			// Each library answers the close with its own reason; both
 			// with a close frame of code 1000.
 			m, err := stream.Recv()
@@ -340,7 +342,7 @@ func TestFacadeUWebSocketEcho(t *testing.T) {
 				t.Errorf("close reply % x, want a close frame with code 1000", c)
 			}
 			if !m.GetBodyComplete() {
-				upgradeWantEnd(t, stream)
+				facadeUpWantEnd(t, stream)
 			} else if _, err := stream.Recv(); err != io.EOF {
 				t.Errorf("after the close: %v, want the RPC to end OK", err)
 			}
@@ -357,7 +359,7 @@ func TestFacadeU20HijackAPI(t *testing.T) {
 		bridgetest.LeakCheck(t)
 		type view struct{ second, write, flush error }
 		seen := make(chan view, 1)
-		stream, _, logs := upgradeOpen(t, func(w http.ResponseWriter, r *http.Request) {
+		stream, _, logs := facadeUpOpen(t, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Upgrade", "websocket")
 			w.Header().Set("Connection", "Upgrade")
 			w.WriteHeader(http.StatusSwitchingProtocols)
@@ -377,8 +379,8 @@ func TestFacadeU20HijackAPI(t *testing.T) {
 			w.WriteHeader(http.StatusOK) // a logged no-op
 			seen <- v
 		}, "websocket")
-		upgradeWant101(t, stream, http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}})
-		upgradeWantEnd(t, stream)
+		facadeUpWant101(t, stream, http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}})
+		facadeUpWantEnd(t, stream)
 		if v, ok := bridgetest.WaitFor(t, seen, bridgetest.Promptly, "handler"); ok {
 			for name, err := range map[string]error{"second Hijack": v.second, "Write": v.write, "Flush": v.flush} {
 				if !errors.Is(err, http.ErrHijacked) {
@@ -394,7 +396,7 @@ func TestFacadeU20HijackAPI(t *testing.T) {
 	t.Run("hijack-after-response-started", func(t *testing.T) {
 		bridgetest.LeakCheck(t)
 		seen := make(chan error, 1)
-		stream, _, _ := upgradeOpen(t, func(w http.ResponseWriter, r *http.Request) {
+		stream, _, _ := facadeUpOpen(t, func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusForbidden)
 			_, _, err := w.(http.Hijacker).Hijack()
 			seen <- err
@@ -426,7 +428,7 @@ func TestFacadeU20HijackAPI(t *testing.T) {
 			if offer != "" {
 				stream, _ = bridgetest.OpenStreamOffering(t, p.Client, offer)
 			}
-			if err := stream.Send(&bridgetest.RequestMsg{Init: upgradeInit("websocket")}); err != nil {
+			if err := stream.Send(&bridgetest.RequestMsg{Init: facadeUpInit("websocket")}); err != nil {
 				t.Fatal(err)
 			}
 			if err := stream.CloseSend(); err != nil {
@@ -448,7 +450,7 @@ func TestFacadeU20HijackAPI(t *testing.T) {
 	t.Run("session-outlives-handler", func(t *testing.T) {
 		bridgetest.LeakCheck(t)
 		ctxErr := make(chan error, 1)
-		stream, _, _ := upgradeOpen(t, func(w http.ResponseWriter, r *http.Request) {
+		stream, _, _ := facadeUpOpen(t, func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusSwitchingProtocols)
 			conn, _, err := w.(http.Hijacker).Hijack()
 			if err != nil {
@@ -460,18 +462,18 @@ func TestFacadeU20HijackAPI(t *testing.T) {
 				buf := make([]byte, 4)
 				n, err := io.ReadFull(conn, buf)
 				// The handler has returned by the time the host sends.
-				upgradeReport(ctxErr, r.Context().Err())
+				facadeUpReport(ctxErr, r.Context().Err())
 				if err == nil {
 					_, _ = conn.Write(append([]byte("re:"), buf[:n]...))
 				}
 			}()
 		}, "websocket")
-		upgradeWant101(t, stream, nil)
-		upgradeSend(t, stream, []byte("ping"), false)
-		if got := upgradeRecv(t, stream, 7); string(got) != "re:ping" {
+		facadeUpWant101(t, stream, nil)
+		facadeUpSend(t, stream, []byte("ping"), false)
+		if got := facadeUpRecv(t, stream, 7); string(got) != "re:ping" {
 			t.Errorf("got %q, want %q", got, "re:ping")
 		}
-		upgradeWantEnd(t, stream)
+		facadeUpWantEnd(t, stream)
 		if err, ok := bridgetest.WaitFor(t, ctxErr, bridgetest.Promptly, "goroutine"); ok && err == nil {
 			t.Error("r.Context() is not done after the handler returned")
 		}
@@ -500,13 +502,13 @@ func TestFacadeU20HijackAPI(t *testing.T) {
 				seen <- view{conn.RemoteAddr(), conn.LocalAddr()}
 			})
 			stream, _ := bridgetest.OpenStreamOffering(t, p.Client, "websocket")
-			init := upgradeInit("websocket")
+			init := facadeUpInit("websocket")
 			init.RemoteAddr, init.Host = tc.remote, tc.host
 			if err := stream.Send(&bridgetest.RequestMsg{Init: init}); err != nil {
 				t.Fatal(err)
 			}
-			upgradeWant101(t, stream, nil)
-			upgradeWantEnd(t, stream)
+			facadeUpWant101(t, stream, nil)
+			facadeUpWantEnd(t, stream)
 			v, ok := bridgetest.WaitFor(t, seen, bridgetest.Promptly, "handler")
 			if !ok {
 				continue
@@ -529,7 +531,7 @@ func TestFacadeU20HijackAPI(t *testing.T) {
 	t.Run("panic-after-hijack", func(t *testing.T) {
 		for _, value := range []any{"boom", http.ErrAbortHandler} {
 			bridgetest.LeakCheck(t)
-			stream, _, logs := upgradeOpen(t, func(w http.ResponseWriter, r *http.Request) {
+			stream, _, logs := facadeUpOpen(t, func(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(http.StatusSwitchingProtocols)
 				conn, _, err := w.(http.Hijacker).Hijack()
 				if err != nil {
@@ -539,8 +541,8 @@ func TestFacadeU20HijackAPI(t *testing.T) {
 				_, _ = conn.Write([]byte("partial"))
 				panic(value)
 			}, "websocket")
-			upgradeWant101(t, stream, nil)
-			msgs := upgradeWantAbort(t, stream)
+			facadeUpWant101(t, stream, nil)
+			msgs := facadeUpWantAbort(t, stream)
 			var got []byte
 			for _, m := range msgs {
 				got = append(got, m.GetBodyChunk()...)
@@ -567,7 +569,7 @@ func TestFacadeU20Deadlines(t *testing.T) {
 	}
 	results := make(chan result, 16)
 	release := make(chan struct{})
-	p := upgradePinnedPlugin(t, func(w http.ResponseWriter, r *http.Request) {
+	p := facadeUpPinnedPlugin(t, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusSwitchingProtocols)
 		conn, _, err := w.(http.Hijacker).Hijack()
 		if err != nil {
@@ -591,7 +593,7 @@ func TestFacadeU20Deadlines(t *testing.T) {
 		results <- result{"read-" + string(buf[:n]), n, err}
 		// A write blocked by flow control: the host does not receive.
 		_ = conn.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
-		n, err = conn.Write(upgradePattern(1 << 20))
+		n, err = conn.Write(facadeUpPattern(1 << 20))
 		results <- result{"write-blocked", n, err}
 		<-release
 		_ = conn.SetWriteDeadline(time.Time{})
@@ -599,10 +601,10 @@ func TestFacadeU20Deadlines(t *testing.T) {
 		results <- result{"write-next", n, err}
 	})
 	stream, _ := bridgetest.OpenStreamOffering(t, p.Client, "websocket")
-	if err := stream.Send(&bridgetest.RequestMsg{Init: upgradeInit("websocket")}); err != nil {
+	if err := stream.Send(&bridgetest.RequestMsg{Init: facadeUpInit("websocket")}); err != nil {
 		t.Fatal(err)
 	}
-	upgradeWant101(t, stream, nil)
+	facadeUpWant101(t, stream, nil)
 	next := func(want string) result {
 		r, ok := bridgetest.WaitFor(t, results, bridgetest.ExchangeTimeout, want)
 		if !ok {
@@ -623,7 +625,7 @@ func TestFacadeU20Deadlines(t *testing.T) {
 	timeout(next("read-blocked"))
 	timeout(next("read-past"))
 	next("ready")
-	upgradeSend(t, stream, []byte("data"), false)
+	facadeUpSend(t, stream, []byte("data"), false)
 	if r := next("read-data"); r.err != nil || r.n != 4 {
 		t.Errorf("read after clearing the deadline: %d, %v", r.n, r.err)
 	}
@@ -633,20 +635,20 @@ func TestFacadeU20Deadlines(t *testing.T) {
 		t.Errorf("timed-out Write returned %d, want %d: its bytes are still sent", r.n, 1<<20)
 	}
 	close(release)
-	got := upgradeRecv(t, stream, 1<<20+4)
-	if want := append(upgradePattern(1<<20), "next"...); !bytes.Equal(got, want) {
+	got := facadeUpRecv(t, stream, 1<<20+4)
+	if want := append(facadeUpPattern(1<<20), "next"...); !bytes.Equal(got, want) {
 		t.Errorf("bytes after the timed-out write: %s", bridgetest.FirstDiff(got, want))
 	}
 	if r := next("write-next"); r.err != nil || r.n != 4 {
 		t.Errorf("Write after the timed-out one: %d, %v", r.n, r.err)
 	}
-	upgradeWantEnd(t, stream)
+	facadeUpWantEnd(t, stream)
 }
 
-// upgradePinnedPlugin serves h through the facade with gRPC's flow-control
+// facadeUpPinnedPlugin serves h through the facade with gRPC's flow-control
 // windows pinned at 64 KiB, so that a plugin's write blocks once the host
 // has not received 64 KiB (BDP estimation would grow the window).
-func upgradePinnedPlugin(t *testing.T, h http.HandlerFunc) *bridgetest.Plugin {
+func facadeUpPinnedPlugin(t *testing.T, h http.HandlerFunc) *bridgetest.Plugin {
 	t.Helper()
 	bridge, _ := bridgetest.NewFacade(h)
 	return bridgetest.StartPluginWith(t, bridgetest.Bufconn, &bridgetest.FacadeServer{Bridge: bridge}, bridgetest.PluginOptions{
@@ -655,7 +657,7 @@ func upgradePinnedPlugin(t *testing.T, h http.HandlerFunc) *bridgetest.Plugin {
 	})
 }
 
-func upgradePattern(n int) []byte {
+func facadeUpPattern(n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
 		b[i] = byte(i*7 + i/251)
@@ -667,7 +669,7 @@ func upgradePattern(n int) []byte {
 // never joins two calls.
 func TestFacadeUWriteChunks(t *testing.T) {
 	bridgetest.LeakCheck(t)
-	stream, _, _ := upgradeOpen(t, func(w http.ResponseWriter, r *http.Request) {
+	stream, _, _ := facadeUpOpen(t, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusSwitchingProtocols)
 		conn, _, err := w.(http.Hijacker).Hijack()
 		if err != nil {
@@ -675,13 +677,13 @@ func TestFacadeUWriteChunks(t *testing.T) {
 			return
 		}
 		defer conn.Close()
-		for _, p := range [][]byte{upgradePattern(150 << 10), []byte("a"), []byte("b"), {}, []byte("c")} {
+		for _, p := range [][]byte{facadeUpPattern(150 << 10), []byte("a"), []byte("b"), {}, []byte("c")} {
 			if n, err := conn.Write(p); n != len(p) || err != nil {
 				t.Errorf("Write of %d bytes: %d, %v", len(p), n, err)
 			}
 		}
 	}, "websocket")
-	upgradeWant101(t, stream, nil)
+	facadeUpWant101(t, stream, nil)
 	msgs, err := facadeRecvAll(stream)
 	if err != nil {
 		t.Errorf("RPC ended with %v", err)
@@ -696,7 +698,7 @@ func TestFacadeUWriteChunks(t *testing.T) {
 	if !slices.Equal(sizes, want) || !msgs[len(msgs)-1].GetBodyComplete() {
 		t.Errorf("message sizes %v, want %v with body_complete last", sizes, want)
 	}
-	if wantBody := append(upgradePattern(150<<10), "abc"...); !bytes.Equal(body, wantBody) {
+	if wantBody := append(facadeUpPattern(150<<10), "abc"...); !bytes.Equal(body, wantBody) {
 		t.Errorf("bytes: %s", bridgetest.FirstDiff(body, wantBody))
 	}
 }
@@ -707,7 +709,7 @@ func TestFacadeUBackpressure(t *testing.T) {
 	bridgetest.LeakCheck(t)
 	const size = 4 << 20
 	wrote := make(chan error, 1)
-	p := upgradePinnedPlugin(t, func(w http.ResponseWriter, r *http.Request) {
+	p := facadeUpPinnedPlugin(t, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusSwitchingProtocols)
 		conn, _, err := w.(http.Hijacker).Hijack()
 		if err != nil {
@@ -715,28 +717,28 @@ func TestFacadeUBackpressure(t *testing.T) {
 			return
 		}
 		defer conn.Close()
-		_, err = conn.Write(upgradePattern(size))
+		_, err = conn.Write(facadeUpPattern(size))
 		wrote <- err
 	})
 	stream, _ := bridgetest.OpenStreamOffering(t, p.Client, "websocket")
-	if err := stream.Send(&bridgetest.RequestMsg{Init: upgradeInit("websocket")}); err != nil {
+	if err := stream.Send(&bridgetest.RequestMsg{Init: facadeUpInit("websocket")}); err != nil {
 		t.Fatal(err)
 	}
-	upgradeWant101(t, stream, nil)
+	facadeUpWant101(t, stream, nil)
 	// 4 MiB cannot fit in 64 KiB windows: the Write must still be blocked.
 	select {
 	case err := <-wrote:
 		t.Fatalf("Write of %d bytes returned (%v) while the host received nothing", size, err)
 	case <-time.After(300 * time.Millisecond):
 	}
-	got := upgradeRecv(t, stream, size)
-	if want := upgradePattern(size); !bytes.Equal(got, want) {
+	got := facadeUpRecv(t, stream, size)
+	if want := facadeUpPattern(size); !bytes.Equal(got, want) {
 		t.Errorf("bytes: %s", bridgetest.FirstDiff(got, want))
 	}
 	if err, ok := bridgetest.WaitFor(t, wrote, bridgetest.Promptly, "Write"); ok && err != nil {
 		t.Errorf("Write: %v", err)
 	}
-	upgradeWantEnd(t, stream)
+	facadeUpWantEnd(t, stream)
 }
 
 // F-U4: the ends of each direction: the host's body_complete is io.EOF and
@@ -781,25 +783,25 @@ func TestFacadeUHalfClose(t *testing.T) {
 	t.Run("host-half-closes", func(t *testing.T) {
 		bridgetest.LeakCheck(t)
 		results := make(chan result, 1)
-		stream, _, _ := upgradeOpen(t, serve(results, func(conn net.Conn, r *result) {
+		stream, _, _ := facadeUpOpen(t, serve(results, func(conn net.Conn, r *result) {
 			_, r.writeErr = conn.Write([]byte("tail"))
 			r.again = conn.Close()
 			if err := conn.Close(); err != nil {
 				t.Errorf("second Close: %v", err)
 			}
 		}), "x-echo-tcp")
-		if first := upgradeWant101(t, stream, http.Header{"Upgrade": {"x-echo-tcp"}, "Connection": {"Upgrade"}}); string(first) != "hi" {
+		if first := facadeUpWant101(t, stream, http.Header{"Upgrade": {"x-echo-tcp"}, "Connection": {"Upgrade"}}); string(first) != "hi" {
 			t.Errorf("the 101 carries %q, want %q", first, "hi")
 		}
-		upgradeSend(t, stream, []byte("abcdefg"), false)
-		upgradeSend(t, stream, nil, true)
+		facadeUpSend(t, stream, []byte("abcdefg"), false)
+		facadeUpSend(t, stream, nil, true)
 		if err := stream.CloseSend(); err != nil {
 			t.Fatal(err)
 		}
-		if got := upgradeRecv(t, stream, 4); string(got) != "tail" {
+		if got := facadeUpRecv(t, stream, 4); string(got) != "tail" {
 			t.Errorf("got %q, want %q", got, "tail")
 		}
-		upgradeWantEnd(t, stream)
+		facadeUpWantEnd(t, stream)
 		if r, ok := bridgetest.WaitFor(t, results, bridgetest.Promptly, "handler"); ok {
 			if r.read != "abcdefg" || r.readErr != io.EOF || r.writeErr != nil || r.again != nil {
 				t.Errorf("handler read %q then %v, wrote after EOF: %v, Close: %v; want all, io.EOF, nil, nil", r.read, r.readErr, r.writeErr, r.again)
@@ -809,13 +811,13 @@ func TestFacadeUHalfClose(t *testing.T) {
 	t.Run("host-ends-without-complete", func(t *testing.T) {
 		bridgetest.LeakCheck(t)
 		results := make(chan result, 1)
-		stream, _, _ := upgradeOpen(t, serve(results, func(conn net.Conn, r *result) { r.again = conn.Close() }), "x-echo-tcp")
-		upgradeWant101(t, stream, nil)
-		upgradeSend(t, stream, []byte("ab"), false)
+		stream, _, _ := facadeUpOpen(t, serve(results, func(conn net.Conn, r *result) { r.again = conn.Close() }), "x-echo-tcp")
+		facadeUpWant101(t, stream, nil)
+		facadeUpSend(t, stream, []byte("ab"), false)
 		if err := stream.CloseSend(); err != nil {
 			t.Fatal(err)
 		}
-		upgradeWantEnd(t, stream)
+		facadeUpWantEnd(t, stream)
 		if r, ok := bridgetest.WaitFor(t, results, bridgetest.Promptly, "handler"); ok && (r.read != "ab" || r.readErr != io.ErrUnexpectedEOF) {
 			t.Errorf("handler read %q then %v, want %q then io.ErrUnexpectedEOF", r.read, r.readErr, "ab")
 		}
@@ -823,12 +825,12 @@ func TestFacadeUHalfClose(t *testing.T) {
 	t.Run("host-cancels", func(t *testing.T) {
 		bridgetest.LeakCheck(t)
 		results := make(chan result, 1)
-		stream, cancel, _ := upgradeOpen(t, serve(results, func(conn net.Conn, r *result) {
+		stream, cancel, _ := facadeUpOpen(t, serve(results, func(conn net.Conn, r *result) {
 			_, r.writeErr = conn.Write([]byte("x"))
 			r.again = conn.Close()
 		}), "x-echo-tcp")
-		upgradeWant101(t, stream, nil)
-		upgradeSend(t, stream, []byte("abc"), false)
+		facadeUpWant101(t, stream, nil)
+		facadeUpSend(t, stream, []byte("abc"), false)
 		cancel()
 		if r, ok := bridgetest.WaitFor(t, results, bridgetest.Promptly, "handler"); ok {
 			if r.readErr == nil || r.readErr == io.EOF || r.readErr == io.ErrUnexpectedEOF {
@@ -847,7 +849,7 @@ func TestFacadeUHalfClose(t *testing.T) {
 			readErr, closeTwice    error
 		}
 		seen := make(chan view, 1)
-		stream, _, _ := upgradeOpen(t, func(w http.ResponseWriter, r *http.Request) {
+		stream, _, _ := facadeUpOpen(t, func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusSwitchingProtocols)
 			conn, _, err := w.(http.Hijacker).Hijack()
 			if err != nil {
@@ -871,8 +873,8 @@ func TestFacadeUHalfClose(t *testing.T) {
 			v.closeTwice = conn.Close()
 			seen <- v
 		}, "websocket")
-		upgradeWant101(t, stream, nil)
-		if got := upgradeRecv(t, stream, 3); string(got) != "bye" {
+		facadeUpWant101(t, stream, nil)
+		if got := facadeUpRecv(t, stream, 3); string(got) != "bye" {
 			t.Errorf("got %q", got)
 		}
 		m, err := stream.Recv()
@@ -880,7 +882,7 @@ func TestFacadeUHalfClose(t *testing.T) {
 			t.Fatalf("after CloseWrite: %v, %v; want body_complete alone", m, err)
 		}
 		// The plugin still reads.
-		upgradeSend(t, stream, []byte("still"), true)
+		facadeUpSend(t, stream, []byte("still"), true)
 		if _, err := stream.Recv(); err != io.EOF {
 			t.Errorf("the RPC ended with %v, want OK", err)
 		}
@@ -936,7 +938,7 @@ func TestFacadeURawResponseAfterHijack(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bridgetest.LeakCheck(t)
-			stream, _, logs := upgradeOpen(t, func(w http.ResponseWriter, r *http.Request) {
+			stream, _, logs := facadeUpOpen(t, func(w http.ResponseWriter, r *http.Request) {
 				conn, _, err := w.(http.Hijacker).Hijack()
 				if err != nil {
 					t.Errorf("Hijack: %v", err)
@@ -950,7 +952,7 @@ func TestFacadeURawResponseAfterHijack(t *testing.T) {
 				}
 			}, "websocket")
 			if tc.abort {
-				msgs := upgradeWantAbort(t, stream)
+				msgs := facadeUpWantAbort(t, stream)
 				if tc.status != 0 && (len(msgs) == 0 || msgs[0].GetInit().GetStatusCode() != tc.status) {
 					t.Errorf("messages %v, want a %d init first", msgs, tc.status)
 				}
@@ -981,19 +983,19 @@ func TestFacadeURawResponseAfterHijack(t *testing.T) {
 // collected, and the RPC ends OK.
 func TestFacadeUDroppedConnIsClosed(t *testing.T) {
 	bridgetest.LeakCheck(t)
-	stream, _, logs := upgradeOpen(t, func(w http.ResponseWriter, r *http.Request) {
+	stream, _, logs := facadeUpOpen(t, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusSwitchingProtocols)
 		if _, _, err := w.(http.Hijacker).Hijack(); err != nil {
 			t.Errorf("Hijack: %v", err)
 		}
 	}, "websocket")
-	upgradeWant101(t, stream, nil)
+	facadeUpWant101(t, stream, nil)
 	ended := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		upgradeWantEnd(t, stream)
+		facadeUpWantEnd(t, stream)
 		close(ended)
 	}()
 	collected := bridgetest.Eventually(5*time.Second, func() bool {
@@ -1018,7 +1020,7 @@ func TestFacadeUDroppedConnIsClosed(t *testing.T) {
 // like any response (the code a refusing library answers with).
 func TestFacadeURefusalBeforeHijack(t *testing.T) {
 	bridgetest.LeakCheck(t)
-	stream, _, _ := upgradeOpen(t, func(w http.ResponseWriter, r *http.Request) {
+	stream, _, _ := facadeUpOpen(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != http.NoBody || r.ContentLength != 0 || len(r.TransferEncoding) != 0 {
 			t.Errorf("request body %T, length %d, transfer encoding %v; want http.NoBody, 0, none", r.Body, r.ContentLength, r.TransferEncoding)
 		}
@@ -1026,7 +1028,9 @@ func TestFacadeURefusalBeforeHijack(t *testing.T) {
 		r.Header.Set("Origin", "https://evil.example")
 		_, _ = (&websocket.Upgrader{}).Upgrade(w, r, nil)
 	}, "websocket")
-	upgradeSend(t, stream, nil, true)
+	// A host refused this way sends body_complete; the facade may have
+	// ended the stream already.
+	_ = stream.Send(&bridgetest.RequestMsg{BodyComplete: true})
 	msgs, err := facadeRecvAll(stream)
 	f := facadeWantStatus(t, facadeExchange{msgs: msgs, err: err}, http.StatusForbidden)
 	if string(f.Body) != "Forbidden\n" || facadeHeader(f.Headers).Get("Sec-Websocket-Version") != "13" {
@@ -1045,7 +1049,7 @@ func TestFacadeUCloseDuringWrite(t *testing.T) {
 	const size = 1 << 20
 	wrote := make(chan error, 1)
 	closeNow := make(chan struct{})
-	p := upgradePinnedPlugin(t, func(w http.ResponseWriter, r *http.Request) {
+	p := facadeUpPinnedPlugin(t, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusSwitchingProtocols)
 		conn, _, err := w.(http.Hijacker).Hijack()
 		if err != nil {
@@ -1063,18 +1067,18 @@ func TestFacadeUCloseDuringWrite(t *testing.T) {
 		}
 		wg.Wait()
 		go func() {
-			_, err := conn.Write(upgradePattern(size))
+			_, err := conn.Write(facadeUpPattern(size))
 			wrote <- err
 		}()
 		<-closeNow
 	})
 	stream, _ := bridgetest.OpenStreamOffering(t, p.Client, "websocket")
-	if err := stream.Send(&bridgetest.RequestMsg{Init: upgradeInit("websocket")}); err != nil {
+	if err := stream.Send(&bridgetest.RequestMsg{Init: facadeUpInit("websocket")}); err != nil {
 		t.Fatal(err)
 	}
-	upgradeWant101(t, stream, nil)
+	facadeUpWant101(t, stream, nil)
 	// The two concurrent writes, each whole.
-	first := upgradeRecv(t, stream, 200<<10)
+	first := facadeUpRecv(t, stream, 200<<10)
 	a, b := bytes.Repeat([]byte("a"), 100<<10), bytes.Repeat([]byte("b"), 100<<10)
 	if !bytes.Equal(first, append(a, b...)) && !bytes.Equal(first, append(b, a...)) {
 		t.Error("concurrent writes were interleaved")
@@ -1097,10 +1101,116 @@ func TestFacadeUCloseDuringWrite(t *testing.T) {
 	for _, m := range msgs {
 		got = append(got, m.GetBodyChunk()...)
 	}
-	if want := upgradePattern(size); !bytes.Equal(got, want) {
+	if want := facadeUpPattern(size); !bytes.Equal(got, want) {
 		t.Errorf("bytes of the write after Close: %s", bridgetest.FirstDiff(got, want))
 	}
 	if len(msgs) == 0 || !msgs[len(msgs)-1].GetBodyComplete() {
 		t.Error("no body_complete after the bytes")
 	}
+}
+
+// The facade behind the generated host: gorilla and coder handlers, each
+// with gorilla and coder clients, echo messages across the 64 KiB chunk
+// line and close cleanly; a raw byte protocol half-closes both ways, with
+// bytes the client sent along with its request.
+func TestFacadeUThroughHost(t *testing.T) {
+	env := func(t *testing.T, h http.HandlerFunc) *bridgetest.Env {
+		return bridgetest.NewEnv(t, bridgetest.Config{Handler: h, SetupHost: func(h *pluginapiv1.ServeHTTPHost) {
+			h.UpgradeProtocols = []string{"websocket", "x-echo-tcp"}
+		}})
+	}
+	msgs := [][]byte{[]byte("hello"), {}, facadeUpPattern(200 << 10), facadeUpPattern(70000)}
+	for _, server := range []struct {
+		name    string
+		handler http.HandlerFunc
+	}{{"gorilla", facadeUpGorillaEcho}, {"coder", facadeUpCoderEcho}} {
+		t.Run(server.name+"/gorilla-client", func(t *testing.T) {
+			bridgetest.LeakCheck(t)
+			e := env(t, server.handler)
+			ctx, cancel := context.WithTimeout(t.Context(), bridgetest.ExchangeTimeout)
+			defer cancel()
+			c, _, err := websocket.DefaultDialer.DialContext(ctx, "ws"+strings.TrimPrefix(e.Server.URL, "http")+"/ws", nil)
+			if err != nil {
+				t.Fatalf("dial: %v", err)
+			}
+			defer c.Close()
+			for _, m := range msgs {
+				if err := c.WriteMessage(websocket.BinaryMessage, m); err != nil {
+					t.Fatal(err)
+				}
+				if _, got, err := c.ReadMessage(); err != nil || !bytes.Equal(got, m) {
+					t.Fatalf("echo of %d bytes: %v, %d bytes", len(m), err, len(got))
+				}
+			}
+			if err := c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye")); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+				t.Errorf("after the close: %v, want the close 1000 echoed", err)
+			}
+		})
+		t.Run(server.name+"/coder-client", func(t *testing.T) {
+			bridgetest.LeakCheck(t)
+			e := env(t, server.handler)
+			ctx, cancel := context.WithTimeout(t.Context(), bridgetest.ExchangeTimeout)
+			defer cancel()
+			c, _, err := coderws.Dial(ctx, "ws"+strings.TrimPrefix(e.Server.URL, "http")+"/ws", nil)
+			if err != nil {
+				t.Fatalf("dial: %v", err)
+			}
+			defer c.CloseNow()
+			c.SetReadLimit(32 << 20)
+			for _, m := range msgs {
+				if err := c.Write(ctx, coderws.MessageBinary, m); err != nil {
+					t.Fatal(err)
+				}
+				if _, got, err := c.Read(ctx); err != nil || !bytes.Equal(got, m) {
+					t.Fatalf("echo of %d bytes: %v, %d bytes", len(m), err, len(got))
+				}
+			}
+			if err := c.Close(coderws.StatusNormalClosure, "bye"); err != nil {
+				t.Errorf("close: %v", err)
+			}
+		})
+	}
+	t.Run("raw-half-close", func(t *testing.T) {
+		bridgetest.LeakCheck(t)
+		e := env(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Upgrade", "x-echo-tcp")
+			w.Header().Set("Connection", "Upgrade")
+			w.WriteHeader(http.StatusSwitchingProtocols)
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				t.Errorf("Hijack: %v", err)
+				return
+			}
+			defer conn.Close()
+			b, err := io.ReadAll(conn)
+			if err != nil {
+				t.Errorf("read: %v", err)
+			}
+			_, _ = conn.Write(append([]byte("echo:"), b...))
+		})
+		c, err := net.Dial("tcp", strings.TrimPrefix(e.Server.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(bridgetest.ExchangeTimeout))
+		_, _ = io.WriteString(c, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x-echo-tcp\r\n\r\nearly")
+		// The half-close waits for the 101: a FIN before it makes net/http
+		// cancel the request's context, which the host opens the stream
+		// with (reported to the host's owner).
+		br := bufio.NewReader(c)
+		res, err := http.ReadResponse(br, nil)
+		if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("response %v (%v), want 101; host log:\n%s", res, err, e.HostLog)
+		}
+		_, _ = io.WriteString(c, " late")
+		_ = c.(*net.TCPConn).CloseWrite()
+		rest, err := io.ReadAll(br)
+		if err != nil || string(rest) != "echo:early late" {
+			t.Errorf("client read %q (%v) after the 101, want %q", rest, err, "echo:early late")
+		}
+	})
 }

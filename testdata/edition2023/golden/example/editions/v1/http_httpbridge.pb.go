@@ -2403,7 +2403,7 @@ type serveHTTPHijacked struct {
 	ctx       context.Context // the stream's: the session outlives the request's
 	log       *slog.Logger
 	chunkSize int
-	protocol  string // what the host offered: "websocket"
+	protocol  string // what the host offered, for logs: "websocket"
 	method    string // the request's, for reading a response head
 	path      string // for logs; never the query
 	remote    string
@@ -2500,7 +2500,7 @@ func (s *serveHTTPHijacked) endLocked(err error) {
 		return
 	}
 	if err != nil {
-		s.log.Error("httpbridge: ServeHTTP hijacked connection failed", "path", s.path, "error", err)
+		s.log.Error("httpbridge: ServeHTTP hijacked connection failed", "path", s.path, "protocol", s.protocol, "error", err)
 		if s.failure == nil {
 			s.failure = err
 		}
@@ -2875,7 +2875,7 @@ func (s *serveHTTPHijacked) unreachable() {
 	closed := s.closed
 	s.mu.Unlock()
 	if !closed {
-		s.log.Warn("httpbridge: ServeHTTP hijacked connection was dropped without Close; closing it", "path", s.path)
+		s.log.Warn("httpbridge: ServeHTTP hijacked connection was dropped without Close; closing it", "path", s.path, "protocol", s.protocol)
 		s.close()
 	}
 }

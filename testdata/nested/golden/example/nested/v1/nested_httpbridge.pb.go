@@ -2342,7 +2342,7 @@ type handleHijacked struct {
 	ctx       context.Context // the stream's: the session outlives the request's
 	log       *slog.Logger
 	chunkSize int
-	protocol  string // what the host offered: "websocket"
+	protocol  string // what the host offered, for logs: "websocket"
 	method    string // the request's, for reading a response head
 	path      string // for logs; never the query
 	remote    string
@@ -2439,7 +2439,7 @@ func (s *handleHijacked) endLocked(err error) {
 		return
 	}
 	if err != nil {
-		s.log.Error("httpbridge: Handle hijacked connection failed", "path", s.path, "error", err)
+		s.log.Error("httpbridge: Handle hijacked connection failed", "path", s.path, "protocol", s.protocol, "error", err)
 		if s.failure == nil {
 			s.failure = err
 		}
@@ -2811,7 +2811,7 @@ func (s *handleHijacked) unreachable() {
 	closed := s.closed
 	s.mu.Unlock()
 	if !closed {
-		s.log.Warn("httpbridge: Handle hijacked connection was dropped without Close; closing it", "path", s.path)
+		s.log.Warn("httpbridge: Handle hijacked connection was dropped without Close; closing it", "path", s.path, "protocol", s.protocol)
 		s.close()
 	}
 }
@@ -5278,7 +5278,7 @@ type outerFetchHijacked struct {
 	ctx       context.Context // the stream's: the session outlives the request's
 	log       *slog.Logger
 	chunkSize int
-	protocol  string // what the host offered: "websocket"
+	protocol  string // what the host offered, for logs: "websocket"
 	method    string // the request's, for reading a response head
 	path      string // for logs; never the query
 	remote    string
@@ -5375,7 +5375,7 @@ func (s *outerFetchHijacked) endLocked(err error) {
 		return
 	}
 	if err != nil {
-		s.log.Error("httpbridge: OuterFetch hijacked connection failed", "path", s.path, "error", err)
+		s.log.Error("httpbridge: OuterFetch hijacked connection failed", "path", s.path, "protocol", s.protocol, "error", err)
 		if s.failure == nil {
 			s.failure = err
 		}
@@ -5747,7 +5747,7 @@ func (s *outerFetchHijacked) unreachable() {
 	closed := s.closed
 	s.mu.Unlock()
 	if !closed {
-		s.log.Warn("httpbridge: OuterFetch hijacked connection was dropped without Close; closing it", "path", s.path)
+		s.log.Warn("httpbridge: OuterFetch hijacked connection was dropped without Close; closing it", "path", s.path, "protocol", s.protocol)
 		s.close()
 	}
 }
@@ -8218,7 +8218,7 @@ type passHijacked struct {
 	ctx       context.Context // the stream's: the session outlives the request's
 	log       *slog.Logger
 	chunkSize int
-	protocol  string // what the host offered: "websocket"
+	protocol  string // what the host offered, for logs: "websocket"
 	method    string // the request's, for reading a response head
 	path      string // for logs; never the query
 	remote    string
@@ -8315,7 +8315,7 @@ func (s *passHijacked) endLocked(err error) {
 		return
 	}
 	if err != nil {
-		s.log.Error("httpbridge: Pass hijacked connection failed", "path", s.path, "error", err)
+		s.log.Error("httpbridge: Pass hijacked connection failed", "path", s.path, "protocol", s.protocol, "error", err)
 		if s.failure == nil {
 			s.failure = err
 		}
@@ -8687,7 +8687,7 @@ func (s *passHijacked) unreachable() {
 	closed := s.closed
 	s.mu.Unlock()
 	if !closed {
-		s.log.Warn("httpbridge: Pass hijacked connection was dropped without Close; closing it", "path", s.path)
+		s.log.Warn("httpbridge: Pass hijacked connection was dropped without Close; closing it", "path", s.path, "protocol", s.protocol)
 		s.close()
 	}
 }

@@ -2358,7 +2358,7 @@ type exchangeHijacked struct {
 	ctx       context.Context // the stream's: the session outlives the request's
 	log       *slog.Logger
 	chunkSize int
-	protocol  string // what the host offered: "websocket"
+	protocol  string // what the host offered, for logs: "websocket"
 	method    string // the request's, for reading a response head
 	path      string // for logs; never the query
 	remote    string
@@ -2455,7 +2455,7 @@ func (s *exchangeHijacked) endLocked(err error) {
 		return
 	}
 	if err != nil {
-		s.log.Error("httpbridge: Exchange hijacked connection failed", "path", s.path, "error", err)
+		s.log.Error("httpbridge: Exchange hijacked connection failed", "path", s.path, "protocol", s.protocol, "error", err)
 		if s.failure == nil {
 			s.failure = err
 		}
@@ -2827,7 +2827,7 @@ func (s *exchangeHijacked) unreachable() {
 	closed := s.closed
 	s.mu.Unlock()
 	if !closed {
-		s.log.Warn("httpbridge: Exchange hijacked connection was dropped without Close; closing it", "path", s.path)
+		s.log.Warn("httpbridge: Exchange hijacked connection was dropped without Close; closing it", "path", s.path, "protocol", s.protocol)
 		s.close()
 	}
 }
