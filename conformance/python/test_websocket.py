@@ -718,3 +718,62 @@ async def test_wsgi_serves_upgrades_as_http(path: str, status: int):
                 body += first.body
             assert body == b"plain websocket 0"
         call.cancel()
+
+
+@pytest.mark.parametrize("path, status", [("/ws", 200), ("/101", 500)])
+async def test_threaded_wsgi_serves_upgrades_as_http(path: str, status: int):
+    from test_wsgi_threads import threaded_server
+
+    async with threaded_server(wsgi_app, ws_ping_interval=1.0) as stub:
+        call = stub.ServeHTTP(metadata=((SERVE_HTTP_UPGRADE_KEY, "websocket"),))
+        await call.write(upgrade_init(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"))
+        first = out(await asyncio.wait_for(call.read(), 3))
+        assert first.status == status
+        if status == 200:
+            body = first.body
+            while not first.complete:
+                first = out(await call.read())
+                body += first.body
+            assert body == b"plain websocket 0"
+        call.cancel()
+
+
+async def test_serve_plugin_hooks_closes_sessions_with_1012_as_it_stops():
+    from mattermost.pluginapi.v1 import hooks_pb2_grpc
+    from mattermost.pluginapi.v1.hooks_httpbridge import serve_plugin_hooks
+    from test_e2e import stop_serving
+
+    app = Recorder()
+    bound: "asyncio.Future[int]" = asyncio.get_running_loop().create_future()
+    task = asyncio.ensure_future(serve_plugin_hooks(app, "127.0.0.1:0", ready=bound.set_result, signals=(), lifespan="off", grace=2.0))
+    try:
+        port = await asyncio.wait_for(bound, 10)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            host = WSHost(hooks_pb2_grpc.PluginHooksStub(channel))
+            assert (await host.handshake()).status == 101
+            reading = asyncio.ensure_future(host.message())
+            await stop_serving(task)
+            event = await asyncio.wait_for(reading, 3)
+            assert isinstance(event, ev.CloseConnection) and event.code == 1012
+            assert await host.status() == grpc.StatusCode.OK
+    finally:
+        await stop_serving(task)
+    assert app.events[-1]["code"] == 1012
+
+
+async def test_a_header_with_a_line_break_is_refused():
+    """From a host other than Go's, whose net/http lets none through: no
+    header line may end early in the head wsproto checks."""
+    called: List[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        called.append(scope)
+
+    async with plugin(app) as stub:
+        host = WSHost(stub)
+        msg = upgrade_init(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        msg.init.headers.add(key="X-Evil", values=["a\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="])
+        await host.call.write(msg)
+        first = out(await host.call.read())
+        assert first.status == 400 and first.complete
+    assert called == []
