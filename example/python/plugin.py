@@ -349,13 +349,14 @@ class WebSocketSession:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
+        await websocket.receive()  # websocket.connect: the handshake to answer
         ticks = parse_ticks(query_value(websocket, "ticks"))
         if ticks is None:
-            await refuse(send, http_error(TICKS_ERROR, 400), scope, receive)
+            await refuse(http_error(TICKS_ERROR, 400), scope, receive, send)
             return
         if not same_origin(websocket):
             log.info("ws: refused: origin %s is not this site", websocket.headers.get("origin"))
-            await refuse(send, http_error("Forbidden", 403, WEBSOCKET_VERSION), scope, receive)
+            await refuse(http_error("Forbidden", 403, WEBSOCKET_VERSION), scope, receive, send)
             return
         await websocket.accept()
         ticker = asyncio.ensure_future(send_ticks(websocket, ticks))
@@ -384,7 +385,7 @@ class WebSocketSession:
             await asyncio.gather(ticker, return_exceptions=True)
 
 
-async def refuse(send: Send, response: Response, scope: Scope, receive: Receive) -> None:
+async def refuse(response: Response, scope: Scope, receive: Receive, send: Send) -> None:
     """Refuses a WebSocket handshake with an HTTP response, through the
     ASGI denial extension (websocket.http.response.start and .body), which
     the bridge supports: websocket.close before accepting would give a
