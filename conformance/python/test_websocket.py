@@ -759,3 +759,21 @@ async def test_serve_plugin_hooks_closes_sessions_with_1012_as_it_stops():
     finally:
         await stop_serving(task)
     assert app.events[-1]["code"] == 1012
+
+
+async def test_a_header_with_a_line_break_is_refused():
+    """From a host other than Go's, whose net/http lets none through: no
+    header line may end early in the head wsproto checks."""
+    called: List[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        called.append(scope)
+
+    async with plugin(app) as stub:
+        host = WSHost(stub)
+        msg = upgrade_init(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        msg.init.headers.add(key="X-Evil", values=["a\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="])
+        await host.call.write(msg)
+        first = out(await host.call.read())
+        assert first.status == 400 and first.complete
+    assert called == []

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import sys
 from typing import Any, AsyncIterator, List, Optional, Sequence, Tuple, Union
 
 import grpc
@@ -19,6 +21,9 @@ from conftest import Out, out
 from mattermost.pluginapi.v1 import hooks_pb2_grpc
 from mattermost.pluginapi.v1 import hooks_http_pb2 as pb
 from mattermost.pluginapi.v1.hooks_httpbridge import PluginHooksBridge
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps"))
+from ws_app import raw_echo, starlette_echo  # noqa: E402,F401  (the echo apps, shared with python_ws_test.go)
 
 UPGRADE = ("httpbridge-upgrade", "websocket")
 CHUNK = 64 << 10
@@ -199,65 +204,6 @@ class WSHost:
         while await self.event() is not None:
             pass
         return await self.call.code()
-
-
-# --- the apps ------------------------------------------------------------------
-
-
-async def raw_echo(scope: Any, receive: Any, send: Any) -> None:
-    """A raw ASGI echo: accepts (with the first subprotocol offered), echoes
-    every message, and closes with 1000 on a message "close"."""
-    if scope["type"] == "lifespan":
-        return
-    assert scope["type"] == "websocket"
-    assert (await receive())["type"] == "websocket.connect"
-    subprotocols = scope.get("subprotocols") or []
-    await send({"type": "websocket.accept", "subprotocol": subprotocols[0] if subprotocols else None})
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        if message.get("text") == "close":
-            await send({"type": "websocket.close", "code": 1000, "reason": "asked"})
-            return
-        if message.get("text", "").startswith("close "):
-            _, code, reason = message["text"].split(" ", 2)
-            await send({"type": "websocket.close", "code": int(code), "reason": reason})
-            return
-        if message.get("text") is not None:
-            await send({"type": "websocket.send", "text": message["text"]})
-        else:
-            await send({"type": "websocket.send", "bytes": message["bytes"]})
-
-
-def starlette_echo() -> Any:
-    """The same echo as a Starlette WebSocketRoute."""
-    from starlette.applications import Starlette
-    from starlette.routing import WebSocketRoute
-    from starlette.websockets import WebSocket, WebSocketDisconnect
-
-    async def echo(websocket: WebSocket) -> None:
-        await websocket.accept(websocket.scope.get("subprotocols", [None])[0] if websocket.scope.get("subprotocols") else None)
-        try:
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                if message.get("text") == "close":
-                    await websocket.close(1000, "asked")
-                    return
-                if message.get("text", None) is not None and message["text"].startswith("close "):
-                    _, code, reason = message["text"].split(" ", 2)
-                    await websocket.close(int(code), reason)
-                    return
-                if message.get("text") is not None:
-                    await websocket.send_text(message["text"])
-                else:
-                    await websocket.send_bytes(message["bytes"])
-        except WebSocketDisconnect:
-            return
-
-    return Starlette(routes=[WebSocketRoute("/ws", echo)])
 
 
 # --- a TCP front that does the Go host's part ------------------------------------

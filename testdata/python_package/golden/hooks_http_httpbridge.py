@@ -974,7 +974,10 @@ def _handshake_bytes(head: _RequestHead) -> bytes:
     for key, values in head.headers:
         if key.lower() != "host":
             lines.extend(f"{key}: {value}" for value in values)
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+    if any(_BAD_VALUE.search(line) for line in lines):
+        # net/http lets none through; from another host, no line may end early.
+        raise ValueError("a request header holds a control character")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 
 def _retrieve(future: "asyncio.Future[Any]") -> None:
@@ -984,8 +987,8 @@ def _retrieve(future: "asyncio.Future[Any]") -> None:
 
 
 class _WebSocket(enum.Enum):
-    """Where a WebSocket session is. It moves CONNECTING, then OPEN or
-    RESPONDING, then CLOSING and CLOSED, and never back."""
+    """Where a WebSocket session is. It starts CONNECTING, may move to OPEN
+    and CLOSING, or to RESPONDING, and ends CLOSED; never back."""
 
     CONNECTING = "the app has neither accepted nor refused yet"
     RESPONDING = "the app refused with an HTTP response"
@@ -995,7 +998,7 @@ class _WebSocket(enum.Enum):
 
 
 class _WebSocketOptions(NamedTuple):
-    """The options of uvicorn's of the same names, ws_ prefixed."""
+    """The facade's ws_* options, named and meant as uvicorn's."""
 
     max_size: int
     ping_interval: Optional[float]
@@ -1308,6 +1311,9 @@ class _WebSocketSession:
             await self._close(code, "", wait=True)
         except _ClientDisconnected:
             pass
+        except Exception:  # never: but the server must stop
+            self._log.exception("httpbridge: could not close the WebSocket (path %s)", self.path)
+            self._settle()
 
     async def finish(self, ok: bool) -> None:
         """Ends the session once the app returned (ok) or failed: 500

@@ -959,7 +959,11 @@ func (h *ServeHTTPHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, i
 		}
 	}()
 
-	ctx, cancel := context.WithCancel(r.Context())
+	// Not r's context: net/http cancels it when the client half-closes
+	// before the answer (its background read sees the FIN), which for an
+	// upgrade is the end of the client's input in the new protocol, sent
+	// on once the 101 is in. The handshake timeout bounds the wait instead.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	// A plugin that cannot switch (Mattermost's Python SDK waits for the
 	// body's end) would otherwise hold the request for ever; so would a
