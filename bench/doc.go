@@ -58,6 +58,24 @@
 // HTTPBRIDGE_BENCH_UVICORN adds arguments to uvicorn's, such as
 // "--http httptools".
 //
+// BenchmarkWebSocket, BenchmarkWebSocketIdle and BenchmarkPythonWebSocket
+// (websocket_test.go) measure WebSocket sessions, issue 18's targets
+// (upgrade.md §7): the generated host with UpgradeProtocols ["websocket"]
+// against the proxy, both behind a net/http server in this process that a
+// coder/websocket client dials, in front of the same coder/websocket
+// handler in the plugin process (for Python: python/app.py's /ws, bridged
+// or under uvicorn --ws wsproto). Handshakes at concurrency 1 and 32,
+// 125-byte echoes on one session (p50, p99) and on 32, 100 000 pushed
+// messages of 100 bytes, 1 MiB and 16 MiB echoes, and, with -benchtime 1x,
+// the heap and stacks 1 000 idle sessions add to each process. Rounds of
+//
+//	go test ./bench -run '^$' -bench '^BenchmarkWebSocket$'
+//	go test ./bench -run '^$' -bench '^BenchmarkWebSocketIdle$' -benchtime 1x
+//	go test ./bench -run '^$' -bench '^BenchmarkPythonWebSocket$'
+//
+// appended to one file, then go run ./bench/ratios, give BENCHMARKS.md's
+// WebSocket tables and the targets met or missed.
+//
 // Plain go test runs only a quick check that every system serves the
 // workloads correctly; the Python systems' is skipped when /usr/bin/python3
 // cannot import grpc, google.protobuf and uvicorn, unless CI is set.

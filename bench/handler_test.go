@@ -51,8 +51,10 @@ var small = []byte("hi")
 //	POST /echo          writes the body back as it reads it
 //	GET  /small         writes "hi"
 //	GET  /events?n=N    writes N events of 100 bytes, flushing each
+//	GET  /ws            a WebSocket that echoes and pushes (serveWebSocket)
 func newHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", serveWebSocket)
 	mux.HandleFunc("POST /upload", func(w http.ResponseWriter, r *http.Request) {
 		buf := getBuf()
 		defer putBuf(buf)

@@ -173,6 +173,7 @@ func runPlugin(profile string) error {
 //
 //	GET  /memstats    "TotalAlloc Mallocs" of runtime.MemStats, CPU ns used
 //	                  and context switches (see usage)
+//	GET  /heap        "HeapInuse StackInuse goroutines" after a collection
 //	POST /peak/reset  collects garbage, returns memory to the OS and resets VmHWM
 //	GET  /peak        VmHWM in KiB
 //	/debug/pprof/     net/http/pprof
@@ -183,6 +184,10 @@ func controlHandler() http.Handler {
 		runtime.ReadMemStats(&ms)
 		cpu, switches := usage()
 		fmt.Fprintf(w, "%d %d %d %d", ms.TotalAlloc, ms.Mallocs, cpu, switches)
+	})
+	mux.HandleFunc("GET /heap", func(w http.ResponseWriter, r *http.Request) {
+		heap, stack := liveMemory()
+		fmt.Fprintf(w, "%d %d %d", heap, stack, runtime.NumGoroutine())
 	})
 	mux.HandleFunc("POST /peak/reset", func(w http.ResponseWriter, r *http.Request) {
 		if err := resetPeakRSS(); err != nil {
@@ -345,4 +350,13 @@ func (p *plugin) peak() (int64, error) {
 		return 0, err
 	}
 	return strconv.ParseInt(s, 10, 64)
+}
+
+// heap returns the plugin's live heap and stack bytes and its goroutines.
+func (p *plugin) heap() (heap, stack uint64, goroutines int, err error) {
+	s, err := p.call(http.MethodGet, "/heap")
+	if err == nil {
+		_, err = fmt.Sscan(s, &heap, &stack, &goroutines)
+	}
+	return heap, stack, goroutines, err
 }

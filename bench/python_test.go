@@ -339,7 +339,7 @@ func newPySystem(name string) (*system, error) {
 		host := pluginapiv1.NewPluginHooksServeHTTPHost(pluginapiv1.NewPluginHooksClient(conn))
 		host.ChunkSize = chunkSize()
 		s.handler = host
-	case "py-uvicorn", "py-wsgi-uvicorn":
+	case "py-uvicorn", "py-wsgi-uvicorn", "py-uvicorn-ws":
 		app := "app:app"
 		if name == "py-wsgi-uvicorn" {
 			app = "wsgi_app:app"
@@ -511,8 +511,9 @@ func startPyWSGI(name, how string) (*pyProc, int, error) {
 }
 
 // startPyUvicorn starts uvicorn serving app ("module:attribute" of
-// python/; a WSGI one for py-wsgi-uvicorn) on a socket that listens
-// already, and returns its address.
+// python/; a WSGI one for py-wsgi-uvicorn; WebSockets with wsproto for
+// py-uvicorn-ws) on a socket that listens already, and returns its
+// address.
 func startPyUvicorn(name, app string) (*pyProc, string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -537,9 +538,13 @@ func startPyUvicorn(name, app string) (*pyProc, string, error) {
 		// Quiet, and keep-alive longer than a run, as for the Go server.
 		"--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "3600",
 	}
-	if name == "py-wsgi-uvicorn" {
+	switch name {
+	case "py-wsgi-uvicorn":
 		args = append(args, "--interface", "wsgi", "--lifespan", "off")
-	} else {
+	case "py-uvicorn-ws":
+		// WebSockets framed by wsproto, as the generated facade does.
+		args = append(args, "--ws", "wsproto", "--lifespan", "on")
+	default:
 		args = append(args, "--lifespan", "on")
 	}
 	args = append(args, strings.Fields(os.Getenv(envUvicorn))...)

@@ -182,3 +182,23 @@ func TestHostUpgradeHandshakeTimerRace(t *testing.T) {
 		t.Errorf("%d sessions got a 101 in time and were then aborted", hits)
 	}
 }
+
+// Was a bug: a client that half-closes right behind the upgrade request,
+// without waiting for the 101, got 503: net/http cancels the request's
+// context when its background read sees the FIN. For an upgrade that FIN
+// is the end of the new protocol's input, delivered after the 101.
+func TestHostUpgradeHalfCloseBeforeAnswer(t *testing.T) {
+	env, _ := upgradeEnv(t, upgradeEcho("tail", nil), nil)
+	c := dialRaw(t, env)
+	c.send(t, "GET /t HTTP/1.1", []string{"Connection: Upgrade", "Upgrade: x-echo-tcp"}, "early")
+	if err := c.conn.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	raw, resp := c.head(t)
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("got %q, want 101", raw)
+	}
+	if rest, err := c.rest(); rest != "EARLYtail" || err != nil {
+		t.Errorf("client read %q, %v; want EARLYtail and a clean end", rest, err)
+	}
+}

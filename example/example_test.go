@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/httpbridge/httpbridge/internal/bridgetest"
 	_ "github.com/httpbridge/httpbridge/internal/golden" // accept -update
 )
@@ -64,6 +66,7 @@ func TestExample(t *testing.T) {
 				t.Run("download", ex.testDownload)
 				t.Run("panic", ex.testPanic)
 				t.Run("disconnect", ex.testDisconnect)
+				t.Run("websocket", ex.testWebSocket)
 			})
 			t.Run("ctrl-c", ex.testCtrlC)
 		})
@@ -127,6 +130,7 @@ func buildExample(t *testing.T) string {
 // example is the running host process, and through it the plugin.
 type example struct {
 	cmd       *exec.Cmd
+	lang      string // of the plugin
 	curlPath  string
 	base      string // http://127.0.0.1:port/plugins/demo
 	pluginPID int
@@ -143,9 +147,9 @@ func startExample(t *testing.T, exe, lang string) *example {
 	t.Helper()
 	if lang == "python" {
 		// The host runs the plugin with Debian's Python by default.
-		bridgetest.RequirePython(t, "grpc", "google.protobuf", "starlette")
+		bridgetest.RequirePython(t, "grpc", "google.protobuf", "starlette", "wsproto")
 	}
-	ex := &example{exited: make(chan struct{}), tmpDir: t.TempDir()}
+	ex := &example{lang: lang, exited: make(chan struct{}), tmpDir: t.TempDir()}
 	ex.cmd = exec.Command(exe, "-addr", "127.0.0.1:0", "-plugin-lang", lang)
 	// A TMPDIR of its own, so that the test sees what the example leaves
 	// there.
@@ -256,6 +260,8 @@ const index = `httpbridge demo plugin. Endpoints, relative to this page:
   POST upload              byte count and SHA-256 of the request body
   GET  download?size=N     N bytes (byte i is i%251), streamed
   GET  events?count=N      N server-sent events, one per 100 ms (default 10)
+  GET  ws?ticks=N          a WebSocket that echoes each message, and sends
+                           N clock ticks, one per 100 ms (default 0)
   GET  panic               a handler that panics
 `
 
@@ -265,7 +271,7 @@ const index = `httpbridge demo plugin. Endpoints, relative to this page:
 func (ex *example) testAnswers(t *testing.T) {
 	const text = "text/plain; charset=utf-8"
 	// The headers checked; those that a case does not list must be absent.
-	checked := []string{"Content-Type", "Content-Length", "X-Content-Type-Options", "Allow", "Cache-Control"}
+	checked := []string{"Content-Type", "Content-Length", "X-Content-Type-Options", "Allow", "Cache-Control", "Sec-Websocket-Version"}
 	errorHeader := func(body string, more ...string) map[string]string {
 		h := map[string]string{"Content-Type": text, "Content-Length": strconv.Itoa(len(body)), "X-Content-Type-Options": "nosniff"}
 		for i := 0; i < len(more); i += 2 {
@@ -294,6 +300,15 @@ func (ex *example) testAnswers(t *testing.T) {
 		{"bad-size", []string{"/download?size=-1"}, 400, errorHeader("size: want a number of bytes\n"), "size: want a number of bytes\n"},
 		{"bad-count", []string{"/events?count=x"}, 400, errorHeader("count: want a positive number\n"), "count: want a positive number\n"},
 		{"panic", []string{"/panic"}, 500, errorHeader("Internal Server Error\n"), "Internal Server Error\n"},
+		// /ws without a WebSocket handshake: what gorilla/websocket answers.
+		{"ws-no-upgrade", []string{"/ws"}, 400, errorHeader("Bad Request\n", "Sec-Websocket-Version", "13"), "Bad Request\n"},
+		{"ws-bad-ticks", []string{"/ws?ticks=x"}, 400, errorHeader("ticks: want a number, 0 or more\n"), "ticks: want a number, 0 or more\n"},
+		{"ws-post", []string{"--data-binary", "abc", "/ws"}, 405, errorHeader("Method Not Allowed\n", "Allow", "GET, HEAD"), "Method Not Allowed\n"},
+		// An upgrade to a protocol the host does not allow reaches the
+		// plugin as a plain request, and the host closes the connection
+		// after the answer.
+		{"ws-other-protocol", []string{"-H", "Connection: Upgrade", "-H", "Upgrade: h2c", "/ws"}, 400,
+			errorHeader("Bad Request\n", "Sec-Websocket-Version", "13", "Connection", "close"), "Bad Request\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			// --raw keeps a chunked body chunked, as ReadResponse expects it.
@@ -314,6 +329,12 @@ func (ex *example) testAnswers(t *testing.T) {
 				if got, want := resp.Header.Get(key), c.header[key]; got != want {
 					t.Errorf("%s: %q, want %q", key, got, want)
 				}
+			}
+			// ReadResponse takes "Connection: close" out of the header.
+			// (The host may also close after an answer that came before
+			// the request's body was read: see docs/guarantees.md.)
+			if c.header["Connection"] == "close" && !resp.Close {
+				t.Error("no Connection: close")
 			}
 			if !regexp.MustCompile(`\A` + c.body + `\z`).Match(body) {
 				t.Errorf("body %q, want one that matches %q", body, c.body)
@@ -505,6 +526,27 @@ func (ex *example) testDisconnect(t *testing.T) {
 // terminal does, while an event stream is running: the stream must finish,
 // then the host's HTTP server stops, then the plugin, and both exit 0.
 func (ex *example) testCtrlC(t *testing.T) {
+	// A WebSocket session is open too. net/http's Shutdown leaves such
+	// connections alone: the host ends them itself.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ex.base, "http")+"/ws", nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.CloseNow()
+	if err := conn.Write(ctx, websocket.MessageText, []byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	if _, data, err := conn.Read(ctx); err != nil || string(data) != "still here" {
+		t.Fatalf("echo: %q, %v", data, err)
+	}
+	sessionEnd := make(chan error, 1)
+	go func() {
+		_, _, err := conn.Read(ctx)
+		sessionEnd <- err
+	}()
+
 	const count = 8
 	arrivals := ex.streamEvents(t, ex.base+"/events?count="+strconv.Itoa(count), func() {
 		if err := syscall.Kill(-ex.cmd.Process.Pid, syscall.SIGINT); err != nil {
@@ -523,8 +565,23 @@ func (ex *example) testCtrlC(t *testing.T) {
 	if ex.err != nil {
 		t.Errorf("the host exited with %v, want status 0", ex.err)
 	}
+	// The host half-closed the session toward the plugin, whose handler
+	// then ended it: the Go plugin sends a close frame (1001, going away)
+	// first; the Python plugin cannot, since ASGI gives its app only
+	// websocket.disconnect (1006), so its client sees the connection end
+	// without one.
+	select {
+	case err := <-sessionEnd:
+		status := websocket.CloseStatus(err)
+		if want := map[string]websocket.StatusCode{"go": websocket.StatusGoingAway, "python": -1}[ex.lang]; status != want {
+			t.Errorf("the WebSocket session open at Ctrl-C ended with %v (close status %d), want close status %d", err, status, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the WebSocket session open at Ctrl-C did not end with the host")
+	}
 	ex.log.inOrder(t,
 		"host: shutting down: stopping the HTTP server",
+		"plugin: ws: stopped after 1 messages",
 		"host: HTTP server stopped",
 		"plugin: the host closed our standard input: stopping",
 		"plugin: stopped",
@@ -611,4 +668,234 @@ func (l *logLines) inOrder(t *testing.T, substrs ...string) {
 	if next < len(substrs) {
 		t.Errorf("the log does not have, in order, %q (found the first %d)", substrs, next)
 	}
+}
+
+// testWebSocket opens WebSocket sessions through the host with a Go client
+// (coder/websocket; the Go plugin is written with gorilla/websocket) and
+// with Python's websockets, as a user's programs would.
+func (ex *example) testWebSocket(t *testing.T) {
+	t.Parallel()
+	url := "ws" + strings.TrimPrefix(ex.base, "http") + "/ws"
+	t.Run("echo", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		conn, resp, err := websocket.Dial(ctx, url, nil)
+		if err != nil {
+			t.Fatalf("dial %s: %v", url, err)
+		}
+		defer conn.CloseNow()
+		if resp.StatusCode != http.StatusSwitchingProtocols || !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") {
+			t.Errorf("handshake answered %d, Upgrade %q; want 101, websocket", resp.StatusCode, resp.Header.Get("Upgrade"))
+		}
+		conn.SetReadLimit(32 << 20)
+		// Sizes on both sides of the frame length encodings (125, 126,
+		// 65535, 65536) and of the bridge's 64 KiB chunks.
+		_, big := randomFile(t, 4<<20+1)
+		messages := []struct {
+			kind websocket.MessageType
+			data []byte
+		}{
+			{websocket.MessageText, []byte("hello")},
+			{websocket.MessageText, nil},
+			{websocket.MessageBinary, nil},
+			{websocket.MessageBinary, big[:125]},
+			{websocket.MessageBinary, big[:126]},
+			{websocket.MessageText, bytes.Repeat([]byte("é"), 65535/2)},
+			{websocket.MessageBinary, big[:65536]},
+			{websocket.MessageBinary, big[:65536*3+1]},
+			{websocket.MessageBinary, big},
+		}
+		for i, m := range messages {
+			if err := conn.Write(ctx, m.kind, m.data); err != nil {
+				t.Fatalf("message %d: write: %v", i, err)
+			}
+			kind, data, err := conn.Read(ctx)
+			if err != nil {
+				t.Fatalf("message %d: read: %v", i, err)
+			}
+			if kind != m.kind || !bytes.Equal(data, m.data) {
+				t.Errorf("message %d: sent %v of %d bytes, sha256 %x; got %v of %d bytes, sha256 %x",
+					i, m.kind, len(m.data), sha256.Sum256(m.data), kind, len(data), sha256.Sum256(data))
+			}
+		}
+		// Close returns nil once the plugin answered the close frame.
+		if err := conn.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		ex.log.wait(t, fmt.Sprintf("plugin: ws: the client closed the session after %d messages", len(messages)), 5*time.Second)
+	})
+
+	t.Run("ticks", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		conn, _, err := websocket.Dial(ctx, url+"?ticks=5", nil)
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		defer conn.CloseNow()
+		// The ticks come on their own, and an echo goes between them.
+		tick := regexp.MustCompile(`\Atick (\d) of 5 at \d\d:\d\d:\d\d\.\d\d\d\z`)
+		var ticks []string
+		echoed := false
+		for len(ticks) < 5 || !echoed {
+			kind, data, err := conn.Read(ctx)
+			if err != nil {
+				t.Fatalf("read after %q (echo seen: %v): %v", ticks, echoed, err)
+			}
+			switch m := tick.FindSubmatch(data); {
+			case kind == websocket.MessageText && string(data) == "between the ticks":
+				echoed = true
+			case kind == websocket.MessageText && m != nil && string(m[1]) == strconv.Itoa(len(ticks)+1):
+				ticks = append(ticks, string(data))
+				if len(ticks) == 1 {
+					if err := conn.Write(ctx, websocket.MessageText, []byte("between the ticks")); err != nil {
+						t.Fatal(err)
+					}
+				}
+			default:
+				t.Fatalf("got %v %q after the ticks %q", kind, data, ticks)
+			}
+		}
+		if err := conn.Close(websocket.StatusNormalClosure, ""); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+
+	t.Run("refused", func(t *testing.T) {
+		t.Parallel()
+		for _, c := range []struct {
+			name   string
+			query  string
+			origin string
+			status int
+			body   string
+			header map[string]string
+		}{
+			// The plugin's origin check: a page of another site may not
+			// open a session with the user's cookies.
+			{"other-origin", "", "http://evil.example", 403, "Forbidden\n", map[string]string{"Sec-Websocket-Version": "13"}},
+			{"same-origin", "?ticks=x", "http://" + strings.TrimPrefix(strings.TrimSuffix(ex.base, "/plugins/demo"), "http://"), 400, "ticks: want a number, 0 or more\n", nil},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+				defer cancel()
+				conn, resp, err := websocket.Dial(ctx, url+c.query, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {c.origin}}})
+				if err == nil {
+					conn.CloseNow()
+					t.Fatal("the handshake succeeded")
+				}
+				if resp == nil {
+					t.Fatalf("no response: %v", err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != c.status || string(body) != c.body {
+					t.Errorf("got %d %q, want %d %q", resp.StatusCode, body, c.status, c.body)
+				}
+				// A declined upgrade closes the connection: bytes the
+				// client sent after the request, expecting the switch, are
+				// never read as HTTP.
+				// (net/http takes "Connection: close" out of the header.)
+				if !resp.Close {
+					t.Error("the answer has no Connection: close")
+				}
+				for key, want := range c.header {
+					if got := resp.Header.Get(key); got != want {
+						t.Errorf("%s: %q, want %q", key, got, want)
+					}
+				}
+			})
+		}
+	})
+
+	t.Run("client-gone", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		conn, _, err := websocket.Dial(ctx, url+"?ticks=1000", nil)
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		if _, _, err := conn.Read(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Gone without a close frame: the plugin's handler learns of it.
+		conn.CloseNow()
+		ex.log.wait(t, "plugin: ws: stopped after 0 messages", 5*time.Second)
+	})
+
+	t.Run("python-client", func(t *testing.T) {
+		t.Parallel()
+		bridgetest.RequirePython(t, "websockets")
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		// The websockets library, as a Python program would use it.
+		script := `
+import asyncio, hashlib, sys, websockets
+
+async def main(url):
+    async with websockets.connect(url, max_size=None) as ws:
+        await ws.send("hello")
+        print(await ws.recv())
+        data = bytes(i % 251 for i in range(1 << 20))
+        await ws.send(data)
+        echo = await ws.recv()
+        print(len(echo), hashlib.sha256(echo).hexdigest() == hashlib.sha256(data).hexdigest())
+    print("closed", ws.close_code)
+
+asyncio.run(main(sys.argv[1]))
+`
+		out, err := exec.CommandContext(ctx, bridgetest.Python, "-c", script, url).CombinedOutput()
+		if want := "hello\n1048576 True\nclosed 1000\n"; err != nil || string(out) != want {
+			t.Errorf("the websockets client: %v, printed %q; want %q", err, out, want)
+		}
+
+		// Debian's interactive client, python3 -m websockets: what it
+		// reads on standard input it sends, what it gets it prints after
+		// "< ", and it closes at the end of its input.
+		cmd := exec.CommandContext(ctx, bridgetest.Python, "-m", "websockets", url)
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var output lockedBuffer
+		cmd.Stdout, cmd.Stderr = &output, &output
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintln(stdin, "hello from python -m websockets")
+		for !strings.Contains(output.String(), "< hello from python -m websockets") {
+			if ctx.Err() != nil {
+				t.Fatalf("no echo within 30s: %q", output.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("python3 -m websockets: %v: %q", err, output.String())
+		}
+		if !strings.Contains(output.String(), "Connection closed: 1000 (OK).") {
+			t.Errorf("python3 -m websockets printed %q, without a clean close", output.String())
+		}
+	})
+}
+
+// lockedBuffer is a bytes.Buffer that a command writes while a test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -30,6 +30,7 @@ const (
 	startTimeout    = 10 * time.Second // for the handshake, and again for the gRPC connection
 	shutdownGrace   = 5 * time.Second  // for HTTP requests in flight at shutdown
 	pluginStopGrace = 10 * time.Second // for the plugin to exit once asked
+	maxWebSockets   = 100              // WebSocket sessions open at once; more get 503
 )
 
 // runHost starts the plugin with pc, serves it under /plugins/demo/ on addr
@@ -138,6 +139,12 @@ func serve(ctx context.Context, addr string, plugin *pluginProcess) error {
 
 	bridge := pluginapiv1.NewPluginHooksServeHTTPHost(pluginapiv1.NewPluginHooksClient(conn))
 	bridge.Init = fillPluginContext
+	// Clients may switch to WebSocket through the plugin (off by default:
+	// a plugin that cannot answer upgrades would leave them waiting), and
+	// at most maxWebSockets sessions are open at once: each holds a gRPC
+	// stream for as long as it lasts.
+	bridge.UpgradeProtocols = []string{"websocket"}
+	bridge.MaxUpgraded = maxWebSockets
 	mux := http.NewServeMux()
 	mux.Handle("/plugins/demo/", http.StripPrefix("/plugins/demo", bridge))
 
@@ -159,11 +166,20 @@ func serve(ctx context.Context, addr string, plugin *pluginProcess) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	// Shutdown neither waits for nor closes the connections that WebSocket
+	// sessions took over: CloseUpgraded ends them, beside the requests.
+	// Each plugin handler reads the end of its client's input and may
+	// still send a close frame; those left after the grace are cut off.
+	upgradedClosed := make(chan error, 1)
+	srv.RegisterOnShutdown(func() { upgradedClosed <- bridge.CloseUpgraded(shutdownCtx) })
 	if srv.Shutdown(shutdownCtx) != nil {
 		// Closing the connections cancels the requests, and with them
 		// their streams, so the plugin's handlers return too.
 		log.Printf("cutting off the requests still running after %v", shutdownGrace)
 		srv.Close()
+	}
+	if <-upgradedClosed != nil {
+		log.Printf("cut off the WebSocket sessions still open after %v", shutdownGrace)
 	}
 	log.Print("HTTP server stopped")
 	return err

@@ -11,9 +11,11 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"google.golang.org/grpc"
 
 	pluginapiv1 "github.com/httpbridge/httpbridge/gen/mattermost/pluginapi/v1"
@@ -99,6 +101,7 @@ func newMux() *http.ServeMux {
 	mux.HandleFunc("POST /upload", upload)
 	mux.HandleFunc("GET /download", download)
 	mux.HandleFunc("GET /events", events)
+	mux.HandleFunc("GET /ws", ws)
 	mux.HandleFunc("/panic", func(http.ResponseWriter, *http.Request) {
 		panic("the /panic endpoint was called")
 	})
@@ -112,6 +115,8 @@ func index(w http.ResponseWriter, r *http.Request) {
   POST upload              byte count and SHA-256 of the request body
   GET  download?size=N     N bytes (byte i is i%251), streamed
   GET  events?count=N      N server-sent events, one per 100 ms (default 10)
+  GET  ws?ticks=N          a WebSocket that echoes each message, and sends
+                           N clock ticks, one per 100 ms (default 0)
   GET  panic               a handler that panics
 `)
 }
@@ -231,6 +236,98 @@ func events(w http.ResponseWriter, r *http.Request) {
 		case <-time.After(100 * time.Millisecond):
 		case <-r.Context().Done():
 			log.Printf("events: the client went away after %d of %d events", i, count)
+			return
+		}
+	}
+}
+
+// upgrader turns a WebSocket handshake into a session. Its default origin
+// check refuses a browser's handshake from a page of another site (Origin's
+// host is not the request's Host) with 403: without it, any site a user
+// visits could open a session with the user's cookies. The bridge passes
+// Origin and Host on unchanged, so the check works as under net/http.
+var upgrader = websocket.Upgrader{}
+
+// wsReadLimit bounds the messages the plugin accepts: a larger one ends
+// the session (gorilla has no limit by default).
+const wsReadLimit = 16 << 20
+
+// ws is a WebSocket session: it echoes each text or binary message, and
+// sends ?ticks=N clock ticks, one every 100 ms, while it does. Handlers
+// written with gorilla/websocket (or coder/websocket) work unchanged: the
+// host lets a client upgrade when its UpgradeProtocols says so, and the
+// facade's ResponseWriter is then an http.Hijacker.
+func ws(w http.ResponseWriter, r *http.Request) {
+	ticks := 0
+	if s := r.URL.Query().Get("ticks"); s != "" {
+		var err error
+		if ticks, err = strconv.Atoi(s); err != nil || ticks < 0 {
+			http.Error(w, "ticks: want a number, 0 or more", http.StatusBadRequest)
+			return
+		}
+	}
+	// Upgrade answers a handshake it refuses itself (400, 403, 405).
+	conn, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		log.Printf("ws: %v", err)
+		return
+	}
+	// Closing the conn ends the session: the bridge then sends what was
+	// written, and ends the stream.
+	defer conn.Close()
+	conn.SetReadLimit(wsReadLimit)
+
+	// gorilla allows one writer at a time (and control frames, such as
+	// the answer to a close, beside it): the ticks and the echo take turns.
+	var writing sync.Mutex
+	write := func(kind int, data []byte) error {
+		writing.Lock()
+		defer writing.Unlock()
+		// A client that stops reading must not hold the plugin forever.
+		_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		return conn.WriteMessage(kind, data)
+	}
+	stop := make(chan struct{})
+	ticked := make(chan struct{})
+	go func() {
+		defer close(ticked)
+		for i := 1; i <= ticks; i++ {
+			if i > 1 {
+				select {
+				case <-time.After(100 * time.Millisecond):
+				case <-stop:
+					return
+				}
+			}
+			tick := fmt.Sprintf("tick %d of %d at %s", i, ticks, time.Now().Format("15:04:05.000"))
+			if write(websocket.TextMessage, []byte(tick)) != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		<-ticked
+	}()
+
+	for n := 0; ; n++ {
+		kind, data, err := conn.ReadMessage()
+		switch {
+		case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
+			// gorilla has answered the close frame already.
+			log.Printf("ws: the client closed the session after %d messages", n)
+			return
+		case err != nil:
+			// The client went away without a close frame, or the host
+			// ends the session as it shuts down (the read then sees the
+			// end of the client's input): say goodbye, if it still hears.
+			log.Printf("ws: stopped after %d messages: %v", n, err)
+			_ = conn.WriteControl(websocket.CloseMessage,
+				websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(time.Second))
+			return
+		}
+		if err := write(kind, data); err != nil {
+			log.Printf("ws: stopped after %d messages: %v", n, err)
 			return
 		}
 	}

@@ -18,8 +18,11 @@ the Go plugin's handler (bench/handler_test.go) but /echo, with the same bytes:
                              by the client: an event held back on the way, or
                              sent together with the next, stalls the stream
                              until the app gives up (GATE_TIMEOUT)
+    WebSocket /ws            sends every message back as it came
+                             (bench/websocket_test.go; uvicorn runs it with
+                             --ws wsproto)
 
-Everything else is 404. The app supports the lifespan protocol (both
+Every other HTTP request is 404. The app supports the lifespan protocol (both
 servers run it); it needs nothing beyond the standard library.
 """
 
@@ -165,10 +168,30 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
             return
 
 
+async def websocket_echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """Accepts the WebSocket and sends every message back as it came, text
+    as text and bytes as bytes, until the client closes."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        if message.get("bytes") is not None:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+        else:
+            await send({"type": "websocket.send", "text": message["text"]})
+
+
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """The ASGI 3 entry point."""
     if scope["type"] == "lifespan":
         await lifespan(scope, receive, send)
+        return
+    if scope["type"] == "websocket" and scope["path"] == "/ws":
+        await websocket_echo(scope, receive, send)
         return
     if scope["type"] != "http":
         raise RuntimeError(f"unsupported scope type {scope['type']!r}")

@@ -1,5 +1,6 @@
-// Command ratios turns the output of the bench package's BenchmarkExchange
-// and BenchmarkPython into the Markdown tables of BENCHMARKS.md: the median
+// Command ratios turns the output of the bench package's BenchmarkExchange,
+// BenchmarkPython and the WebSocket benchmarks into the Markdown tables of
+// BENCHMARKS.md: the median
 // of each metric per workload and system, and the bridge's figures as
 // ratios to raw and to the proxy over the same transport (for Python: to
 // raw over grpc.aio and to uvicorn behind the proxy), taken from the same
@@ -13,6 +14,12 @@
 //	go run ./bench/ratios < bench/results/default.txt
 //	go run ./bench/ratios < bench/results/python.txt
 //	go run ./bench/ratios < bench/results/python-wsgi.txt
+//	go run ./bench/ratios < bench/results/ws18.txt
+//
+// For WebSockets (BenchmarkWebSocket, BenchmarkWebSocketIdle,
+// BenchmarkPythonWebSocket) it prints the bridge against the proxy per
+// workload and transport, then each target of issue 18 (upgrade.md §7)
+// with its ratio and whether it was met, then each process's CPU time.
 package main
 
 import (
@@ -28,7 +35,7 @@ import (
 
 // line matches one result: benchmark, workload, system, iterations, then
 // value-unit pairs.
-var line = regexp.MustCompile(`^Benchmark(Exchange|PythonWSGI|Python)/work=([^/]+)/sys=(\S+?)(-\d+)?\s+\d+\s+(.*)$`)
+var line = regexp.MustCompile(`^Benchmark(Exchange|PythonWebSocket|PythonWSGI|Python|WebSocketIdle|WebSocket)/work=([^/]+)/sys=(\S+?)(-\d+)?\s+\d+\s+(.*)$`)
 
 type key struct{ work, sys, unit string }
 
@@ -67,6 +74,13 @@ func main() {
 			fmt.Println()
 		}
 		printPython(works["PythonWSGI"], median, wsgiTables)
+		printed = true
+	}
+	if len(works["WebSocket"])+len(works["WebSocketIdle"])+len(works["PythonWebSocket"]) > 0 {
+		if printed {
+			fmt.Println()
+		}
+		printWebSocket(slices.Concat(works["WebSocket"], works["WebSocketIdle"]), works["PythonWebSocket"], median)
 	}
 }
 
@@ -317,4 +331,202 @@ func ratio(a, b float64, ok bool) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.2f", a/b)
+}
+
+// wsTransports are the transports of the Go WebSocket systems.
+var wsTransports = []string{"tcp", "unix"}
+
+// wsMetrics are the figures compared for a WebSocket workload.
+func wsMetrics(work string) []string {
+	switch {
+	case strings.HasPrefix(work, "ws-handshake-c1"):
+		return []string{"ns/op", "upgrades/s", "cpu-ns/op"}
+	case strings.HasPrefix(work, "ws-handshake-"):
+		return []string{"upgrades/s", "cpu-ns/op"}
+	case strings.HasPrefix(work, "ws-echo-") && strings.HasSuffix(work, "-s1"):
+		return []string{"p50-ns", "p99-ns", "msgs/s", "cpu-ns/op"}
+	case strings.HasPrefix(work, "ws-echo-"), strings.HasPrefix(work, "ws-push-"):
+		return []string{"msgs/s", "cpu-ns/op"}
+	case strings.HasPrefix(work, "ws-idle-"):
+		return []string{"host-heap-B/session", "host-stack-B/session", "plugin-heap-B/session", "plugin-stack-B/session"}
+	case strings.HasPrefix(work, "http-get-"):
+		return []string{"ns/op", "cpu-ns/op"}
+	}
+	return []string{"MB/s", "cpu-ns/op"}
+}
+
+// printWebSocket prints the WebSocket tables: the figures of the bridge
+// and the proxy, the targets of issue 18, and the CPU time per process.
+// goWorks are BenchmarkWebSocket's and BenchmarkWebSocketIdle's workloads,
+// pyWorks BenchmarkPythonWebSocket's (the names overlap, the systems not).
+func printWebSocket(goWorks, pyWorks []string, median medianFunc) {
+	format := func(unit string) func(float64, bool) string {
+		if strings.HasSuffix(unit, "ns/op") || strings.HasSuffix(unit, "-ns") {
+			return dur
+		}
+		return num
+	}
+
+	fmt.Println("| workload | transport | metric | bridge | proxy | direct | bridge/proxy |")
+	fmt.Println("|---|---|---|--:|--:|--:|--:|")
+	for _, work := range goWorks {
+		for _, unit := range wsMetrics(work) {
+			for _, tr := range wsTransports {
+				bridge, ok := median(work, "bridge-"+tr, unit)
+				if !ok {
+					continue
+				}
+				proxy, okProxy := median(work, "proxy-"+tr, unit)
+				direct, okDirect := median(work, "direct", unit)
+				f := format(unit)
+				fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n", work, tr, unit,
+					f(bridge, true), f(proxy, okProxy), f(direct, okDirect), ratio(bridge, proxy, okProxy))
+			}
+		}
+	}
+	if len(pyWorks) > 0 {
+		fmt.Println()
+		fmt.Println("| workload | metric | py-bridge | py-uvicorn | bridge/uvicorn |")
+		fmt.Println("|---|---|--:|--:|--:|")
+		for _, work := range pyWorks {
+			for _, unit := range wsMetrics(work) {
+				bridge, ok := median(work, "py-bridge", unit)
+				if !ok {
+					continue
+				}
+				uvicorn, okU := median(work, "py-uvicorn", unit)
+				f := format(unit)
+				fmt.Printf("| %s | %s | %s | %s | %s |\n", work, unit, f(bridge, true), f(uvicorn, okU), ratio(bridge, uvicorn, okU))
+			}
+		}
+	}
+
+	fmt.Println()
+	fmt.Println("| target (issue 18) | transport | bridge | reference | ratio | wanted | result |")
+	fmt.Println("|---|---|--:|--:|--:|---|---|")
+	// check prints one target: the ratio a/b (or, with diff, a-b) against
+	// want, at most (atMost) or at least.
+	check := func(name, tr string, a, b float64, okA, okB bool, f func(float64, bool) string, atMost bool, want float64, diff bool) {
+		if !okA || !okB || (!diff && b == 0) {
+			return
+		}
+		r, rs, ws := a/b, "", ""
+		if diff {
+			r = a - b
+			rs = fmt.Sprintf("%+.1f KiB", r/1024)
+			ws = fmt.Sprintf("%.0f KiB", want/1024)
+		} else {
+			rs = fmt.Sprintf("%.2f", r)
+			ws = fmt.Sprintf("%.2f", want)
+		}
+		met := r >= want
+		if atMost {
+			met = r <= want
+			ws = "≤ " + ws
+		} else {
+			ws = "≥ " + ws
+		}
+		result := "missed"
+		if met {
+			result = "met"
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n", name, tr, f(a, true), f(b, true), rs, ws, result)
+	}
+	get := func(work, sys, unit string) (float64, bool) { return median(work, sys, unit) }
+	for _, tr := range wsTransports {
+		bridge, proxy := "bridge-"+tr, "proxy-"+tr
+		v, ok := get("ws-handshake-c1", bridge, "ns/op")
+		g, okG := get("http-get-c1", bridge, "ns/op")
+		check("handshake c=1 latency / bridge GET c=1", tr, v, g, ok, okG, dur, true, 1.3, false)
+		for _, work := range []string{"ws-handshake-c1", "ws-handshake-c32"} {
+			v, ok := get(work, bridge, "upgrades/s")
+			p, okP := get(work, proxy, "upgrades/s")
+			check(strings.TrimPrefix(work, "ws-")+" upgrades/s / proxy", tr, v, p, ok, okP, num, false, 0.8, false)
+		}
+		for _, c := range []struct {
+			unit string
+			want float64
+		}{{"p50-ns", 1.5}, {"p99-ns", 2}} {
+			v, ok := get("ws-echo-125B-s1", bridge, c.unit)
+			p, okP := get("ws-echo-125B-s1", proxy, c.unit)
+			check("echo 125 B, 1 session, "+strings.TrimSuffix(c.unit, "-ns")+" / proxy", tr, v, p, ok, okP, dur, true, c.want, false)
+		}
+		v, ok = get("ws-echo-125B-s32", bridge, "msgs/s")
+		p, okP := get("ws-echo-125B-s32", proxy, "msgs/s")
+		check("echo 125 B, 32 sessions, msgs/s / proxy", tr, v, p, ok, okP, num, false, 1, false)
+		v, ok = get("ws-push-100B", bridge, "msgs/s")
+		p, okP = get("ws-push-100B", proxy, "msgs/s")
+		check("push 100 B msgs/s / proxy", tr, v, p, ok, okP, num, false, 1, false)
+		e, okE := get("http-echo-64MiB", bridge, "MB/s")
+		for _, work := range []string{"ws-bulk-1MiB", "ws-bulk-16MiB"} {
+			v, ok := get(work, bridge, "MB/s")
+			p, okP := get(work, proxy, "MB/s")
+			name := strings.TrimPrefix(work, "ws-")
+			check(name+" MB/s / bridge HTTP echo-64MiB", tr, v, e, ok, okE, num, false, 0.9, false)
+			check(name+" MB/s / proxy", tr, v, p, ok, okP, num, false, 0.5, false)
+		}
+		// The host process's memory holds the client's too: the direct
+		// system's figure, subtracted from both.
+		idle := "ws-idle-1000"
+		client, okC := get(idle, "direct", "host-heap-B/session")
+		bh, okB := get(idle, bridge, "host-heap-B/session")
+		ph, okP := get(idle, proxy, "host-heap-B/session")
+		check("idle session host heap (client's subtracted) / proxy", tr, bh-client, ph-client, okB && okC, okP && okC, num, true, 0.5, false)
+		bp, okBP := get(idle, bridge, "plugin-heap-B/session")
+		dp, okDP := get(idle, "direct", "plugin-heap-B/session")
+		check("idle session plugin heap − net/http's", tr, bp, dp, okBP, okDP, num, true, 16<<10, true)
+		bs, _ := get(idle, bridge, "plugin-stack-B/session")
+		ds, _ := get(idle, "direct", "plugin-stack-B/session")
+		check("idle session plugin heap+stack − net/http's", tr, bp+bs, dp+ds, okBP, okDP, num, true, 16<<10, true)
+	}
+	for _, c := range []struct {
+		work, unit string
+		atMost     bool
+		want       float64
+	}{{"ws-echo-125B-s1", "p50-ns", true, 1.5}, {"ws-bulk-1MiB", "MB/s", false, 0.5}} {
+		v, ok := get(c.work, "py-bridge", c.unit)
+		u, okU := get(c.work, "py-uvicorn", c.unit)
+		f := num
+		if c.unit == "p50-ns" {
+			f = dur
+		}
+		check("Python "+strings.TrimPrefix(c.work, "ws-")+" "+c.unit+" / uvicorn", "tcp", v, u, ok, okU, f, c.atMost, c.want, false)
+	}
+
+	fmt.Println()
+	fmt.Println("| workload | system | host CPU/op | plugin CPU/op | CPU per MB | host allocs/op | plugin allocs/op | host switches/op | plugin switches/op |")
+	fmt.Println("|---|---|--:|--:|--:|--:|--:|--:|--:|")
+	cpuRows := []struct {
+		works   []string
+		systems []string
+	}{
+		{goWorks, []string{"bridge-tcp", "proxy-tcp", "bridge-unix", "proxy-unix"}},
+		{pyWorks, []string{"py-bridge", "py-uvicorn"}},
+	}
+	for _, row := range cpuRows {
+		for _, work := range row.works {
+			if strings.HasPrefix(work, "ws-idle-") {
+				continue
+			}
+			for _, sys := range row.systems {
+				hc, ok := median(work, sys, "host-cpu-ns/op")
+				if !ok {
+					continue
+				}
+				pc, okPC := median(work, sys, "plugin-cpu-ns/op")
+				perMB := "n/a"
+				if mbs, ok := median(work, sys, "MB/s"); ok && mbs > 0 {
+					ns, _ := median(work, sys, "ns/op")
+					cpu, _ := median(work, sys, "cpu-ns/op")
+					perMB = dur(cpu/(mbs*ns/1e9), true) // MB/s × s/op = MB/op
+				}
+				ha, okHA := median(work, sys, "allocs/op")
+				pa, okPA := median(work, sys, "plugin-allocs/op")
+				hs, okHS := median(work, sys, "host-switches/op")
+				ps, okPS := median(work, sys, "plugin-switches/op")
+				fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", work, sys,
+					dur(hc, true), dur(pc, okPC), perMB, num(ha, okHA), num(pa, okPA), num(hs, okHS), num(ps, okPS))
+			}
+		}
+	}
 }

@@ -20,11 +20,13 @@ them with the same bytes:
     POST /upload           byte count and SHA-256 of the request body
     GET  /download?size=N  N bytes (byte i is i%251), streamed
     GET  /events?count=N   N server-sent events, one per 100 ms (default 10)
+    GET  /ws?ticks=N       a WebSocket that echoes each message, and sends N
+                           clock ticks, one per 100 ms (default 0)
     GET  /panic            a handler that raises: 500
 
-It needs the Python standard library, Starlette, and the modules that
-protoc-gen-httpbridge and protoc generated in gen/python (with grpcio and
-protobuf); Python 3.9 or later.
+It needs the Python standard library, Starlette, wsproto (for /ws), and the
+modules that protoc-gen-httpbridge and protoc generated in gen/python (with
+grpcio and protobuf); Python 3.9 or later.
 """
 
 from __future__ import annotations
@@ -39,14 +41,16 @@ import re
 import signal
 import sys
 import threading
+import urllib.parse
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from mattermost.pluginapi.v1.hooks_httpbridge import serve_plugin_hooks
 
@@ -65,6 +69,8 @@ INDEX = """httpbridge demo plugin. Endpoints, relative to this page:
   POST upload              byte count and SHA-256 of the request body
   GET  download?size=N     N bytes (byte i is i%251), streamed
   GET  events?count=N      N server-sent events, one per 100 ms (default 10)
+  GET  ws?ticks=N          a WebSocket that echoes each message, and sends
+                           N clock ticks, one per 100 ms (default 0)
   GET  panic               a handler that panics
 """
 
@@ -145,7 +151,7 @@ def http_error(text: str, status: int, headers: Optional[Mapping[str, str]] = No
     return PlainTextResponse(text + "\n", status, headers={"X-Content-Type-Options": "nosniff", **(headers or {})})
 
 
-def query_value(request: Request, name: str) -> str:
+def query_value(request: HTTPConnection, name: str) -> str:
     """The first value of the query parameter name, or "", as Go's
     url.Values.Get (Starlette's query_params.get gives the last)."""
     values = request.query_params.getlist(name)
@@ -295,6 +301,115 @@ async def events(request: Request) -> Response:
     return WriterResponse(produce, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
 
 
+def parse_ticks(text: str) -> Optional[int]:
+    """The ticks parameter of /ws: "" is 0; None if it is no number of 0
+    or more, as the Go plugin reads it (strconv.Atoi)."""
+    if not text:
+        return 0
+    value = parse_int(text)
+    return value if value is not None and value >= 0 else None
+
+
+TICKS_ERROR = "ticks: want a number, 0 or more"
+
+WEBSOCKET_VERSION = {"Sec-Websocket-Version": "13"}
+"""gorilla/websocket's refusals name the version it speaks: the Go plugin's
+do."""
+
+
+async def ws_without_upgrade(request: Request) -> Response:
+    """GET /ws that asks for no WebSocket (curl, say): 400, as the Go
+    plugin's gorilla/websocket answers it."""
+    if parse_ticks(query_value(request, "ticks")) is None:
+        return http_error(TICKS_ERROR, 400)
+    return http_error("Bad Request", 400, WEBSOCKET_VERSION)
+
+
+def same_origin(websocket: WebSocket) -> bool:
+    """Whether a browser's handshake comes from a page of this site: no
+    Origin (not a browser), or one whose host is the request's Host, as
+    gorilla/websocket checks by default. Without the check any site a user
+    visits could open a session with the user's cookies. The bridge passes
+    Origin and Host on unchanged."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    try:
+        netloc = urllib.parse.urlsplit(origin).netloc
+    except ValueError:
+        return False
+    return netloc.rpartition("@")[2].lower() == websocket.headers.get("host", "").lower()
+
+
+class WebSocketSession:
+    """GET /ws as a WebSocket: echoes each text or binary message, and
+    sends ?ticks=N clock ticks, one every 100 ms, while it does. An ASGI
+    app (a class, for Starlette's WebSocketRoute), so that it can refuse a
+    handshake with any response."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        await websocket.receive()  # websocket.connect: the handshake to answer
+        ticks = parse_ticks(query_value(websocket, "ticks"))
+        if ticks is None:
+            await refuse(http_error(TICKS_ERROR, 400), scope, receive, send)
+            return
+        if not same_origin(websocket):
+            log.info("ws: refused: origin %s is not this site", websocket.headers.get("origin"))
+            await refuse(http_error("Forbidden", 403, WEBSOCKET_VERSION), scope, receive, send)
+            return
+        await websocket.accept()
+        ticker = asyncio.ensure_future(send_ticks(websocket, ticks))
+        n = 0
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    code = message.get("code", 1000)
+                    if code in (1000, 1001, 1005):
+                        # The bridge has answered the close frame already.
+                        log.info("ws: the client closed the session after %d messages", n)
+                    else:
+                        log.info("ws: stopped after %d messages: close %d", n, code)
+                    return
+                text = message.get("text")
+                if text is not None:
+                    await websocket.send_text(text)
+                else:
+                    await websocket.send_bytes(message.get("bytes") or b"")
+                n += 1
+        except OSError as err:
+            log.info("ws: stopped after %d messages: %s", n, why(err))
+        finally:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+
+
+async def refuse(response: Response, scope: Scope, receive: Receive, send: Send) -> None:
+    """Refuses a WebSocket handshake with an HTTP response, through the
+    ASGI denial extension (websocket.http.response.start and .body), which
+    the bridge supports: websocket.close before accepting would give a
+    bare 403."""
+
+    async def send_denial(message: Message) -> None:
+        await send({**message, "type": "websocket." + message["type"]})
+
+    await response(scope, receive, send_denial)
+
+
+async def send_ticks(websocket: WebSocket, count: int) -> None:
+    """Sends count clock ticks, 100 ms apart, beside the echo: the bridge
+    frames the messages of both in the order they are sent."""
+    for i in range(1, count + 1):
+        if i > 1:
+            await asyncio.sleep(0.1)
+        now = datetime.datetime.now().strftime("%H:%M:%S.%f")[:-3]
+        try:
+            await websocket.send_text(f"tick {i} of {count} at {now}")
+        except (OSError, RuntimeError):
+            return  # the session is over: the echo's loop says why
+
+
 async def panic(request: Request) -> Response:
     """Fails: the client gets 500, and the plugin goes on serving."""
     raise RuntimeError("the /panic endpoint was called")
@@ -320,13 +435,17 @@ async def server_error(request: Request, exc: Exception) -> Response:
 
 def new_app() -> Starlette:
     """The plugin's HTTP side: an ordinary Starlette app, unaware of gRPC."""
-    routes: List[Route] = [
+    routes: List[BaseRoute] = [
         Route("/", index, methods=["GET"]),
         Route("/hello", hello, methods=["GET"]),
         Route("/echo", echo, methods=["POST"]),
         Route("/upload", upload, methods=["POST"]),
         Route("/download", download, methods=["GET"]),
         Route("/events", events, methods=["GET"]),
+        # The same path for a WebSocket (a websocket scope, when the host
+        # lets the client upgrade) and for a plain request (an http scope).
+        WebSocketRoute("/ws", WebSocketSession()),
+        Route("/ws", ws_without_upgrade, methods=["GET"]),
         Route("/panic", panic, methods=ANY_METHOD),
     ]
     app = Starlette(

@@ -98,7 +98,7 @@ func renderPython(plugin *protogen.Plugin, fm *fileModel, cfg *config) error {
 			ContentLength: req.contentLength != nil,
 			Flush:         res.flush != nil,
 		})
-		view.Exports = append(view.Exports, p.prefix+"ASGI", p.prefix+"WSGI", p.prefix+"ThreadedWSGI", strings.ToUpper(snakeCase(p.prefix))+"_CHUNK_SIZE", strings.ToUpper(snakeCase(p.prefix))+"_MAX_CHUNK_SIZE")
+		view.Exports = append(view.Exports, p.prefix+"ASGI", p.prefix+"WSGI", p.prefix+"ThreadedWSGI", strings.ToUpper(snakeCase(p.prefix))+"_CHUNK_SIZE", strings.ToUpper(snakeCase(p.prefix))+"_MAX_CHUNK_SIZE", strings.ToUpper(snakeCase(p.prefix))+"_UPGRADE_KEY")
 	}
 	var services []*pyServiceView
 	byService := map[*protogen.Service]*pyServiceView{}

@@ -267,8 +267,8 @@ func TestReadme(t *testing.T) {
 //     M is installed, and marked <!-- python NAME.py: compile only, WHY -->
 //     it is only compiled;
 //   - every keyword argument that a Python block passes to the generated
-//     serve_plugin_hooks, PluginHooksBridge, ServeHTTPASGI or ServeHTTPWSGI
-//     must be one they take;
+//     run_plugin_hooks, serve_plugin_hooks, PluginHooksBridge, ServeHTTPASGI
+//     or ServeHTTPWSGI must be one they take;
 //   - the Go blocks marked <!-- go build --> of a document are compiled
 //     together against gen/, in a package that imports what they use;
 //   - in the documents of snippetDocs every Python and Go block carries
@@ -281,7 +281,7 @@ var (
 
 // snippetDocs are the documents whose Python and Go blocks must all be
 // checked: the others may show fragments with placeholders.
-var snippetDocs = []string{"docs/python.md"}
+var snippetDocs = []string{"docs/python.md", "docs/websocket.md"}
 
 // pendingPythonOptions are options that docs/python.md shows before the
 // generated code in gen/python takes them. Once gen/python takes one, the
@@ -422,6 +422,7 @@ takes = {
     "ServeHTTPWSGI": wsgi,
     "PluginHooksBridge": options(service.PluginHooksBridge) | asgi | wsgi,
     "serve_plugin_hooks": options(service.serve_plugin_hooks) | asgi | wsgi,
+    "run_plugin_hooks": options(service.run_plugin_hooks) | options(service.serve_plugin_hooks) | asgi | wsgi,
 }
 say(kind="options", options=sorted(set().union(*takes.values())))
 
@@ -513,6 +514,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -527,6 +529,7 @@ var (
 	_ = net.SplitHostPort
 	_ = http.NotFound
 	_ = time.Second
+	_ = websocket.Upgrader{}
 	_ = grpc.NewClient
 	_ = insecure.NewCredentials
 	_ = pluginapiv1.NewPluginHooksClient

@@ -1,11 +1,12 @@
 """Serves one test app for conformance/python_test.go.
 
-    serve.py [--watch-stdin] plugin|uvicorn asgi_app|starlette_app|flask_app
+    serve.py [--watch-stdin] plugin|uvicorn asgi_app|starlette_app|flask_app|ws_app
 
 "plugin" serves the app as a Python plugin, with the generated
 serve_plugin_hooks (gen/python must be on PYTHONPATH); "uvicorn" serves it
 with uvicorn (the ASGI 3 or WSGI interface, as the app is), the oracle of
-the tests. Both listen on 127.0.0.1 on a free port, print the port on a
+the tests (with ws="wsproto" and no permessage-deflate for ws_app, the
+WebSocket app, as the facade frames WebSockets). Both listen on 127.0.0.1 on a free port, print the port on a
 line of its own once they accept connections, and stop cleanly on SIGTERM
 or SIGINT, exiting 0. With --watch-stdin they also stop when stdin ends,
 so that a test process that dies takes its servers with it.
@@ -56,7 +57,7 @@ async def serve_plugin(app: Any, watch: bool) -> None:
         pass
 
 
-async def serve_uvicorn(app: Any, wsgi: bool, watch: bool) -> None:
+async def serve_uvicorn(app: Any, wsgi: bool, watch: bool, websocket: bool = False) -> None:
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -69,7 +70,8 @@ async def serve_uvicorn(app: Any, wsgi: bool, watch: bool) -> None:
         lifespan="off" if wsgi else "on",
         loop="asyncio",
         http="h11",
-        ws="none",
+        ws="wsproto" if websocket else "none",
+        ws_per_message_deflate=False,
         log_level="warning",
         access_log=False,
         # The proxy in front keeps connections for reuse: uvicorn must not
@@ -90,13 +92,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--watch-stdin", action="store_true", help="stop when stdin ends")
     parser.add_argument("server", choices=["plugin", "uvicorn"])
-    parser.add_argument("app", choices=["asgi_app", "starlette_app", "flask_app"])
+    parser.add_argument("app", choices=["asgi_app", "starlette_app", "flask_app", "ws_app"])
     args = parser.parse_args()
     module = importlib.import_module(args.app)
     if args.server == "plugin":
         asyncio.run(serve_plugin(module.app, args.watch_stdin))
     else:
-        asyncio.run(serve_uvicorn(module.app, args.app == "flask_app", args.watch_stdin))
+        asyncio.run(serve_uvicorn(module.app, args.app == "flask_app", args.watch_stdin, args.app == "ws_app"))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ ends the stream without completing the body, so the client sees the
 response cut short rather than a clean end.
 
 Depends on grpcio (grpc.aio, and grpc.server for WSGI apps) and protobuf
-3.20 or later only; Python 3.9 or later.
+3.20 or later only, and on wsproto for WebSockets, imported when the first
+session starts; Python 3.9 or later.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ __all__ = [
     "ASGIApp",
     "SERVE_HTTP_CHUNK_SIZE",
     "SERVE_HTTP_MAX_CHUNK_SIZE",
+    "SERVE_HTTP_UPGRADE_KEY",
     "ServeHTTPASGI",
     "ServeHTTPThreadedWSGI",
     "ServeHTTPWSGI",
@@ -589,6 +591,9 @@ class _Exchange(_ExchangeState):
         if kind == "http.response.start":
             if self._start is not None:
                 raise RuntimeError("ASGI app sent http.response.start twice")
+            if message.get("status") == 101:
+                # Never a 101 but through the WebSocket handshake.
+                raise RuntimeError("ASGI app sent status 101: switch protocols with websocket.accept in a websocket scope")
             self._start = _response_head(message.get("status"), message.get("headers", ()))
             self._declared = _content_length(next((v for k, v in self._start.headers if k == "content-length"), []))
         elif kind == "http.response.body":
@@ -798,12 +803,20 @@ class _Request(NamedTuple):
     head: _RequestHead
     target: _Target
     exchange: _Exchange
+    # The host offered an upgrade and sent no body: it sends nothing more
+    # until the first response message (upgrade.md section 1.2).
+    upgradable: bool = False
 
 
 async def _open(
-    wire: _Wire, context: _Stream, chunk_size: int, send_limit: int, log: logging.Logger
+    wire: _Wire, context: _Stream, chunk_size: int, send_limit: int, log: logging.Logger, upgrade_offered: bool = False
 ) -> Optional[_Request]:
-    """Reads the first message; None if the stream was answered already."""
+    """Reads the first message; None if the stream was answered already.
+
+    On a stream where the host offered an upgrade, a request without body
+    bytes, body_complete or length has no body: the host sends nothing
+    more until the response starts, so the app must not wait for more.
+    """
     exchange: Optional[_Exchange] = None  # until then, the answers are _opening's
     _quiet_late_status(lambda: exchange is None or exchange.response in (_Response.COMPLETE, _Response.FAILED))
     first = await context.read()
@@ -812,8 +825,9 @@ async def _open(
         await context.write(opening.answer)
         return None
     chunk, complete = wire.request_body(first)
-    exchange = _Exchange(wire, context, opening.head, opening.target.path, chunk, complete, chunk_size, send_limit, log)
-    return _Request(opening.head, opening.target, exchange)
+    upgradable = upgrade_offered and not chunk and not complete and opening.head.content_length == 0
+    exchange = _Exchange(wire, context, opening.head, opening.target.path, chunk, complete or upgradable, chunk_size, send_limit, log)
+    return _Request(opening.head, opening.target, exchange, upgradable)
 
 
 class _Opening(NamedTuple):
@@ -898,12 +912,568 @@ def _request_headers(head: _RequestHead) -> List[Tuple[bytes, bytes]]:
     return pairs
 
 
+_WS_CLOSE_WAIT = 5.0
+"""Seconds a session that sent its close frame waits for the client's."""
+
+
+def _tokens(head: _RequestHead, name: str) -> List[str]:
+    """The comma-separated tokens of a request header, lower-cased."""
+    tokens: List[str] = []
+    for key, values in head.headers:
+        if key.lower() == name:
+            for value in values:
+                tokens.extend(token.strip(" \t").lower() for token in value.split(","))
+    return [token for token in tokens if token]
+
+
+def _asks_websocket(head: _RequestHead) -> bool:
+    """Whether the request asks to switch to WebSocket: Connection has the
+    upgrade token and Upgrade names websocket alone."""
+    return "upgrade" in _tokens(head, "connection") and _tokens(head, "upgrade") == ["websocket"]
+
+
+def _upgrade_offered(context: Any, key: str) -> Optional[str]:
+    """The protocol the host offers to switch this stream's exchange to,
+    lower-cased: the value of the metadata key that only a host that can
+    carry an upgrade sends (upgrade.md section 1.2); None without it."""
+    metadata = getattr(context, "invocation_metadata", None)
+    if metadata is None:
+        return None
+    for pair in metadata() or ():
+        if pair[0] == key:
+            value = pair[1]
+            return (value.decode("latin-1") if isinstance(value, bytes) else str(value)).strip().lower()
+    return None
+
+
+def _subprotocols(head: _RequestHead) -> List[str]:
+    """The scope's subprotocols: Sec-WebSocket-Protocol's tokens, in order
+    and as spelled (they are case-sensitive)."""
+    names: List[str] = []
+    for key, values in head.headers:
+        if key.lower() == "sec-websocket-protocol":
+            for value in values:
+                names.extend(name.strip(" \t") for name in value.split(","))
+    return [name for name in names if name]
+
+
+def _switching_head(data: bytes) -> _ResponseHead:
+    """The 101 head that wsproto wrote, as the init that carries it."""
+    head = data.partition(b"\r\n\r\n")[0]
+    pairs = []
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        pairs.append((name, value.strip(b" \t")))
+    return _response_head(101, pairs)
+
+
+def _handshake_bytes(head: _RequestHead) -> bytes:
+    """The request head that wsproto checks the handshake in. The target
+    is left out: wsproto only passes it on, and the scope has it already."""
+    lines = ["GET / HTTP/1.1", f"Host: {head.host}"]
+    for key, values in head.headers:
+        if key.lower() != "host":
+            lines.extend(f"{key}: {value}" for value in values)
+    if any(_BAD_VALUE.search(line) for line in lines):
+        # net/http lets none through; from another host, no line may end early.
+        raise ValueError("a request header holds a control character")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def _retrieve(future: "asyncio.Future[Any]") -> None:
+    """Marks a failure as seen: whoever waited for it was told, or left."""
+    if not future.cancelled():
+        future.exception()
+
+
+class _WebSocket(enum.Enum):
+    """Where a WebSocket session is. It starts CONNECTING, may move to OPEN
+    and CLOSING, or to RESPONDING, and ends CLOSED; never back."""
+
+    CONNECTING = "the app has neither accepted nor refused yet"
+    RESPONDING = "the app refused with an HTTP response"
+    OPEN = "accepted: messages flow both ways"
+    CLOSING = "the facade sent its close frame; the client's may follow"
+    CLOSED = "over: the stream may end"
+
+
+class _WebSocketOptions(NamedTuple):
+    """The facade's ws_* options, named and meant as uvicorn's."""
+
+    max_size: int
+    ping_interval: Optional[float]
+    ping_timeout: Optional[float]
+    per_message_deflate: bool
+
+
+class _WebSocketSession:
+    """One WebSocket session on one stream: its whole state, in ASGI terms.
+
+    receive() and send() are the ASGI callables of the websocket scope.
+    wsproto frames the session; its bytes travel as body chunks after an
+    init with status 101, and body_complete half-closes a direction.
+    Before the app accepts, the session's exchange answers with HTTP: a
+    refused handshake, 403 for a close, the denial extension, 500.
+
+    A reader task feeds what the host sends to wsproto; it holds at most
+    one complete message for the app and reads nothing more until the app
+    took it, so gRPC's flow control paces the client. Writes go out one
+    after the other in the order wsproto framed them, each chunk awaited.
+    """
+
+    def __init__(
+        self,
+        wire: _Wire,
+        context: _Stream,
+        exchange: _Exchange,
+        options: _WebSocketOptions,
+        chunk_size: int,
+        log: logging.Logger,
+    ) -> None:
+        import wsproto  # here: only apps that serve WebSockets need it
+
+        self._wire = wire
+        self._context = context
+        self._exchange = exchange
+        self.path = exchange.path  # for logs: never the query
+        self._options = options
+        self._chunk_size = chunk_size
+        self._log = log
+        self._ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        self.state = _WebSocket.CONNECTING
+        # Set once the RPC may end: the session is over, or the HTTP
+        # answer to the handshake was written.
+        self.settled = asyncio.Event()
+        self._connected = False  # websocket.connect was given
+        # The one complete message that waits for the app, and the signals
+        # between the reader and receive().
+        self._inbox: Optional[ASGIMessage] = None
+        self._inbox_ready = asyncio.Event()
+        self._inbox_taken = asyncio.Event()
+        self._disconnect: Optional[ASGIMessage] = None
+        self._parts: List[Any] = []  # the pieces of the message arriving
+        self._size = 0
+        self._writing: Optional[asyncio.Future[None]] = None  # the last write queued
+        self._completed = False  # body_complete was queued
+        self._broken = False  # a write failed, or the host cancelled
+        self._tasks: List[asyncio.Future[None]] = []  # the reader and the keepalive
+        self._close_timer: Optional[asyncio.TimerHandle] = None
+        self._pong: Optional[asyncio.Event] = None
+        self._ping_payload = b""
+        self._pings = 0
+
+    def handshake(self, head: _RequestHead) -> Optional[_ResponseHead]:
+        """Has wsproto check the handshake (key, version, extension offers);
+        None if it passed, else the response that refuses it, as uvicorn's
+        wsproto implementation answers."""
+        from wsproto.events import RejectConnection, Request
+        from wsproto.utilities import RemoteProtocolError
+
+        try:
+            self._ws.receive_data(_handshake_bytes(head))
+            if any(isinstance(event, Request) for event in self._ws.events()):
+                return None
+            why = "incomplete request head"
+            refusal = _ResponseHead(400, [])
+        except RemoteProtocolError as err:
+            why = str(err)
+            hint = err.event_hint
+            refusal = _ResponseHead(400, [])
+            if isinstance(hint, RejectConnection):
+                refusal = _response_head(hint.status_code, hint.headers)
+        except Exception as err:  # what wsproto cannot even read
+            why = repr(err)
+            refusal = _ResponseHead(400, [])
+        self._log.info("httpbridge: WebSocket handshake refused (path %s): %s", self.path, why)
+        self.state = _WebSocket.CLOSED
+        return refusal
+
+    # --- the ASGI callables ---------------------------------------------------
+
+    async def receive(self) -> ASGIMessage:
+        """The ASGI receive callable: websocket.connect first, then each
+        message as it is complete, then websocket.disconnect (again on
+        every later call)."""
+        if not self._connected:
+            self._connected = True
+            return {"type": "websocket.connect"}
+        while True:
+            inbox = self._inbox
+            if inbox is not None:
+                self._inbox = None
+                if self._disconnect is None:
+                    self._inbox_ready.clear()
+                self._inbox_taken.set()
+                return inbox
+            if self._disconnect is not None:
+                return dict(self._disconnect)
+            await self._inbox_ready.wait()
+
+    async def send(self, message: ASGIMessage) -> None:
+        """The ASGI send callable. Once the session is over, websocket.send
+        and websocket.close raise OSError (ASGI 2.4)."""
+        kind = message.get("type")
+        state = self.state
+        if state is _WebSocket.CONNECTING:
+            if kind == "websocket.accept":
+                await self._accept(message)
+            elif kind == "websocket.close":
+                # Before the handshake: 403, as the ASGI spec says.
+                await self._respond({"type": "http.response.start", "status": 403, "headers": []})
+                await self._respond({"type": "http.response.body", "body": b""})
+            elif kind == "websocket.http.response.start":
+                await self._respond({**message, "type": "http.response.start"})
+            else:
+                raise RuntimeError(f"ASGI app sent {kind!r} before websocket.accept, websocket.close or websocket.http.response.start")
+        elif state is _WebSocket.RESPONDING:
+            if kind != "websocket.http.response.body":
+                raise RuntimeError(f"ASGI app sent {kind!r} in its HTTP response to a WebSocket handshake")
+            await self._respond({**message, "type": "http.response.body"})
+        elif state is _WebSocket.OPEN:
+            if kind == "websocket.send":
+                await self._send_message(message)
+            elif kind == "websocket.close":
+                code = message.get("code")
+                reason = message.get("reason")
+                await self._close(1000 if code is None else code, reason or "", wait=True)
+            else:
+                raise RuntimeError(f"ASGI app sent {kind!r} after websocket.accept")
+        elif kind in ("websocket.send", "websocket.close"):
+            raise _ClientDisconnected("httpbridge: the WebSocket is closed")
+        elif self._exchange.response is _Response.DISCONNECTED:
+            raise _ClientDisconnected("httpbridge: the host cancelled the stream")
+        else:
+            raise RuntimeError(f"ASGI app sent {kind!r} after its WebSocket session ended")
+
+    async def _respond(self, message: ASGIMessage) -> None:
+        """Sends an http.response event of the HTTP answer instead of the
+        handshake; the session is over once the answer is complete."""
+        if self.state is _WebSocket.CONNECTING:
+            self.state = _WebSocket.RESPONDING
+            self._set_disconnect(1006, "")  # the session never opened
+        await self._exchange.send(message)
+        if self._exchange.settled.is_set():
+            self._settle()
+
+    async def _accept(self, message: ASGIMessage) -> None:
+        from wsproto.events import AcceptConnection
+        from wsproto.extensions import Extension, PerMessageDeflate
+
+        subprotocol = message.get("subprotocol")
+        headers = [(name, value) for name, value in message.get("headers") or ()]
+        for name, value in headers:
+            _header_name(name, value)  # bytes, and a token: before wsproto sees them
+        extensions: List[Extension] = [PerMessageDeflate()] if self._options.per_message_deflate else []
+        data = self._ws.send(AcceptConnection(subprotocol=subprotocol, extensions=extensions, extra_headers=headers))
+        head = _switching_head(data)
+        self.state = _WebSocket.OPEN
+        # The host sends nothing before the 101 arrives: reading may start.
+        self._tasks.append(asyncio.ensure_future(self._read_loop()))
+        if self._options.ping_interval is not None:
+            self._tasks.append(asyncio.ensure_future(self._keepalive(self._options.ping_interval, self._options.ping_timeout)))
+        await self._put([self._wire.response(head, b"", False, False)])
+
+    async def _send_message(self, message: ASGIMessage) -> None:
+        from wsproto.connection import ConnectionState
+        from wsproto.events import Message
+
+        data = message.get("bytes")
+        text = message.get("text")
+        if (data is None) == (text is None):
+            raise TypeError("websocket.send: want exactly one of bytes and text")
+        if data is not None and not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"websocket.send: bytes is {type(data).__name__}, want bytes")
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"websocket.send: text is {type(text).__name__}, want str")
+        if self._ws.state is not ConnectionState.OPEN:
+            raise _ClientDisconnected("httpbridge: the WebSocket is closed")
+        await self._send_event(Message(data=bytes(data) if data is not None else text))
+
+    # --- writing --------------------------------------------------------------
+
+    async def _send_event(self, event: Any, complete: bool = False) -> None:
+        """Frames event and writes its bytes; body_complete after them if
+        complete. wsproto frames in the order of the calls, and the bytes
+        are queued in that order at once."""
+        if self._broken:
+            raise _ClientDisconnected("httpbridge: the host cancelled the stream")
+        data = self._ws.send(event)
+        await self._put(self._messages(data, complete))
+
+    def _messages(self, data: bytes, complete: bool) -> List[Any]:
+        """data in chunks of at most the chunk size, each in a message;
+        body_complete on the last if complete."""
+        if complete:
+            self._completed = True
+        size = self._chunk_size
+        pieces = [data[at : at + size] for at in range(0, len(data), size)]
+        if complete and not pieces:
+            pieces = [b""]
+        return [self._wire.response(None, piece, False, complete and at == len(pieces) - 1) for at, piece in enumerate(pieces)]
+
+    async def _put(self, messages: List[Any]) -> None:
+        """Writes messages after those queued before them, whatever becomes
+        of the caller: a frame cut short would garble the session."""
+        if not messages:
+            return
+        writing = asyncio.ensure_future(self._write_after(self._writing, messages))
+        writing.add_done_callback(_retrieve)
+        self._writing = writing
+        await asyncio.shield(writing)
+
+    async def _write_after(self, previous: "Optional[asyncio.Future[None]]", messages: List[Any]) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait({previous})  # its failure is its caller's
+        for msg in messages:
+            if self._broken:
+                raise _ClientDisconnected("httpbridge: the host cancelled the stream")
+            try:
+                await self._context.write(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                # The call is over: gRPC refuses writes once the host cancelled.
+                self._lost()
+                raise _ClientDisconnected("httpbridge: the host cancelled the stream") from err
+
+    # --- closing --------------------------------------------------------------
+
+    def _set_disconnect(self, code: int, reason: str) -> None:
+        """What receive() gives once the messages before it were taken."""
+        if self._disconnect is None:
+            self._disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+            self._inbox_ready.set()
+
+    async def _close(self, code: int, reason: str, wait: bool) -> None:
+        """Sends a close frame and body_complete. With wait, the stream
+        ends once the client's close frame or its end arrived, or after
+        _WS_CLOSE_WAIT seconds; without, at once."""
+        from wsproto.connection import ConnectionState
+        from wsproto.events import CloseConnection
+
+        if self.state is not _WebSocket.OPEN:
+            return
+        self.state = _WebSocket.CLOSING
+        self._set_disconnect(code, reason)
+        # A message that waits for the app is dropped: it closed.
+        self._inbox = None
+        self._inbox_taken.set()
+        self._parts, self._size = [], 0
+        if wait:
+            self._close_timer = asyncio.get_running_loop().call_later(_WS_CLOSE_WAIT, self._settle)
+        try:
+            if self._ws.state is ConnectionState.OPEN:
+                await self._send_event(CloseConnection(code=code, reason=reason), complete=True)
+            else:  # the stream ended meanwhile: no frame can follow
+                await self._put(self._messages(b"", True))
+        finally:
+            if not wait:
+                self._settle()
+
+    def _settle(self) -> None:
+        """Ends the session: the RPC may end, and the app's calls learn it."""
+        self.state = _WebSocket.CLOSED
+        self._set_disconnect(1006, "")
+        self._inbox_taken.set()  # the reader may be waiting for the app
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        if self._completed and self._exchange.response is _Response.PENDING:
+            # The stream's final message went out: its end is the host's
+            # ordinary one (see _quiet_late_status).
+            self._exchange.response = _Response.COMPLETE
+        self.settled.set()
+
+    def _lost(self) -> None:
+        """The host cancelled the stream: the client is gone (1006)."""
+        self._broken = True
+        self._set_disconnect(1006, "")
+        self._settle()
+
+    def cancel(self) -> None:
+        """Records that the host cancelled the stream."""
+        if self.state is _WebSocket.CONNECTING or self.state is _WebSocket.RESPONDING:
+            self._exchange.cancel()
+        self._lost()
+
+    def stop(self) -> None:
+        """Stops the reader and the keepalive, once the RPC ends."""
+        for task in self._tasks:
+            task.cancel()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+
+    async def going_away(self, code: int) -> None:
+        """Closes an open session as the server stops (1012 by default,
+        as uvicorn's shutdown does)."""
+        try:
+            await self._close(code, "", wait=True)
+        except _ClientDisconnected:
+            pass
+        except Exception:  # never: but the server must stop
+            self._log.exception("httpbridge: could not close the WebSocket (path %s)", self.path)
+            self._settle()
+
+    async def finish(self, ok: bool) -> None:
+        """Ends the session once the app returned (ok) or failed: 500
+        before it accepted, as uvicorn does; after, a close frame, 1000 if
+        it returned, 1011 if it failed."""
+        if self.state is _WebSocket.CONNECTING or self.state is _WebSocket.RESPONDING:
+            try:
+                await self._exchange.finish(ok)
+            finally:
+                self._settle()
+            return
+        try:
+            await self._close(1000 if ok else 1011, "", wait=True)
+        except _ClientDisconnected:
+            pass
+        except Exception:  # never: but the RPC must end
+            self._log.exception("httpbridge: could not close the WebSocket (path %s)", self.path)
+            self._settle()
+
+    # --- reading --------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        """Feeds what the host sends to wsproto until the session ends.
+        body_complete, or the end of the stream, is the client's end."""
+        from wsproto.connection import ConnectionState
+
+        try:
+            while not self.settled.is_set():
+                msg = await self._context.read()
+                if msg is grpc.aio.EOF:
+                    chunk, complete = b"", True
+                else:
+                    chunk, complete = self._wire.request_body(msg)
+                if chunk and self._ws.state is not ConnectionState.CLOSED:
+                    self._ws.receive_data(chunk)
+                    await self._take_events()
+                if complete and not self.settled.is_set():
+                    self._ws.receive_data(None)
+                    await self._take_events()
+                    return
+        except asyncio.CancelledError:
+            raise
+        except _ClientDisconnected:
+            pass  # a pong or close frame could not go out: said by _lost
+        except Exception as err:  # the stream broke: the host cancelled
+            if not self.settled.is_set():
+                self._log.debug("httpbridge: WebSocket stream ended (path %s): %r", self.path, err)
+            self._lost()
+
+    async def _take_events(self) -> None:
+        from wsproto.connection import ConnectionState
+        from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+
+        for event in self._ws.events():
+            if self.settled.is_set():
+                return
+            if isinstance(event, (TextMessage, BytesMessage)):
+                await self._piece(event)
+            elif isinstance(event, Ping):
+                if self._ws.state is ConnectionState.OPEN:
+                    await self._send_event(event.response())
+            elif isinstance(event, Pong):
+                if self._pong is not None and event.payload == self._ping_payload:
+                    self._pong.set()
+            elif isinstance(event, CloseConnection):
+                await self._closed_by_client(event)
+
+    async def _piece(self, event: Any) -> None:
+        """Joins a message's pieces; a complete one goes to the app."""
+        from wsproto.events import TextMessage
+
+        if self.state is not _WebSocket.OPEN:
+            return  # after the app's close: dropped
+        data = event.data
+        self._size += len(data) if not isinstance(data, str) or data.isascii() else len(data.encode("utf-8"))
+        if self._size > self._options.max_size:
+            await self._close(1009, f"message over {self._options.max_size} bytes", wait=True)
+            return
+        self._parts.append(data)
+        if not event.message_finished:
+            return
+        parts, self._parts, self._size = self._parts, [], 0
+        if isinstance(event, TextMessage):
+            message: ASGIMessage = {"type": "websocket.receive", "text": "".join(parts)}
+        else:
+            message = {"type": "websocket.receive", "bytes": b"".join(parts)}
+        # Backpressure: nothing more is read until the app took it.
+        self._inbox_taken.clear()
+        self._inbox = message
+        self._inbox_ready.set()
+        await self._inbox_taken.wait()
+
+    async def _closed_by_client(self, event: Any) -> None:
+        """The client's close frame, the stream's end (1006), or what
+        wsproto could not parse (1002, 1007: it stays OPEN then)."""
+        from wsproto.connection import ConnectionState
+
+        state = self._ws.state
+        if state is ConnectionState.REMOTE_CLOSING:
+            # The client closed first: echo its close frame (RFC 6455
+            # section 5.5.1); the app learns the code and reason.
+            self._set_disconnect(event.code, event.reason or "")
+            if self.state is _WebSocket.OPEN:
+                self.state = _WebSocket.CLOSING
+            try:
+                await self._send_event(event.response(), complete=True)
+            finally:
+                self._settle()
+        elif state is ConnectionState.CLOSED:
+            # The reply to the facade's close frame, or the client's end
+            # without one.
+            self._set_disconnect(event.code, event.reason or "")
+            if self.state is _WebSocket.OPEN:
+                self.state = _WebSocket.CLOSING  # the app's sends raise from now on
+            try:
+                if not self._completed and not self._broken:
+                    await self._put(self._messages(b"", True))
+            finally:
+                self._settle()
+        else:
+            # What follows the bad bytes cannot be parsed: the client's
+            # close frame would never be seen, so there is no waiting.
+            await self._close(event.code, event.reason or "", wait=False)
+
+    # --- keepalive ------------------------------------------------------------
+
+    async def _keepalive(self, interval: float, timeout: Optional[float]) -> None:
+        """Pings the client every interval seconds; a pong that does not
+        come within timeout closes the session with 1011."""
+        from wsproto.connection import ConnectionState
+        from wsproto.events import Ping
+
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                if self.state is not _WebSocket.OPEN or self._ws.state is not ConnectionState.OPEN:
+                    return
+                self._pings += 1
+                pong = self._pong = asyncio.Event()
+                self._ping_payload = self._pings.to_bytes(4, "big")
+                await self._send_event(Ping(payload=self._ping_payload))
+                if timeout is None:
+                    continue
+                try:
+                    await asyncio.wait_for(pong.wait(), timeout)
+                except asyncio.TimeoutError:
+                    self._log.info("httpbridge: WebSocket keepalive ping timed out (path %s)", self.path)
+                    await self._close(1011, "keepalive ping timeout", wait=False)
+                    return
+        except _ClientDisconnected:
+            pass
+
+
 class _ASGIBridge:
     """The ASGI facade of one message pair; see the pair's subclass."""
 
     _wire: _Wire
     _default_chunk_size: int
     _max_chunk_size: int
+    _upgrade_key: str
 
     def __init__(
         self,
@@ -914,9 +1484,17 @@ class _ASGIBridge:
         lifespan: str = "auto",
         max_send_message_length: int = -1,
         logger: Optional[logging.Logger] = None,
+        ws_max_size: int = 16 * 1024 * 1024,
+        ws_ping_interval: Optional[float] = 20.0,
+        ws_ping_timeout: Optional[float] = 20.0,
+        ws_per_message_deflate: bool = False,
     ) -> None:
         if lifespan not in ("auto", "on", "off"):
             raise ValueError(f"lifespan={lifespan!r}: want auto, on or off")
+        if ws_max_size <= 0:
+            raise ValueError(f"ws_max_size={ws_max_size!r}: want a positive number of bytes")
+        if ws_ping_interval is not None and ws_ping_interval <= 0:
+            raise ValueError(f"ws_ping_interval={ws_ping_interval!r}: want positive seconds, or None")
         self.app = app
         self.chunk_size = _chunk_size(chunk_size, self._default_chunk_size, self._max_chunk_size)
         self.max_send_message_length = max_send_message_length
@@ -929,6 +1507,9 @@ class _ASGIBridge:
         # the facade cancelled.
         self._finishing: Set[asyncio.Future[None]] = set()
         self._cancelled: Set[asyncio.Future[None]] = set()
+        self.websocket = _WebSocketOptions(ws_max_size, ws_ping_interval, ws_ping_timeout, ws_per_message_deflate)
+        self._sessions: Set[_WebSocketSession] = set()  # open WebSocket sessions
+        self._warned_upgrade = False
 
     def _cancel(self, task: "asyncio.Future[None]") -> None:
         self._cancelled.add(task)
@@ -942,9 +1523,22 @@ class _ASGIBridge:
         bridge.handle`` in a servicer class serves the app. It reads the
         stream with context.read(), never with request_iterator.
         """
-        request = await _open(self._wire, context, self.chunk_size, self.max_send_message_length, self.log)
+        offered = _upgrade_offered(context, self._upgrade_key)
+        request = await _open(self._wire, context, self.chunk_size, self.max_send_message_length, self.log, offered is not None)
         if request is None:
             return
+        if _asks_websocket(request.head):
+            if offered == "websocket" and request.upgradable:
+                await self._serve_websocket(request, context)
+                return
+            if offered is None and not self._warned_upgrade:
+                self._warned_upgrade = True
+                self.log.warning(
+                    "httpbridge: a WebSocket request came over a stream on which the host cannot switch protocols; "
+                    "serving it as HTTP (path %s). Hosts offer upgrades with the %s metadata key.",
+                    request.exchange.path,
+                    self._upgrade_key,
+                )
         exchange = request.exchange
         # The app runs in a task of its own, so that the host's cancel of
         # the RPC reaches it only as the facade decides. The RPC waits for
@@ -974,15 +1568,53 @@ class _ASGIBridge:
     async def _serve(self, scope: MutableMapping[str, Any], exchange: _Exchange) -> None:
         """Runs the app, then ends the exchange as the app left it."""
         try:
-            await exchange.finish(await self._run(scope, exchange))
+            await exchange.finish(await self._run(scope, exchange.receive, exchange.send, exchange.path))
         finally:
             exchange.settled.set()  # whatever happened, the RPC may end
 
-    async def _run(self, scope: MutableMapping[str, Any], exchange: _Exchange) -> bool:
+    async def _serve_websocket(self, request: _Request, context: _Stream) -> None:
+        """Serves a WebSocket session on the stream until it ends."""
+        session = _WebSocketSession(self._wire, context, request.exchange, self.websocket, self.chunk_size, self.log)
+        refusal = session.handshake(request.head)
+        if refusal is not None:
+            await context.write(self._wire.response(refusal, b"", False, True))
+            request.exchange.response = _Response.COMPLETE  # for _quiet_late_status
+            return
+        task = asyncio.ensure_future(self._serve_session(self._websocket_scope(request, context), session))
+        self._sessions.add(session)
+        try:
+            await session.settled.wait()
+        except asyncio.CancelledError:
+            # The host cancelled: the client is gone. The app learns it
+            # from receive() and send(), and runs to its end.
+            session.cancel()
+            self._outlive(task)
+            raise
+        finally:
+            self._sessions.discard(session)
+            session.stop()
+        if not task.done():
+            self._outlive(task)
+
+    async def _serve_session(self, scope: MutableMapping[str, Any], session: _WebSocketSession) -> None:
+        """Runs the app, then ends the session as the app left it."""
+        try:
+            await session.finish(await self._run(scope, session.receive, session.send, session.path))
+        finally:
+            if session.state is not _WebSocket.CLOSING:
+                session.settled.set()  # whatever happened, the RPC may end
+
+    async def close_websockets(self, code: int = 1012) -> None:
+        """Closes the open WebSocket sessions with code (1012, service
+        restart, as uvicorn's shutdown does), so that they end cleanly
+        while the server stops; serve_* calls it as it stops."""
+        await asyncio.gather(*(session.going_away(code) for session in list(self._sessions)))
+
+    async def _run(self, scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend, path: str) -> bool:
         """Runs the app; False if it failed. Whatever escapes the app is
         caught here, as uvicorn does, so that every exchange ends."""
         try:
-            await self.app(scope, exchange.receive, exchange.send)
+            await self.app(scope, receive, send)
             return True
         except (_ClientDisconnected, _SendFailed):
             return False  # the facade's own, and said already
@@ -990,11 +1622,24 @@ class _ASGIBridge:
             if asyncio.current_task() not in self._cancelled:
                 # Not the facade's cancel: a task the app shared with an
                 # exchange whose client left, say.
-                self.log.error("httpbridge: ASGI app failed (path %s): cancelled", exchange.path, exc_info=True)
+                self.log.error("httpbridge: ASGI app failed (path %s): cancelled", path, exc_info=True)
             return False
         except BaseException:  # as uvicorn: a BaseExceptionGroup, say
-            self.log.exception("httpbridge: ASGI app failed (path %s)", exchange.path)
+            self.log.exception("httpbridge: ASGI app failed (path %s)", path)
             return False
+
+    def _websocket_scope(self, request: _Request, context: _Stream) -> MutableMapping[str, Any]:
+        """The websocket scope (ASGI 2.4): the http scope's fields but the
+        method, with ws or wss, the subprotocols offered, and the denial
+        extension."""
+        scope = self._scope(request, context)
+        del scope["method"]
+        scope["type"] = "websocket"
+        scope["http_version"] = "1.1"
+        scope["scheme"] = "wss" if scope["scheme"] in ("https", "wss") else "ws"
+        scope["subprotocols"] = _subprotocols(request.head)
+        scope["extensions"] = {"websocket.http.response": {}, "httpbridge": scope["extensions"]["httpbridge"]}
+        return scope
 
     def _scope(self, request: _Request, context: _Stream) -> MutableMapping[str, Any]:
         head, target = request.head, request.target
@@ -1245,6 +1890,8 @@ class _WSGIResponse:
             raise RuntimeError("WSGI app called start_response twice without exc_info")
         if not isinstance(status, str) or not status[:3].isdigit() or not status[:3].isascii() or status[3:4] not in ("", " "):
             raise ValueError(f"WSGI status {status!r}: want three digits and a reason, as in '200 OK'")
+        if status[:3] == "101":
+            raise ValueError("WSGI status 101: WSGI cannot switch protocols (PEP 3333 has no hijack)")
         pairs = []
         lengths = []
         for name, value in headers:
@@ -1396,6 +2043,7 @@ class _WSGIFacade:
     _wire: _Wire
     _default_chunk_size: int
     _max_chunk_size: int
+    _upgrade_key: str
 
     def __init__(
         self,
@@ -1451,7 +2099,8 @@ class _WSGIBridge(_WSGIFacade):
         app whose stream was cancelled before a worker was free is never
         called.
         """
-        request = await _open(self._wire, context, self.chunk_size, self.max_send_message_length, self.log)
+        offered = _upgrade_offered(context, self._upgrade_key) is not None
+        request = await _open(self._wire, context, self.chunk_size, self.max_send_message_length, self.log, offered)
         if request is None:
             return
         loop = asyncio.get_running_loop()
@@ -1744,6 +2393,8 @@ class _ThreadedWSGIBridge(_WSGIFacade):
             yield opening.answer
             return
         chunk, complete = self._wire.request_body(first)
+        if _upgrade_offered(context, self._upgrade_key) is not None and not chunk and head.content_length == 0:
+            complete = True  # no body: the host sends none before the response
         exchange = _ThreadedExchange(
             self._wire, request_iterator, context, head, target.path, chunk, complete,
             self.chunk_size, self.max_send_message_length, self._reader, self.read_timeout, self.log,
@@ -1792,6 +2443,11 @@ SERVE_HTTP_CHUNK_SIZE = 64 << 10
 
 SERVE_HTTP_MAX_CHUNK_SIZE = (4 << 20) - (64 << 10)
 """The largest chunk_size a ServeHTTP facade accepts: below gRPC's 4 MiB."""
+
+SERVE_HTTP_UPGRADE_KEY = "httpbridge-upgrade"
+"""The gRPC request metadata key by which a host offers to switch a
+ServeHTTP stream's exchange to another protocol: its value names it,
+lower-cased ("websocket"). As the Go code's ServeHTTPUpgradeKey."""
 
 
 class _ServeHTTPWire(_Wire):
@@ -1864,9 +2520,25 @@ class ServeHTTPASGI(_ASGIBridge):
         logger: receives app failures and protocol violations; by default
             the "httpbridge" logger. Records name the path, never the
             query, which may hold tokens.
+        ws_max_size: the largest WebSocket message, in bytes, once its
+            fragments are joined; a larger one closes the session with
+            1009. 16 MiB, as uvicorn.
+        ws_ping_interval: seconds between the keepalive pings of a
+            WebSocket session; None sends none.
+        ws_ping_timeout: seconds a ping's pong may take before the session
+            closes with 1011; None waits for ever.
+        ws_per_message_deflate: accepts a client's permessage-deflate
+            offer. Off by default, unlike uvicorn: wsproto inflates each
+            chunk without bound before ws_max_size can apply.
+
+    WebSockets: on a stream where the host offers the upgrade (metadata
+    SERVE_HTTP_UPGRADE_KEY: websocket), a WebSocket handshake gets a
+    websocket scope, framed by wsproto, which it then imports; see
+    docs/python.md.
     """
 
     _wire = _ServeHTTPWire()
+    _upgrade_key = SERVE_HTTP_UPGRADE_KEY
     _default_chunk_size = SERVE_HTTP_CHUNK_SIZE
     _max_chunk_size = SERVE_HTTP_MAX_CHUNK_SIZE
 
@@ -1897,6 +2569,7 @@ class ServeHTTPWSGI(_WSGIBridge):
     """
 
     _wire = _ServeHTTPWire()
+    _upgrade_key = SERVE_HTTP_UPGRADE_KEY
     _default_chunk_size = SERVE_HTTP_CHUNK_SIZE
     _max_chunk_size = SERVE_HTTP_MAX_CHUNK_SIZE
 
@@ -1929,5 +2602,6 @@ class ServeHTTPThreadedWSGI(_ThreadedWSGIBridge):
     """
 
     _wire = _ServeHTTPWire()
+    _upgrade_key = SERVE_HTTP_UPGRADE_KEY
     _default_chunk_size = SERVE_HTTP_CHUNK_SIZE
     _max_chunk_size = SERVE_HTTP_MAX_CHUNK_SIZE

@@ -12,7 +12,8 @@ app is served from grpcio's synchronous server)::
     run_metrics(app, "127.0.0.1:50051")
 
 Depends on grpcio (grpc.aio, and grpc.server for WSGI apps) and protobuf
-3.20 or later only; Python 3.9 or later.
+3.20 or later only, and on wsproto for WebSockets, imported when the first
+session starts; Python 3.9 or later.
 """
 
 from __future__ import annotations
@@ -182,13 +183,18 @@ async def _serve_until_stopped(
             loop.remove_signal_handler(signum)
 
 
+_ASGI_ONLY_OPTIONS = ("lifespan", "ws_max_size", "ws_ping_interval", "ws_ping_timeout", "ws_per_message_deflate")
+"""Options that a WSGI app, which has neither, leaves unused."""
+
+
 def _bridge(app: Any, interface: str, asgi: Any, wsgi: Any, options: Dict[str, Any]) -> Any:
     if interface == "auto":
         interface = "asgi" if _is_asgi(app) else "wsgi"
     if interface == "asgi":
         return asgi(app, **options)
     if interface == "wsgi":
-        options.pop("lifespan", None)
+        for name in _ASGI_ONLY_OPTIONS:
+            options.pop(name, None)
         return wsgi(app, **options)
     raise ValueError(f"interface={interface!r}: want auto, asgi or wsgi")
 
@@ -266,6 +272,13 @@ class MetricsBridge(plugins_dot_metrics_dot_metrics__pb2__grpc.MetricsServicer):
             if hasattr(bridge, "startup"):
                 await bridge.startup()
 
+    async def close_websockets(self, code: int = 1012) -> None:
+        """Closes the open WebSocket sessions of the ASGI apps served with
+        code (1012, service restart), as the server stops."""
+        for bridge in self._bridges():
+            if hasattr(bridge, "close_websockets"):
+                await bridge.close_websockets(code)
+
     async def shutdown(self, grace: Optional[float] = None) -> None:
         """Runs the lifespan shutdown of the ASGI apps served, once their
         calls that outlived their streams ended or grace seconds passed,
@@ -294,7 +307,8 @@ class MetricsThreadedBridge(plugins_dot_metrics_dot_metrics__pb2__grpc.MetricsSe
     def __init__(self, app: Any, *, interface: str = "auto", **options: Any) -> None:
         if interface not in ("auto", "wsgi") or (interface == "auto" and _is_asgi(app)):
             raise TypeError("httpbridge: not a WSGI app: serve an ASGI app with MetricsBridge on a grpc.aio server")
-        options.pop("lifespan", None)
+        for name in _ASGI_ONLY_OPTIONS:
+            options.pop(name, None)
         self.serve_metrics = hooks__http__httpbridge.ServeHTTPThreadedWSGI(app, **options)
         self.tail = plugins_dot_stream_dot_stream__httpbridge.TailThreadedWSGI(app, **options)
         self.max_workers = self.serve_metrics.max_workers
@@ -393,7 +407,9 @@ async def serve_metrics(
         await servicer.startup()
         await _serve_until_stopped(server.start, port, ready, signals, stop_on_stdin_close)
     finally:
-        await server.stop(grace)
+        # Open WebSocket sessions get a close frame (1012) while the
+        # server gives its streams grace seconds to end.
+        await asyncio.gather(servicer.close_websockets(), server.stop(grace))
         await servicer.shutdown(grace)
 
 

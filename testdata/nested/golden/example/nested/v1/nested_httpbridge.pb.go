@@ -429,9 +429,81 @@ type handleResponseCodec struct {
 	buf []byte
 }
 
-// Marshal is gRPC's: a sent message is copied before Send returns.
+// Marshal is gRPC's, except that a request message over 32 KiB (one
+// with a large body chunk) goes into a buffer of about its size from
+// handleSendBuffers. gRPC's own pool serves every size from 32 KiB to
+// 1 MiB with a 1 MiB buffer, which it clears first: each 64 KiB chunk cost
+// a 1 MiB clear, and pinned 1 MiB while it waited for the stream's window.
 func (c *handleResponseCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return encoding.GetCodecV2("proto").Marshal(v)
+	msg, ok := v.(*Handle_Request)
+	if !ok {
+		return encoding.GetCodecV2("proto").Marshal(v)
+	}
+	size := proto.Size(msg)
+	if size <= 32<<10 || size > handleSendBuffers.largest() {
+		return encoding.GetCodecV2("proto").Marshal(v)
+	}
+	buf := handleSendBuffers.Get(size)
+	// Size has cached the sizes that MarshalAppend would compute again.
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], msg)
+	if err != nil || len(b) != size {
+		handleSendBuffers.Put(buf)
+		if err == nil {
+			err = fmt.Errorf("httpbridge: Handle_Request changed while it was marshalled")
+		}
+		return nil, err
+	}
+	return mem.BufferSlice{mem.NewBuffer(buf, &handleSendBuffers)}, nil
+}
+
+// handleSendBuffers holds the buffers of large sent request messages,
+// in classes of a power of two from 32 KiB to 4 MiB plus 1 KiB, so that a
+// chunk with its few bytes of framing fits the class of its size. Marshal
+// writes every byte a message uses, so a buffer is not cleared between
+// uses.
+var handleSendBuffers handleBufferPool
+
+// handleBufferPool is a [mem.BufferPool] of the classes
+// handleSendBuffers describes.
+type handleBufferPool struct {
+	classes [8]sync.Pool
+}
+
+// class returns the index of the smallest class that holds size bytes, and
+// its size.
+func (p *handleBufferPool) class(size int) (int, int) {
+	for i := range p.classes {
+		if n := 32<<(10+i) + 1<<10; size <= n {
+			return i, n
+		}
+	}
+	return -1, 0
+}
+
+func (p *handleBufferPool) largest() int {
+	return 32<<(10+len(p.classes)-1) + 1<<10
+}
+
+// Get returns a buffer of length size, whose bytes are not cleared.
+func (p *handleBufferPool) Get(size int) *[]byte {
+	i, n := p.class(size)
+	if i < 0 {
+		b := make([]byte, size)
+		return &b
+	}
+	if buf, ok := p.classes[i].Get().(*[]byte); ok {
+		*buf = (*buf)[:size]
+		return buf
+	}
+	b := make([]byte, size, n)
+	return &b
+}
+
+// Put takes back a buffer that Get returned.
+func (p *handleBufferPool) Put(buf *[]byte) {
+	if i, n := p.class(cap(*buf)); i >= 0 && cap(*buf) == n {
+		p.classes[i].Put(buf)
+	}
 }
 
 // Unmarshal decodes a response message in place, in one piece, and keeps
@@ -948,7 +1020,11 @@ func (h *HandleHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init
 		}
 	}()
 
-	ctx, cancel := context.WithCancel(r.Context())
+	// Not r's context: net/http cancels it when the client half-closes
+	// before the answer (its background read sees the FIN), which for an
+	// upgrade is the end of the client's input in the new protocol, sent
+	// on once the 101 is in. The handshake timeout bounds the wait instead.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	// A plugin that cannot switch (Mattermost's Python SDK waits for the
 	// body's end) would otherwise hold the request for ever; so would a
@@ -3367,9 +3443,81 @@ type outerFetchResponseCodec struct {
 	buf []byte
 }
 
-// Marshal is gRPC's: a sent message is copied before Send returns.
+// Marshal is gRPC's, except that a request message over 32 KiB (one
+// with a large body chunk) goes into a buffer of about its size from
+// outerFetchSendBuffers. gRPC's own pool serves every size from 32 KiB to
+// 1 MiB with a 1 MiB buffer, which it clears first: each 64 KiB chunk cost
+// a 1 MiB clear, and pinned 1 MiB while it waited for the stream's window.
 func (c *outerFetchResponseCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return encoding.GetCodecV2("proto").Marshal(v)
+	msg, ok := v.(*Outer_FetchRequest)
+	if !ok {
+		return encoding.GetCodecV2("proto").Marshal(v)
+	}
+	size := proto.Size(msg)
+	if size <= 32<<10 || size > outerFetchSendBuffers.largest() {
+		return encoding.GetCodecV2("proto").Marshal(v)
+	}
+	buf := outerFetchSendBuffers.Get(size)
+	// Size has cached the sizes that MarshalAppend would compute again.
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], msg)
+	if err != nil || len(b) != size {
+		outerFetchSendBuffers.Put(buf)
+		if err == nil {
+			err = fmt.Errorf("httpbridge: Outer_FetchRequest changed while it was marshalled")
+		}
+		return nil, err
+	}
+	return mem.BufferSlice{mem.NewBuffer(buf, &outerFetchSendBuffers)}, nil
+}
+
+// outerFetchSendBuffers holds the buffers of large sent request messages,
+// in classes of a power of two from 32 KiB to 4 MiB plus 1 KiB, so that a
+// chunk with its few bytes of framing fits the class of its size. Marshal
+// writes every byte a message uses, so a buffer is not cleared between
+// uses.
+var outerFetchSendBuffers outerFetchBufferPool
+
+// outerFetchBufferPool is a [mem.BufferPool] of the classes
+// outerFetchSendBuffers describes.
+type outerFetchBufferPool struct {
+	classes [8]sync.Pool
+}
+
+// class returns the index of the smallest class that holds size bytes, and
+// its size.
+func (p *outerFetchBufferPool) class(size int) (int, int) {
+	for i := range p.classes {
+		if n := 32<<(10+i) + 1<<10; size <= n {
+			return i, n
+		}
+	}
+	return -1, 0
+}
+
+func (p *outerFetchBufferPool) largest() int {
+	return 32<<(10+len(p.classes)-1) + 1<<10
+}
+
+// Get returns a buffer of length size, whose bytes are not cleared.
+func (p *outerFetchBufferPool) Get(size int) *[]byte {
+	i, n := p.class(size)
+	if i < 0 {
+		b := make([]byte, size)
+		return &b
+	}
+	if buf, ok := p.classes[i].Get().(*[]byte); ok {
+		*buf = (*buf)[:size]
+		return buf
+	}
+	b := make([]byte, size, n)
+	return &b
+}
+
+// Put takes back a buffer that Get returned.
+func (p *outerFetchBufferPool) Put(buf *[]byte) {
+	if i, n := p.class(cap(*buf)); i >= 0 && cap(*buf) == n {
+		p.classes[i].Put(buf)
+	}
 }
 
 // Unmarshal decodes a response message in place, in one piece, and keeps
@@ -3886,7 +4034,11 @@ func (h *OuterFetchHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, 
 		}
 	}()
 
-	ctx, cancel := context.WithCancel(r.Context())
+	// Not r's context: net/http cancels it when the client half-closes
+	// before the answer (its background read sees the FIN), which for an
+	// upgrade is the end of the client's input in the new protocol, sent
+	// on once the 101 is in. The handshake timeout bounds the wait instead.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	// A plugin that cannot switch (Mattermost's Python SDK waits for the
 	// body's end) would otherwise hold the request for ever; so would a
@@ -6305,9 +6457,81 @@ type passResponseCodec struct {
 	buf []byte
 }
 
-// Marshal is gRPC's: a sent message is copied before Send returns.
+// Marshal is gRPC's, except that a request message over 32 KiB (one
+// with a large body chunk) goes into a buffer of about its size from
+// passSendBuffers. gRPC's own pool serves every size from 32 KiB to
+// 1 MiB with a 1 MiB buffer, which it clears first: each 64 KiB chunk cost
+// a 1 MiB clear, and pinned 1 MiB while it waited for the stream's window.
 func (c *passResponseCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return encoding.GetCodecV2("proto").Marshal(v)
+	msg, ok := v.(*Relay_Up)
+	if !ok {
+		return encoding.GetCodecV2("proto").Marshal(v)
+	}
+	size := proto.Size(msg)
+	if size <= 32<<10 || size > passSendBuffers.largest() {
+		return encoding.GetCodecV2("proto").Marshal(v)
+	}
+	buf := passSendBuffers.Get(size)
+	// Size has cached the sizes that MarshalAppend would compute again.
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], msg)
+	if err != nil || len(b) != size {
+		passSendBuffers.Put(buf)
+		if err == nil {
+			err = fmt.Errorf("httpbridge: Relay_Up changed while it was marshalled")
+		}
+		return nil, err
+	}
+	return mem.BufferSlice{mem.NewBuffer(buf, &passSendBuffers)}, nil
+}
+
+// passSendBuffers holds the buffers of large sent request messages,
+// in classes of a power of two from 32 KiB to 4 MiB plus 1 KiB, so that a
+// chunk with its few bytes of framing fits the class of its size. Marshal
+// writes every byte a message uses, so a buffer is not cleared between
+// uses.
+var passSendBuffers passBufferPool
+
+// passBufferPool is a [mem.BufferPool] of the classes
+// passSendBuffers describes.
+type passBufferPool struct {
+	classes [8]sync.Pool
+}
+
+// class returns the index of the smallest class that holds size bytes, and
+// its size.
+func (p *passBufferPool) class(size int) (int, int) {
+	for i := range p.classes {
+		if n := 32<<(10+i) + 1<<10; size <= n {
+			return i, n
+		}
+	}
+	return -1, 0
+}
+
+func (p *passBufferPool) largest() int {
+	return 32<<(10+len(p.classes)-1) + 1<<10
+}
+
+// Get returns a buffer of length size, whose bytes are not cleared.
+func (p *passBufferPool) Get(size int) *[]byte {
+	i, n := p.class(size)
+	if i < 0 {
+		b := make([]byte, size)
+		return &b
+	}
+	if buf, ok := p.classes[i].Get().(*[]byte); ok {
+		*buf = (*buf)[:size]
+		return buf
+	}
+	b := make([]byte, size, n)
+	return &b
+}
+
+// Put takes back a buffer that Get returned.
+func (p *passBufferPool) Put(buf *[]byte) {
+	if i, n := p.class(cap(*buf)); i >= 0 && cap(*buf) == n {
+		p.classes[i].Put(buf)
+	}
 }
 
 // Unmarshal decodes a response message in place, in one piece, and keeps
@@ -6824,7 +7048,11 @@ func (h *PassHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init *
 		}
 	}()
 
-	ctx, cancel := context.WithCancel(r.Context())
+	// Not r's context: net/http cancels it when the client half-closes
+	// before the answer (its background read sees the FIN), which for an
+	// upgrade is the end of the client's input in the new protocol, sent
+	// on once the 101 is in. The handshake timeout bounds the wait instead.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	// A plugin that cannot switch (Mattermost's Python SDK waits for the
 	// body's end) would otherwise hold the request for ever; so would a

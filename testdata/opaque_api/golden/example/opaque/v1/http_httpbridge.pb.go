@@ -431,9 +431,81 @@ type fetchResponseCodec struct {
 	buf []byte
 }
 
-// Marshal is gRPC's: a sent message is copied before Send returns.
+// Marshal is gRPC's, except that a request message over 32 KiB (one
+// with a large body chunk) goes into a buffer of about its size from
+// fetchSendBuffers. gRPC's own pool serves every size from 32 KiB to
+// 1 MiB with a 1 MiB buffer, which it clears first: each 64 KiB chunk cost
+// a 1 MiB clear, and pinned 1 MiB while it waited for the stream's window.
 func (c *fetchResponseCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return encoding.GetCodecV2("proto").Marshal(v)
+	msg, ok := v.(*FetchRequest)
+	if !ok {
+		return encoding.GetCodecV2("proto").Marshal(v)
+	}
+	size := proto.Size(msg)
+	if size <= 32<<10 || size > fetchSendBuffers.largest() {
+		return encoding.GetCodecV2("proto").Marshal(v)
+	}
+	buf := fetchSendBuffers.Get(size)
+	// Size has cached the sizes that MarshalAppend would compute again.
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], msg)
+	if err != nil || len(b) != size {
+		fetchSendBuffers.Put(buf)
+		if err == nil {
+			err = fmt.Errorf("httpbridge: FetchRequest changed while it was marshalled")
+		}
+		return nil, err
+	}
+	return mem.BufferSlice{mem.NewBuffer(buf, &fetchSendBuffers)}, nil
+}
+
+// fetchSendBuffers holds the buffers of large sent request messages,
+// in classes of a power of two from 32 KiB to 4 MiB plus 1 KiB, so that a
+// chunk with its few bytes of framing fits the class of its size. Marshal
+// writes every byte a message uses, so a buffer is not cleared between
+// uses.
+var fetchSendBuffers fetchBufferPool
+
+// fetchBufferPool is a [mem.BufferPool] of the classes
+// fetchSendBuffers describes.
+type fetchBufferPool struct {
+	classes [8]sync.Pool
+}
+
+// class returns the index of the smallest class that holds size bytes, and
+// its size.
+func (p *fetchBufferPool) class(size int) (int, int) {
+	for i := range p.classes {
+		if n := 32<<(10+i) + 1<<10; size <= n {
+			return i, n
+		}
+	}
+	return -1, 0
+}
+
+func (p *fetchBufferPool) largest() int {
+	return 32<<(10+len(p.classes)-1) + 1<<10
+}
+
+// Get returns a buffer of length size, whose bytes are not cleared.
+func (p *fetchBufferPool) Get(size int) *[]byte {
+	i, n := p.class(size)
+	if i < 0 {
+		b := make([]byte, size)
+		return &b
+	}
+	if buf, ok := p.classes[i].Get().(*[]byte); ok {
+		*buf = (*buf)[:size]
+		return buf
+	}
+	b := make([]byte, size, n)
+	return &b
+}
+
+// Put takes back a buffer that Get returned.
+func (p *fetchBufferPool) Put(buf *[]byte) {
+	if i, n := p.class(cap(*buf)); i >= 0 && cap(*buf) == n {
+		p.classes[i].Put(buf)
+	}
 }
 
 // Unmarshal decodes a response message in place, in one piece, and keeps
@@ -953,7 +1025,11 @@ func (h *FetchHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init 
 		}
 	}()
 
-	ctx, cancel := context.WithCancel(r.Context())
+	// Not r's context: net/http cancels it when the client half-closes
+	// before the answer (its background read sees the FIN), which for an
+	// upgrade is the end of the client's input in the new protocol, sent
+	// on once the 101 is in. The handshake timeout bounds the wait instead.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	// A plugin that cannot switch (Mattermost's Python SDK waits for the
 	// body's end) would otherwise hold the request for ever; so would a
