@@ -76,7 +76,7 @@ func fragments(op byte, p []byte, size int) []rawFrame {
 	var fs []rawFrame
 	for first := true; first || len(p) > 0; first = false {
 		n := min(size, len(p))
-		o := byte(opCont)
+		o := byte(wsOpCont)
 		if first {
 			o = op
 		}
@@ -100,109 +100,109 @@ func abCases() []abCase {
 
 	// 1: framing of text and binary messages at the length boundaries.
 	for i, n := range []int{0, 125, 126, 127, 128, 65535, 65536} {
-		add(fmt.Sprintf("1.1.%d", i+1), send(rawFrame{Fin: true, Opcode: opText, Payload: repeatTo("*", n)}))
-		add(fmt.Sprintf("1.2.%d", i+1), send(rawFrame{Fin: true, Opcode: opBinary, Payload: repeatTo("\xfe", n)}))
+		add(fmt.Sprintf("1.1.%d", i+1), send(rawFrame{Fin: true, Opcode: wsOpText, Payload: repeatTo("*", n)}))
+		add(fmt.Sprintf("1.2.%d", i+1), send(rawFrame{Fin: true, Opcode: wsOpBinary, Payload: repeatTo("\xfe", n)}))
 	}
-	add("1.1.8", chopped(997, rawFrame{Fin: true, Opcode: opText, Payload: repeatTo("*", 65536)}))
-	add("1.2.8", chopped(997, rawFrame{Fin: true, Opcode: opBinary, Payload: repeatTo("\xfe", 65536)}))
+	add("1.1.8", chopped(997, rawFrame{Fin: true, Opcode: wsOpText, Payload: repeatTo("*", 65536)}))
+	add("1.2.8", chopped(997, rawFrame{Fin: true, Opcode: wsOpBinary, Payload: repeatTo("\xfe", 65536)}))
 
 	// 2: pings and pongs.
-	add("2.1", send(frame(opPing, "")))
-	add("2.2", send(frame(opPing, "Hello, world!")))
-	add("2.3", send(frame(opPing, "\x00\xff\xfe\xfd\xfc\xfb\x00\xff")))
-	add("2.4", send(frame(opPing, strings.Repeat("\xfe", 125))))
-	add("2.5", send(frame(opPing, strings.Repeat("\xfe", 126))))
-	add("2.6", chopped(1, frame(opPing, strings.Repeat("\xfe", 125))))
-	add("2.7", send(frame(opPong, ""), frame(opClose, closePayload(1000, ""))))
-	add("2.8", send(frame(opPong, "unsolicited pong payload"), frame(opClose, closePayload(1000, ""))))
-	add("2.9", send(frame(opPong, "unsolicited pong payload"), frame(opPing, "ping payload")))
+	add("2.1", send(frame(wsOpPing, "")))
+	add("2.2", send(frame(wsOpPing, "Hello, world!")))
+	add("2.3", send(frame(wsOpPing, "\x00\xff\xfe\xfd\xfc\xfb\x00\xff")))
+	add("2.4", send(frame(wsOpPing, strings.Repeat("\xfe", 125))))
+	add("2.5", send(frame(wsOpPing, strings.Repeat("\xfe", 126))))
+	add("2.6", chopped(1, frame(wsOpPing, strings.Repeat("\xfe", 125))))
+	add("2.7", send(frame(wsOpPong, ""), frame(wsOpClose, closePayload(1000, ""))))
+	add("2.8", send(frame(wsOpPong, "unsolicited pong payload"), frame(wsOpClose, closePayload(1000, ""))))
+	add("2.9", send(frame(wsOpPong, "unsolicited pong payload"), frame(wsOpPing, "ping payload")))
 	var pings []rawFrame
 	for i := range 10 {
-		pings = append(pings, frame(opPing, fmt.Sprintf("payload-%d", i)))
+		pings = append(pings, frame(wsOpPing, fmt.Sprintf("payload-%d", i)))
 	}
 	add("2.10", send(pings...))
 	add("2.11", chopped(1, pings...))
 
 	// 3: reserved bits.
 	hello := "Hello, world!"
-	add("3.1", send(fr(opText, true, 1, hello)))
-	add("3.2", send(frame(opText, hello), fr(opText, true, 2, hello), frame(opPing, "")))
-	add("3.3", synced(frame(opText, hello), fr(opText, true, 3, hello), frame(opPing, "")))
-	add("3.4", chopped(1, frame(opText, hello), fr(opText, true, 4, hello), frame(opPing, "")))
-	add("3.5", send(fr(opBinary, true, 5, "\x00\xff\xfe\xfd\xfc\xfb\x00\xff")))
-	add("3.6", send(fr(opPing, true, 6, hello)))
-	add("3.7", send(fr(opClose, true, 7, "")))
+	add("3.1", send(fr(wsOpText, true, 1, hello)))
+	add("3.2", send(frame(wsOpText, hello), fr(wsOpText, true, 2, hello), frame(wsOpPing, "")))
+	add("3.3", synced(frame(wsOpText, hello), fr(wsOpText, true, 3, hello), frame(wsOpPing, "")))
+	add("3.4", chopped(1, frame(wsOpText, hello), fr(wsOpText, true, 4, hello), frame(wsOpPing, "")))
+	add("3.5", send(fr(wsOpBinary, true, 5, "\x00\xff\xfe\xfd\xfc\xfb\x00\xff")))
+	add("3.6", send(fr(wsOpPing, true, 6, hello)))
+	add("3.7", send(fr(wsOpClose, true, 7, "")))
 
 	// 4: reserved opcodes.
 	add("4.1.1", send(frame(3, "")))
 	add("4.1.2", send(frame(4, "reserved opcode payload")))
-	add("4.1.3", send(frame(opText, hello), frame(5, ""), frame(opPing, "")))
-	add("4.1.4", send(frame(opText, hello), frame(6, hello), frame(opPing, "")))
-	add("4.1.5", chopped(1, frame(opText, hello), frame(7, hello), frame(opPing, "")))
+	add("4.1.3", send(frame(wsOpText, hello), frame(5, ""), frame(wsOpPing, "")))
+	add("4.1.4", send(frame(wsOpText, hello), frame(6, hello), frame(wsOpPing, "")))
+	add("4.1.5", chopped(1, frame(wsOpText, hello), frame(7, hello), frame(wsOpPing, "")))
 	add("4.2.1", send(frame(11, "")))
 	add("4.2.2", send(frame(12, "reserved opcode payload")))
-	add("4.2.3", send(frame(opText, hello), frame(13, ""), frame(opPing, "")))
-	add("4.2.4", send(frame(opText, hello), frame(14, hello), frame(opPing, "")))
-	add("4.2.5", chopped(1, frame(opText, hello), frame(15, hello), frame(opPing, "")))
+	add("4.2.3", send(frame(wsOpText, hello), frame(13, ""), frame(wsOpPing, "")))
+	add("4.2.4", send(frame(wsOpText, hello), frame(14, hello), frame(wsOpPing, "")))
+	add("4.2.5", chopped(1, frame(wsOpText, hello), frame(15, hello), frame(wsOpPing, "")))
 
 	// 5: fragmentation.
-	add("5.1", send(fr(opPing, false, 0, "fragment1"), fr(opCont, true, 0, "fragment2")))
-	add("5.2", send(fr(opPong, false, 0, "fragment1"), fr(opCont, true, 0, "fragment2")))
-	two := []rawFrame{fr(opText, false, 0, "fragment1"), fr(opCont, true, 0, "fragment2")}
+	add("5.1", send(fr(wsOpPing, false, 0, "fragment1"), fr(wsOpCont, true, 0, "fragment2")))
+	add("5.2", send(fr(wsOpPong, false, 0, "fragment1"), fr(wsOpCont, true, 0, "fragment2")))
+	two := []rawFrame{fr(wsOpText, false, 0, "fragment1"), fr(wsOpCont, true, 0, "fragment2")}
 	add("5.3", send(two...))
 	add("5.4", synced(two...))
 	add("5.5", chopped(1, two...))
-	withPing := []rawFrame{two[0], frame(opPing, "ping payload"), two[1]}
+	withPing := []rawFrame{two[0], frame(wsOpPing, "ping payload"), two[1]}
 	add("5.6", send(withPing...))
 	add("5.7", synced(withPing...))
 	add("5.8", chopped(1, withPing...))
-	orphanFin := []rawFrame{fr(opCont, true, 0, "non-continuation payload"), frame(opText, hello)}
+	orphanFin := []rawFrame{fr(wsOpCont, true, 0, "non-continuation payload"), frame(wsOpText, hello)}
 	add("5.9", send(orphanFin...))
 	add("5.10", synced(orphanFin...))
 	add("5.11", chopped(1, orphanFin...))
-	orphan := []rawFrame{fr(opCont, false, 0, "non-continuation payload"), frame(opText, hello)}
+	orphan := []rawFrame{fr(wsOpCont, false, 0, "non-continuation payload"), frame(wsOpText, hello)}
 	add("5.12", send(orphan...))
 	add("5.13", synced(orphan...))
 	add("5.14", chopped(1, orphan...))
-	add("5.15", send(fr(opText, false, 0, "fragment1"), fr(opCont, true, 0, "fragment2"), fr(opCont, false, 0, "fragment3"), fr(opText, true, 0, "fragment4")))
+	add("5.15", send(fr(wsOpText, false, 0, "fragment1"), fr(wsOpCont, true, 0, "fragment2"), fr(wsOpCont, false, 0, "fragment3"), fr(wsOpText, true, 0, "fragment4")))
 	rep := func(first bool) []rawFrame {
-		f := []rawFrame{fr(opCont, first, 0, "fragment1"), fr(opText, false, 0, "fragment2"), fr(opCont, true, 0, "fragment3")}
+		f := []rawFrame{fr(wsOpCont, first, 0, "fragment1"), fr(wsOpText, false, 0, "fragment2"), fr(wsOpCont, true, 0, "fragment3")}
 		return append(f, f...)
 	}
 	add("5.16", send(rep(false)...))
 	add("5.17", send(rep(true)...))
-	add("5.18", send(fr(opText, false, 0, "fragment1"), fr(opText, true, 0, "fragment2")))
+	add("5.18", send(fr(wsOpText, false, 0, "fragment1"), fr(wsOpText, true, 0, "fragment2")))
 	for _, c := range []struct {
 		id   string
 		sync bool
 	}{{"5.19", false}, {"5.20", true}} {
-		a := abStep{frames: []rawFrame{fr(opText, false, 0, "fragment1"), fr(opCont, false, 0, "fragment2"), frame(opPing, "pongme 1!")}, sync: c.sync}
-		b := abStep{frames: []rawFrame{fr(opCont, false, 0, "fragment3"), fr(opCont, false, 0, "fragment4"), frame(opPing, "pongme 2!"), fr(opCont, true, 0, "fragment5")}, sync: c.sync, pause: abPause}
+		a := abStep{frames: []rawFrame{fr(wsOpText, false, 0, "fragment1"), fr(wsOpCont, false, 0, "fragment2"), frame(wsOpPing, "pongme 1!")}, sync: c.sync}
+		b := abStep{frames: []rawFrame{fr(wsOpCont, false, 0, "fragment3"), fr(wsOpCont, false, 0, "fragment4"), frame(wsOpPing, "pongme 2!"), fr(wsOpCont, true, 0, "fragment5")}, sync: c.sync, pause: abPause}
 		add(c.id, a, b)
 	}
 
 	// 6: UTF-8 in text messages.
-	add("6.1.1", send(frame(opText, "")))
-	add("6.1.2", send(fr(opText, false, 0, ""), fr(opCont, false, 0, ""), fr(opCont, true, 0, "")))
-	add("6.1.3", send(fr(opText, false, 0, ""), fr(opCont, false, 0, "middle frame payload"), fr(opCont, true, 0, "")))
+	add("6.1.1", send(frame(wsOpText, "")))
+	add("6.1.2", send(fr(wsOpText, false, 0, ""), fr(wsOpCont, false, 0, ""), fr(wsOpCont, true, 0, "")))
+	add("6.1.3", send(fr(wsOpText, false, 0, ""), fr(wsOpCont, false, 0, "middle frame payload"), fr(wsOpCont, true, 0, "")))
 	mixed := "Hello-µ@ßöäüàá-UTF-8!!"
-	add("6.2.1", send(frame(opText, mixed)))
-	add("6.2.2", send(fr(opText, false, 0, "Hello-µ@ßöä"), fr(opCont, true, 0, "üàá-UTF-8!!")))
-	add("6.2.3", send(fragments(opText, []byte(mixed), 1)...))
+	add("6.2.1", send(frame(wsOpText, mixed)))
+	add("6.2.2", send(fr(wsOpText, false, 0, "Hello-µ@ßöä"), fr(wsOpCont, true, 0, "üàá-UTF-8!!")))
+	add("6.2.3", send(fragments(wsOpText, []byte(mixed), 1)...))
 	kosme := "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5"
-	add("6.2.4", send(fragments(opText, []byte(kosme), 1)...))
+	add("6.2.4", send(fragments(wsOpText, []byte(kosme), 1)...))
 	bad := kosme + "\xed\xa0\x80" + "edited"
-	add("6.3.1", send(frame(opText, bad)))
-	add("6.3.2", send(fragments(opText, []byte(bad), 1)...))
+	add("6.3.1", send(frame(wsOpText, bad)))
+	add("6.3.2", send(fragments(wsOpText, []byte(bad), 1)...))
 	bad2 := kosme + "\xf4\x90\x80\x80" + "edited"
-	add("6.4.1", send(fr(opText, false, 0, kosme)),
-		after(abPause, send(fr(opCont, false, 0, "\xf4\x90\x80\x80"))),
-		after(abPause, send(fr(opCont, true, 0, "edited"))))
-	add("6.4.2", send(fr(opText, false, 0, bad2[:12])),
-		after(abPause, send(fr(opCont, false, 0, bad2[12:13]))),
-		after(abPause, send(fr(opCont, true, 0, bad2[13:]))))
+	add("6.4.1", send(fr(wsOpText, false, 0, kosme)),
+		after(abPause, send(fr(wsOpCont, false, 0, "\xf4\x90\x80\x80"))),
+		after(abPause, send(fr(wsOpCont, true, 0, "edited"))))
+	add("6.4.2", send(fr(wsOpText, false, 0, bad2[:12])),
+		after(abPause, send(fr(wsOpCont, false, 0, bad2[12:13]))),
+		after(abPause, send(fr(wsOpCont, true, 0, bad2[13:]))))
 	// 6.4.3 and 6.4.4: one frame whose bytes arrive in three parts.
-	whole := appendFrame(nil, frame(opText, bad2))
+	whole := appendFrame(nil, frame(wsOpText, bad2))
 	hdr := len(whole) - len(bad2)
 	for _, c := range []struct {
 		id   string
@@ -219,52 +219,52 @@ func abCases() []abCase {
 	}
 	for i, group := range utf8Sequences() {
 		for j, s := range group {
-			add(fmt.Sprintf("6.%d.%d", i+5, j+1), send(frame(opText, s)))
+			add(fmt.Sprintf("6.%d.%d", i+5, j+1), send(frame(wsOpText, s)))
 		}
 	}
 
 	// 7: closing.
-	add("7.1.1", send(frame(opText, "Hello World!")))
-	add("7.1.2", send(frame(opClose, closePayload(1000, "")), frame(opClose, "")))
-	add("7.1.3", send(frame(opClose, closePayload(1000, "")), frame(opPing, "")))
-	add("7.1.4", send(frame(opClose, closePayload(1000, "")), frame(opText, "Hello World!")))
-	add("7.1.5", send(fr(opText, false, 0, "fragment1"), frame(opClose, closePayload(1000, "")), fr(opCont, true, 0, "fragment2")))
-	add("7.1.6", send(rawFrame{Fin: true, Opcode: opText, Payload: repeatTo("BAsd7&jh23", 256<<10)}, frame(opText, "Hello World!"), frame(opClose, closePayload(1000, "")), frame(opPing, "")))
-	add("7.3.1", send(frame(opClose, "")))
-	add("7.3.2", send(frame(opClose, "a")))
-	add("7.3.3", send(frame(opClose, closePayload(1000, ""))))
-	add("7.3.4", send(frame(opClose, closePayload(1000, "Hello World!"))))
-	add("7.3.5", send(frame(opClose, closePayload(1000, strings.Repeat("*", 123)))))
-	add("7.3.6", send(frame(opClose, closePayload(1000, strings.Repeat("*", 124)))))
-	add("7.5.1", send(frame(opClose, closePayload(1000, bad))))
+	add("7.1.1", send(frame(wsOpText, "Hello World!")))
+	add("7.1.2", send(frame(wsOpClose, closePayload(1000, "")), frame(wsOpClose, "")))
+	add("7.1.3", send(frame(wsOpClose, closePayload(1000, "")), frame(wsOpPing, "")))
+	add("7.1.4", send(frame(wsOpClose, closePayload(1000, "")), frame(wsOpText, "Hello World!")))
+	add("7.1.5", send(fr(wsOpText, false, 0, "fragment1"), frame(wsOpClose, closePayload(1000, "")), fr(wsOpCont, true, 0, "fragment2")))
+	add("7.1.6", send(rawFrame{Fin: true, Opcode: wsOpText, Payload: repeatTo("BAsd7&jh23", 256<<10)}, frame(wsOpText, "Hello World!"), frame(wsOpClose, closePayload(1000, "")), frame(wsOpPing, "")))
+	add("7.3.1", send(frame(wsOpClose, "")))
+	add("7.3.2", send(frame(wsOpClose, "a")))
+	add("7.3.3", send(frame(wsOpClose, closePayload(1000, ""))))
+	add("7.3.4", send(frame(wsOpClose, closePayload(1000, "Hello World!"))))
+	add("7.3.5", send(frame(wsOpClose, closePayload(1000, strings.Repeat("*", 123)))))
+	add("7.3.6", send(frame(wsOpClose, closePayload(1000, strings.Repeat("*", 124)))))
+	add("7.5.1", send(frame(wsOpClose, closePayload(1000, bad))))
 	for i, code := range []int{1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999} {
-		add(fmt.Sprintf("7.7.%d", i+1), send(frame(opClose, closePayload(code, ""))))
+		add(fmt.Sprintf("7.7.%d", i+1), send(frame(wsOpClose, closePayload(code, ""))))
 	}
 	for i, code := range []int{0, 999, 1004, 1005, 1006, 1016, 1100, 2000, 2999} {
-		add(fmt.Sprintf("7.9.%d", i+1), send(frame(opClose, closePayload(code, ""))))
+		add(fmt.Sprintf("7.9.%d", i+1), send(frame(wsOpClose, closePayload(code, ""))))
 	}
-	add("7.13.1", send(frame(opClose, closePayload(5000, ""))))
-	add("7.13.2", send(frame(opClose, closePayload(65535, ""))))
+	add("7.13.1", send(frame(wsOpClose, closePayload(5000, ""))))
+	add("7.13.2", send(frame(wsOpClose, closePayload(65535, ""))))
 
 	// 9: limits and performance, reduced (see the file comment).
 	for i, n := range []int{64 << 10, 256 << 10} {
-		add(fmt.Sprintf("9.1.%d", i+1), send(rawFrame{Fin: true, Opcode: opText, Payload: repeatTo("BAsd7&jh23", n)}))
-		add(fmt.Sprintf("9.2.%d", i+1), send(rawFrame{Fin: true, Opcode: opBinary, Payload: repeatTo("\x00\xfe\x23\xfa\xf0", n)}))
+		add(fmt.Sprintf("9.1.%d", i+1), send(rawFrame{Fin: true, Opcode: wsOpText, Payload: repeatTo("BAsd7&jh23", n)}))
+		add(fmt.Sprintf("9.2.%d", i+1), send(rawFrame{Fin: true, Opcode: wsOpBinary, Payload: repeatTo("\x00\xfe\x23\xfa\xf0", n)}))
 	}
 	for i, size := range []int{64, 256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 128 << 10} {
-		add(fmt.Sprintf("9.3.%d", i+1), send(fragments(opText, repeatTo("*", 128<<10), size)...))
-		add(fmt.Sprintf("9.4.%d", i+1), send(fragments(opBinary, repeatTo("\xfe", 128<<10), size)...))
+		add(fmt.Sprintf("9.3.%d", i+1), send(fragments(wsOpText, repeatTo("*", 128<<10), size)...))
+		add(fmt.Sprintf("9.4.%d", i+1), send(fragments(wsOpBinary, repeatTo("\xfe", 128<<10), size)...))
 	}
 	for i, chop := range []int{64, 128, 256, 512, 1024, 2048} {
-		add(fmt.Sprintf("9.5.%d", i+1), chopped(chop, rawFrame{Fin: true, Opcode: opText, Payload: repeatTo("BAsd7&jh23", 128<<10)}))
-		add(fmt.Sprintf("9.6.%d", i+1), chopped(chop, rawFrame{Fin: true, Opcode: opBinary, Payload: repeatTo("\x00\xfe\x23\xfa\xf0", 128<<10)}))
+		add(fmt.Sprintf("9.5.%d", i+1), chopped(chop, rawFrame{Fin: true, Opcode: wsOpText, Payload: repeatTo("BAsd7&jh23", 128<<10)}))
+		add(fmt.Sprintf("9.6.%d", i+1), chopped(chop, rawFrame{Fin: true, Opcode: wsOpBinary, Payload: repeatTo("\x00\xfe\x23\xfa\xf0", 128<<10)}))
 	}
 	for i, n := range []int{0, 16, 64, 256, 1024, 4096} {
 		for _, c := range []struct {
 			id string
 			op byte
 			p  string
-		}{{"9.7", opText, "*"}, {"9.8", opBinary, "\xfe"}} {
+		}{{"9.7", wsOpText, "*"}, {"9.8", wsOpBinary, "\xfe"}} {
 			cs = append(cs, abCase{id: fmt.Sprintf("%s.%d", c.id, i+1), drive: func(conn *rawWS, _ *pmDeflate) ([]string, error) {
 				m := rawFrame{Fin: true, Opcode: c.op, Payload: repeatTo(c.p, n)}
 				var got []string
@@ -284,9 +284,9 @@ func abCases() []abCase {
 	}
 	var stream []rawFrame
 	for i := range 64 {
-		op := byte(opCont)
+		op := byte(wsOpCont)
 		if i == 0 {
-			op = opText
+			op = wsOpText
 		}
 		stream = append(stream, rawFrame{Fin: i == 63, Opcode: op, Payload: repeatTo("*", 4<<10)})
 	}
@@ -444,9 +444,9 @@ func deflateCases() []abCase {
 			if pm == nil {
 				got = append(got, "permessage-deflate not negotiated")
 			}
-			op := byte(opText)
+			op := byte(wsOpText)
 			if isBinary {
-				op = opBinary
+				op = wsOpBinary
 			}
 			off := 0
 			count := 5
@@ -489,13 +489,13 @@ func deflateCases() []abCase {
 						return got, err
 					}
 					got = append(got, frameString(f))
-					if f.Opcode >= opClose {
-						if f.Opcode == opClose {
+					if f.Opcode >= wsOpClose {
+						if f.Opcode == wsOpClose {
 							return got, nil
 						}
 						continue
 					}
-					if f.Opcode != opCont {
+					if f.Opcode != wsOpCont {
 						compressed = f.RSV&4 != 0
 					}
 					body = append(body, f.Payload...)
@@ -575,7 +575,7 @@ func runABCase(t *testing.T, e *wsEnv, h *wsHandler, c abCase) wsTranscript {
 		for _, s := range c.steps {
 			time.Sleep(s.pause)
 			for _, f := range s.frames {
-				closeSent = closeSent || f.Opcode == opClose
+				closeSent = closeSent || f.Opcode == wsOpClose
 			}
 			// A write may fail once the server has failed the
 			// connection; what the client then reads is the transcript.
@@ -594,7 +594,7 @@ func runABCase(t *testing.T, e *wsEnv, h *wsHandler, c abCase) wsTranscript {
 	// Unless the client has closed, a marker ping: its pong ends the
 	// case's answers (the server answers in order), and the client closes.
 	if !closeSent {
-		_ = conn.Send(frame(opPing, "autobahn-end"))
+		_ = conn.Send(frame(wsOpPing, "autobahn-end"))
 	}
 	_ = conn.Conn.SetReadDeadline(time.Now().Add(wsSessionTimeout))
 	tr.ClientEnd.Code = 1006
@@ -606,17 +606,17 @@ func runABCase(t *testing.T, e *wsEnv, h *wsHandler, c abCase) wsTranscript {
 		}
 		tr.Extra = append(tr.Extra, frameString(f))
 		switch {
-		case f.Opcode == opPong && string(f.Payload) == "autobahn-end" && !closeSent:
+		case f.Opcode == wsOpPong && string(f.Payload) == "autobahn-end" && !closeSent:
 			closeSent = true
-			_ = conn.Send(frame(opClose, closePayload(1000, "")))
-		case f.Opcode == opClose:
+			_ = conn.Send(frame(wsOpClose, closePayload(1000, "")))
+		case f.Opcode == wsOpClose:
 			tr.ClientEnd.Code = 1005
 			if len(f.Payload) >= 2 {
 				tr.ClientEnd.Code = int(binary.BigEndian.Uint16(f.Payload))
 			}
 			if !closeSent {
 				closeSent = true
-				_ = conn.Send(frame(opClose, string(f.Payload[:min(2, len(f.Payload))])))
+				_ = conn.Send(frame(wsOpClose, string(f.Payload[:min(2, len(f.Payload))])))
 			}
 		}
 	}

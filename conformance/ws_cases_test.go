@@ -179,7 +179,7 @@ func TestWSU02Fragmented(t *testing.T) {
 					t.Fatalf("status %d", c.Resp.StatusCode)
 				}
 				parts := []string{"frag-one ", "frag-two ", "frag-three ", "frag-four"}
-				if err := c.Send(rawFrame{Opcode: opText, Payload: []byte(parts[0])}); err != nil {
+				if err := c.Send(rawFrame{Opcode: wsOpText, Payload: []byte(parts[0])}); err != nil {
 					t.Fatal(err)
 				}
 				if _, ok := bridgetest.WaitFor(t, firsts, 10*time.Second, "the handler to read the first fragment before the last is sent"); !ok {
@@ -187,7 +187,7 @@ func TestWSU02Fragmented(t *testing.T) {
 				}
 				for i, p := range parts[1:] {
 					time.Sleep(10 * time.Millisecond)
-					if err := c.Send(rawFrame{Fin: i == len(parts)-2, Opcode: opCont, Payload: []byte(p)}); err != nil {
+					if err := c.Send(rawFrame{Fin: i == len(parts)-2, Opcode: wsOpCont, Payload: []byte(p)}); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -203,7 +203,7 @@ func TestWSU02Fragmented(t *testing.T) {
 						break
 					}
 				}
-				if err := c.Send(frame(opClose, closePayload(1000, "done"))); err != nil {
+				if err := c.Send(frame(wsOpClose, closePayload(1000, "done"))); err != nil {
 					t.Fatal(err)
 				}
 				frames, code, end := c.ReadAll(5*time.Second, true)
@@ -377,14 +377,14 @@ func TestWSU08Pipelined(t *testing.T) {
 	for _, lib := range wsLibs {
 		t.Run(string(lib), func(t *testing.T) {
 			proxy, bridge := wsCase(t, echoHandler(lib), wsHostConfig{}, func(t *testing.T, e *wsEnv, h *wsHandler) wsTranscript {
-				req := appendFrame([]byte(handshake(e.Addr, "/ws/u08", "")), frame(opText, "early bird"))
+				req := appendFrame([]byte(handshake(e.Addr, "/ws/u08", "")), frame(wsOpText, "early bird"))
 				c := rawDial(t, e, req)
 				if c.Resp.StatusCode != http.StatusSwitchingProtocols {
 					t.Fatalf("status %d", c.Resp.StatusCode)
 				}
 				// A ping after the 101: its pong comes after the echo, if
 				// there is one.
-				if err := c.Send(frame(opPing, "after")); err != nil {
+				if err := c.Send(frame(wsOpPing, "after")); err != nil {
 					t.Fatal(err)
 				}
 				// Data frames are joined into messages: a streaming echo's
@@ -398,10 +398,10 @@ func TestWSU08Pipelined(t *testing.T) {
 						t.Fatal(err)
 					}
 					switch {
-					case f.Opcode >= opClose:
+					case f.Opcode >= wsOpClose:
 						frames = append(frames, frameString(f))
 					default:
-						if f.Opcode != opCont {
+						if f.Opcode != wsOpCont {
 							msgOp = f.Opcode
 						}
 						msg = append(msg, f.Payload...)
@@ -410,18 +410,18 @@ func TestWSU08Pipelined(t *testing.T) {
 							msg = nil
 						}
 					}
-					if f.Opcode == opPong {
+					if f.Opcode == wsOpPong {
 						break
 					}
 				}
-				if err := c.Send(frame(opClose, closePayload(1000, ""))); err != nil {
+				if err := c.Send(frame(wsOpClose, closePayload(1000, ""))); err != nil {
 					t.Fatal(err)
 				}
 				more, code, end := c.ReadAll(5*time.Second, true)
 				s := h.Next(t)
 				return wsTranscript{Head: c.Head, Server: s.Msgs, ServerEnd: s.End, ClientEnd: wsEnd{Class: end, Code: code}, Extra: append(frames, more...)}
 			})
-			echo := frameString(rawFrame{Fin: true, Opcode: opText, Payload: []byte("early bird")})
+			echo := frameString(rawFrame{Fin: true, Opcode: wsOpText, Payload: []byte("early bird")})
 			if proxy != nil && slices.Contains(proxy.Extra, echo) {
 				t.Errorf("the proxy echoed the pipelined frame; golang/go#80875 fixed? transcript:\n%v", proxy)
 			}

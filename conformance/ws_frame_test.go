@@ -22,12 +22,12 @@ import (
 
 // The opcodes.
 const (
-	opCont   = 0x0
-	opText   = 0x1
-	opBinary = 0x2
-	opClose  = 0x8
-	opPing   = 0x9
-	opPong   = 0xa
+	wsOpCont   = 0x0
+	wsOpText   = 0x1
+	wsOpBinary = 0x2
+	wsOpClose  = 0x8
+	wsOpPing   = 0x9
+	wsOpPong   = 0xa
 )
 
 // wsKey is the fixed Sec-WebSocket-Key of the raw client (RFC 6455's
@@ -215,7 +215,7 @@ func frameString(f rawFrame) string {
 		fin = 1
 	}
 	s := fmt.Sprintf("fin=%d rsv=%d op=%d %s", fin, f.RSV, f.Opcode, newWSMsg(int(f.Opcode), f.Payload))
-	if f.Opcode == opClose && len(f.Payload) >= 2 {
+	if f.Opcode == wsOpClose && len(f.Payload) >= 2 {
 		s += fmt.Sprintf(" code=%d reason=%q", binary.BigEndian.Uint16(f.Payload), f.Payload[2:])
 	}
 	return s
@@ -234,14 +234,14 @@ func (c *rawWS) ReadAll(d time.Duration, closeSent bool) (frames []string, code 
 			return frames, code, rawEnd(err)
 		}
 		frames = append(frames, frameString(f))
-		if f.Opcode == opClose {
+		if f.Opcode == wsOpClose {
 			code = 1005
 			if len(f.Payload) >= 2 {
 				code = int(binary.BigEndian.Uint16(f.Payload))
 			}
 			if !closeSent {
 				closeSent = true
-				_ = c.Send(frame(opClose, string(f.Payload[:min(2, len(f.Payload))])))
+				_ = c.Send(frame(wsOpClose, string(f.Payload[:min(2, len(f.Payload))])))
 			}
 		}
 	}
