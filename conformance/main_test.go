@@ -4,6 +4,8 @@
 package conformance
 
 import (
+	"fmt"
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -12,7 +14,15 @@ import (
 )
 
 // TestMain fails the run if a goroutine outlives every test; each test also
-// checks its own goroutines with bridgetest.LeakCheck.
+// checks its own goroutines with bridgetest.LeakCheck. With envWSChild set,
+// the binary runs as a child of the WebSocket tests instead.
 func TestMain(m *testing.M) {
+	if mode := os.Getenv(envWSChild); mode != "" {
+		if err := runWSChild(mode); err != nil {
+			fmt.Fprintln(os.Stderr, "ws child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m)
 }

@@ -61,6 +61,23 @@ func handleChunkSize(configured int) int {
 	return min(configured, HandleMaxChunkSize)
 }
 
+// handleHasToken reports whether a comma-separated list header has
+// the token, compared without case.
+func handleHasToken(values []string, token string) bool {
+	for _, value := range values {
+		// Without a slice of tokens: browsers send "Connection: keep-alive"
+		// with every request.
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // HandleUpgradeKey is the gRPC request metadata key by which a host says
 // that a stream may carry an HTTP upgrade (a WebSocket): its value is the
 // protocol the client asked for, lower-cased, such as "websocket". Only the
@@ -938,23 +955,6 @@ func (h *HandleHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) (pr
 		return "", "the ResponseWriter cannot be hijacked"
 	}
 	return protocol, ""
-}
-
-// handleHasToken reports whether a comma-separated list header has
-// the token, compared without case.
-func handleHasToken(values []string, token string) bool {
-	for _, value := range values {
-		// Without a slice of tokens: browsers send "Connection: keep-alive"
-		// with every request.
-		for more := true; more; {
-			var t string
-			t, value, more = strings.Cut(value, ",")
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // handleCanHijack reports whether w, or a writer it wraps, is an
@@ -2370,7 +2370,7 @@ func handleUpgradeOffer(ctx context.Context, h http.Header) string {
 			protocol = token
 		}
 	}
-	if protocol == "" || !handleHeaderHasToken(h["Connection"], "upgrade") {
+	if protocol == "" || !handleHasToken(h["Connection"], "upgrade") {
 		return ""
 	}
 	offered := metadata.ValueFromIncomingContext(ctx, HandleUpgradeKey)
@@ -2378,21 +2378,6 @@ func handleUpgradeOffer(ctx context.Context, h http.Header) string {
 		return ""
 	}
 	return protocol
-}
-
-// handleHeaderHasToken reports whether the comma-separated header values
-// hold token, compared case-insensitively.
-func handleHeaderHasToken(values []string, token string) bool {
-	for _, value := range values {
-		for more := true; more; {
-			var t string
-			t, value, more = strings.Cut(value, ",")
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // handleHijackableWriter is the writer handlers get on an
@@ -3116,6 +3101,23 @@ func outerFetchChunkSize(configured int) int {
 		return OuterFetchChunkSize
 	}
 	return min(configured, OuterFetchMaxChunkSize)
+}
+
+// outerFetchHasToken reports whether a comma-separated list header has
+// the token, compared without case.
+func outerFetchHasToken(values []string, token string) bool {
+	for _, value := range values {
+		// Without a slice of tokens: browsers send "Connection: keep-alive"
+		// with every request.
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // OuterFetchUpgradeKey is the gRPC request metadata key by which a host says
@@ -3993,23 +3995,6 @@ func (h *OuterFetchHost) upgradeProtocol(w http.ResponseWriter, r *http.Request)
 		return "", "the ResponseWriter cannot be hijacked"
 	}
 	return protocol, ""
-}
-
-// outerFetchHasToken reports whether a comma-separated list header has
-// the token, compared without case.
-func outerFetchHasToken(values []string, token string) bool {
-	for _, value := range values {
-		// Without a slice of tokens: browsers send "Connection: keep-alive"
-		// with every request.
-		for more := true; more; {
-			var t string
-			t, value, more = strings.Cut(value, ",")
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // outerFetchCanHijack reports whether w, or a writer it wraps, is an
@@ -5423,7 +5408,7 @@ func outerFetchUpgradeOffer(ctx context.Context, h http.Header) string {
 			protocol = token
 		}
 	}
-	if protocol == "" || !outerFetchHeaderHasToken(h["Connection"], "upgrade") {
+	if protocol == "" || !outerFetchHasToken(h["Connection"], "upgrade") {
 		return ""
 	}
 	offered := metadata.ValueFromIncomingContext(ctx, OuterFetchUpgradeKey)
@@ -5431,21 +5416,6 @@ func outerFetchUpgradeOffer(ctx context.Context, h http.Header) string {
 		return ""
 	}
 	return protocol
-}
-
-// outerFetchHeaderHasToken reports whether the comma-separated header values
-// hold token, compared case-insensitively.
-func outerFetchHeaderHasToken(values []string, token string) bool {
-	for _, value := range values {
-		for more := true; more; {
-			var t string
-			t, value, more = strings.Cut(value, ",")
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // outerFetchHijackableWriter is the writer handlers get on an
@@ -6169,6 +6139,23 @@ func passChunkSize(configured int) int {
 		return PassChunkSize
 	}
 	return min(configured, PassMaxChunkSize)
+}
+
+// passHasToken reports whether a comma-separated list header has
+// the token, compared without case.
+func passHasToken(values []string, token string) bool {
+	for _, value := range values {
+		// Without a slice of tokens: browsers send "Connection: keep-alive"
+		// with every request.
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // PassUpgradeKey is the gRPC request metadata key by which a host says
@@ -7048,23 +7035,6 @@ func (h *PassHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) (prot
 		return "", "the ResponseWriter cannot be hijacked"
 	}
 	return protocol, ""
-}
-
-// passHasToken reports whether a comma-separated list header has
-// the token, compared without case.
-func passHasToken(values []string, token string) bool {
-	for _, value := range values {
-		// Without a slice of tokens: browsers send "Connection: keep-alive"
-		// with every request.
-		for more := true; more; {
-			var t string
-			t, value, more = strings.Cut(value, ",")
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // passCanHijack reports whether w, or a writer it wraps, is an
@@ -8480,7 +8450,7 @@ func passUpgradeOffer(ctx context.Context, h http.Header) string {
 			protocol = token
 		}
 	}
-	if protocol == "" || !passHeaderHasToken(h["Connection"], "upgrade") {
+	if protocol == "" || !passHasToken(h["Connection"], "upgrade") {
 		return ""
 	}
 	offered := metadata.ValueFromIncomingContext(ctx, PassUpgradeKey)
@@ -8488,21 +8458,6 @@ func passUpgradeOffer(ctx context.Context, h http.Header) string {
 		return ""
 	}
 	return protocol
-}
-
-// passHeaderHasToken reports whether the comma-separated header values
-// hold token, compared case-insensitively.
-func passHeaderHasToken(values []string, token string) bool {
-	for _, value := range values {
-		for more := true; more; {
-			var t string
-			t, value, more = strings.Cut(value, ",")
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // passHijackableWriter is the writer handlers get on an

@@ -61,6 +61,23 @@ func fetchChunkSize(configured int) int {
 	return min(configured, FetchMaxChunkSize)
 }
 
+// fetchHasToken reports whether a comma-separated list header has
+// the token, compared without case.
+func fetchHasToken(values []string, token string) bool {
+	for _, value := range values {
+		// Without a slice of tokens: browsers send "Connection: keep-alive"
+		// with every request.
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // FetchUpgradeKey is the gRPC request metadata key by which a host says
 // that a stream may carry an HTTP upgrade (a WebSocket): its value is the
 // protocol the client asked for, lower-cased, such as "websocket". Only the
@@ -943,23 +960,6 @@ func (h *FetchHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) (pro
 		return "", "the ResponseWriter cannot be hijacked"
 	}
 	return protocol, ""
-}
-
-// fetchHasToken reports whether a comma-separated list header has
-// the token, compared without case.
-func fetchHasToken(values []string, token string) bool {
-	for _, value := range values {
-		// Without a slice of tokens: browsers send "Connection: keep-alive"
-		// with every request.
-		for more := true; more; {
-			var t string
-			t, value, more = strings.Cut(value, ",")
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // fetchCanHijack reports whether w, or a writer it wraps, is an
@@ -2372,7 +2372,7 @@ func fetchUpgradeOffer(ctx context.Context, h http.Header) string {
 			protocol = token
 		}
 	}
-	if protocol == "" || !fetchHeaderHasToken(h["Connection"], "upgrade") {
+	if protocol == "" || !fetchHasToken(h["Connection"], "upgrade") {
 		return ""
 	}
 	offered := metadata.ValueFromIncomingContext(ctx, FetchUpgradeKey)
@@ -2380,21 +2380,6 @@ func fetchUpgradeOffer(ctx context.Context, h http.Header) string {
 		return ""
 	}
 	return protocol
-}
-
-// fetchHeaderHasToken reports whether the comma-separated header values
-// hold token, compared case-insensitively.
-func fetchHeaderHasToken(values []string, token string) bool {
-	for _, value := range values {
-		for more := true; more; {
-			var t string
-			t, value, more = strings.Cut(value, ",")
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // fetchHijackableWriter is the writer handlers get on an

@@ -61,6 +61,23 @@ func exchangeChunkSize(configured int) int {
 	return min(configured, ExchangeMaxChunkSize)
 }
 
+// exchangeHasToken reports whether a comma-separated list header has
+// the token, compared without case.
+func exchangeHasToken(values []string, token string) bool {
+	for _, value := range values {
+		// Without a slice of tokens: browsers send "Connection: keep-alive"
+		// with every request.
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // ExchangeUpgradeKey is the gRPC request metadata key by which a host says
 // that a stream may carry an HTTP upgrade (a WebSocket): its value is the
 // protocol the client asked for, lower-cased, such as "websocket". Only the
@@ -951,23 +968,6 @@ func (h *ExchangeHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) (
 		return "", "the ResponseWriter cannot be hijacked"
 	}
 	return protocol, ""
-}
-
-// exchangeHasToken reports whether a comma-separated list header has
-// the token, compared without case.
-func exchangeHasToken(values []string, token string) bool {
-	for _, value := range values {
-		// Without a slice of tokens: browsers send "Connection: keep-alive"
-		// with every request.
-		for more := true; more; {
-			var t string
-			t, value, more = strings.Cut(value, ",")
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // exchangeCanHijack reports whether w, or a writer it wraps, is an
@@ -2386,7 +2386,7 @@ func exchangeUpgradeOffer(ctx context.Context, h http.Header) string {
 			protocol = token
 		}
 	}
-	if protocol == "" || !exchangeHeaderHasToken(h["Connection"], "upgrade") {
+	if protocol == "" || !exchangeHasToken(h["Connection"], "upgrade") {
 		return ""
 	}
 	offered := metadata.ValueFromIncomingContext(ctx, ExchangeUpgradeKey)
@@ -2394,21 +2394,6 @@ func exchangeUpgradeOffer(ctx context.Context, h http.Header) string {
 		return ""
 	}
 	return protocol
-}
-
-// exchangeHeaderHasToken reports whether the comma-separated header values
-// hold token, compared case-insensitively.
-func exchangeHeaderHasToken(values []string, token string) bool {
-	for _, value := range values {
-		for more := true; more; {
-			var t string
-			t, value, more = strings.Cut(value, ",")
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // exchangeHijackableWriter is the writer handlers get on an

@@ -62,6 +62,23 @@ func serveHTTPChunkSize(configured int) int {
 	return min(configured, ServeHTTPMaxChunkSize)
 }
 
+// serveHTTPHasToken reports whether a comma-separated list header has
+// the token, compared without case.
+func serveHTTPHasToken(values []string, token string) bool {
+	for _, value := range values {
+		// Without a slice of tokens: browsers send "Connection: keep-alive"
+		// with every request.
+		for more := true; more; {
+			var t string
+			t, value, more = strings.Cut(value, ",")
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // ServeHTTPUpgradeKey is the gRPC request metadata key by which a host says
 // that a stream may carry an HTTP upgrade (a WebSocket): its value is the
 // protocol the client asked for, lower-cased, such as "websocket". Only the
@@ -950,23 +967,6 @@ func (h *ServeHTTPHost) upgradeProtocol(w http.ResponseWriter, r *http.Request) 
 		return "", "the ResponseWriter cannot be hijacked"
 	}
 	return protocol, ""
-}
-
-// serveHTTPHasToken reports whether a comma-separated list header has
-// the token, compared without case.
-func serveHTTPHasToken(values []string, token string) bool {
-	for _, value := range values {
-		// Without a slice of tokens: browsers send "Connection: keep-alive"
-		// with every request.
-		for more := true; more; {
-			var t string
-			t, value, more = strings.Cut(value, ",")
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // serveHTTPCanHijack reports whether w, or a writer it wraps, is an
@@ -2383,7 +2383,7 @@ func serveHTTPUpgradeOffer(ctx context.Context, h http.Header) string {
 			protocol = token
 		}
 	}
-	if protocol == "" || !serveHTTPHeaderHasToken(h["Connection"], "upgrade") {
+	if protocol == "" || !serveHTTPHasToken(h["Connection"], "upgrade") {
 		return ""
 	}
 	offered := metadata.ValueFromIncomingContext(ctx, ServeHTTPUpgradeKey)
@@ -2391,21 +2391,6 @@ func serveHTTPUpgradeOffer(ctx context.Context, h http.Header) string {
 		return ""
 	}
 	return protocol
-}
-
-// serveHTTPHeaderHasToken reports whether the comma-separated header values
-// hold token, compared case-insensitively.
-func serveHTTPHeaderHasToken(values []string, token string) bool {
-	for _, value := range values {
-		for more := true; more; {
-			var t string
-			t, value, more = strings.Cut(value, ",")
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // serveHTTPHijackableWriter is the writer handlers get on an

@@ -1,0 +1,6 @@
+//go:build race
+
+package conformance
+
+// raceEnabled reports whether the race detector is on: load tests shrink.
+const raceEnabled = true
