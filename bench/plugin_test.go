@@ -140,7 +140,9 @@ func runPlugin(profile string) error {
 	}
 
 	handler := newHandler()
-	gs := grpc.NewServer(opts.server...)
+	// The bridge's codec, as docs/go.md recommends; the raw system's
+	// responses, the same message type, go through it too.
+	gs := grpc.NewServer(append([]grpc.ServerOption{grpc.ForceServerCodecV2(pluginapiv1.ServeHTTPServerCodec{})}, opts.server...)...)
 	pluginapiv1.RegisterPluginHooksServer(gs, &facadeServer{bridge: &pluginapiv1.ServeHTTPPlugin{Handler: handler, ChunkSize: chunkSize()}})
 	gs.RegisterService(&rawDesc, rawServer{})
 	go func() { _ = gs.Serve(gTCP) }()

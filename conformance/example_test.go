@@ -65,7 +65,9 @@ func Example_plugin() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	// The bridge's codec sends large response messages in buffers of
+	// their size, not in gRPC's 1 MiB ones.
+	srv := grpc.NewServer(grpc.ForceServerCodecV2(pluginapiv1.ServeHTTPServerCodec{}))
 	// examplePlugin's ServeHTTP method calls bridge.Serve(stream).
 	pluginapiv1.RegisterPluginHooksServer(srv, &examplePlugin{
 		bridge: pluginapiv1.ServeHTTPPlugin{Handler: mux},

@@ -55,7 +55,9 @@ func runPlugin(socket string) error {
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer()
+	// The bridge's codec sends large response messages in buffers of
+	// their size, not in gRPC's 1 MiB ones.
+	srv := grpc.NewServer(grpc.ForceServerCodecV2(pluginapiv1.ServeHTTPServerCodec{}))
 	pluginapiv1.RegisterPluginHooksServer(srv, &hooks{bridge: pluginapiv1.ServeHTTPPlugin{Handler: newMux()}})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()

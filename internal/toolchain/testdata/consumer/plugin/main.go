@@ -43,7 +43,9 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	// The bridge's codec sends large response messages in buffers of
+	// their size, not in gRPC's 1 MiB ones.
+	srv := grpc.NewServer(grpc.ForceServerCodecV2(pluginv1.ServeHTTPServerCodec{}))
 	pluginv1.RegisterPluginServer(srv, &server{bridge: pluginv1.ServeHTTPPlugin{Handler: newHandler()}})
 	log.Printf("serving gRPC on %s", lis.Addr())
 	log.Fatal(srv.Serve(lis))

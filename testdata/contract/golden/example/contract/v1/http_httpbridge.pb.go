@@ -87,6 +87,80 @@ func serveHTTPHasToken(values []string, token string) bool {
 // wire.
 const ServeHTTPUpgradeKey = "httpbridge-upgrade"
 
+// serveHTTPMarshalPooled marshals msg as gRPC's proto codec does, except
+// that a message over 32 KiB (one with a large body chunk) goes into a
+// buffer of about its size from serveHTTPSendBuffers. gRPC's own pool
+// serves every size from 32 KiB to 1 MiB with a 1 MiB buffer, which it
+// clears first: each 64 KiB chunk cost a 1 MiB clear, and pinned 1 MiB while
+// it waited for the stream's window.
+func serveHTTPMarshalPooled(msg proto.Message) (mem.BufferSlice, error) {
+	size := proto.Size(msg)
+	if size <= 32<<10 || size > serveHTTPSendBuffers.largest() {
+		return encoding.GetCodecV2("proto").Marshal(msg)
+	}
+	buf := serveHTTPSendBuffers.Get(size)
+	// Size has cached the sizes that MarshalAppend would compute again.
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], msg)
+	if err != nil || len(b) != size {
+		serveHTTPSendBuffers.Put(buf)
+		if err == nil {
+			err = fmt.Errorf("httpbridge: %T changed while it was marshalled", msg)
+		}
+		return nil, err
+	}
+	return mem.BufferSlice{mem.NewBuffer(buf, &serveHTTPSendBuffers)}, nil
+}
+
+// serveHTTPSendBuffers holds the buffers of large sent messages (the
+// host's requests, a plugin's responses), in classes of a power of two from
+// 32 KiB to 4 MiB plus 1 KiB, so that a chunk with its few bytes of framing
+// fits the class of its size. serveHTTPMarshalPooled writes every byte a
+// message uses, so a buffer is not cleared between uses.
+var serveHTTPSendBuffers serveHTTPBufferPool
+
+// serveHTTPBufferPool is a [mem.BufferPool] of the classes
+// serveHTTPSendBuffers describes.
+type serveHTTPBufferPool struct {
+	classes [8]sync.Pool
+}
+
+// class returns the index of the smallest class that holds size bytes, and
+// its size.
+func (p *serveHTTPBufferPool) class(size int) (int, int) {
+	for i := range p.classes {
+		if n := 32<<(10+i) + 1<<10; size <= n {
+			return i, n
+		}
+	}
+	return -1, 0
+}
+
+func (p *serveHTTPBufferPool) largest() int {
+	return 32<<(10+len(p.classes)-1) + 1<<10
+}
+
+// Get returns a buffer of length size, whose bytes are not cleared.
+func (p *serveHTTPBufferPool) Get(size int) *[]byte {
+	i, n := p.class(size)
+	if i < 0 {
+		b := make([]byte, size)
+		return &b
+	}
+	if buf, ok := p.classes[i].Get().(*[]byte); ok {
+		*buf = (*buf)[:size]
+		return buf
+	}
+	b := make([]byte, size, n)
+	return &b
+}
+
+// Put takes back a buffer that Get returned.
+func (p *serveHTTPBufferPool) Put(buf *[]byte) {
+	if i, n := p.class(cap(*buf)); i >= 0 && cap(*buf) == n {
+		p.classes[i].Put(buf)
+	}
+}
+
 // ErrServeHTTPAborted is wrapped by the error of [ServeHTTPHost.Forward] when the
 // response was cut off after its status line was written: the plugin failed,
 // ended the stream without completing the body, or the client went away.
@@ -450,80 +524,13 @@ type serveHTTPResponseCodec struct {
 }
 
 // Marshal is gRPC's, except that a request message over 32 KiB (one
-// with a large body chunk) goes into a buffer of about its size from
-// serveHTTPSendBuffers. gRPC's own pool serves every size from 32 KiB to
-// 1 MiB with a 1 MiB buffer, which it clears first: each 64 KiB chunk cost
-// a 1 MiB clear, and pinned 1 MiB while it waited for the stream's window.
+// with a large body chunk) goes into a buffer of about its size: see
+// serveHTTPMarshalPooled.
 func (c *serveHTTPResponseCodec) Marshal(v any) (mem.BufferSlice, error) {
-	msg, ok := v.(*ServeHTTPRequest)
-	if !ok {
-		return encoding.GetCodecV2("proto").Marshal(v)
+	if msg, ok := v.(*ServeHTTPRequest); ok {
+		return serveHTTPMarshalPooled(msg)
 	}
-	size := proto.Size(msg)
-	if size <= 32<<10 || size > serveHTTPSendBuffers.largest() {
-		return encoding.GetCodecV2("proto").Marshal(v)
-	}
-	buf := serveHTTPSendBuffers.Get(size)
-	// Size has cached the sizes that MarshalAppend would compute again.
-	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], msg)
-	if err != nil || len(b) != size {
-		serveHTTPSendBuffers.Put(buf)
-		if err == nil {
-			err = fmt.Errorf("httpbridge: ServeHTTPRequest changed while it was marshalled")
-		}
-		return nil, err
-	}
-	return mem.BufferSlice{mem.NewBuffer(buf, &serveHTTPSendBuffers)}, nil
-}
-
-// serveHTTPSendBuffers holds the buffers of large sent request messages,
-// in classes of a power of two from 32 KiB to 4 MiB plus 1 KiB, so that a
-// chunk with its few bytes of framing fits the class of its size. Marshal
-// writes every byte a message uses, so a buffer is not cleared between
-// uses.
-var serveHTTPSendBuffers serveHTTPBufferPool
-
-// serveHTTPBufferPool is a [mem.BufferPool] of the classes
-// serveHTTPSendBuffers describes.
-type serveHTTPBufferPool struct {
-	classes [8]sync.Pool
-}
-
-// class returns the index of the smallest class that holds size bytes, and
-// its size.
-func (p *serveHTTPBufferPool) class(size int) (int, int) {
-	for i := range p.classes {
-		if n := 32<<(10+i) + 1<<10; size <= n {
-			return i, n
-		}
-	}
-	return -1, 0
-}
-
-func (p *serveHTTPBufferPool) largest() int {
-	return 32<<(10+len(p.classes)-1) + 1<<10
-}
-
-// Get returns a buffer of length size, whose bytes are not cleared.
-func (p *serveHTTPBufferPool) Get(size int) *[]byte {
-	i, n := p.class(size)
-	if i < 0 {
-		b := make([]byte, size)
-		return &b
-	}
-	if buf, ok := p.classes[i].Get().(*[]byte); ok {
-		*buf = (*buf)[:size]
-		return buf
-	}
-	b := make([]byte, size, n)
-	return &b
-}
-
-// Put takes back a buffer that Get returned.
-func (p *serveHTTPBufferPool) Put(buf *[]byte) {
-	if i, n := p.class(cap(*buf)); i >= 0 && cap(*buf) == n {
-		p.classes[i].Put(buf)
-	}
+	return encoding.GetCodecV2("proto").Marshal(v)
 }
 
 // Unmarshal decodes a response message in place, in one piece, and keeps
@@ -1584,6 +1591,40 @@ type ServeHTTPPlugin struct {
 	// violations at Warn. If nil, [slog.Default] is used. Records name
 	// the request's path, never its query, which may hold tokens.
 	Logger *slog.Logger
+}
+
+// ServeHTTPServerCodec is a gRPC server codec for the server that serves
+// ServeHTTPPlugin streams; pass it with
+// grpc.NewServer(grpc.ForceServerCodecV2(ServeHTTPServerCodec{})). It is
+// gRPC's proto codec for every message of every service on that server,
+// except that a ServeHTTPResponse over 32 KiB (one with a large body chunk)
+// is marshalled into a buffer of about its size. gRPC's codec takes every
+// message from 32 KiB to 1 MiB into a 1 MiB buffer, which it clears first:
+// without this codec each 64 KiB chunk of a download, or of a hijacked
+// connection's writes, costs a 1 MiB clear and pins 1 MiB while it waits
+// for the stream's flow-control window.
+//
+// Received messages are decoded as gRPC's codec decodes them, into copies:
+// the handler may keep what it read from a request body.
+type ServeHTTPServerCodec struct{}
+
+// Marshal is gRPC's, except for a large ServeHTTPResponse.
+func (ServeHTTPServerCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if msg, ok := v.(*ServeHTTPResponse); ok {
+		return serveHTTPMarshalPooled(msg)
+	}
+	return encoding.GetCodecV2("proto").Marshal(v)
+}
+
+// Unmarshal is gRPC's.
+func (ServeHTTPServerCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return encoding.GetCodecV2("proto").Unmarshal(data, v)
+}
+
+// Name is that of gRPC's proto codec. A gRPC server does not use it: its
+// responses keep the content type each request came with.
+func (ServeHTTPServerCodec) Name() string {
+	return "proto"
 }
 
 // serveHTTPInitKey is the context key of the request's init.

@@ -87,6 +87,80 @@ func handleHasToken(values []string, token string) bool {
 // wire.
 const HandleUpgradeKey = "httpbridge-upgrade"
 
+// handleMarshalPooled marshals msg as gRPC's proto codec does, except
+// that a message over 32 KiB (one with a large body chunk) goes into a
+// buffer of about its size from handleSendBuffers. gRPC's own pool
+// serves every size from 32 KiB to 1 MiB with a 1 MiB buffer, which it
+// clears first: each 64 KiB chunk cost a 1 MiB clear, and pinned 1 MiB while
+// it waited for the stream's window.
+func handleMarshalPooled(msg proto.Message) (mem.BufferSlice, error) {
+	size := proto.Size(msg)
+	if size <= 32<<10 || size > handleSendBuffers.largest() {
+		return encoding.GetCodecV2("proto").Marshal(msg)
+	}
+	buf := handleSendBuffers.Get(size)
+	// Size has cached the sizes that MarshalAppend would compute again.
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], msg)
+	if err != nil || len(b) != size {
+		handleSendBuffers.Put(buf)
+		if err == nil {
+			err = fmt.Errorf("httpbridge: %T changed while it was marshalled", msg)
+		}
+		return nil, err
+	}
+	return mem.BufferSlice{mem.NewBuffer(buf, &handleSendBuffers)}, nil
+}
+
+// handleSendBuffers holds the buffers of large sent messages (the
+// host's requests, a plugin's responses), in classes of a power of two from
+// 32 KiB to 4 MiB plus 1 KiB, so that a chunk with its few bytes of framing
+// fits the class of its size. handleMarshalPooled writes every byte a
+// message uses, so a buffer is not cleared between uses.
+var handleSendBuffers handleBufferPool
+
+// handleBufferPool is a [mem.BufferPool] of the classes
+// handleSendBuffers describes.
+type handleBufferPool struct {
+	classes [8]sync.Pool
+}
+
+// class returns the index of the smallest class that holds size bytes, and
+// its size.
+func (p *handleBufferPool) class(size int) (int, int) {
+	for i := range p.classes {
+		if n := 32<<(10+i) + 1<<10; size <= n {
+			return i, n
+		}
+	}
+	return -1, 0
+}
+
+func (p *handleBufferPool) largest() int {
+	return 32<<(10+len(p.classes)-1) + 1<<10
+}
+
+// Get returns a buffer of length size, whose bytes are not cleared.
+func (p *handleBufferPool) Get(size int) *[]byte {
+	i, n := p.class(size)
+	if i < 0 {
+		b := make([]byte, size)
+		return &b
+	}
+	if buf, ok := p.classes[i].Get().(*[]byte); ok {
+		*buf = (*buf)[:size]
+		return buf
+	}
+	b := make([]byte, size, n)
+	return &b
+}
+
+// Put takes back a buffer that Get returned.
+func (p *handleBufferPool) Put(buf *[]byte) {
+	if i, n := p.class(cap(*buf)); i >= 0 && cap(*buf) == n {
+		p.classes[i].Put(buf)
+	}
+}
+
 // ErrHandleAborted is wrapped by the error of [HandleHost.Forward] when the
 // response was cut off after its status line was written: the plugin failed,
 // ended the stream without completing the body, or the client went away.
@@ -447,80 +521,13 @@ type handleResponseCodec struct {
 }
 
 // Marshal is gRPC's, except that a request message over 32 KiB (one
-// with a large body chunk) goes into a buffer of about its size from
-// handleSendBuffers. gRPC's own pool serves every size from 32 KiB to
-// 1 MiB with a 1 MiB buffer, which it clears first: each 64 KiB chunk cost
-// a 1 MiB clear, and pinned 1 MiB while it waited for the stream's window.
+// with a large body chunk) goes into a buffer of about its size: see
+// handleMarshalPooled.
 func (c *handleResponseCodec) Marshal(v any) (mem.BufferSlice, error) {
-	msg, ok := v.(*Handle_Request)
-	if !ok {
-		return encoding.GetCodecV2("proto").Marshal(v)
+	if msg, ok := v.(*Handle_Request); ok {
+		return handleMarshalPooled(msg)
 	}
-	size := proto.Size(msg)
-	if size <= 32<<10 || size > handleSendBuffers.largest() {
-		return encoding.GetCodecV2("proto").Marshal(v)
-	}
-	buf := handleSendBuffers.Get(size)
-	// Size has cached the sizes that MarshalAppend would compute again.
-	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], msg)
-	if err != nil || len(b) != size {
-		handleSendBuffers.Put(buf)
-		if err == nil {
-			err = fmt.Errorf("httpbridge: Handle_Request changed while it was marshalled")
-		}
-		return nil, err
-	}
-	return mem.BufferSlice{mem.NewBuffer(buf, &handleSendBuffers)}, nil
-}
-
-// handleSendBuffers holds the buffers of large sent request messages,
-// in classes of a power of two from 32 KiB to 4 MiB plus 1 KiB, so that a
-// chunk with its few bytes of framing fits the class of its size. Marshal
-// writes every byte a message uses, so a buffer is not cleared between
-// uses.
-var handleSendBuffers handleBufferPool
-
-// handleBufferPool is a [mem.BufferPool] of the classes
-// handleSendBuffers describes.
-type handleBufferPool struct {
-	classes [8]sync.Pool
-}
-
-// class returns the index of the smallest class that holds size bytes, and
-// its size.
-func (p *handleBufferPool) class(size int) (int, int) {
-	for i := range p.classes {
-		if n := 32<<(10+i) + 1<<10; size <= n {
-			return i, n
-		}
-	}
-	return -1, 0
-}
-
-func (p *handleBufferPool) largest() int {
-	return 32<<(10+len(p.classes)-1) + 1<<10
-}
-
-// Get returns a buffer of length size, whose bytes are not cleared.
-func (p *handleBufferPool) Get(size int) *[]byte {
-	i, n := p.class(size)
-	if i < 0 {
-		b := make([]byte, size)
-		return &b
-	}
-	if buf, ok := p.classes[i].Get().(*[]byte); ok {
-		*buf = (*buf)[:size]
-		return buf
-	}
-	b := make([]byte, size, n)
-	return &b
-}
-
-// Put takes back a buffer that Get returned.
-func (p *handleBufferPool) Put(buf *[]byte) {
-	if i, n := p.class(cap(*buf)); i >= 0 && cap(*buf) == n {
-		p.classes[i].Put(buf)
-	}
+	return encoding.GetCodecV2("proto").Marshal(v)
 }
 
 // Unmarshal decodes a response message in place, in one piece, and keeps
@@ -1573,6 +1580,40 @@ type HandlePlugin struct {
 	// violations at Warn. If nil, [slog.Default] is used. Records name
 	// the request's path, never its query, which may hold tokens.
 	Logger *slog.Logger
+}
+
+// HandleServerCodec is a gRPC server codec for the server that serves
+// HandlePlugin streams; pass it with
+// grpc.NewServer(grpc.ForceServerCodecV2(HandleServerCodec{})). It is
+// gRPC's proto codec for every message of every service on that server,
+// except that a Handle_Response over 32 KiB (one with a large body chunk)
+// is marshalled into a buffer of about its size. gRPC's codec takes every
+// message from 32 KiB to 1 MiB into a 1 MiB buffer, which it clears first:
+// without this codec each 64 KiB chunk of a download, or of a hijacked
+// connection's writes, costs a 1 MiB clear and pins 1 MiB while it waits
+// for the stream's flow-control window.
+//
+// Received messages are decoded as gRPC's codec decodes them, into copies:
+// the handler may keep what it read from a request body.
+type HandleServerCodec struct{}
+
+// Marshal is gRPC's, except for a large Handle_Response.
+func (HandleServerCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if msg, ok := v.(*Handle_Response); ok {
+		return handleMarshalPooled(msg)
+	}
+	return encoding.GetCodecV2("proto").Marshal(v)
+}
+
+// Unmarshal is gRPC's.
+func (HandleServerCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return encoding.GetCodecV2("proto").Unmarshal(data, v)
+}
+
+// Name is that of gRPC's proto codec. A gRPC server does not use it: its
+// responses keep the content type each request came with.
+func (HandleServerCodec) Name() string {
+	return "proto"
 }
 
 // handleInitKey is the context key of the request's init.
@@ -3088,6 +3129,80 @@ func outerFetchHasToken(values []string, token string) bool {
 // wire.
 const OuterFetchUpgradeKey = "httpbridge-upgrade"
 
+// outerFetchMarshalPooled marshals msg as gRPC's proto codec does, except
+// that a message over 32 KiB (one with a large body chunk) goes into a
+// buffer of about its size from outerFetchSendBuffers. gRPC's own pool
+// serves every size from 32 KiB to 1 MiB with a 1 MiB buffer, which it
+// clears first: each 64 KiB chunk cost a 1 MiB clear, and pinned 1 MiB while
+// it waited for the stream's window.
+func outerFetchMarshalPooled(msg proto.Message) (mem.BufferSlice, error) {
+	size := proto.Size(msg)
+	if size <= 32<<10 || size > outerFetchSendBuffers.largest() {
+		return encoding.GetCodecV2("proto").Marshal(msg)
+	}
+	buf := outerFetchSendBuffers.Get(size)
+	// Size has cached the sizes that MarshalAppend would compute again.
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], msg)
+	if err != nil || len(b) != size {
+		outerFetchSendBuffers.Put(buf)
+		if err == nil {
+			err = fmt.Errorf("httpbridge: %T changed while it was marshalled", msg)
+		}
+		return nil, err
+	}
+	return mem.BufferSlice{mem.NewBuffer(buf, &outerFetchSendBuffers)}, nil
+}
+
+// outerFetchSendBuffers holds the buffers of large sent messages (the
+// host's requests, a plugin's responses), in classes of a power of two from
+// 32 KiB to 4 MiB plus 1 KiB, so that a chunk with its few bytes of framing
+// fits the class of its size. outerFetchMarshalPooled writes every byte a
+// message uses, so a buffer is not cleared between uses.
+var outerFetchSendBuffers outerFetchBufferPool
+
+// outerFetchBufferPool is a [mem.BufferPool] of the classes
+// outerFetchSendBuffers describes.
+type outerFetchBufferPool struct {
+	classes [8]sync.Pool
+}
+
+// class returns the index of the smallest class that holds size bytes, and
+// its size.
+func (p *outerFetchBufferPool) class(size int) (int, int) {
+	for i := range p.classes {
+		if n := 32<<(10+i) + 1<<10; size <= n {
+			return i, n
+		}
+	}
+	return -1, 0
+}
+
+func (p *outerFetchBufferPool) largest() int {
+	return 32<<(10+len(p.classes)-1) + 1<<10
+}
+
+// Get returns a buffer of length size, whose bytes are not cleared.
+func (p *outerFetchBufferPool) Get(size int) *[]byte {
+	i, n := p.class(size)
+	if i < 0 {
+		b := make([]byte, size)
+		return &b
+	}
+	if buf, ok := p.classes[i].Get().(*[]byte); ok {
+		*buf = (*buf)[:size]
+		return buf
+	}
+	b := make([]byte, size, n)
+	return &b
+}
+
+// Put takes back a buffer that Get returned.
+func (p *outerFetchBufferPool) Put(buf *[]byte) {
+	if i, n := p.class(cap(*buf)); i >= 0 && cap(*buf) == n {
+		p.classes[i].Put(buf)
+	}
+}
+
 // ErrOuterFetchAborted is wrapped by the error of [OuterFetchHost.Forward] when the
 // response was cut off after its status line was written: the plugin failed,
 // ended the stream without completing the body, or the client went away.
@@ -3446,80 +3561,13 @@ type outerFetchResponseCodec struct {
 }
 
 // Marshal is gRPC's, except that a request message over 32 KiB (one
-// with a large body chunk) goes into a buffer of about its size from
-// outerFetchSendBuffers. gRPC's own pool serves every size from 32 KiB to
-// 1 MiB with a 1 MiB buffer, which it clears first: each 64 KiB chunk cost
-// a 1 MiB clear, and pinned 1 MiB while it waited for the stream's window.
+// with a large body chunk) goes into a buffer of about its size: see
+// outerFetchMarshalPooled.
 func (c *outerFetchResponseCodec) Marshal(v any) (mem.BufferSlice, error) {
-	msg, ok := v.(*Outer_FetchRequest)
-	if !ok {
-		return encoding.GetCodecV2("proto").Marshal(v)
+	if msg, ok := v.(*Outer_FetchRequest); ok {
+		return outerFetchMarshalPooled(msg)
 	}
-	size := proto.Size(msg)
-	if size <= 32<<10 || size > outerFetchSendBuffers.largest() {
-		return encoding.GetCodecV2("proto").Marshal(v)
-	}
-	buf := outerFetchSendBuffers.Get(size)
-	// Size has cached the sizes that MarshalAppend would compute again.
-	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], msg)
-	if err != nil || len(b) != size {
-		outerFetchSendBuffers.Put(buf)
-		if err == nil {
-			err = fmt.Errorf("httpbridge: Outer_FetchRequest changed while it was marshalled")
-		}
-		return nil, err
-	}
-	return mem.BufferSlice{mem.NewBuffer(buf, &outerFetchSendBuffers)}, nil
-}
-
-// outerFetchSendBuffers holds the buffers of large sent request messages,
-// in classes of a power of two from 32 KiB to 4 MiB plus 1 KiB, so that a
-// chunk with its few bytes of framing fits the class of its size. Marshal
-// writes every byte a message uses, so a buffer is not cleared between
-// uses.
-var outerFetchSendBuffers outerFetchBufferPool
-
-// outerFetchBufferPool is a [mem.BufferPool] of the classes
-// outerFetchSendBuffers describes.
-type outerFetchBufferPool struct {
-	classes [8]sync.Pool
-}
-
-// class returns the index of the smallest class that holds size bytes, and
-// its size.
-func (p *outerFetchBufferPool) class(size int) (int, int) {
-	for i := range p.classes {
-		if n := 32<<(10+i) + 1<<10; size <= n {
-			return i, n
-		}
-	}
-	return -1, 0
-}
-
-func (p *outerFetchBufferPool) largest() int {
-	return 32<<(10+len(p.classes)-1) + 1<<10
-}
-
-// Get returns a buffer of length size, whose bytes are not cleared.
-func (p *outerFetchBufferPool) Get(size int) *[]byte {
-	i, n := p.class(size)
-	if i < 0 {
-		b := make([]byte, size)
-		return &b
-	}
-	if buf, ok := p.classes[i].Get().(*[]byte); ok {
-		*buf = (*buf)[:size]
-		return buf
-	}
-	b := make([]byte, size, n)
-	return &b
-}
-
-// Put takes back a buffer that Get returned.
-func (p *outerFetchBufferPool) Put(buf *[]byte) {
-	if i, n := p.class(cap(*buf)); i >= 0 && cap(*buf) == n {
-		p.classes[i].Put(buf)
-	}
+	return encoding.GetCodecV2("proto").Marshal(v)
 }
 
 // Unmarshal decodes a response message in place, in one piece, and keeps
@@ -4570,6 +4618,40 @@ type OuterFetchPlugin struct {
 	// violations at Warn. If nil, [slog.Default] is used. Records name
 	// the request's path, never its query, which may hold tokens.
 	Logger *slog.Logger
+}
+
+// OuterFetchServerCodec is a gRPC server codec for the server that serves
+// OuterFetchPlugin streams; pass it with
+// grpc.NewServer(grpc.ForceServerCodecV2(OuterFetchServerCodec{})). It is
+// gRPC's proto codec for every message of every service on that server,
+// except that a Outer_FetchResponse over 32 KiB (one with a large body chunk)
+// is marshalled into a buffer of about its size. gRPC's codec takes every
+// message from 32 KiB to 1 MiB into a 1 MiB buffer, which it clears first:
+// without this codec each 64 KiB chunk of a download, or of a hijacked
+// connection's writes, costs a 1 MiB clear and pins 1 MiB while it waits
+// for the stream's flow-control window.
+//
+// Received messages are decoded as gRPC's codec decodes them, into copies:
+// the handler may keep what it read from a request body.
+type OuterFetchServerCodec struct{}
+
+// Marshal is gRPC's, except for a large Outer_FetchResponse.
+func (OuterFetchServerCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if msg, ok := v.(*Outer_FetchResponse); ok {
+		return outerFetchMarshalPooled(msg)
+	}
+	return encoding.GetCodecV2("proto").Marshal(v)
+}
+
+// Unmarshal is gRPC's.
+func (OuterFetchServerCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return encoding.GetCodecV2("proto").Unmarshal(data, v)
+}
+
+// Name is that of gRPC's proto codec. A gRPC server does not use it: its
+// responses keep the content type each request came with.
+func (OuterFetchServerCodec) Name() string {
+	return "proto"
 }
 
 // outerFetchInitKey is the context key of the request's init.
@@ -6085,6 +6167,80 @@ func passHasToken(values []string, token string) bool {
 // wire.
 const PassUpgradeKey = "httpbridge-upgrade"
 
+// passMarshalPooled marshals msg as gRPC's proto codec does, except
+// that a message over 32 KiB (one with a large body chunk) goes into a
+// buffer of about its size from passSendBuffers. gRPC's own pool
+// serves every size from 32 KiB to 1 MiB with a 1 MiB buffer, which it
+// clears first: each 64 KiB chunk cost a 1 MiB clear, and pinned 1 MiB while
+// it waited for the stream's window.
+func passMarshalPooled(msg proto.Message) (mem.BufferSlice, error) {
+	size := proto.Size(msg)
+	if size <= 32<<10 || size > passSendBuffers.largest() {
+		return encoding.GetCodecV2("proto").Marshal(msg)
+	}
+	buf := passSendBuffers.Get(size)
+	// Size has cached the sizes that MarshalAppend would compute again.
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], msg)
+	if err != nil || len(b) != size {
+		passSendBuffers.Put(buf)
+		if err == nil {
+			err = fmt.Errorf("httpbridge: %T changed while it was marshalled", msg)
+		}
+		return nil, err
+	}
+	return mem.BufferSlice{mem.NewBuffer(buf, &passSendBuffers)}, nil
+}
+
+// passSendBuffers holds the buffers of large sent messages (the
+// host's requests, a plugin's responses), in classes of a power of two from
+// 32 KiB to 4 MiB plus 1 KiB, so that a chunk with its few bytes of framing
+// fits the class of its size. passMarshalPooled writes every byte a
+// message uses, so a buffer is not cleared between uses.
+var passSendBuffers passBufferPool
+
+// passBufferPool is a [mem.BufferPool] of the classes
+// passSendBuffers describes.
+type passBufferPool struct {
+	classes [8]sync.Pool
+}
+
+// class returns the index of the smallest class that holds size bytes, and
+// its size.
+func (p *passBufferPool) class(size int) (int, int) {
+	for i := range p.classes {
+		if n := 32<<(10+i) + 1<<10; size <= n {
+			return i, n
+		}
+	}
+	return -1, 0
+}
+
+func (p *passBufferPool) largest() int {
+	return 32<<(10+len(p.classes)-1) + 1<<10
+}
+
+// Get returns a buffer of length size, whose bytes are not cleared.
+func (p *passBufferPool) Get(size int) *[]byte {
+	i, n := p.class(size)
+	if i < 0 {
+		b := make([]byte, size)
+		return &b
+	}
+	if buf, ok := p.classes[i].Get().(*[]byte); ok {
+		*buf = (*buf)[:size]
+		return buf
+	}
+	b := make([]byte, size, n)
+	return &b
+}
+
+// Put takes back a buffer that Get returned.
+func (p *passBufferPool) Put(buf *[]byte) {
+	if i, n := p.class(cap(*buf)); i >= 0 && cap(*buf) == n {
+		p.classes[i].Put(buf)
+	}
+}
+
 // ErrPassAborted is wrapped by the error of [PassHost.Forward] when the
 // response was cut off after its status line was written: the plugin failed,
 // ended the stream without completing the body, or the client went away.
@@ -6445,80 +6601,13 @@ type passResponseCodec struct {
 }
 
 // Marshal is gRPC's, except that a request message over 32 KiB (one
-// with a large body chunk) goes into a buffer of about its size from
-// passSendBuffers. gRPC's own pool serves every size from 32 KiB to
-// 1 MiB with a 1 MiB buffer, which it clears first: each 64 KiB chunk cost
-// a 1 MiB clear, and pinned 1 MiB while it waited for the stream's window.
+// with a large body chunk) goes into a buffer of about its size: see
+// passMarshalPooled.
 func (c *passResponseCodec) Marshal(v any) (mem.BufferSlice, error) {
-	msg, ok := v.(*Relay_Up)
-	if !ok {
-		return encoding.GetCodecV2("proto").Marshal(v)
+	if msg, ok := v.(*Relay_Up); ok {
+		return passMarshalPooled(msg)
 	}
-	size := proto.Size(msg)
-	if size <= 32<<10 || size > passSendBuffers.largest() {
-		return encoding.GetCodecV2("proto").Marshal(v)
-	}
-	buf := passSendBuffers.Get(size)
-	// Size has cached the sizes that MarshalAppend would compute again.
-	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], msg)
-	if err != nil || len(b) != size {
-		passSendBuffers.Put(buf)
-		if err == nil {
-			err = fmt.Errorf("httpbridge: Relay_Up changed while it was marshalled")
-		}
-		return nil, err
-	}
-	return mem.BufferSlice{mem.NewBuffer(buf, &passSendBuffers)}, nil
-}
-
-// passSendBuffers holds the buffers of large sent request messages,
-// in classes of a power of two from 32 KiB to 4 MiB plus 1 KiB, so that a
-// chunk with its few bytes of framing fits the class of its size. Marshal
-// writes every byte a message uses, so a buffer is not cleared between
-// uses.
-var passSendBuffers passBufferPool
-
-// passBufferPool is a [mem.BufferPool] of the classes
-// passSendBuffers describes.
-type passBufferPool struct {
-	classes [8]sync.Pool
-}
-
-// class returns the index of the smallest class that holds size bytes, and
-// its size.
-func (p *passBufferPool) class(size int) (int, int) {
-	for i := range p.classes {
-		if n := 32<<(10+i) + 1<<10; size <= n {
-			return i, n
-		}
-	}
-	return -1, 0
-}
-
-func (p *passBufferPool) largest() int {
-	return 32<<(10+len(p.classes)-1) + 1<<10
-}
-
-// Get returns a buffer of length size, whose bytes are not cleared.
-func (p *passBufferPool) Get(size int) *[]byte {
-	i, n := p.class(size)
-	if i < 0 {
-		b := make([]byte, size)
-		return &b
-	}
-	if buf, ok := p.classes[i].Get().(*[]byte); ok {
-		*buf = (*buf)[:size]
-		return buf
-	}
-	b := make([]byte, size, n)
-	return &b
-}
-
-// Put takes back a buffer that Get returned.
-func (p *passBufferPool) Put(buf *[]byte) {
-	if i, n := p.class(cap(*buf)); i >= 0 && cap(*buf) == n {
-		p.classes[i].Put(buf)
-	}
+	return encoding.GetCodecV2("proto").Marshal(v)
 }
 
 // Unmarshal decodes a response message in place, in one piece, and keeps
@@ -7571,6 +7660,40 @@ type PassPlugin struct {
 	// violations at Warn. If nil, [slog.Default] is used. Records name
 	// the request's path, never its query, which may hold tokens.
 	Logger *slog.Logger
+}
+
+// PassServerCodec is a gRPC server codec for the server that serves
+// PassPlugin streams; pass it with
+// grpc.NewServer(grpc.ForceServerCodecV2(PassServerCodec{})). It is
+// gRPC's proto codec for every message of every service on that server,
+// except that a Relay_Down over 32 KiB (one with a large body chunk)
+// is marshalled into a buffer of about its size. gRPC's codec takes every
+// message from 32 KiB to 1 MiB into a 1 MiB buffer, which it clears first:
+// without this codec each 64 KiB chunk of a download, or of a hijacked
+// connection's writes, costs a 1 MiB clear and pins 1 MiB while it waits
+// for the stream's flow-control window.
+//
+// Received messages are decoded as gRPC's codec decodes them, into copies:
+// the handler may keep what it read from a request body.
+type PassServerCodec struct{}
+
+// Marshal is gRPC's, except for a large Relay_Down.
+func (PassServerCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if msg, ok := v.(*Relay_Down); ok {
+		return passMarshalPooled(msg)
+	}
+	return encoding.GetCodecV2("proto").Marshal(v)
+}
+
+// Unmarshal is gRPC's.
+func (PassServerCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return encoding.GetCodecV2("proto").Unmarshal(data, v)
+}
+
+// Name is that of gRPC's proto codec. A gRPC server does not use it: its
+// responses keep the content type each request came with.
+func (PassServerCodec) Name() string {
+	return "proto"
 }
 
 // passInitKey is the context key of the request's init.

@@ -87,6 +87,80 @@ func exchangeHasToken(values []string, token string) bool {
 // wire.
 const ExchangeUpgradeKey = "httpbridge-upgrade"
 
+// exchangeMarshalPooled marshals msg as gRPC's proto codec does, except
+// that a message over 32 KiB (one with a large body chunk) goes into a
+// buffer of about its size from exchangeSendBuffers. gRPC's own pool
+// serves every size from 32 KiB to 1 MiB with a 1 MiB buffer, which it
+// clears first: each 64 KiB chunk cost a 1 MiB clear, and pinned 1 MiB while
+// it waited for the stream's window.
+func exchangeMarshalPooled(msg proto.Message) (mem.BufferSlice, error) {
+	size := proto.Size(msg)
+	if size <= 32<<10 || size > exchangeSendBuffers.largest() {
+		return encoding.GetCodecV2("proto").Marshal(msg)
+	}
+	buf := exchangeSendBuffers.Get(size)
+	// Size has cached the sizes that MarshalAppend would compute again.
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], msg)
+	if err != nil || len(b) != size {
+		exchangeSendBuffers.Put(buf)
+		if err == nil {
+			err = fmt.Errorf("httpbridge: %T changed while it was marshalled", msg)
+		}
+		return nil, err
+	}
+	return mem.BufferSlice{mem.NewBuffer(buf, &exchangeSendBuffers)}, nil
+}
+
+// exchangeSendBuffers holds the buffers of large sent messages (the
+// host's requests, a plugin's responses), in classes of a power of two from
+// 32 KiB to 4 MiB plus 1 KiB, so that a chunk with its few bytes of framing
+// fits the class of its size. exchangeMarshalPooled writes every byte a
+// message uses, so a buffer is not cleared between uses.
+var exchangeSendBuffers exchangeBufferPool
+
+// exchangeBufferPool is a [mem.BufferPool] of the classes
+// exchangeSendBuffers describes.
+type exchangeBufferPool struct {
+	classes [8]sync.Pool
+}
+
+// class returns the index of the smallest class that holds size bytes, and
+// its size.
+func (p *exchangeBufferPool) class(size int) (int, int) {
+	for i := range p.classes {
+		if n := 32<<(10+i) + 1<<10; size <= n {
+			return i, n
+		}
+	}
+	return -1, 0
+}
+
+func (p *exchangeBufferPool) largest() int {
+	return 32<<(10+len(p.classes)-1) + 1<<10
+}
+
+// Get returns a buffer of length size, whose bytes are not cleared.
+func (p *exchangeBufferPool) Get(size int) *[]byte {
+	i, n := p.class(size)
+	if i < 0 {
+		b := make([]byte, size)
+		return &b
+	}
+	if buf, ok := p.classes[i].Get().(*[]byte); ok {
+		*buf = (*buf)[:size]
+		return buf
+	}
+	b := make([]byte, size, n)
+	return &b
+}
+
+// Put takes back a buffer that Get returned.
+func (p *exchangeBufferPool) Put(buf *[]byte) {
+	if i, n := p.class(cap(*buf)); i >= 0 && cap(*buf) == n {
+		p.classes[i].Put(buf)
+	}
+}
+
 // ErrExchangeAborted is wrapped by the error of [ExchangeHost.Forward] when the
 // response was cut off after its status line was written: the plugin failed,
 // ended the stream without completing the body, or the client went away.
@@ -451,80 +525,13 @@ type exchangeResponseCodec struct {
 }
 
 // Marshal is gRPC's, except that a request message over 32 KiB (one
-// with a large body chunk) goes into a buffer of about its size from
-// exchangeSendBuffers. gRPC's own pool serves every size from 32 KiB to
-// 1 MiB with a 1 MiB buffer, which it clears first: each 64 KiB chunk cost
-// a 1 MiB clear, and pinned 1 MiB while it waited for the stream's window.
+// with a large body chunk) goes into a buffer of about its size: see
+// exchangeMarshalPooled.
 func (c *exchangeResponseCodec) Marshal(v any) (mem.BufferSlice, error) {
-	msg, ok := v.(*TunnelUpload)
-	if !ok {
-		return encoding.GetCodecV2("proto").Marshal(v)
+	if msg, ok := v.(*TunnelUpload); ok {
+		return exchangeMarshalPooled(msg)
 	}
-	size := proto.Size(msg)
-	if size <= 32<<10 || size > exchangeSendBuffers.largest() {
-		return encoding.GetCodecV2("proto").Marshal(v)
-	}
-	buf := exchangeSendBuffers.Get(size)
-	// Size has cached the sizes that MarshalAppend would compute again.
-	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], msg)
-	if err != nil || len(b) != size {
-		exchangeSendBuffers.Put(buf)
-		if err == nil {
-			err = fmt.Errorf("httpbridge: TunnelUpload changed while it was marshalled")
-		}
-		return nil, err
-	}
-	return mem.BufferSlice{mem.NewBuffer(buf, &exchangeSendBuffers)}, nil
-}
-
-// exchangeSendBuffers holds the buffers of large sent request messages,
-// in classes of a power of two from 32 KiB to 4 MiB plus 1 KiB, so that a
-// chunk with its few bytes of framing fits the class of its size. Marshal
-// writes every byte a message uses, so a buffer is not cleared between
-// uses.
-var exchangeSendBuffers exchangeBufferPool
-
-// exchangeBufferPool is a [mem.BufferPool] of the classes
-// exchangeSendBuffers describes.
-type exchangeBufferPool struct {
-	classes [8]sync.Pool
-}
-
-// class returns the index of the smallest class that holds size bytes, and
-// its size.
-func (p *exchangeBufferPool) class(size int) (int, int) {
-	for i := range p.classes {
-		if n := 32<<(10+i) + 1<<10; size <= n {
-			return i, n
-		}
-	}
-	return -1, 0
-}
-
-func (p *exchangeBufferPool) largest() int {
-	return 32<<(10+len(p.classes)-1) + 1<<10
-}
-
-// Get returns a buffer of length size, whose bytes are not cleared.
-func (p *exchangeBufferPool) Get(size int) *[]byte {
-	i, n := p.class(size)
-	if i < 0 {
-		b := make([]byte, size)
-		return &b
-	}
-	if buf, ok := p.classes[i].Get().(*[]byte); ok {
-		*buf = (*buf)[:size]
-		return buf
-	}
-	b := make([]byte, size, n)
-	return &b
-}
-
-// Put takes back a buffer that Get returned.
-func (p *exchangeBufferPool) Put(buf *[]byte) {
-	if i, n := p.class(cap(*buf)); i >= 0 && cap(*buf) == n {
-		p.classes[i].Put(buf)
-	}
+	return encoding.GetCodecV2("proto").Marshal(v)
 }
 
 // Unmarshal decodes a response message in place, in one piece, and keeps
@@ -1586,6 +1593,40 @@ type ExchangePlugin struct {
 	// violations at Warn. If nil, [slog.Default] is used. Records name
 	// the request's path, never its query, which may hold tokens.
 	Logger *slog.Logger
+}
+
+// ExchangeServerCodec is a gRPC server codec for the server that serves
+// ExchangePlugin streams; pass it with
+// grpc.NewServer(grpc.ForceServerCodecV2(ExchangeServerCodec{})). It is
+// gRPC's proto codec for every message of every service on that server,
+// except that a TunnelDownload over 32 KiB (one with a large body chunk)
+// is marshalled into a buffer of about its size. gRPC's codec takes every
+// message from 32 KiB to 1 MiB into a 1 MiB buffer, which it clears first:
+// without this codec each 64 KiB chunk of a download, or of a hijacked
+// connection's writes, costs a 1 MiB clear and pins 1 MiB while it waits
+// for the stream's flow-control window.
+//
+// Received messages are decoded as gRPC's codec decodes them, into copies:
+// the handler may keep what it read from a request body.
+type ExchangeServerCodec struct{}
+
+// Marshal is gRPC's, except for a large TunnelDownload.
+func (ExchangeServerCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if msg, ok := v.(*TunnelDownload); ok {
+		return exchangeMarshalPooled(msg)
+	}
+	return encoding.GetCodecV2("proto").Marshal(v)
+}
+
+// Unmarshal is gRPC's.
+func (ExchangeServerCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return encoding.GetCodecV2("proto").Unmarshal(data, v)
+}
+
+// Name is that of gRPC's proto codec. A gRPC server does not use it: its
+// responses keep the content type each request came with.
+func (ExchangeServerCodec) Name() string {
+	return "proto"
 }
 
 // exchangeInitKey is the context key of the request's init.
