@@ -915,6 +915,19 @@ def _request_headers(head: _RequestHead) -> List[Tuple[bytes, bytes]]:
 _WS_CLOSE_WAIT = 5.0
 """Seconds a session that sent its close frame waits for the client's."""
 
+_WS_FRAGMENT_COST = 64
+"""Bytes each fragment of a message counts toward ws_max_size besides its
+payload, so that many tiny (or empty) fragments cannot cost more than the
+limit in parsing and bookkeeping."""
+
+_WS_EVENTS_PER_TURN = 64
+"""wsproto events handled before the reader lets the event loop run."""
+
+_WS_DEFLATE_SLICE = 1024
+"""Bytes fed to wsproto at a time with permessage-deflate: wsproto inflates
+all it is given at once, about 1000 times the size for zeros, so the size
+check must come after each small slice."""
+
 
 def _tokens(head: _RequestHead, name: str) -> List[str]:
     """The comma-separated tokens of a request header, lower-cased."""
@@ -970,7 +983,8 @@ def _switching_head(data: bytes) -> _ResponseHead:
 def _handshake_bytes(head: _RequestHead) -> bytes:
     """The request head that wsproto checks the handshake in. The target
     is left out: wsproto only passes it on, and the scope has it already."""
-    lines = ["GET / HTTP/1.1", f"Host: {head.host}"]
+    # The method as sent: wsproto refuses any but GET (400), as uvicorn.
+    lines = [f"{head.method or 'GET'} / HTTP/1.1", f"Host: {head.host}"]
     for key, values in head.headers:
         if key.lower() != "host":
             lines.extend(f"{key}: {value}" for value in values)
@@ -1051,9 +1065,13 @@ class _WebSocketSession:
         self._inbox_ready = asyncio.Event()
         self._inbox_taken = asyncio.Event()
         self._disconnect: Optional[ASGIMessage] = None
-        self._parts: List[Any] = []  # the pieces of the message arriving
+        # The message arriving (text as UTF-8), and what it counts toward
+        # ws_max_size.
+        self._buffer = bytearray()
         self._size = 0
+        self._too_big = False  # closed with 1009: what follows is not read
         self._writing: Optional[asyncio.Future[None]] = None  # the last write queued
+        self._gone: Optional[asyncio.Future[None]] = None  # done once _abandon gave up
         self._completed = False  # body_complete was queued
         self._broken = False  # a write failed, or the host cancelled
         self._tasks: List[asyncio.Future[None]] = []  # the reader and the keepalive
@@ -1216,10 +1234,23 @@ class _WebSocketSession:
         of the caller: a frame cut short would garble the session."""
         if not messages:
             return
+        writing = self._queue(messages)
+        if self._gone is None:
+            self._gone = asyncio.get_running_loop().create_future()
+        # A session given up on (_abandon) leaves writes stalled behind a
+        # client that reads nothing: the caller is told at once.
+        await asyncio.wait({writing, self._gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not writing.done():
+            raise _ClientDisconnected("httpbridge: the WebSocket client does not answer")
+        writing.result()
+
+    def _queue(self, messages: List[Any]) -> "asyncio.Future[None]":
+        """Queues messages after those queued before them; the future of
+        their write, whose failure is marked seen."""
         writing = asyncio.ensure_future(self._write_after(self._writing, messages))
         writing.add_done_callback(_retrieve)
         self._writing = writing
-        await asyncio.shield(writing)
+        return writing
 
     async def _write_after(self, previous: "Optional[asyncio.Future[None]]", messages: List[Any]) -> None:
         if previous is not None and not previous.done():
@@ -1258,7 +1289,7 @@ class _WebSocketSession:
         # A message that waits for the app is dropped: it closed.
         self._inbox = None
         self._inbox_taken.set()
-        self._parts, self._size = [], 0
+        self._buffer, self._size = bytearray(), 0
         if wait:
             self._close_timer = asyncio.get_running_loop().call_later(_WS_CLOSE_WAIT, self._settle)
         try:
@@ -1348,8 +1379,7 @@ class _WebSocketSession:
                 else:
                     chunk, complete = self._wire.request_body(msg)
                 if chunk and self._ws.state is not ConnectionState.CLOSED:
-                    self._ws.receive_data(chunk)
-                    await self._take_events()
+                    await self._feed(chunk)
                 if complete and not self.settled.is_set():
                     self._ws.receive_data(None)
                     await self._take_events()
@@ -1363,13 +1393,33 @@ class _WebSocketSession:
                 self._log.debug("httpbridge: WebSocket stream ended (path %s): %r", self.path, err)
             self._lost()
 
+    async def _feed(self, chunk: bytes) -> None:
+        """Gives a chunk to wsproto and handles its events; with
+        permessage-deflate, in slices, and none after a message too big
+        (what follows is the rest of it, inflated for nothing)."""
+        if not self._options.per_message_deflate:
+            self._ws.receive_data(chunk)
+            await self._take_events()
+            return
+        view = memoryview(chunk)
+        for at in range(0, len(chunk), _WS_DEFLATE_SLICE):
+            if self._too_big or self.settled.is_set():
+                return
+            self._ws.receive_data(bytes(view[at : at + _WS_DEFLATE_SLICE]))
+            await self._take_events()
+
     async def _take_events(self) -> None:
         from wsproto.connection import ConnectionState
         from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
-        for event in self._ws.events():
+        for count, event in enumerate(self._ws.events(), 1):
             if self.settled.is_set():
                 return
+            if count % _WS_EVENTS_PER_TURN == 0:
+                # Tiny frames cost wsproto time: let the other sessions run.
+                await asyncio.sleep(0)
+                if self.settled.is_set():
+                    return
             if isinstance(event, (TextMessage, BytesMessage)):
                 await self._piece(event)
             elif isinstance(event, Ping):
@@ -1382,24 +1432,34 @@ class _WebSocketSession:
                 await self._closed_by_client(event)
 
     async def _piece(self, event: Any) -> None:
-        """Joins a message's pieces; a complete one goes to the app."""
+        """Adds a piece of a message to the one buffer; a complete message
+        goes to the app. Payload bytes and _WS_FRAGMENT_COST per fragment
+        but the last count toward ws_max_size."""
         from wsproto.events import TextMessage
 
         if self.state is not _WebSocket.OPEN:
             return  # after the app's close: dropped
-        data = event.data
-        self._size += len(data) if not isinstance(data, str) or data.isascii() else len(data.encode("utf-8"))
+        text = isinstance(event, TextMessage)
+        # wsproto checked the text, across fragments too (1007): it is
+        # held as UTF-8 and decoded whole again.
+        data = event.data.encode("utf-8") if text else event.data
+        self._size += len(data)
+        if event.frame_finished and not event.message_finished:
+            self._size += _WS_FRAGMENT_COST
         if self._size > self._options.max_size:
+            self._buffer = bytearray()
+            self._too_big = True
             await self._close(1009, f"message over {self._options.max_size} bytes", wait=True)
             return
-        self._parts.append(data)
-        if not event.message_finished:
-            return
-        parts, self._parts, self._size = self._parts, [], 0
-        if isinstance(event, TextMessage):
-            message: ASGIMessage = {"type": "websocket.receive", "text": "".join(parts)}
+        if event.message_finished and not self._buffer:  # one piece: as it came
+            message: ASGIMessage = {"type": "websocket.receive", "text": event.data} if text else {"type": "websocket.receive", "bytes": bytes(data)}
         else:
-            message = {"type": "websocket.receive", "bytes": b"".join(parts)}
+            self._buffer += data
+            if not event.message_finished:
+                return
+            whole, self._buffer = bytes(self._buffer), bytearray()
+            message = {"type": "websocket.receive", "text": whole.decode("utf-8")} if text else {"type": "websocket.receive", "bytes": whole}
+        self._size = 0
         # Backpressure: nothing more is read until the app took it.
         self._inbox_taken.clear()
         self._inbox = message
@@ -1454,17 +1514,44 @@ class _WebSocketSession:
                 self._pings += 1
                 pong = self._pong = asyncio.Event()
                 self._ping_payload = self._pings.to_bytes(4, "big")
-                await self._send_event(Ping(payload=self._ping_payload))
+                # The deadline starts as the ping is queued: writes that
+                # stall behind a client that reads nothing count too.
+                writing = self._queue(self._messages(self._ws.send(Ping(payload=self._ping_payload)), False))
                 if timeout is None:
+                    await asyncio.shield(writing)
                     continue
                 try:
                     await asyncio.wait_for(pong.wait(), timeout)
                 except asyncio.TimeoutError:
                     self._log.info("httpbridge: WebSocket keepalive ping timed out (path %s)", self.path)
-                    await self._close(1011, "keepalive ping timeout", wait=False)
+                    await self._abandon(1011, "keepalive ping timeout", writing.done(), timeout)
                     return
         except _ClientDisconnected:
             pass
+
+    async def _abandon(self, code: int, reason: str, flowing: bool, grace: float) -> None:
+        """Ends a session whose client does not answer. Its close frame
+        and body_complete are queued; if writes were flowing, the stream
+        ends once they are written or after grace seconds, else at once:
+        then the host sees the stream end without body_complete, an abort
+        (the client sees 1006, as from a dead peer)."""
+        from wsproto.connection import ConnectionState
+        from wsproto.events import CloseConnection
+
+        if self.state is not _WebSocket.OPEN:
+            return
+        self.state = _WebSocket.CLOSING
+        self._set_disconnect(code, reason)
+        self._inbox = None
+        self._inbox_taken.set()
+        self._buffer, self._size = bytearray(), 0
+        if self._ws.state is ConnectionState.OPEN and not self._broken:
+            writing = self._queue(self._messages(self._ws.send(CloseConnection(code=code, reason=reason)), True))
+            if flowing:
+                await asyncio.wait({writing}, timeout=grace)
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(None)
+        self._settle()
 
 
 class _ASGIBridge:
@@ -1495,6 +1582,8 @@ class _ASGIBridge:
             raise ValueError(f"ws_max_size={ws_max_size!r}: want a positive number of bytes")
         if ws_ping_interval is not None and ws_ping_interval <= 0:
             raise ValueError(f"ws_ping_interval={ws_ping_interval!r}: want positive seconds, or None")
+        if ws_ping_timeout is not None and ws_ping_timeout <= 0:
+            raise ValueError(f"ws_ping_timeout={ws_ping_timeout!r}: want positive seconds, or None")
         self.app = app
         self.chunk_size = _chunk_size(chunk_size, self._default_chunk_size, self._max_chunk_size)
         self.max_send_message_length = max_send_message_length
@@ -1510,6 +1599,7 @@ class _ASGIBridge:
         self.websocket = _WebSocketOptions(ws_max_size, ws_ping_interval, ws_ping_timeout, ws_per_message_deflate)
         self._sessions: Set[_WebSocketSession] = set()  # open WebSocket sessions
         self._warned_upgrade = False
+        self._warned_wsproto = False
 
     def _cancel(self, task: "asyncio.Future[None]") -> None:
         self._cancelled.add(task)
@@ -1528,7 +1618,7 @@ class _ASGIBridge:
         if request is None:
             return
         if _asks_websocket(request.head):
-            if offered == "websocket" and request.upgradable:
+            if offered == "websocket" and request.upgradable and self._wsproto_present():
                 await self._serve_websocket(request, context)
                 return
             if offered is None and not self._warned_upgrade:
@@ -1559,6 +1649,22 @@ class _ASGIBridge:
             raise
         if not task.done():
             self._outlive(task)
+
+    def _wsproto_present(self) -> bool:
+        """Whether wsproto, which frames the sessions, can be imported;
+        without it a handshake gets the http scope, as where the host
+        cannot switch protocols, and the log says why, once."""
+        try:
+            import wsproto  # noqa: F401  (only apps that serve WebSockets need it)
+        except ImportError:
+            if not self._warned_wsproto:
+                self._warned_wsproto = True
+                self.log.error(
+                    "httpbridge: wsproto is not installed (pip install wsproto, or the python3-wsproto package); "
+                    "serving WebSocket handshakes as HTTP requests"
+                )
+            return False
+        return True
 
     def _outlive(self, task: "asyncio.Future[None]") -> None:
         """Keeps an app that outlives its stream for shutdown() to wait for."""
