@@ -989,3 +989,80 @@ async def test_deflate_inflates_a_slice_at_a_time():
 def test_bad_ws_options_are_refused(option: Any):
     with pytest.raises(ValueError):
         PluginHooksBridge(raw_echo, **option)
+
+
+@pytest.mark.parametrize(
+    "close",
+    [
+        {"code": 999},
+        {"code": 1004},
+        {"code": 1005},
+        {"code": 1006},
+        {"code": 1015},
+        {"code": 2000},
+        {"code": 5000},
+        {"code": "1000"},
+        {"code": 1000, "reason": "\u00e9" * 62},  # 124 bytes
+    ],
+)
+async def test_app_close_with_a_code_or_reason_it_cannot_send_raises(close: Any):
+    """websocket.close with a code RFC 6455 reserves or leaves undefined,
+    or a reason over 123 bytes, raises RuntimeError in send(); the app's
+    failure then closes the session with 1011."""
+    raised: List[BaseException] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            await send({"type": "websocket.close", **close})
+        except RuntimeError as err:
+            raised.append(err)
+            raise
+
+    async with plugin(app) as stub:
+        host = WSHost(stub)
+        await host.handshake()
+        event = await asyncio.wait_for(host.message(), 10)
+        assert isinstance(event, ev.CloseConnection) and event.code == 1011
+    assert len(raised) == 1 and "websocket.close" in str(raised[0])
+
+
+async def test_app_close_with_the_longest_reason_and_an_app_code():
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4999, "reason": "\u00e9" * 61 + "x"})  # 123 bytes
+
+    async with plugin(app) as stub:
+        host = WSHost(stub)
+        await host.handshake()
+        event = await asyncio.wait_for(host.message(), 10)
+        assert isinstance(event, ev.CloseConnection) and (event.code, event.reason) == (4999, "\u00e9" * 61 + "x")
+
+
+async def test_accept_with_a_subprotocol_header_raises():
+    """ASGI: the subprotocol is chosen with the subprotocol key; a
+    Sec-WebSocket-Protocol header in websocket.accept raises, so the
+    client gets 500."""
+    raised: List[BaseException] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        await receive()
+        try:
+            await send({"type": "websocket.accept", "headers": [(b"Sec-WebSocket-Protocol", b"chat")]})
+        except RuntimeError as err:
+            raised.append(err)
+            raise
+
+    async with plugin(app) as stub:
+        host = WSHost(stub)
+        first = await host.handshake(subprotocols=["chat"])
+        assert first.status == 500
+    assert len(raised) == 1

@@ -1032,6 +1032,28 @@ def _handshake_bytes(head: _RequestHead) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 
+def _close_frame(message: ASGIMessage) -> Tuple[int, str]:
+    """The code and reason of the app's websocket.close, checked: a code
+    that RFC 6455 (section 7.4) lets an endpoint send, a reason of at most
+    123 bytes in UTF-8, or RuntimeError (the session then closes with 1011,
+    as for any failure of the app)."""
+    code = message.get("code")
+    reason = message.get("reason") or ""
+    if code is None:
+        code = 1000
+    if (
+        not isinstance(code, int)
+        or isinstance(code, bool)
+        or not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999)
+    ):
+        raise RuntimeError(f"websocket.close: code {code!r} cannot be sent: want 1000-1003, 1007-1014 or 3000-4999")
+    if not isinstance(reason, str):
+        raise RuntimeError(f"websocket.close: reason is {type(reason).__name__}, want str")
+    if len(reason.encode("utf-8")) > 123:
+        raise RuntimeError("websocket.close: reason over 123 bytes in UTF-8")
+    return code, reason
+
+
 def _retrieve(future: "asyncio.Future[Any]") -> None:
     """Marks a failure as seen: whoever waited for it was told, or left."""
     if not future.cancelled():
@@ -1189,9 +1211,8 @@ class _WebSocketSession:
             if kind == "websocket.send":
                 await self._send_message(message)
             elif kind == "websocket.close":
-                code = message.get("code")
-                reason = message.get("reason")
-                await self._close(1000 if code is None else code, reason or "", wait=True)
+                code, reason = _close_frame(message)
+                await self._close(code, reason, wait=True)
             else:
                 raise RuntimeError(f"ASGI app sent {kind!r} after websocket.accept")
         elif kind in ("websocket.send", "websocket.close"):
@@ -1219,6 +1240,9 @@ class _WebSocketSession:
         headers = [(name, value) for name, value in message.get("headers") or ()]
         for name, value in headers:
             _header_name(name, value)  # bytes, and a token: before wsproto sees them
+            if bytes(name).lower() == b"sec-websocket-protocol":
+                # ASGI: the subprotocol is chosen with the subprotocol key.
+                raise RuntimeError("websocket.accept: pass the subprotocol as subprotocol, not as a Sec-WebSocket-Protocol header")
         extensions: List[Extension] = [PerMessageDeflate()] if self._options.per_message_deflate else []
         data = self._ws.send(AcceptConnection(subprotocol=subprotocol, extensions=extensions, extra_headers=headers))
         head = _switching_head(data)
