@@ -1066,3 +1066,72 @@ async def test_accept_with_a_subprotocol_header_raises():
         first = await host.handshake(subprotocols=["chat"])
         assert first.status == 500
     assert len(raised) == 1
+
+
+async def test_a_session_accepted_after_close_websockets_closes_with_1012():
+    """close_websockets() began while the app had not accepted yet: the
+    session closes with 1012 as soon as it is accepted."""
+    from mattermost.pluginapi.v1 import hooks_pb2_grpc
+
+    go = asyncio.Event()
+    app = Recorder()
+
+    async def late(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await go.wait()
+        await app(scope, receive, send)
+
+    servicer = PluginHooksBridge(late, lifespan="off")
+    server = grpc.aio.server()
+    hooks_pb2_grpc.add_PluginHooksServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            host = WSHost(hooks_pb2_grpc.PluginHooksStub(channel))
+            handshake = asyncio.ensure_future(host.handshake())
+            await until(lambda: servicer.ServeHTTP is not None and app.scope is None and not handshake.done(), "the handshake")
+            await asyncio.sleep(0.2)  # the app waits before accepting
+            await servicer.close_websockets()
+            go.set()
+            assert (await asyncio.wait_for(handshake, 10)).status == 101
+            event = await asyncio.wait_for(host.message(), 10)
+            assert isinstance(event, ev.CloseConnection) and event.code == 1012
+            assert await asyncio.wait_for(host.status(), 10) == grpc.StatusCode.OK
+        await asyncio.wait_for(app.done.wait(), 10)
+        assert app.events[-1]["code"] == 1012
+    finally:
+        await server.stop(None)
+
+
+async def test_the_close_wait_starts_once_the_close_frame_is_written():
+    """The app closes while a message waits for a client that starts
+    reading only 2.5 s later: the 5 s wait for the client's close frame
+    runs from when the close frame was written, so a reply 3.5 s after
+    that (6 s after the app's close) still ends the session cleanly."""
+    app_closed = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        big = asyncio.ensure_future(send({"type": "websocket.send", "bytes": b"x" * (32 << 20)}))  # past any gRPC window
+        await asyncio.sleep(0.1)
+        app_closed.set()
+        await send({"type": "websocket.close", "code": 4000})  # queued behind the message
+        await big
+
+    async with plugin(app) as stub:
+        host = WSHost(stub)
+        await host.handshake()
+        await asyncio.sleep(2.5)  # reads nothing: the app's writes stall
+        assert app_closed.is_set()
+        assert await asyncio.wait_for(host.message(), 10) == b"x" * (32 << 20)
+        event = await asyncio.wait_for(host.event(), 10)
+        assert isinstance(event, ev.CloseConnection) and event.code == 4000
+        await asyncio.sleep(3.5)
+        assert not host.call.done()
+        await host.send(event.response())
+        assert await asyncio.wait_for(host.status(), 10) == grpc.StatusCode.OK
+        assert host.complete

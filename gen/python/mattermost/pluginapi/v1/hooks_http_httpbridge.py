@@ -1101,6 +1101,8 @@ class _WebSocketSession:
         self._pong: Optional[asyncio.Event] = None
         self._ping_payload = b""
         self._pings = 0
+        # Set as the server stops: a session accepted then closes at once.
+        self.going_away_code: Optional[int] = None
 
     def handshake(self, head: _RequestHead) -> Optional[_ResponseHead]:
         """Has wsproto check the handshake (key, version, extension offers);
@@ -1214,6 +1216,8 @@ class _WebSocketSession:
         if self._options.ping_interval is not None:
             self._tasks.append(asyncio.ensure_future(self._keepalive(self._options.ping_interval, self._options.ping_timeout)))
         await self._put([self._wire.response(head, b"", False, False)])
+        if self.going_away_code is not None:
+            await self.going_away(self.going_away_code)
 
     async def _send_message(self, message: ASGIMessage) -> None:
         from wsproto.connection import ConnectionState
@@ -1301,8 +1305,9 @@ class _WebSocketSession:
 
     async def _close(self, code: int, reason: str, wait: bool) -> None:
         """Sends a close frame and body_complete. With wait, the stream
-        ends once the client's close frame or its end arrived, or after
-        _WS_CLOSE_WAIT seconds; without, at once."""
+        ends once the client's close frame or its end arrived, or
+        _WS_CLOSE_WAIT seconds after they were written; without, once they
+        were written. Writes that take longer than that are given up on."""
         from wsproto.connection import ConnectionState
         from wsproto.events import CloseConnection
 
@@ -1314,16 +1319,32 @@ class _WebSocketSession:
         self._inbox = None
         self._inbox_taken.set()
         self._buffer, self._size = bytearray(), 0
-        if wait:
-            self._close_timer = asyncio.get_running_loop().call_later(_WS_CLOSE_WAIT, self._settle)
+        if self._broken:
+            raise _ClientDisconnected("httpbridge: the host cancelled the stream")
+        # Once the stream ended, no frame can follow body_complete.
+        frame = self._ws.send(CloseConnection(code=code, reason=reason)) if self._ws.state is ConnectionState.OPEN else b""
+        writing = self._queue(self._messages(frame, True))
         try:
-            if self._ws.state is ConnectionState.OPEN:
-                await self._send_event(CloseConnection(code=code, reason=reason), complete=True)
-            else:  # the stream ended meanwhile: no frame can follow
-                await self._put(self._messages(b"", True))
+            await asyncio.wait({writing}, timeout=_WS_CLOSE_WAIT)
+        finally:
+            if wait and not self.settled.is_set():
+                self._close_timer = asyncio.get_running_loop().call_later(_WS_CLOSE_WAIT, self._settle)
+        if not writing.done():
+            self._give_up()  # the client reads nothing
+            return
+        try:
+            writing.result()
         finally:
             if not wait:
                 self._settle()
+
+    def _give_up(self) -> None:
+        """Ends a session whose writes stall: sends blocked behind them
+        raise, and the stream ends without body_complete reaching the
+        host, an abort (the client sees 1006, as from a dead peer)."""
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(None)
+        self._settle()
 
     def _settle(self) -> None:
         """Ends the session: the RPC may end, and the app's calls learn it."""
@@ -1361,7 +1382,9 @@ class _WebSocketSession:
 
     async def going_away(self, code: int) -> None:
         """Closes an open session as the server stops (1012 by default,
-        as uvicorn's shutdown does)."""
+        as uvicorn's shutdown does); one not yet accepted closes so as it
+        is accepted."""
+        self.going_away_code = code
         try:
             await self._close(code, "", wait=True)
         except _ClientDisconnected:
@@ -1573,9 +1596,7 @@ class _WebSocketSession:
             writing = self._queue(self._messages(self._ws.send(CloseConnection(code=code, reason=reason)), True))
             if flowing:
                 await asyncio.wait({writing}, timeout=grace)
-        if self._gone is not None and not self._gone.done():
-            self._gone.set_result(None)
-        self._settle()
+        self._give_up()
 
 
 class _ASGIBridge:
@@ -1624,6 +1645,7 @@ class _ASGIBridge:
         self._sessions: Set[_WebSocketSession] = set()  # open WebSocket sessions
         self._warned_upgrade = False
         self._warned_wsproto = False
+        self._going_away: Optional[int] = None  # close_websockets' code, once called
 
     def _cancel(self, task: "asyncio.Future[None]") -> None:
         self._cancelled.add(task)
@@ -1705,6 +1727,7 @@ class _ASGIBridge:
     async def _serve_websocket(self, request: _Request, context: _Stream) -> None:
         """Serves a WebSocket session on the stream until it ends."""
         session = _WebSocketSession(self._wire, context, request.exchange, self.websocket, self.chunk_size, self.log)
+        session.going_away_code = self._going_away
         refusal = session.handshake(request.head)
         if refusal is not None:
             await context.write(self._wire.response(refusal, b"", False, True))
@@ -1737,7 +1760,9 @@ class _ASGIBridge:
     async def close_websockets(self, code: int = 1012) -> None:
         """Closes the open WebSocket sessions with code (1012, service
         restart, as uvicorn's shutdown does), so that they end cleanly
-        while the server stops; serve_* calls it as it stops."""
+        while the server stops; serve_* calls it as it stops. Sessions
+        that the app accepts later are closed so at once."""
+        self._going_away = code
         await asyncio.gather(*(session.going_away(code) for session in list(self._sessions)))
 
     async def _run(self, scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend, path: str) -> bool:
