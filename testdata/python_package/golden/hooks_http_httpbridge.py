@@ -806,10 +806,12 @@ class _Request(NamedTuple):
     # The host offered an upgrade and sent no body: it sends nothing more
     # until the first response message (upgrade.md section 1.2).
     upgradable: bool = False
+    offered: Optional[str] = None  # the protocol offered, if upgradable
+    bodiless: bool = False  # no body bytes and content_length 0: may be a handshake
 
 
 async def _open(
-    wire: _Wire, context: _Stream, chunk_size: int, send_limit: int, log: logging.Logger, upgrade_offered: bool = False
+    wire: _Wire, context: _Stream, chunk_size: int, send_limit: int, log: logging.Logger, upgrade_key: Optional[str] = None
 ) -> Optional[_Request]:
     """Reads the first message; None if the stream was answered already.
 
@@ -825,9 +827,13 @@ async def _open(
         await context.write(opening.answer)
         return None
     chunk, complete = wire.request_body(first)
-    upgradable = upgrade_offered and not chunk and not complete and opening.head.content_length == 0
+    bodiless = not chunk and opening.head.content_length == 0
+    offered = None
+    if upgrade_key is not None and bodiless and not complete:  # the metadata only then: not on every request
+        offered = _upgrade_offered(context, upgrade_key)
+    upgradable = offered is not None
     exchange = _Exchange(wire, context, opening.head, opening.target.path, chunk, complete or upgradable, chunk_size, send_limit, log)
-    return _Request(opening.head, opening.target, exchange, upgradable)
+    return _Request(opening.head, opening.target, exchange, upgradable, offered, bodiless)
 
 
 class _Opening(NamedTuple):
@@ -1659,11 +1665,11 @@ class _ASGIBridge:
         bridge.handle`` in a servicer class serves the app. It reads the
         stream with context.read(), never with request_iterator.
         """
-        offered = _upgrade_offered(context, self._upgrade_key)
-        request = await _open(self._wire, context, self.chunk_size, self.max_send_message_length, self.log, offered is not None)
+        request = await _open(self._wire, context, self.chunk_size, self.max_send_message_length, self.log, self._upgrade_key)
         if request is None:
             return
-        if _asks_websocket(request.head):
+        if request.bodiless and _asks_websocket(request.head):
+            offered = request.offered if request.upgradable else _upgrade_offered(context, self._upgrade_key)
             if offered == "websocket" and request.upgradable and self._wsproto_present():
                 await self._serve_websocket(request, context)
                 return
@@ -2254,8 +2260,7 @@ class _WSGIBridge(_WSGIFacade):
         app whose stream was cancelled before a worker was free is never
         called.
         """
-        offered = _upgrade_offered(context, self._upgrade_key) is not None
-        request = await _open(self._wire, context, self.chunk_size, self.max_send_message_length, self.log, offered)
+        request = await _open(self._wire, context, self.chunk_size, self.max_send_message_length, self.log, self._upgrade_key)
         if request is None:
             return
         loop = asyncio.get_running_loop()
@@ -2548,7 +2553,7 @@ class _ThreadedWSGIBridge(_WSGIFacade):
             yield opening.answer
             return
         chunk, complete = self._wire.request_body(first)
-        if _upgrade_offered(context, self._upgrade_key) is not None and not chunk and head.content_length == 0:
+        if not chunk and not complete and head.content_length == 0 and _upgrade_offered(context, self._upgrade_key) is not None:
             complete = True  # no body: the host sends none before the response
         exchange = _ThreadedExchange(
             self._wire, request_iterator, context, head, target.path, chunk, complete,
