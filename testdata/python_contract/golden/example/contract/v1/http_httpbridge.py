@@ -2699,15 +2699,16 @@ class ServeHTTPASGI(_ASGIBridge):
             the "httpbridge" logger. Records name the path, never the
             query, which may hold tokens.
         ws_max_size: the largest WebSocket message, in bytes, once its
-            fragments are joined; a larger one closes the session with
-            1009. 16 MiB, as uvicorn.
+            fragments are joined, each fragment but the last counting 64
+            bytes more; a larger one closes the session with 1009. 16
+            MiB, as uvicorn.
         ws_ping_interval: seconds between the keepalive pings of a
             WebSocket session; None sends none.
         ws_ping_timeout: seconds a ping's pong may take before the session
             closes with 1011; None waits for ever.
         ws_per_message_deflate: accepts a client's permessage-deflate
-            offer. Off by default, unlike uvicorn: wsproto inflates each
-            chunk without bound before ws_max_size can apply.
+            offer. Off by default, unlike uvicorn: though wsproto is fed
+            1 KiB at a time, inflating costs up to 1000 times the bytes.
 
     WebSockets: on a stream where the host offers the upgrade (metadata
     SERVE_HTTP_UPGRADE_KEY: websocket), a WebSocket handshake gets a
