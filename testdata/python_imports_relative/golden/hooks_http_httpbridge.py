@@ -56,12 +56,18 @@ from typing import (
     Protocol,
     Sequence,
     Set,
+    TYPE_CHECKING,
     Tuple,
+    Union,
 )
 
 import grpc
 
 from . import hooks_http_pb2 as hooks__http__pb2
+
+if TYPE_CHECKING:  # wsproto itself is imported when the first session starts
+    from wsproto.events import BytesMessage, CloseConnection, Event, TextMessage
+
 
 __all__ = [
     "ASGIApp",
@@ -1227,7 +1233,7 @@ class _WebSocketSession:
 
     async def _send_message(self, message: ASGIMessage) -> None:
         from wsproto.connection import ConnectionState
-        from wsproto.events import Message
+        from wsproto.events import BytesMessage, TextMessage
 
         data = message.get("bytes")
         text = message.get("text")
@@ -1239,11 +1245,14 @@ class _WebSocketSession:
             raise TypeError(f"websocket.send: text is {type(text).__name__}, want str")
         if self._ws.state is not ConnectionState.OPEN:
             raise _ClientDisconnected("httpbridge: the WebSocket is closed")
-        await self._send_event(Message(data=bytes(data) if data is not None else text))
+        if data is not None:
+            await self._send_event(BytesMessage(data=bytes(data)))
+        else:
+            await self._send_event(TextMessage(data=str(text)))
 
     # --- writing --------------------------------------------------------------
 
-    async def _send_event(self, event: Any, complete: bool = False) -> None:
+    async def _send_event(self, event: Event, complete: bool = False) -> None:
         """Frames event and writes its bytes; body_complete after them if
         complete. wsproto frames in the order of the calls, and the bytes
         are queued in that order at once."""
@@ -1484,7 +1493,7 @@ class _WebSocketSession:
             elif isinstance(event, CloseConnection):
                 await self._closed_by_client(event)
 
-    async def _piece(self, event: Any) -> None:
+    async def _piece(self, event: Union[TextMessage, BytesMessage]) -> None:
         """Adds a piece of a message to the one buffer; a complete message
         goes to the app. Payload bytes and _WS_FRAGMENT_COST per fragment
         but the last count toward ws_max_size."""
@@ -1492,10 +1501,10 @@ class _WebSocketSession:
 
         if self.state is not _WebSocket.OPEN:
             return  # after the app's close: dropped
-        text = isinstance(event, TextMessage)
         # wsproto checked the text, across fragments too (1007): it is
         # held as UTF-8 and decoded whole again.
-        data = event.data.encode("utf-8") if text else event.data
+        text = isinstance(event, TextMessage)
+        data = event.data.encode("utf-8") if isinstance(event, TextMessage) else event.data
         self._size += len(data)
         if event.frame_finished and not event.message_finished:
             self._size += _WS_FRAGMENT_COST
@@ -1505,7 +1514,7 @@ class _WebSocketSession:
             await self._close(1009, f"message over {self._options.max_size} bytes", wait=True)
             return
         if event.message_finished and not self._buffer:  # one piece: as it came
-            message: ASGIMessage = {"type": "websocket.receive", "text": event.data} if text else {"type": "websocket.receive", "bytes": bytes(data)}
+            message: ASGIMessage = {"type": "websocket.receive", "text": event.data} if text else {"type": "websocket.receive", "bytes": data}
         else:
             self._buffer += data
             if not event.message_finished:
@@ -1519,7 +1528,7 @@ class _WebSocketSession:
         self._inbox_ready.set()
         await self._inbox_taken.wait()
 
-    async def _closed_by_client(self, event: Any) -> None:
+    async def _closed_by_client(self, event: CloseConnection) -> None:
         """The client's close frame, the stream's end (1006), or what
         wsproto could not parse (1002, 1007: it stays OPEN then)."""
         from wsproto.connection import ConnectionState
