@@ -10,6 +10,7 @@ import gc
 import logging
 import os
 import struct
+import sys
 import tracemalloc
 from typing import Any, Callable, List, Optional
 
@@ -21,6 +22,7 @@ from wsproto.extensions import PerMessageDeflate
 from conftest import init, out, until
 from mattermost.pluginapi.v1 import hooks_http_pb2 as pb
 from mattermost.pluginapi.v1.hooks_http_httpbridge import SERVE_HTTP_UPGRADE_KEY
+from mattermost.pluginapi.v1.hooks_httpbridge import PluginHooksBridge
 from ws_support import WSHost, plugin, raw_echo, starlette_echo, upgrade_init
 
 APPS = {"raw": lambda: raw_echo, "starlette": starlette_echo}
@@ -777,3 +779,359 @@ async def test_a_header_with_a_line_break_is_refused():
         first = out(await host.call.read())
         assert first.status == 400 and first.complete
     assert called == []
+
+
+# --- bounds on what a client can make the facade hold or do -------------------------------------
+
+
+async def traced_peak(action: Callable[[], Any]) -> int:
+    """The peak of memory allocated by Python while action runs."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        await action()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+async def test_empty_fragments_count_toward_max_size():
+    """Empty continuation frames hold nothing, yet each counts 64 bytes
+    toward ws_max_size: 512 KiB of them (87k frames) end in 1009 with
+    little memory, and the app never sees the message."""
+    app = Recorder()
+    async with plugin(app, ws_max_size=1000) as stub:
+        host = WSHost(stub)
+        await host.handshake()
+        empty = mask_frame(0x0, b"", fin=False)
+        chunk = empty * ((64 << 10) // len(empty))
+
+        async def flood() -> None:
+            await host.send_raw(mask_frame(0x2, b"", fin=False))
+            for _ in range(8):
+                await host.send_raw(chunk)
+
+        peak = await traced_peak(flood)
+        event = await asyncio.wait_for(host.message(), 10)
+        assert isinstance(event, ev.CloseConnection) and event.code == 1009
+        assert peak < 2 << 20, f"traced peak {peak} B"
+        await asyncio.wait_for(app.done.wait(), 10)
+        assert [e["type"] for e in app.events] == ["websocket.connect", "websocket.disconnect"]
+        assert app.events[-1]["code"] == 1009
+
+
+@pytest.mark.parametrize("payload", [b"", b"a"])
+async def test_tiny_fragments_end_in_1009_within_the_bound(payload: bytes):
+    """Fragments of 0 or 1 byte: 16 KiB of ws_max_size allows about 250 of
+    them (64 bytes each besides the payload); a message of 1000 such
+    fragments is refused with 1009 and never held."""
+    app = Recorder()
+    async with plugin(app, ws_max_size=16 << 10) as stub:
+        host = WSHost(stub)
+        await host.handshake()
+        frames = mask_frame(0x2, payload, fin=False) + mask_frame(0x0, payload, fin=False) * 1000 + mask_frame(0x0, payload)
+        await host.send_raw(frames)
+        event = await asyncio.wait_for(host.message(), 10)
+        assert isinstance(event, ev.CloseConnection) and event.code == 1009
+        await asyncio.wait_for(app.done.wait(), 10)
+        assert app.events[-1]["code"] == 1009 and len(app.events) == 2
+
+
+async def test_fragments_within_the_bound_join_and_utf8_spans_them():
+    """Fragments that fit (payload plus 64 bytes each) reach the app as
+    one message; a character split across fragments is whole."""
+    app = Recorder()
+    async with plugin(app, ws_max_size=1000) as stub:
+        host = WSHost(stub)
+        await host.handshake()
+        await host.send_raw(mask_frame(0x1, "h\u00e9".encode()[:2], fin=False) + mask_frame(0x0, "\u00e9!".encode()[1:]))
+        await host.send_raw(mask_frame(0x2, b"ab", fin=False) + mask_frame(0x0, b"", fin=False) + mask_frame(0x0, b"cd"))
+        await host.send_raw(mask_frame(0x2, b"x" * 400, fin=False) + mask_frame(0x0, b"y" * 400))  # 864 counted
+        await until(lambda: len(app.events) == 4)
+        assert app.events[1:] == [
+            {"type": "websocket.receive", "text": "h\u00e9!"},
+            {"type": "websocket.receive", "bytes": b"abcd"},
+            {"type": "websocket.receive", "bytes": b"x" * 400 + b"y" * 400},
+        ]
+        await host.close()
+
+
+async def test_invalid_utf8_across_fragments_is_1007():
+    app = Recorder()
+    async with plugin(app) as stub:
+        host = WSHost(stub)
+        await host.handshake()
+        await host.send_raw(mask_frame(0x1, b"ok\xc3", fin=False) + mask_frame(0x0, b"(ok"))
+        event = await asyncio.wait_for(host.message(), 10)
+        assert isinstance(event, ev.CloseConnection) and event.code == 1007
+        await asyncio.wait_for(app.done.wait(), 10)
+        assert [e["type"] for e in app.events] == ["websocket.connect", "websocket.disconnect"]
+
+
+async def test_tiny_frames_let_other_sessions_run():
+    """While one session parses a flood of empty frames, another session's
+    echo still comes back: the reader yields to the event loop."""
+    async with plugin(raw_echo, ws_max_size=64 << 20) as stub:
+        flooder, other = WSHost(stub), WSHost(stub)
+        await flooder.handshake()
+        await other.handshake()
+        empty = mask_frame(0xA, b"")  # unsolicited pongs: nothing to answer
+        flood = asyncio.ensure_future(flooder.send_raw(empty * ((1 << 20) // len(empty))))
+        await other.send(ev.Message(data="ping"))
+        assert await asyncio.wait_for(other.message(), 10) == "ping"
+        await asyncio.wait_for(flood, 30)
+        await flooder.close()
+        await other.close()
+
+
+async def test_post_with_upgrade_headers_is_400():
+    """wsproto, and so uvicorn, refuses a handshake whose method is not
+    GET: the facade checks the request's own method; the app is not run."""
+    called: List[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        called.append(scope)
+
+    head = (
+        b"POST /ws HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n"
+    )
+    async with plugin(app) as stub:
+        host = WSHost(stub)
+        first = await host.handshake(head=head)
+        assert first.status == 400 and first.complete
+        assert await asyncio.wait_for(host.call.code(), 10) == grpc.StatusCode.OK
+    assert called == []
+
+
+async def test_keepalive_ends_a_session_whose_writes_stall():
+    """The host reads nothing (a client that stopped reading): the app's
+    sends block on flow control and the keepalive's ping waits behind
+    them. The pong deadline runs from when the ping is queued, so the
+    stream still ends, without body_complete (an abort: the client sees
+    1006), and the app's send raises OSError."""
+    sent: List[int] = []
+    failed: List[BaseException] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            while True:
+                await send({"type": "websocket.send", "bytes": b"x" * (256 << 10)})
+                sent.append(1)
+        except OSError as err:
+            failed.append(err)
+
+    async with plugin(app, ws_ping_interval=0.2, ws_ping_timeout=0.2) as stub:
+        host = WSHost(stub)
+        await host.handshake()
+        # The host reads nothing until the app's send raised.
+        await until(lambda: failed, "the app's send to raise", timeout=8)
+        assert len(sent) < 100  # it did stall
+        assert await asyncio.wait_for(host.status(), 8) == grpc.StatusCode.OK
+        assert not host.complete
+
+
+async def test_without_wsproto_a_handshake_is_http(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """An app deployed without wsproto: handshakes get the http scope, as
+    with no upgrade metadata, and the log names the package once."""
+    monkeypatch.setitem(sys.modules, "wsproto", None)
+    scopes: List[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        scopes.append(scope["type"])
+        await send({"type": "http.response.start", "status": 426, "headers": []})
+        await send({"type": "http.response.body", "body": b"no websockets"})
+
+    caplog.set_level(logging.ERROR, "httpbridge")
+    async with plugin(app) as stub:
+        for _ in range(2):
+            call = stub.ServeHTTP(metadata=((SERVE_HTTP_UPGRADE_KEY, "websocket"),))
+            await call.write(init("/ws", headers=KEY_HEADERS, content_length=0, complete=False))
+            first = out(await asyncio.wait_for(call.read(), 10))
+            assert first.status == 426
+            call.cancel()
+    assert scopes == ["http", "http"]
+    assert caplog.text.count("wsproto is not installed") == 1 and "python3-wsproto" in caplog.text
+
+
+async def test_deflate_inflates_a_slice_at_a_time():
+    """permessage-deflate, ws_max_size 1 MiB: a chunk of a compressed 256
+    MiB message of zeros is inflated 1 KiB of input at a time, so the
+    session closes with 1009 having held about the limit, not the ~64 MiB
+    the chunk inflates to."""
+    async with plugin(raw_echo, ws_per_message_deflate=True, ws_max_size=1 << 20) as stub:
+        host = WSHost(stub)
+        await host.handshake(extensions=[PerMessageDeflate()])
+        data = host.ws.send(ev.Message(data=b"\0" * (256 << 20)))
+        peak = await traced_peak(lambda: host.send_raw(data[: 64 << 10]))
+        event: Any = None
+
+        async def close() -> None:
+            nonlocal event
+            event = await asyncio.wait_for(host.message(), 10)
+
+        peak = max(peak, await traced_peak(close))
+        assert isinstance(event, ev.CloseConnection) and event.code == 1009
+        assert peak < 8 << 20, f"traced peak {peak} B"
+
+
+@pytest.mark.parametrize(
+    "option", [{"ws_ping_timeout": 0}, {"ws_ping_timeout": -1.0}, {"ws_ping_interval": 0}, {"ws_max_size": 0}]
+)
+def test_bad_ws_options_are_refused(option: Any):
+    with pytest.raises(ValueError):
+        PluginHooksBridge(raw_echo, **option)
+
+
+@pytest.mark.parametrize(
+    "close",
+    [
+        {"code": 999},
+        {"code": 1004},
+        {"code": 1005},
+        {"code": 1006},
+        {"code": 1015},
+        {"code": 2000},
+        {"code": 5000},
+        {"code": "1000"},
+        {"code": 1000, "reason": "\u00e9" * 62},  # 124 bytes
+    ],
+)
+async def test_app_close_with_a_code_or_reason_it_cannot_send_raises(close: Any):
+    """websocket.close with a code RFC 6455 reserves or leaves undefined,
+    or a reason over 123 bytes, raises RuntimeError in send(); the app's
+    failure then closes the session with 1011."""
+    raised: List[BaseException] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            await send({"type": "websocket.close", **close})
+        except RuntimeError as err:
+            raised.append(err)
+            raise
+
+    async with plugin(app) as stub:
+        host = WSHost(stub)
+        await host.handshake()
+        event = await asyncio.wait_for(host.message(), 10)
+        assert isinstance(event, ev.CloseConnection) and event.code == 1011
+    assert len(raised) == 1 and "websocket.close" in str(raised[0])
+
+
+async def test_app_close_with_the_longest_reason_and_an_app_code():
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4999, "reason": "\u00e9" * 61 + "x"})  # 123 bytes
+
+    async with plugin(app) as stub:
+        host = WSHost(stub)
+        await host.handshake()
+        event = await asyncio.wait_for(host.message(), 10)
+        assert isinstance(event, ev.CloseConnection) and (event.code, event.reason) == (4999, "\u00e9" * 61 + "x")
+
+
+async def test_accept_with_a_subprotocol_header_raises():
+    """ASGI: the subprotocol is chosen with the subprotocol key; a
+    Sec-WebSocket-Protocol header in websocket.accept raises, so the
+    client gets 500."""
+    raised: List[BaseException] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        await receive()
+        try:
+            await send({"type": "websocket.accept", "headers": [(b"Sec-WebSocket-Protocol", b"chat")]})
+        except RuntimeError as err:
+            raised.append(err)
+            raise
+
+    async with plugin(app) as stub:
+        host = WSHost(stub)
+        first = await host.handshake(subprotocols=["chat"])
+        assert first.status == 500
+    assert len(raised) == 1
+
+
+async def test_a_session_accepted_after_close_websockets_closes_with_1012():
+    """close_websockets() began while the app had not accepted yet: the
+    session closes with 1012 as soon as it is accepted."""
+    from mattermost.pluginapi.v1 import hooks_pb2_grpc
+
+    go = asyncio.Event()
+    app = Recorder()
+
+    async def late(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await go.wait()
+        await app(scope, receive, send)
+
+    servicer = PluginHooksBridge(late, lifespan="off")
+    server = grpc.aio.server()
+    hooks_pb2_grpc.add_PluginHooksServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            host = WSHost(hooks_pb2_grpc.PluginHooksStub(channel))
+            handshake = asyncio.ensure_future(host.handshake())
+            await until(lambda: servicer.ServeHTTP is not None and app.scope is None and not handshake.done(), "the handshake")
+            await asyncio.sleep(0.2)  # the app waits before accepting
+            await servicer.close_websockets()
+            go.set()
+            assert (await asyncio.wait_for(handshake, 10)).status == 101
+            event = await asyncio.wait_for(host.message(), 10)
+            assert isinstance(event, ev.CloseConnection) and event.code == 1012
+            assert await asyncio.wait_for(host.status(), 10) == grpc.StatusCode.OK
+        await asyncio.wait_for(app.done.wait(), 10)
+        assert app.events[-1]["code"] == 1012
+    finally:
+        await server.stop(None)
+
+
+async def test_the_close_wait_starts_once_the_close_frame_is_written():
+    """The app closes while a message waits for a client that starts
+    reading only 2.5 s later: the 5 s wait for the client's close frame
+    runs from when the close frame was written, so a reply 3.5 s after
+    that (6 s after the app's close) still ends the session cleanly."""
+    app_closed = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        big = asyncio.ensure_future(send({"type": "websocket.send", "bytes": b"x" * (32 << 20)}))  # past any gRPC window
+        await asyncio.sleep(0.1)
+        app_closed.set()
+        await send({"type": "websocket.close", "code": 4000})  # queued behind the message
+        await big
+
+    async with plugin(app) as stub:
+        host = WSHost(stub)
+        await host.handshake()
+        await asyncio.sleep(2.5)  # reads nothing: the app's writes stall
+        assert app_closed.is_set()
+        assert await asyncio.wait_for(host.message(), 10) == b"x" * (32 << 20)
+        event = await asyncio.wait_for(host.event(), 10)
+        assert isinstance(event, ev.CloseConnection) and event.code == 4000
+        await asyncio.sleep(3.5)
+        assert not host.call.done()
+        await host.send(event.response())
+        assert await asyncio.wait_for(host.status(), 10) == grpc.StatusCode.OK
+        assert host.complete

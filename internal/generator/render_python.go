@@ -142,7 +142,7 @@ func renderPython(plugin *protogen.Plugin, fm *fileModel, cfg *config) error {
 	}
 	if len(view.Pairs) > 0 {
 		add(stdlib, "asyncio", "concurrent.futures", "enum", "logging", "re", "sys", "threading", "urllib.parse")
-		add(typing, "Any", "Awaitable", "Callable", "Coroutine", "Dict", "Iterable", "Iterator", "List", "MutableMapping", "NamedTuple", "NoReturn", "Optional", "Protocol", "Sequence", "Set", "Tuple")
+		add(typing, "Any", "Awaitable", "Callable", "Coroutine", "Dict", "Iterable", "Iterator", "List", "MutableMapping", "NamedTuple", "NoReturn", "Optional", "Protocol", "Sequence", "Set", "TYPE_CHECKING", "Tuple", "Union")
 	}
 	if len(view.Services) > 0 {
 		add(stdlib, "asyncio", "concurrent.futures", "ctypes", "functools", "importlib", "inspect", "os", "signal", "sys", "threading")

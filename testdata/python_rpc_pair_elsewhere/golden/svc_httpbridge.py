@@ -69,13 +69,19 @@ from typing import (
     Protocol,
     Sequence,
     Set,
+    TYPE_CHECKING,
     Tuple,
+    Union,
 )
 
 import grpc
 
 from a import msgs_pb2 as a_dot_msgs__pb2
 import svc_pb2_grpc as svc__pb2__grpc
+
+if TYPE_CHECKING:  # wsproto itself is imported when the first session starts
+    from wsproto.events import BytesMessage, CloseConnection, Event, TextMessage
+
 
 __all__ = [
     "ASGIApp",
@@ -824,10 +830,12 @@ class _Request(NamedTuple):
     # The host offered an upgrade and sent no body: it sends nothing more
     # until the first response message (upgrade.md section 1.2).
     upgradable: bool = False
+    offered: Optional[str] = None  # the protocol offered, if upgradable
+    bodiless: bool = False  # no body bytes and content_length 0: may be a handshake
 
 
 async def _open(
-    wire: _Wire, context: _Stream, chunk_size: int, send_limit: int, log: logging.Logger, upgrade_offered: bool = False
+    wire: _Wire, context: _Stream, chunk_size: int, send_limit: int, log: logging.Logger, upgrade_key: Optional[str] = None
 ) -> Optional[_Request]:
     """Reads the first message; None if the stream was answered already.
 
@@ -843,9 +851,13 @@ async def _open(
         await context.write(opening.answer)
         return None
     chunk, complete = wire.request_body(first)
-    upgradable = upgrade_offered and not chunk and not complete and opening.head.content_length == 0
+    bodiless = not chunk and opening.head.content_length == 0
+    offered = None
+    if upgrade_key is not None and bodiless and not complete:  # the metadata only then: not on every request
+        offered = _upgrade_offered(context, upgrade_key)
+    upgradable = offered is not None
     exchange = _Exchange(wire, context, opening.head, opening.target.path, chunk, complete or upgradable, chunk_size, send_limit, log)
-    return _Request(opening.head, opening.target, exchange, upgradable)
+    return _Request(opening.head, opening.target, exchange, upgradable, offered, bodiless)
 
 
 class _Opening(NamedTuple):
@@ -933,6 +945,19 @@ def _request_headers(head: _RequestHead) -> List[Tuple[bytes, bytes]]:
 _WS_CLOSE_WAIT = 5.0
 """Seconds a session that sent its close frame waits for the client's."""
 
+_WS_FRAGMENT_COST = 64
+"""Bytes each fragment of a message counts toward ws_max_size besides its
+payload, so that many tiny (or empty) fragments cannot cost more than the
+limit in parsing and bookkeeping."""
+
+_WS_EVENTS_PER_TURN = 64
+"""wsproto events handled before the reader lets the event loop run."""
+
+_WS_DEFLATE_SLICE = 1024
+"""Bytes fed to wsproto at a time with permessage-deflate: wsproto inflates
+all it is given at once, about 1000 times the size for zeros, so the size
+check must come after each small slice."""
+
 
 def _tokens(head: _RequestHead, name: str) -> List[str]:
     """The comma-separated tokens of a request header, lower-cased."""
@@ -988,7 +1013,8 @@ def _switching_head(data: bytes) -> _ResponseHead:
 def _handshake_bytes(head: _RequestHead) -> bytes:
     """The request head that wsproto checks the handshake in. The target
     is left out: wsproto only passes it on, and the scope has it already."""
-    lines = ["GET / HTTP/1.1", f"Host: {head.host}"]
+    # The method as sent: wsproto refuses any but GET (400), as uvicorn.
+    lines = [f"{head.method or 'GET'} / HTTP/1.1", f"Host: {head.host}"]
     for key, values in head.headers:
         if key.lower() != "host":
             lines.extend(f"{key}: {value}" for value in values)
@@ -996,6 +1022,28 @@ def _handshake_bytes(head: _RequestHead) -> bytes:
         # net/http lets none through; from another host, no line may end early.
         raise ValueError("a request header holds a control character")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def _close_frame(message: ASGIMessage) -> Tuple[int, str]:
+    """The code and reason of the app's websocket.close, checked: a code
+    that RFC 6455 (section 7.4) lets an endpoint send, a reason of at most
+    123 bytes in UTF-8, or RuntimeError (the session then closes with 1011,
+    as for any failure of the app)."""
+    code = message.get("code")
+    reason = message.get("reason") or ""
+    if code is None:
+        code = 1000
+    if (
+        not isinstance(code, int)
+        or isinstance(code, bool)
+        or not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999)
+    ):
+        raise RuntimeError(f"websocket.close: code {code!r} cannot be sent: want 1000-1003, 1007-1014 or 3000-4999")
+    if not isinstance(reason, str):
+        raise RuntimeError(f"websocket.close: reason is {type(reason).__name__}, want str")
+    if len(reason.encode("utf-8")) > 123:
+        raise RuntimeError("websocket.close: reason over 123 bytes in UTF-8")
+    return code, reason
 
 
 def _retrieve(future: "asyncio.Future[Any]") -> None:
@@ -1069,9 +1117,13 @@ class _WebSocketSession:
         self._inbox_ready = asyncio.Event()
         self._inbox_taken = asyncio.Event()
         self._disconnect: Optional[ASGIMessage] = None
-        self._parts: List[Any] = []  # the pieces of the message arriving
+        # The message arriving (text as UTF-8), and what it counts toward
+        # ws_max_size.
+        self._buffer = bytearray()
         self._size = 0
+        self._too_big = False  # closed with 1009: what follows is not read
         self._writing: Optional[asyncio.Future[None]] = None  # the last write queued
+        self._gone: Optional[asyncio.Future[None]] = None  # done once _abandon gave up
         self._completed = False  # body_complete was queued
         self._broken = False  # a write failed, or the host cancelled
         self._tasks: List[asyncio.Future[None]] = []  # the reader and the keepalive
@@ -1079,6 +1131,8 @@ class _WebSocketSession:
         self._pong: Optional[asyncio.Event] = None
         self._ping_payload = b""
         self._pings = 0
+        # Set as the server stops: a session accepted then closes at once.
+        self.going_away_code: Optional[int] = None
 
     def handshake(self, head: _RequestHead) -> Optional[_ResponseHead]:
         """Has wsproto check the handshake (key, version, extension offers);
@@ -1151,9 +1205,8 @@ class _WebSocketSession:
             if kind == "websocket.send":
                 await self._send_message(message)
             elif kind == "websocket.close":
-                code = message.get("code")
-                reason = message.get("reason")
-                await self._close(1000 if code is None else code, reason or "", wait=True)
+                code, reason = _close_frame(message)
+                await self._close(code, reason, wait=True)
             else:
                 raise RuntimeError(f"ASGI app sent {kind!r} after websocket.accept")
         elif kind in ("websocket.send", "websocket.close"):
@@ -1181,6 +1234,9 @@ class _WebSocketSession:
         headers = [(name, value) for name, value in message.get("headers") or ()]
         for name, value in headers:
             _header_name(name, value)  # bytes, and a token: before wsproto sees them
+            if bytes(name).lower() == b"sec-websocket-protocol":
+                # ASGI: the subprotocol is chosen with the subprotocol key.
+                raise RuntimeError("websocket.accept: pass the subprotocol as subprotocol, not as a Sec-WebSocket-Protocol header")
         extensions: List[Extension] = [PerMessageDeflate()] if self._options.per_message_deflate else []
         data = self._ws.send(AcceptConnection(subprotocol=subprotocol, extensions=extensions, extra_headers=headers))
         head = _switching_head(data)
@@ -1190,10 +1246,12 @@ class _WebSocketSession:
         if self._options.ping_interval is not None:
             self._tasks.append(asyncio.ensure_future(self._keepalive(self._options.ping_interval, self._options.ping_timeout)))
         await self._put([self._wire.response(head, b"", False, False)])
+        if self.going_away_code is not None:
+            await self.going_away(self.going_away_code)
 
     async def _send_message(self, message: ASGIMessage) -> None:
         from wsproto.connection import ConnectionState
-        from wsproto.events import Message
+        from wsproto.events import BytesMessage, TextMessage
 
         data = message.get("bytes")
         text = message.get("text")
@@ -1205,11 +1263,14 @@ class _WebSocketSession:
             raise TypeError(f"websocket.send: text is {type(text).__name__}, want str")
         if self._ws.state is not ConnectionState.OPEN:
             raise _ClientDisconnected("httpbridge: the WebSocket is closed")
-        await self._send_event(Message(data=bytes(data) if data is not None else text))
+        if data is not None:
+            await self._send_event(BytesMessage(data=bytes(data)))
+        else:
+            await self._send_event(TextMessage(data=str(text)))
 
     # --- writing --------------------------------------------------------------
 
-    async def _send_event(self, event: Any, complete: bool = False) -> None:
+    async def _send_event(self, event: Event, complete: bool = False) -> None:
         """Frames event and writes its bytes; body_complete after them if
         complete. wsproto frames in the order of the calls, and the bytes
         are queued in that order at once."""
@@ -1234,10 +1295,23 @@ class _WebSocketSession:
         of the caller: a frame cut short would garble the session."""
         if not messages:
             return
+        writing = self._queue(messages)
+        if self._gone is None:
+            self._gone = asyncio.get_running_loop().create_future()
+        # A session given up on (_abandon) leaves writes stalled behind a
+        # client that reads nothing: the caller is told at once.
+        await asyncio.wait({writing, self._gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not writing.done():
+            raise _ClientDisconnected("httpbridge: the WebSocket client does not answer")
+        writing.result()
+
+    def _queue(self, messages: List[Any]) -> "asyncio.Future[None]":
+        """Queues messages after those queued before them; the future of
+        their write, whose failure is marked seen."""
         writing = asyncio.ensure_future(self._write_after(self._writing, messages))
         writing.add_done_callback(_retrieve)
         self._writing = writing
-        await asyncio.shield(writing)
+        return writing
 
     async def _write_after(self, previous: "Optional[asyncio.Future[None]]", messages: List[Any]) -> None:
         if previous is not None and not previous.done():
@@ -1264,8 +1338,9 @@ class _WebSocketSession:
 
     async def _close(self, code: int, reason: str, wait: bool) -> None:
         """Sends a close frame and body_complete. With wait, the stream
-        ends once the client's close frame or its end arrived, or after
-        _WS_CLOSE_WAIT seconds; without, at once."""
+        ends once the client's close frame or its end arrived, or
+        _WS_CLOSE_WAIT seconds after they were written; without, once they
+        were written. Writes that take longer than that are given up on."""
         from wsproto.connection import ConnectionState
         from wsproto.events import CloseConnection
 
@@ -1276,17 +1351,33 @@ class _WebSocketSession:
         # A message that waits for the app is dropped: it closed.
         self._inbox = None
         self._inbox_taken.set()
-        self._parts, self._size = [], 0
-        if wait:
-            self._close_timer = asyncio.get_running_loop().call_later(_WS_CLOSE_WAIT, self._settle)
+        self._buffer, self._size = bytearray(), 0
+        if self._broken:
+            raise _ClientDisconnected("httpbridge: the host cancelled the stream")
+        # Once the stream ended, no frame can follow body_complete.
+        frame = self._ws.send(CloseConnection(code=code, reason=reason)) if self._ws.state is ConnectionState.OPEN else b""
+        writing = self._queue(self._messages(frame, True))
         try:
-            if self._ws.state is ConnectionState.OPEN:
-                await self._send_event(CloseConnection(code=code, reason=reason), complete=True)
-            else:  # the stream ended meanwhile: no frame can follow
-                await self._put(self._messages(b"", True))
+            await asyncio.wait({writing}, timeout=_WS_CLOSE_WAIT)
+        finally:
+            if wait and not self.settled.is_set():
+                self._close_timer = asyncio.get_running_loop().call_later(_WS_CLOSE_WAIT, self._settle)
+        if not writing.done():
+            self._give_up()  # the client reads nothing
+            return
+        try:
+            writing.result()
         finally:
             if not wait:
                 self._settle()
+
+    def _give_up(self) -> None:
+        """Ends a session whose writes stall: sends blocked behind them
+        raise, and the stream ends without body_complete reaching the
+        host, an abort (the client sees 1006, as from a dead peer)."""
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(None)
+        self._settle()
 
     def _settle(self) -> None:
         """Ends the session: the RPC may end, and the app's calls learn it."""
@@ -1324,7 +1415,9 @@ class _WebSocketSession:
 
     async def going_away(self, code: int) -> None:
         """Closes an open session as the server stops (1012 by default,
-        as uvicorn's shutdown does)."""
+        as uvicorn's shutdown does); one not yet accepted closes so as it
+        is accepted."""
+        self.going_away_code = code
         try:
             await self._close(code, "", wait=True)
         except _ClientDisconnected:
@@ -1366,8 +1459,7 @@ class _WebSocketSession:
                 else:
                     chunk, complete = self._wire.request_body(msg)
                 if chunk and self._ws.state is not ConnectionState.CLOSED:
-                    self._ws.receive_data(chunk)
-                    await self._take_events()
+                    await self._feed(chunk)
                 if complete and not self.settled.is_set():
                     self._ws.receive_data(None)
                     await self._take_events()
@@ -1381,13 +1473,33 @@ class _WebSocketSession:
                 self._log.debug("httpbridge: WebSocket stream ended (path %s): %r", self.path, err)
             self._lost()
 
+    async def _feed(self, chunk: bytes) -> None:
+        """Gives a chunk to wsproto and handles its events; with
+        permessage-deflate, in slices, and none after a message too big
+        (what follows is the rest of it, inflated for nothing)."""
+        if not self._options.per_message_deflate:
+            self._ws.receive_data(chunk)
+            await self._take_events()
+            return
+        view = memoryview(chunk)
+        for at in range(0, len(chunk), _WS_DEFLATE_SLICE):
+            if self._too_big or self.settled.is_set():
+                return
+            self._ws.receive_data(bytes(view[at : at + _WS_DEFLATE_SLICE]))
+            await self._take_events()
+
     async def _take_events(self) -> None:
         from wsproto.connection import ConnectionState
         from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
-        for event in self._ws.events():
+        for count, event in enumerate(self._ws.events(), 1):
             if self.settled.is_set():
                 return
+            if count % _WS_EVENTS_PER_TURN == 0:
+                # Tiny frames cost wsproto time: let the other sessions run.
+                await asyncio.sleep(0)
+                if self.settled.is_set():
+                    return
             if isinstance(event, (TextMessage, BytesMessage)):
                 await self._piece(event)
             elif isinstance(event, Ping):
@@ -1399,32 +1511,42 @@ class _WebSocketSession:
             elif isinstance(event, CloseConnection):
                 await self._closed_by_client(event)
 
-    async def _piece(self, event: Any) -> None:
-        """Joins a message's pieces; a complete one goes to the app."""
+    async def _piece(self, event: Union[TextMessage, BytesMessage]) -> None:
+        """Adds a piece of a message to the one buffer; a complete message
+        goes to the app. Payload bytes and _WS_FRAGMENT_COST per fragment
+        but the last count toward ws_max_size."""
         from wsproto.events import TextMessage
 
         if self.state is not _WebSocket.OPEN:
             return  # after the app's close: dropped
-        data = event.data
-        self._size += len(data) if not isinstance(data, str) or data.isascii() else len(data.encode("utf-8"))
+        # wsproto checked the text, across fragments too (1007): it is
+        # held as UTF-8 and decoded whole again.
+        text = isinstance(event, TextMessage)
+        data = event.data.encode("utf-8") if isinstance(event, TextMessage) else event.data
+        self._size += len(data)
+        if event.frame_finished and not event.message_finished:
+            self._size += _WS_FRAGMENT_COST
         if self._size > self._options.max_size:
+            self._buffer = bytearray()
+            self._too_big = True
             await self._close(1009, f"message over {self._options.max_size} bytes", wait=True)
             return
-        self._parts.append(data)
-        if not event.message_finished:
-            return
-        parts, self._parts, self._size = self._parts, [], 0
-        if isinstance(event, TextMessage):
-            message: ASGIMessage = {"type": "websocket.receive", "text": "".join(parts)}
+        if event.message_finished and not self._buffer:  # one piece: as it came
+            message: ASGIMessage = {"type": "websocket.receive", "text": event.data} if text else {"type": "websocket.receive", "bytes": data}
         else:
-            message = {"type": "websocket.receive", "bytes": b"".join(parts)}
+            self._buffer += data
+            if not event.message_finished:
+                return
+            whole, self._buffer = bytes(self._buffer), bytearray()
+            message = {"type": "websocket.receive", "text": whole.decode("utf-8")} if text else {"type": "websocket.receive", "bytes": whole}
+        self._size = 0
         # Backpressure: nothing more is read until the app took it.
         self._inbox_taken.clear()
         self._inbox = message
         self._inbox_ready.set()
         await self._inbox_taken.wait()
 
-    async def _closed_by_client(self, event: Any) -> None:
+    async def _closed_by_client(self, event: CloseConnection) -> None:
         """The client's close frame, the stream's end (1006), or what
         wsproto could not parse (1002, 1007: it stays OPEN then)."""
         from wsproto.connection import ConnectionState
@@ -1472,17 +1594,42 @@ class _WebSocketSession:
                 self._pings += 1
                 pong = self._pong = asyncio.Event()
                 self._ping_payload = self._pings.to_bytes(4, "big")
-                await self._send_event(Ping(payload=self._ping_payload))
+                # The deadline starts as the ping is queued: writes that
+                # stall behind a client that reads nothing count too.
+                writing = self._queue(self._messages(self._ws.send(Ping(payload=self._ping_payload)), False))
                 if timeout is None:
+                    await asyncio.shield(writing)
                     continue
                 try:
                     await asyncio.wait_for(pong.wait(), timeout)
                 except asyncio.TimeoutError:
                     self._log.info("httpbridge: WebSocket keepalive ping timed out (path %s)", self.path)
-                    await self._close(1011, "keepalive ping timeout", wait=False)
+                    await self._abandon(1011, "keepalive ping timeout", writing.done(), timeout)
                     return
         except _ClientDisconnected:
             pass
+
+    async def _abandon(self, code: int, reason: str, flowing: bool, grace: float) -> None:
+        """Ends a session whose client does not answer. Its close frame
+        and body_complete are queued; if writes were flowing, the stream
+        ends once they are written or after grace seconds, else at once:
+        then the host sees the stream end without body_complete, an abort
+        (the client sees 1006, as from a dead peer)."""
+        from wsproto.connection import ConnectionState
+        from wsproto.events import CloseConnection
+
+        if self.state is not _WebSocket.OPEN:
+            return
+        self.state = _WebSocket.CLOSING
+        self._set_disconnect(code, reason)
+        self._inbox = None
+        self._inbox_taken.set()
+        self._buffer, self._size = bytearray(), 0
+        if self._ws.state is ConnectionState.OPEN and not self._broken:
+            writing = self._queue(self._messages(self._ws.send(CloseConnection(code=code, reason=reason)), True))
+            if flowing:
+                await asyncio.wait({writing}, timeout=grace)
+        self._give_up()
 
 
 class _ASGIBridge:
@@ -1513,6 +1660,8 @@ class _ASGIBridge:
             raise ValueError(f"ws_max_size={ws_max_size!r}: want a positive number of bytes")
         if ws_ping_interval is not None and ws_ping_interval <= 0:
             raise ValueError(f"ws_ping_interval={ws_ping_interval!r}: want positive seconds, or None")
+        if ws_ping_timeout is not None and ws_ping_timeout <= 0:
+            raise ValueError(f"ws_ping_timeout={ws_ping_timeout!r}: want positive seconds, or None")
         self.app = app
         self.chunk_size = _chunk_size(chunk_size, self._default_chunk_size, self._max_chunk_size)
         self.max_send_message_length = max_send_message_length
@@ -1528,6 +1677,8 @@ class _ASGIBridge:
         self.websocket = _WebSocketOptions(ws_max_size, ws_ping_interval, ws_ping_timeout, ws_per_message_deflate)
         self._sessions: Set[_WebSocketSession] = set()  # open WebSocket sessions
         self._warned_upgrade = False
+        self._warned_wsproto = False
+        self._going_away: Optional[int] = None  # close_websockets' code, once called
 
     def _cancel(self, task: "asyncio.Future[None]") -> None:
         self._cancelled.add(task)
@@ -1541,12 +1692,12 @@ class _ASGIBridge:
         bridge.handle`` in a servicer class serves the app. It reads the
         stream with context.read(), never with request_iterator.
         """
-        offered = _upgrade_offered(context, self._upgrade_key)
-        request = await _open(self._wire, context, self.chunk_size, self.max_send_message_length, self.log, offered is not None)
+        request = await _open(self._wire, context, self.chunk_size, self.max_send_message_length, self.log, self._upgrade_key)
         if request is None:
             return
-        if _asks_websocket(request.head):
-            if offered == "websocket" and request.upgradable:
+        if request.bodiless and _asks_websocket(request.head):
+            offered = request.offered if request.upgradable else _upgrade_offered(context, self._upgrade_key)
+            if offered == "websocket" and request.upgradable and self._wsproto_present():
                 await self._serve_websocket(request, context)
                 return
             if offered is None and not self._warned_upgrade:
@@ -1578,6 +1729,22 @@ class _ASGIBridge:
         if not task.done():
             self._outlive(task)
 
+    def _wsproto_present(self) -> bool:
+        """Whether wsproto, which frames the sessions, can be imported;
+        without it a handshake gets the http scope, as where the host
+        cannot switch protocols, and the log says why, once."""
+        try:
+            import wsproto  # noqa: F401  (only apps that serve WebSockets need it)
+        except ImportError:
+            if not self._warned_wsproto:
+                self._warned_wsproto = True
+                self.log.error(
+                    "httpbridge: wsproto is not installed (pip install wsproto, or the python3-wsproto package); "
+                    "serving WebSocket handshakes as HTTP requests"
+                )
+            return False
+        return True
+
     def _outlive(self, task: "asyncio.Future[None]") -> None:
         """Keeps an app that outlives its stream for shutdown() to wait for."""
         self._finishing.add(task)
@@ -1593,6 +1760,7 @@ class _ASGIBridge:
     async def _serve_websocket(self, request: _Request, context: _Stream) -> None:
         """Serves a WebSocket session on the stream until it ends."""
         session = _WebSocketSession(self._wire, context, request.exchange, self.websocket, self.chunk_size, self.log)
+        session.going_away_code = self._going_away
         refusal = session.handshake(request.head)
         if refusal is not None:
             await context.write(self._wire.response(refusal, b"", False, True))
@@ -1625,7 +1793,9 @@ class _ASGIBridge:
     async def close_websockets(self, code: int = 1012) -> None:
         """Closes the open WebSocket sessions with code (1012, service
         restart, as uvicorn's shutdown does), so that they end cleanly
-        while the server stops; serve_* calls it as it stops."""
+        while the server stops; serve_* calls it as it stops. Sessions
+        that the app accepts later are closed so at once."""
+        self._going_away = code
         await asyncio.gather(*(session.going_away(code) for session in list(self._sessions)))
 
     async def _run(self, scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend, path: str) -> bool:
@@ -2117,8 +2287,7 @@ class _WSGIBridge(_WSGIFacade):
         app whose stream was cancelled before a worker was free is never
         called.
         """
-        offered = _upgrade_offered(context, self._upgrade_key) is not None
-        request = await _open(self._wire, context, self.chunk_size, self.max_send_message_length, self.log, offered)
+        request = await _open(self._wire, context, self.chunk_size, self.max_send_message_length, self.log, self._upgrade_key)
         if request is None:
             return
         loop = asyncio.get_running_loop()
@@ -2411,7 +2580,7 @@ class _ThreadedWSGIBridge(_WSGIFacade):
             yield opening.answer
             return
         chunk, complete = self._wire.request_body(first)
-        if _upgrade_offered(context, self._upgrade_key) is not None and not chunk and head.content_length == 0:
+        if not chunk and not complete and head.content_length == 0 and _upgrade_offered(context, self._upgrade_key) is not None:
             complete = True  # no body: the host sends none before the response
         exchange = _ThreadedExchange(
             self._wire, request_iterator, context, head, target.path, chunk, complete,
@@ -2537,15 +2706,16 @@ class RelayASGI(_ASGIBridge):
             the "httpbridge" logger. Records name the path, never the
             query, which may hold tokens.
         ws_max_size: the largest WebSocket message, in bytes, once its
-            fragments are joined; a larger one closes the session with
-            1009. 16 MiB, as uvicorn.
+            fragments are joined, each fragment but the last counting 64
+            bytes more; a larger one closes the session with 1009. 16
+            MiB, as uvicorn.
         ws_ping_interval: seconds between the keepalive pings of a
             WebSocket session; None sends none.
         ws_ping_timeout: seconds a ping's pong may take before the session
             closes with 1011; None waits for ever.
         ws_per_message_deflate: accepts a client's permessage-deflate
-            offer. Off by default, unlike uvicorn: wsproto inflates each
-            chunk without bound before ws_max_size can apply.
+            offer. Off by default, unlike uvicorn: though wsproto is fed
+            1 KiB at a time, inflating costs up to 1000 times the bytes.
 
     WebSockets: on a stream where the host offers the upgrade (metadata
     RELAY_UPGRADE_KEY: websocket), a WebSocket handshake gets a
