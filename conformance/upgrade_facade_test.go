@@ -424,10 +424,13 @@ func TestFacadeU20HijackAPI(t *testing.T) {
 				_, err := w.Write([]byte("frame"))
 				seen <- err
 			})
-			stream, _ := bridgetest.OpenStream(t, p.Client)
+			open := bridgetest.OpenStream
 			if offer != "" {
-				stream, _ = bridgetest.OpenStreamOffering(t, p.Client, offer)
+				open = func(t testing.TB, client pluginapiv1.PluginHooksClient) (bridgetest.ClientStream, context.CancelFunc) {
+					return bridgetest.OpenStreamOffering(t, client, offer)
+				}
 			}
+			stream, _ := open(t, p.Client)
 			if err := stream.Send(&bridgetest.RequestMsg{Init: facadeUpInit("websocket")}); err != nil {
 				t.Fatal(err)
 			}
