@@ -941,14 +941,15 @@ all it is given at once, about 1000 times the size for zeros, so the size
 check must come after each small slice."""
 
 
-def _tokens(head: _RequestHead, name: str) -> List[str]:
-    """The comma-separated tokens of a request header, lower-cased."""
+def _tokens(head: _RequestHead, name: str, fold: bool = True) -> List[str]:
+    """The comma-separated tokens of a request header, in order, lower-cased
+    unless fold is False."""
     tokens: List[str] = []
     for key, values in head.headers:
         if key.lower() == name:
             for value in values:
-                tokens.extend(token.strip(" \t").lower() for token in value.split(","))
-    return [token for token in tokens if token]
+                tokens.extend(token.strip(" \t") for token in value.split(","))
+    return [token.lower() if fold else token for token in tokens if token]
 
 
 def _asks_websocket(head: _RequestHead) -> bool:
@@ -969,17 +970,6 @@ def _upgrade_offered(context: Any, key: str) -> Optional[str]:
             value = pair[1]
             return (value.decode("latin-1") if isinstance(value, bytes) else str(value)).strip().lower()
     return None
-
-
-def _subprotocols(head: _RequestHead) -> List[str]:
-    """The scope's subprotocols: Sec-WebSocket-Protocol's tokens, in order
-    and as spelled (they are case-sensitive)."""
-    names: List[str] = []
-    for key, values in head.headers:
-        if key.lower() == "sec-websocket-protocol":
-            for value in values:
-                names.extend(name.strip(" \t") for name in value.split(","))
-    return [name for name in names if name]
 
 
 def _switching_head(data: bytes) -> _ResponseHead:
@@ -1807,7 +1797,8 @@ class _ASGIBridge:
         scope["type"] = "websocket"
         scope["http_version"] = "1.1"
         scope["scheme"] = "wss" if scope["scheme"] in ("https", "wss") else "ws"
-        scope["subprotocols"] = _subprotocols(request.head)
+        # As spelled: subprotocol names are case-sensitive.
+        scope["subprotocols"] = _tokens(request.head, "sec-websocket-protocol", fold=False)
         scope["extensions"] = {"websocket.http.response": {}, "httpbridge": scope["extensions"]["httpbridge"]}
         return scope
 

@@ -828,34 +828,45 @@ func serveHTTPDecodeResponseHeader(headers []*HTTPHeader, dst http.Header) {
 	var named []string // keys the plugin's Connection header names
 	for _, header := range headers {
 		if http.CanonicalHeaderKey(header.GetKey()) == "Connection" {
-			for _, value := range header.GetValues() {
-				for _, token := range strings.Split(value, ",") {
-					if token = strings.TrimSpace(token); token != "" {
-						named = append(named, http.CanonicalHeaderKey(token))
-					}
-				}
-			}
+			named = serveHTTPConnectionNames(named, header.GetValues())
 		}
-	}
-	dropped := func(key string) bool {
-		switch key {
-		case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
-			return true
-		}
-		prefix := len(http.TrailerPrefix)
-		return len(key) >= prefix && strings.EqualFold(key[:prefix], http.TrailerPrefix) || slices.Contains(named, key)
 	}
 	for _, header := range headers {
-		if key := http.CanonicalHeaderKey(header.GetKey()); !dropped(key) {
+		if key := http.CanonicalHeaderKey(header.GetKey()); !serveHTTPHopByHop(key, named) {
 			dst.Del(key)
 		}
 	}
 	for _, header := range headers {
 		key := http.CanonicalHeaderKey(header.GetKey())
-		if !dropped(key) {
+		if !serveHTTPHopByHop(key, named) {
 			dst[key] = append(dst[key], header.GetValues()...)
 		}
 	}
+}
+
+// serveHTTPConnectionNames appends to named the keys, canonical, that
+// the Connection header values name.
+func serveHTTPConnectionNames(named, values []string) []string {
+	for _, value := range values {
+		for _, token := range strings.Split(value, ",") {
+			if token = strings.TrimSpace(token); token != "" {
+				named = append(named, http.CanonicalHeaderKey(token))
+			}
+		}
+	}
+	return named
+}
+
+// serveHTTPHopByHop reports whether a response header key, canonical,
+// belongs to the connection rather than the response: the hop-by-hop keys,
+// trailers, and named, the keys the response's Connection names.
+func serveHTTPHopByHop(key string, named []string) bool {
+	switch key {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	prefix := len(http.TrailerPrefix)
+	return len(key) >= prefix && strings.EqualFold(key[:prefix], http.TrailerPrefix) || slices.Contains(named, key)
 }
 
 // serveHTTPEncodeRequestHeader converts h to HTTPHeader entries, one per key,
@@ -1134,23 +1145,15 @@ func (h *ServeHTTPHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, i
 		s.closeInput() // CloseUpgraded came during the hijack
 	}
 	// The host's middleware headers stay, as in httputil.ReverseProxy;
-	// framing and hop-by-hop headers never reach a 101.
+	// framing and hop-by-hop headers never reach a 101, apart from the
+	// Connection and Upgrade that make it one.
 	head := w.Header().Clone()
 	for key, values := range header {
 		head[key] = append(head[key], values...)
 	}
-	for _, key := range []string{"Content-Length", "Transfer-Encoding", "Keep-Alive", "Proxy-Connection", "Te", "Trailer"} {
-		delete(head, key)
-	}
-	for _, value := range header["Connection"] {
-		for _, token := range strings.Split(value, ",") {
-			if key := http.CanonicalHeaderKey(strings.TrimSpace(token)); key != "Upgrade" {
-				delete(head, key)
-			}
-		}
-	}
+	named := serveHTTPConnectionNames(nil, header["Connection"])
 	for key := range head {
-		if strings.HasPrefix(key, http.TrailerPrefix) {
+		if key == "Content-Length" || serveHTTPHopByHop(key, named) {
 			delete(head, key)
 		}
 	}

@@ -821,34 +821,45 @@ func handleDecodeResponseHeader(headers []*Header, dst http.Header) {
 	var named []string // keys the plugin's Connection header names
 	for _, header := range headers {
 		if http.CanonicalHeaderKey(header.GetKey()) == "Connection" {
-			for _, value := range header.GetValues() {
-				for _, token := range strings.Split(value, ",") {
-					if token = strings.TrimSpace(token); token != "" {
-						named = append(named, http.CanonicalHeaderKey(token))
-					}
-				}
-			}
+			named = handleConnectionNames(named, header.GetValues())
 		}
-	}
-	dropped := func(key string) bool {
-		switch key {
-		case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
-			return true
-		}
-		prefix := len(http.TrailerPrefix)
-		return len(key) >= prefix && strings.EqualFold(key[:prefix], http.TrailerPrefix) || slices.Contains(named, key)
 	}
 	for _, header := range headers {
-		if key := http.CanonicalHeaderKey(header.GetKey()); !dropped(key) {
+		if key := http.CanonicalHeaderKey(header.GetKey()); !handleHopByHop(key, named) {
 			dst.Del(key)
 		}
 	}
 	for _, header := range headers {
 		key := http.CanonicalHeaderKey(header.GetKey())
-		if !dropped(key) {
+		if !handleHopByHop(key, named) {
 			dst[key] = append(dst[key], header.GetValues()...)
 		}
 	}
+}
+
+// handleConnectionNames appends to named the keys, canonical, that
+// the Connection header values name.
+func handleConnectionNames(named, values []string) []string {
+	for _, value := range values {
+		for _, token := range strings.Split(value, ",") {
+			if token = strings.TrimSpace(token); token != "" {
+				named = append(named, http.CanonicalHeaderKey(token))
+			}
+		}
+	}
+	return named
+}
+
+// handleHopByHop reports whether a response header key, canonical,
+// belongs to the connection rather than the response: the hop-by-hop keys,
+// trailers, and named, the keys the response's Connection names.
+func handleHopByHop(key string, named []string) bool {
+	switch key {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	prefix := len(http.TrailerPrefix)
+	return len(key) >= prefix && strings.EqualFold(key[:prefix], http.TrailerPrefix) || slices.Contains(named, key)
 }
 
 // handleEncodeRequestHeader converts h to Header entries, one per key,
@@ -1127,23 +1138,15 @@ func (h *HandleHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init
 		s.closeInput() // CloseUpgraded came during the hijack
 	}
 	// The host's middleware headers stay, as in httputil.ReverseProxy;
-	// framing and hop-by-hop headers never reach a 101.
+	// framing and hop-by-hop headers never reach a 101, apart from the
+	// Connection and Upgrade that make it one.
 	head := w.Header().Clone()
 	for key, values := range header {
 		head[key] = append(head[key], values...)
 	}
-	for _, key := range []string{"Content-Length", "Transfer-Encoding", "Keep-Alive", "Proxy-Connection", "Te", "Trailer"} {
-		delete(head, key)
-	}
-	for _, value := range header["Connection"] {
-		for _, token := range strings.Split(value, ",") {
-			if key := http.CanonicalHeaderKey(strings.TrimSpace(token)); key != "Upgrade" {
-				delete(head, key)
-			}
-		}
-	}
+	named := handleConnectionNames(nil, header["Connection"])
 	for key := range head {
-		if strings.HasPrefix(key, http.TrailerPrefix) {
+		if key == "Content-Length" || handleHopByHop(key, named) {
 			delete(head, key)
 		}
 	}
@@ -3861,34 +3864,45 @@ func outerFetchDecodeResponseHeader(headers []*Header, dst http.Header) {
 	var named []string // keys the plugin's Connection header names
 	for _, header := range headers {
 		if http.CanonicalHeaderKey(header.GetKey()) == "Connection" {
-			for _, value := range header.GetValues() {
-				for _, token := range strings.Split(value, ",") {
-					if token = strings.TrimSpace(token); token != "" {
-						named = append(named, http.CanonicalHeaderKey(token))
-					}
-				}
-			}
+			named = outerFetchConnectionNames(named, header.GetValues())
 		}
-	}
-	dropped := func(key string) bool {
-		switch key {
-		case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
-			return true
-		}
-		prefix := len(http.TrailerPrefix)
-		return len(key) >= prefix && strings.EqualFold(key[:prefix], http.TrailerPrefix) || slices.Contains(named, key)
 	}
 	for _, header := range headers {
-		if key := http.CanonicalHeaderKey(header.GetKey()); !dropped(key) {
+		if key := http.CanonicalHeaderKey(header.GetKey()); !outerFetchHopByHop(key, named) {
 			dst.Del(key)
 		}
 	}
 	for _, header := range headers {
 		key := http.CanonicalHeaderKey(header.GetKey())
-		if !dropped(key) {
+		if !outerFetchHopByHop(key, named) {
 			dst[key] = append(dst[key], header.GetValues()...)
 		}
 	}
+}
+
+// outerFetchConnectionNames appends to named the keys, canonical, that
+// the Connection header values name.
+func outerFetchConnectionNames(named, values []string) []string {
+	for _, value := range values {
+		for _, token := range strings.Split(value, ",") {
+			if token = strings.TrimSpace(token); token != "" {
+				named = append(named, http.CanonicalHeaderKey(token))
+			}
+		}
+	}
+	return named
+}
+
+// outerFetchHopByHop reports whether a response header key, canonical,
+// belongs to the connection rather than the response: the hop-by-hop keys,
+// trailers, and named, the keys the response's Connection names.
+func outerFetchHopByHop(key string, named []string) bool {
+	switch key {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	prefix := len(http.TrailerPrefix)
+	return len(key) >= prefix && strings.EqualFold(key[:prefix], http.TrailerPrefix) || slices.Contains(named, key)
 }
 
 // outerFetchEncodeRequestHeader converts h to Header entries, one per key,
@@ -4167,23 +4181,15 @@ func (h *OuterFetchHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, 
 		s.closeInput() // CloseUpgraded came during the hijack
 	}
 	// The host's middleware headers stay, as in httputil.ReverseProxy;
-	// framing and hop-by-hop headers never reach a 101.
+	// framing and hop-by-hop headers never reach a 101, apart from the
+	// Connection and Upgrade that make it one.
 	head := w.Header().Clone()
 	for key, values := range header {
 		head[key] = append(head[key], values...)
 	}
-	for _, key := range []string{"Content-Length", "Transfer-Encoding", "Keep-Alive", "Proxy-Connection", "Te", "Trailer"} {
-		delete(head, key)
-	}
-	for _, value := range header["Connection"] {
-		for _, token := range strings.Split(value, ",") {
-			if key := http.CanonicalHeaderKey(strings.TrimSpace(token)); key != "Upgrade" {
-				delete(head, key)
-			}
-		}
-	}
+	named := outerFetchConnectionNames(nil, header["Connection"])
 	for key := range head {
-		if strings.HasPrefix(key, http.TrailerPrefix) {
+		if key == "Content-Length" || outerFetchHopByHop(key, named) {
 			delete(head, key)
 		}
 	}
@@ -6901,34 +6907,45 @@ func passDecodeResponseHeader(headers []*Header, dst http.Header) {
 	var named []string // keys the plugin's Connection header names
 	for _, header := range headers {
 		if http.CanonicalHeaderKey(header.GetKey()) == "Connection" {
-			for _, value := range header.GetValues() {
-				for _, token := range strings.Split(value, ",") {
-					if token = strings.TrimSpace(token); token != "" {
-						named = append(named, http.CanonicalHeaderKey(token))
-					}
-				}
-			}
+			named = passConnectionNames(named, header.GetValues())
 		}
-	}
-	dropped := func(key string) bool {
-		switch key {
-		case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
-			return true
-		}
-		prefix := len(http.TrailerPrefix)
-		return len(key) >= prefix && strings.EqualFold(key[:prefix], http.TrailerPrefix) || slices.Contains(named, key)
 	}
 	for _, header := range headers {
-		if key := http.CanonicalHeaderKey(header.GetKey()); !dropped(key) {
+		if key := http.CanonicalHeaderKey(header.GetKey()); !passHopByHop(key, named) {
 			dst.Del(key)
 		}
 	}
 	for _, header := range headers {
 		key := http.CanonicalHeaderKey(header.GetKey())
-		if !dropped(key) {
+		if !passHopByHop(key, named) {
 			dst[key] = append(dst[key], header.GetValues()...)
 		}
 	}
+}
+
+// passConnectionNames appends to named the keys, canonical, that
+// the Connection header values name.
+func passConnectionNames(named, values []string) []string {
+	for _, value := range values {
+		for _, token := range strings.Split(value, ",") {
+			if token = strings.TrimSpace(token); token != "" {
+				named = append(named, http.CanonicalHeaderKey(token))
+			}
+		}
+	}
+	return named
+}
+
+// passHopByHop reports whether a response header key, canonical,
+// belongs to the connection rather than the response: the hop-by-hop keys,
+// trailers, and named, the keys the response's Connection names.
+func passHopByHop(key string, named []string) bool {
+	switch key {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	prefix := len(http.TrailerPrefix)
+	return len(key) >= prefix && strings.EqualFold(key[:prefix], http.TrailerPrefix) || slices.Contains(named, key)
 }
 
 // passEncodeRequestHeader converts h to Header entries, one per key,
@@ -7207,23 +7224,15 @@ func (h *PassHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init *
 		s.closeInput() // CloseUpgraded came during the hijack
 	}
 	// The host's middleware headers stay, as in httputil.ReverseProxy;
-	// framing and hop-by-hop headers never reach a 101.
+	// framing and hop-by-hop headers never reach a 101, apart from the
+	// Connection and Upgrade that make it one.
 	head := w.Header().Clone()
 	for key, values := range header {
 		head[key] = append(head[key], values...)
 	}
-	for _, key := range []string{"Content-Length", "Transfer-Encoding", "Keep-Alive", "Proxy-Connection", "Te", "Trailer"} {
-		delete(head, key)
-	}
-	for _, value := range header["Connection"] {
-		for _, token := range strings.Split(value, ",") {
-			if key := http.CanonicalHeaderKey(strings.TrimSpace(token)); key != "Upgrade" {
-				delete(head, key)
-			}
-		}
-	}
+	named := passConnectionNames(nil, header["Connection"])
 	for key := range head {
-		if strings.HasPrefix(key, http.TrailerPrefix) {
+		if key == "Content-Length" || passHopByHop(key, named) {
 			delete(head, key)
 		}
 	}
