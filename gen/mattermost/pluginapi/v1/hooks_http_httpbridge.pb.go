@@ -1099,10 +1099,10 @@ func (h *ServeHTTPHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, i
 	first := msg.GetInit()
 	if first == nil || first.GetStatusCode() != http.StatusSwitchingProtocols {
 		// Refused: the request really had no body. From here on it is an
-		// ordinary exchange, whose answer closes the connection.
+		// ordinary exchange, whose answer closes the connection (Forward
+		// has said so).
 		_ = stream.Send(serveHTTPRequestMessage(nil, nil, true))
 		_ = stream.CloseSend()
-		w.Header().Set("Connection", "close")
 		var bodyDone atomic.Bool
 		bodyDone.Store(true)
 		return h.respond(w, r, http.NewResponseController(w), stream, cancel, &bodyDone, msg)
@@ -1367,18 +1367,17 @@ func (s *serveHTTPSession) abort(cause string) {
 // reads fill it, so that an idle session holds little memory.
 func (s *serveHTTPSession) pumpToPlugin(pending []byte) {
 	defer close(s.pumped)
-	send := func(b []byte) bool {
+	send := func(b []byte) {
 		for len(b) > 0 && !s.ending.Load() {
 			n := min(len(b), s.chunkSize)
 			if s.stream.Send(serveHTTPRequestMessage(nil, b[:n], false)) != nil {
 				// The stream has ended: what the client sends now is drained.
 				s.ending.Store(true)
-				return false
+				return
 			}
 			s.toPlugin.Add(int64(n))
 			b = b[n:]
 		}
-		return true
 	}
 	send(pending)
 	const small = 4 << 10

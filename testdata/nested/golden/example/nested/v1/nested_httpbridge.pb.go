@@ -1088,10 +1088,10 @@ func (h *HandleHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init
 	first := msg.GetInit()
 	if first == nil || first.GetStatusCode() != http.StatusSwitchingProtocols {
 		// Refused: the request really had no body. From here on it is an
-		// ordinary exchange, whose answer closes the connection.
+		// ordinary exchange, whose answer closes the connection (Forward
+		// has said so).
 		_ = stream.Send(handleRequestMessage(nil, nil, true))
 		_ = stream.CloseSend()
-		w.Header().Set("Connection", "close")
 		var bodyDone atomic.Bool
 		bodyDone.Store(true)
 		return h.respond(w, r, http.NewResponseController(w), stream, cancel, &bodyDone, msg)
@@ -1356,18 +1356,17 @@ func (s *handleSession) abort(cause string) {
 // reads fill it, so that an idle session holds little memory.
 func (s *handleSession) pumpToPlugin(pending []byte) {
 	defer close(s.pumped)
-	send := func(b []byte) bool {
+	send := func(b []byte) {
 		for len(b) > 0 && !s.ending.Load() {
 			n := min(len(b), s.chunkSize)
 			if s.stream.Send(handleRequestMessage(nil, b[:n], false)) != nil {
 				// The stream has ended: what the client sends now is drained.
 				s.ending.Store(true)
-				return false
+				return
 			}
 			s.toPlugin.Add(int64(n))
 			b = b[n:]
 		}
-		return true
 	}
 	send(pending)
 	const small = 4 << 10
@@ -4131,10 +4130,10 @@ func (h *OuterFetchHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, 
 	first := msg.GetInit()
 	if first == nil || first.GetStatusCode() != http.StatusSwitchingProtocols {
 		// Refused: the request really had no body. From here on it is an
-		// ordinary exchange, whose answer closes the connection.
+		// ordinary exchange, whose answer closes the connection (Forward
+		// has said so).
 		_ = stream.Send(outerFetchRequestMessage(nil, nil, true))
 		_ = stream.CloseSend()
-		w.Header().Set("Connection", "close")
 		var bodyDone atomic.Bool
 		bodyDone.Store(true)
 		return h.respond(w, r, http.NewResponseController(w), stream, cancel, &bodyDone, msg)
@@ -4399,18 +4398,17 @@ func (s *outerFetchSession) abort(cause string) {
 // reads fill it, so that an idle session holds little memory.
 func (s *outerFetchSession) pumpToPlugin(pending []byte) {
 	defer close(s.pumped)
-	send := func(b []byte) bool {
+	send := func(b []byte) {
 		for len(b) > 0 && !s.ending.Load() {
 			n := min(len(b), s.chunkSize)
 			if s.stream.Send(outerFetchRequestMessage(nil, b[:n], false)) != nil {
 				// The stream has ended: what the client sends now is drained.
 				s.ending.Store(true)
-				return false
+				return
 			}
 			s.toPlugin.Add(int64(n))
 			b = b[n:]
 		}
-		return true
 	}
 	send(pending)
 	const small = 4 << 10
@@ -7174,10 +7172,10 @@ func (h *PassHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init *
 	first := msg.GetInit()
 	if first == nil || first.GetStatusCode() != http.StatusSwitchingProtocols {
 		// Refused: the request really had no body. From here on it is an
-		// ordinary exchange, whose answer closes the connection.
+		// ordinary exchange, whose answer closes the connection (Forward
+		// has said so).
 		_ = stream.Send(passRequestMessage(nil, nil, true))
 		_ = stream.CloseSend()
-		w.Header().Set("Connection", "close")
 		var bodyDone atomic.Bool
 		bodyDone.Store(true)
 		return h.respond(w, r, http.NewResponseController(w), stream, cancel, &bodyDone, msg)
@@ -7442,18 +7440,17 @@ func (s *passSession) abort(cause string) {
 // reads fill it, so that an idle session holds little memory.
 func (s *passSession) pumpToPlugin(pending []byte) {
 	defer close(s.pumped)
-	send := func(b []byte) bool {
+	send := func(b []byte) {
 		for len(b) > 0 && !s.ending.Load() {
 			n := min(len(b), s.chunkSize)
 			if s.stream.Send(passRequestMessage(nil, b[:n], false)) != nil {
 				// The stream has ended: what the client sends now is drained.
 				s.ending.Store(true)
-				return false
+				return
 			}
 			s.toPlugin.Add(int64(n))
 			b = b[n:]
 		}
-		return true
 	}
 	send(pending)
 	const small = 4 << 10

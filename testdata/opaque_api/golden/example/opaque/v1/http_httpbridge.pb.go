@@ -1093,10 +1093,10 @@ func (h *FetchHost) forwardUpgrade(w http.ResponseWriter, r *http.Request, init 
 	first := msg.GetInit()
 	if first == nil || first.GetStatusCode() != http.StatusSwitchingProtocols {
 		// Refused: the request really had no body. From here on it is an
-		// ordinary exchange, whose answer closes the connection.
+		// ordinary exchange, whose answer closes the connection (Forward
+		// has said so).
 		_ = stream.Send(fetchRequestMessage(nil, nil, true))
 		_ = stream.CloseSend()
-		w.Header().Set("Connection", "close")
 		var bodyDone atomic.Bool
 		bodyDone.Store(true)
 		return h.respond(w, r, http.NewResponseController(w), stream, cancel, &bodyDone, msg)
@@ -1361,18 +1361,17 @@ func (s *fetchSession) abort(cause string) {
 // reads fill it, so that an idle session holds little memory.
 func (s *fetchSession) pumpToPlugin(pending []byte) {
 	defer close(s.pumped)
-	send := func(b []byte) bool {
+	send := func(b []byte) {
 		for len(b) > 0 && !s.ending.Load() {
 			n := min(len(b), s.chunkSize)
 			if s.stream.Send(fetchRequestMessage(nil, b[:n], false)) != nil {
 				// The stream has ended: what the client sends now is drained.
 				s.ending.Store(true)
-				return false
+				return
 			}
 			s.toPlugin.Add(int64(n))
 			b = b[n:]
 		}
-		return true
 	}
 	send(pending)
 	const small = 4 << 10
